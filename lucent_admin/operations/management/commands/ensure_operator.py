@@ -1,0 +1,31 @@
+"""Create the first operator account if it does not exist."""
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Create the operator account (password from LUCENT_OPERATOR_PASSWORD, or generated and printed once)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--username", default=os.environ.get("LUCENT_OPERATOR_USER", "operator"))
+
+    def handle(self, *args: Any, username: str, **options: Any) -> None:
+        users = get_user_model()
+        if users.objects.filter(username=username).exists():
+            self.stdout.write(f"Operator account '{username}' exists.")
+            return
+        password = os.environ.get("LUCENT_OPERATOR_PASSWORD") or secrets.token_urlsafe(12)
+        users.objects.create_superuser(username=username, email="", password=password)
+        if os.environ.get("LUCENT_OPERATOR_PASSWORD"):
+            self.stdout.write(f"Created operator account '{username}' (password from LUCENT_OPERATOR_PASSWORD).")
+        else:
+            self.stdout.write(self.style.WARNING(
+                f"Created operator account '{username}' with password: {password}\n"
+                "  (shown once; set LUCENT_OPERATOR_PASSWORD to choose it, or change it in /admin/)"
+            ))

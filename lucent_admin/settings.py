@@ -1,0 +1,135 @@
+"""Django settings, read once from environment variables (see README, "Configuration")."""
+from __future__ import annotations
+
+from lucent_admin import config
+from projections.eventstore import validate_uri
+
+BASE_DIR = config.BASE_DIR
+
+# The embedded stack (`make run`, `make test`) may generate its own secret; production may not.
+LUCENT_EMBEDDED = config.env_bool("LUCENT_EMBEDDED", False)
+DEBUG = config.env_bool("DEBUG", False)
+SECRET_KEY = config.secret_key(DEBUG, LUCENT_EMBEDDED)
+ALLOWED_HOSTS = config.env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = config.env_list("CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
+
+REDIS_URL = config.redis_url(f"redis://127.0.0.1:{config.env_int('LUCENT_REDIS_PORT', 6390, 1)}/0")
+EVENTSTORE_URI = config.env_str("EVENTSTORE_URI", "esdb://127.0.0.1:2113?Tls=false")
+validate_uri(EVENTSTORE_URI)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "lucent_admin.operations",
+    "lucent_admin.console",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "lucent_admin.urls"
+ASGI_APPLICATION = "lucent_admin.asgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": config.database(config.data_dir() / "db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "console:overview"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = config.env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = config.data_dir() / "staticfiles"
+WHITENOISE_USE_FINDERS = True
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "lucent:asgi", "capacity": 1000, "expiry": 30},
+    }
+}
+
+# Celery, configured from these settings with the CELERY_ namespace (lucent_admin/celery.py).
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A full rebuild can run for hours: a message is redelivered only after this long unacknowledged.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": config.env_int("LUCENT_TASK_VISIBILITY_TIMEOUT", 6 * 3600, 60),
+    "global_keyprefix": "lucent:celery:",
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": "lucent:celery:"}
+CELERY_TIMEZONE = "UTC"
+
+# Projection engine settings (plain values handed to projections/, never `settings` itself).
+LUCENT_PROJECTIONS = {
+    name: {"on_bad_event": config.env_str(f"LUCENT_{name.upper()}_ON_BAD_EVENT", "park")}
+    for name in ("portfolio", "risk", "market", "leaderboards")
+}
+for _name, _conf in LUCENT_PROJECTIONS.items():
+    if _conf["on_bad_event"] not in {"park", "stop"}:
+        from projections.errors import ConfigurationError
+
+        raise ConfigurationError(f"LUCENT_{_name.upper()}_ON_BAD_EVENT", "must be 'park' or 'stop'")
+LUCENT_BATCH_SIZE = config.env_int("LUCENT_BATCH_SIZE", 500, 1)
+LUCENT_LIVE_FLUSH_MS = config.env_int("LUCENT_LIVE_FLUSH_MS", 5, 0)
+LUCENT_STARTUP_WAIT = config.env_int("LUCENT_STARTUP_WAIT", 5, 0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": config.env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}

@@ -1,0 +1,39 @@
+"""Start-up checks of the long-running processes: a bad setting stops start-up in one line."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import redis
+from django.conf import settings
+
+from lucent_admin.embedded import wait_for_redis
+from projections.errors import ConfigurationError
+
+T = TypeVar("T")
+
+
+def fail(error: ConfigurationError) -> NoReturn:
+    """Print the one-line configuration error and exit with status 2."""
+    print(f"lucent: configuration error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def guarded(load: Callable[[], T]) -> T:
+    """Run ``load`` (which reads settings); turn a ConfigurationError into a one-line exit."""
+    try:
+        return load()
+    except ConfigurationError as error:
+        fail(error)
+
+
+def check_redis() -> None:
+    """Stop start-up unless REDIS_URL answers within LUCENT_STARTUP_WAIT seconds."""
+    try:
+        wait_for_redis(settings.REDIS_URL, timeout=settings.LUCENT_STARTUP_WAIT)
+    except redis.RedisError as exc:
+        fail(ConfigurationError(
+            "REDIS_URL",
+            f"cannot reach {settings.REDIS_URL} ({exc}); start Redis there or point REDIS_URL at a running one",
+        ))

@@ -1,0 +1,124 @@
+"""The only module that imports esdbclient: the engine's port to EventStoreDB.
+
+Everything else in Lucent talks to the event store through these functions,
+so the embedded store and a real KurrentDB/EventStoreDB cluster are reached
+by the same code.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from esdbclient import EventStoreDBClient, NewEvent, RecordedEvent, StreamState
+from esdbclient.connection_spec import ConnectionSpec
+from esdbclient.exceptions import EventStoreDBClientException, GrpcError
+
+from projections.errors import ConfigurationError, EventStoreUnavailable
+
+__all__ = [
+    "EventStore",
+    "ProposedEvent",
+    "RecordedEvent",
+    "validate_uri",
+]
+
+ANY = StreamState.ANY
+
+
+def validate_uri(uri: str, variable: str = "EVENTSTORE_URI") -> None:
+    """Raise ConfigurationError unless ``uri`` is an esdb:// or esdb+discover:// URI."""
+    if not uri.startswith(("esdb://", "esdb+discover://", "kurrentdb://", "kdb://")):
+        raise ConfigurationError(
+            variable,
+            f"{uri!r} is not an EventStoreDB URI; use esdb://host:2113?Tls=false "
+            "or esdb+discover://cluster-host:2113",
+        )
+    try:
+        spec = ConnectionSpec(uri)
+    except (ValueError, EventStoreDBClientException) as exc:
+        raise ConfigurationError(variable, f"{uri!r} is malformed ({exc}); use esdb://host:2113?Tls=false") from exc
+    if not spec.targets or not all(":" in t and t.rsplit(":", 1)[1].isdigit() for t in spec.targets):
+        raise ConfigurationError(variable, f"{uri!r} has no host:port target; use esdb://host:2113?Tls=false")
+
+
+@dataclass(frozen=True)
+class ProposedEvent:
+    """An event to append: its type, JSON data, JSON metadata and a stable id."""
+
+    type: str
+    data: Mapping[str, Any]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # Bytes sent verbatim instead of ``data`` (fault drills append non-JSON data).
+    raw_data: bytes | None = None
+
+    def to_new_event(self) -> NewEvent:
+        return NewEvent(
+            type=self.type,
+            data=self.raw_data if self.raw_data is not None else json.dumps(self.data, separators=(",", ":")).encode(),
+            metadata=json.dumps(self.metadata, separators=(",", ":")).encode(),
+            content_type="application/json",
+            id=self.id,
+        )
+
+
+class EventStore:
+    """A connection to one event store (embedded or a cluster) through esdbclient."""
+
+    def __init__(self, uri: str, timeout: float = 10.0) -> None:
+        validate_uri(uri)
+        self.uri = uri
+        self.timeout = timeout
+        self.client = EventStoreDBClient(uri=uri)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[ProposedEvent],
+        expected_version: int | StreamState = ANY,
+    ) -> int:
+        """Append ``events`` to ``stream`` atomically; return the last commit position."""
+        try:
+            return self.client.append_to_stream(
+                stream,
+                current_version=expected_version,
+                events=[e.to_new_event() for e in events],
+                timeout=self.timeout,
+            )
+        except GrpcError as exc:
+            raise EventStoreUnavailable(f"append to {stream!r} failed: {exc}") from exc
+
+    def head_position(self, event_types: Sequence[str] = ()) -> int:
+        """Commit position of the newest event in ``$all`` (of ``event_types`` if given); 0 if none."""
+        filter_include = [f"^{t}$" for t in event_types] if event_types else ()
+        try:
+            return int(self.client.get_commit_position(filter_include=filter_include, timeout=self.timeout))
+        except GrpcError as exc:
+            raise EventStoreUnavailable(f"reading the head of $all failed: {exc}") from exc
+
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raise EventStoreUnavailable unless the store answers within ``timeout`` seconds."""
+        try:
+            self.client.get_commit_position(timeout=timeout)
+        except (GrpcError, EventStoreDBClientException) as exc:
+            raise EventStoreUnavailable(f"event store at {self.uri} did not answer: {exc}") from exc
+
+    def read_all(self, after: int | None = None, limit: int | None = None) -> Iterator[RecordedEvent]:
+        """Events of ``$all`` (system events excluded) after commit position ``after``."""
+        position = None if after is None else after + 1
+        kwargs: dict[str, Any] = {"commit_position": position}
+        if limit is not None:
+            kwargs["limit"] = limit
+        return iter(self.client.read_all(**kwargs))

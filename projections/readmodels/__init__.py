@@ -1,0 +1,1 @@
+"""One module per read model: state, evolve(), the entity an event touches, Redis codec."""
