@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
@@ -9,7 +10,8 @@ import redis
 from django.conf import settings
 
 from lucent_admin.embedded import wait_for_redis
-from projections.errors import ConfigurationError
+from projections.errors import ConfigurationError, EventStoreUnavailable
+from projections.eventstore import EventStore
 
 T = TypeVar("T")
 
@@ -37,3 +39,24 @@ def check_redis() -> None:
             "REDIS_URL",
             f"cannot reach {settings.REDIS_URL} ({exc}); start Redis there or point REDIS_URL at a running one",
         ))
+
+
+def check_eventstore() -> None:
+    """Stop start-up unless EVENTSTORE_URI answers within LUCENT_STARTUP_WAIT seconds."""
+    deadline = time.monotonic() + settings.LUCENT_STARTUP_WAIT
+    store = EventStore(settings.EVENTSTORE_URI, timeout=2.0)
+    try:
+        while True:
+            try:
+                store.ping(timeout=2.0)
+                return
+            except EventStoreUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    fail(ConfigurationError(
+                        "EVENTSTORE_URI",
+                        f"cannot reach {settings.EVENTSTORE_URI} ({exc.__cause__ or exc}); "
+                        "start the event store or point EVENTSTORE_URI at a running one",
+                    ))
+                time.sleep(0.2)
+    finally:
+        store.close()

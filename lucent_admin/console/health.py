@@ -1,6 +1,7 @@
 """Probes: /healthz (the process is up) and /readyz (its dependencies answer)."""
 from __future__ import annotations
 
+import atexit
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -24,7 +25,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @lru_cache(maxsize=4)
 def _event_store(uri: str) -> EventStore:
-    return EventStore(uri, timeout=2.0)
+    store = EventStore(uri, timeout=2.0)
+    atexit.register(store.close)  # close before interpreter teardown, not in __del__
+    return store
 
 
 def _check_redis() -> None:

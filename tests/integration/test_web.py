@@ -1,0 +1,82 @@
+"""The web foundation: probes, login, staff-only pages, Django admin."""
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(client: Client) -> Client:
+    user = get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True)
+    client.force_login(user)
+    return client
+
+
+def test_healthz_answers_without_login_or_dependencies(client: Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_reports_each_dependency_reachable(client: Client, settings, eventstore_uri: str, redis_client) -> None:
+    settings.EVENTSTORE_URI = eventstore_uri
+    response = client.get("/readyz")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["ready"] is True
+    assert {name: check["ok"] for name, check in body["checks"].items()} == {
+        "redis": True, "eventstore": True, "database": True,
+    }
+
+
+def test_readyz_is_503_and_names_the_dependency_that_is_down(client: Client, settings) -> None:
+    from lucent_admin.embedded import free_port
+
+    settings.EVENTSTORE_URI = f"esdb://127.0.0.1:{free_port()}?Tls=false"
+    response = client.get("/readyz")
+    body = response.json()
+    assert response.status_code == 503
+    assert body["checks"]["eventstore"]["ok"] is False
+    assert body["checks"]["eventstore"]["error"]
+    assert body["checks"]["redis"]["ok"] is True
+
+
+def test_anonymous_user_is_sent_to_the_login_page(client: Client) -> None:
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=/")
+
+
+def test_login_page_is_styled_and_signs_in_an_operator(client: Client) -> None:
+    get_user_model().objects.create_user("alice", password="s3cret-pass!", is_staff=True)
+    page = client.get("/login/")
+    assert page.status_code == 200
+    assert b"css/lucent.css" in page.content and b'name="password"' in page.content
+    response = client.post("/login/", {"username": "alice", "password": "s3cret-pass!"}, follow=True)
+    assert response.redirect_chain[-1][0] == "/"
+    assert b"Overview" in response.content and b"alice" in response.content
+
+
+def test_wrong_password_shows_an_error_on_the_login_page(client: Client) -> None:
+    get_user_model().objects.create_user("alice", password="s3cret-pass!", is_staff=True)
+    response = client.post("/login/", {"username": "alice", "password": "nope"})
+    assert response.status_code == 200
+    assert b'role="alert"' in response.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_non_staff_user_gets_403_on_console_pages(client: Client) -> None:
+    client.force_login(get_user_model().objects.create_user("bob", password="pw-bob-123"))
+    assert client.get("/").status_code == 403
+
+
+def test_staff_sees_navigation_and_django_admin(staff: Client) -> None:
+    page = staff.get("/")
+    assert page.status_code == 200
+    assert b'class="nav"' in page.content
+    admin = staff.get("/admin/")
+    assert admin.status_code == 200
+    assert b"Site administration" in admin.content
