@@ -1,0 +1,78 @@
+"""``python -m eventstore_lite --listen HOST:PORT --db PATH``
+
+Runs the embedded store until SIGINT/SIGTERM, then stops cleanly and exits 0.
+Bad arguments print one line naming the option and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import NoReturn
+
+from eventstore_lite.server import DEFAULT_MAX_APPEND_SIZE, EventStoreServer
+
+log = logging.getLogger("eventstore_lite")
+
+MAX_APPEND_LIMIT = 16 * 1024 * 1024
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (port 0-65535), got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _append_size(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) <= MAX_APPEND_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected bytes between 1 and {MAX_APPEND_LIMIT}, got {value!r}")
+    return int(value)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = _Parser(prog="eventstore_lite", description="EventStoreDB-compatible gRPC server on SQLite")
+    parser.add_argument("--listen", type=_listen, default=("127.0.0.1", 2113), metavar="HOST:PORT",
+                        help="address to listen on (default 127.0.0.1:2113)")
+    parser.add_argument("--db", required=True, metavar="PATH", help="SQLite database file")
+    parser.add_argument("--max-append-size", type=_append_size, default=DEFAULT_MAX_APPEND_SIZE,
+                        metavar="BYTES", help="largest append accepted (default 1 MiB, as the server)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    host, port = args.listen
+    server = EventStoreServer(args.db, host, port, max_append_size=args.max_append_size)
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        print(f"eventstore_lite: error: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log.info("eventstore_lite listening on %s:%s (db %s)", host, server.port, args.db)
+    while not stop.wait(3600):
+        pass
+    log.info("eventstore_lite stopping")
+    server.stop(grace=1.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

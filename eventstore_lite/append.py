@@ -1,0 +1,289 @@
+"""The write RPCs: ``Append``, ``BatchAppend``, ``Delete`` and ``Tombstone``.
+
+Contract (as EventStoreDB):
+- ``Append``: options first, then one proposed message per event; success carries
+  the last event's position; a wrong expected version is a *response*
+  (``wrong_expected_version`` with ``current_revision`` or ``current_no_stream``);
+  other failures are RPC errors (deleted stream, size, missing metadata).
+- ``BatchAppend``: a request stream of chunks keyed by ``correlation_id``; each
+  chunk ending in ``is_final`` gets one response; errors are ``Status`` values
+  whose ``details`` pack the typed error.
+- ``Delete``/``Tombstone``: errors are FAILED_PRECONDITION with the server's text.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import grpc
+from esdbclient.protos.Grpc import shared_pb2, status_pb2, streams_pb2  # type: ignore[attr-defined]
+from google.protobuf import any_pb2, empty_pb2
+
+from eventstore_lite.errors import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    BadRequest,
+    HandlerException,
+    MaxAppendSizeExceeded,
+    StoreError,
+    StreamDeleted,
+    WrongExpectedVersion,
+    invalid_oneof,
+    missing_metadata,
+)
+from eventstore_lite.writer import JSON, OCTET_STREAM, Proposed, Writer
+
+_EXPECTED_CASES = {"any": ANY, "no_stream": NO_STREAM, "stream_exists": STREAM_EXISTS}
+_ONEOF_TYPE = "EventStore.Client.Streams.{}+Types+Options+ExpectedStreamRevisionOneofCase"
+
+
+def stream_name(identifier: Any) -> str:
+    """Decode a ``StreamIdentifier`` (invalid UTF-8 replaced, as .NET does)."""
+    name = str(identifier.stream_name.decode("utf-8", errors="replace"))
+    if not name:
+        raise BadRequest("Stream name cannot be empty.")
+    return name
+
+
+def expected_version(options: Any, oneof: str, exact_field: str, request_type: str) -> int:
+    """The expected version of an options message as the server's int encoding."""
+    which = options.WhichOneof(oneof)
+    if which == exact_field:
+        return min(int(getattr(options, exact_field)), 2**63 - 2)
+    if which in _EXPECTED_CASES:
+        return _EXPECTED_CASES[which]
+    raise invalid_oneof(_ONEOF_TYPE.format(request_type))
+
+
+def event_id(message: Any) -> str:
+    """The canonical string of a ``UUID`` message (string or structured form)."""
+    which = message.WhichOneof("value")
+    try:
+        if which == "string":
+            return str(uuid.UUID(message.string))
+        if which == "structured":
+            raw = (message.structured.most_significant_bits & (2**64 - 1)).to_bytes(8, "big")
+            raw += (message.structured.least_significant_bits & (2**64 - 1)).to_bytes(8, "big")
+            return str(uuid.UUID(bytes=raw))
+    except ValueError:
+        pass
+    raise HandlerException("Unrecognized Guid format.")
+
+
+def proposed(message: Any) -> Proposed:
+    """Validate a proposed message into a :class:`Proposed` event."""
+    metadata = message.metadata
+    if "type" not in metadata:
+        raise missing_metadata("type")
+    if "content-type" not in metadata:
+        raise missing_metadata("content-type")
+    content_type = JSON if metadata["content-type"] == JSON else OCTET_STREAM
+    return Proposed(event_id(message.id), metadata["type"], content_type, message.custom_metadata, message.data)
+
+
+def event_size(event: Proposed) -> int:
+    """Size counted against the max append size (data + metadata + type)."""
+    return len(event.data) + len(event.metadata) + len(event.type.encode())
+
+
+class Appender:
+    """Handlers for the write RPCs, sharing one :class:`Writer`."""
+
+    def __init__(self, writer: Writer, max_append_size: int) -> None:
+        self.writer = writer
+        self.max_append_size = max_append_size
+
+    # -- Append ------------------------------------------------------------------
+
+    def append(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        first = next(requests, None)
+        if first is None or first.WhichOneof("content") != "options":
+            raise HandlerException("the first AppendReq must carry options")
+        options = first.options
+        stream = stream_name(options.stream_identifier)
+        expected = expected_version(options, "expected_stream_revision", "revision", "AppendReq")
+        events, size = [], 0
+        for request in requests:
+            if request.WhichOneof("content") != "proposed_message":
+                raise HandlerException("AppendReq after options must carry a proposed message")
+            event = proposed(request.proposed_message)
+            size += event_size(event)
+            if size > self.max_append_size:
+                raise MaxAppendSizeExceeded(self.max_append_size)
+            events.append(event)
+        try:
+            result = self.writer.append(stream, expected, events)
+        except WrongExpectedVersion as exc:
+            return streams_pb2.AppendResp(wrong_expected_version=_wrong_version(options, exc))
+        success = streams_pb2.AppendResp.Success()
+        _set_revision(success, result.revision)
+        if events:
+            success.position.commit_position = result.position
+            success.position.prepare_position = result.position
+        else:
+            success.no_position.SetInParent()
+        return streams_pb2.AppendResp(success=success)
+
+    # -- BatchAppend ---------------------------------------------------------------
+
+    def batch_append(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        pending: dict[bytes, _PendingBatch] = {}
+        for request in requests:
+            key = request.correlation_id.SerializeToString()
+            try:
+                if request.HasField("options"):
+                    pending[key] = self._open_batch(request.options)
+                batch = pending.get(key)
+                if batch is None:
+                    continue
+                for message in request.proposed_messages:
+                    batch.add(proposed(message), self.max_append_size)
+                if not request.is_final:
+                    continue
+                del pending[key]
+                yield self._write_batch(request, batch)
+            except StoreError as exc:
+                pending.pop(key, None)
+                yield _batch_error(request, exc)
+
+    def _open_batch(self, options: Any) -> _PendingBatch:
+        stream = stream_name(options.stream_identifier)
+        which = options.WhichOneof("expected_stream_position")
+        if which == "stream_position":
+            expected = min(int(options.stream_position), 2**63 - 2)
+        elif which in _EXPECTED_CASES:
+            expected = _EXPECTED_CASES[which]
+        else:
+            raise invalid_oneof("EventStore.Client.Streams.BatchAppendReq+Types+Options+ExpectedStreamPositionOneofCase")
+        if options.WhichOneof("deadline_option") == "deadline":
+            if options.deadline.seconds < 0 or (options.deadline.seconds == 0 and options.deadline.nanos <= 0):
+                raise _BatchTimeout("Timeout")
+        return _PendingBatch(stream, expected)
+
+    def _write_batch(self, request: Any, batch: _PendingBatch) -> Any:
+        result = self.writer.append(batch.stream, batch.expected, batch.events)
+        success = streams_pb2.BatchAppendResp.Success()
+        _set_revision(success, result.revision)
+        if batch.events:
+            success.position.commit_position = result.position
+            success.position.prepare_position = result.position
+        else:
+            success.no_position.SetInParent()
+        return streams_pb2.BatchAppendResp(
+            correlation_id=request.correlation_id,
+            stream_identifier=shared_pb2.StreamIdentifier(stream_name=batch.stream.encode()),
+            success=success,
+        )
+
+    # -- Delete / Tombstone ------------------------------------------------------------
+
+    def delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+        options = request.options
+        stream = stream_name(options.stream_identifier)
+        expected = expected_version(options, "expected_stream_revision", "revision", "DeleteReq")
+        position = self.writer.delete(stream, expected)
+        return streams_pb2.DeleteResp(
+            position=streams_pb2.DeleteResp.Position(commit_position=position, prepare_position=position)
+        )
+
+    def tombstone(self, request: Any, context: grpc.ServicerContext) -> Any:
+        options = request.options
+        stream = stream_name(options.stream_identifier)
+        expected = expected_version(options, "expected_stream_revision", "revision", "TombstoneReq")
+        position = self.writer.tombstone(stream, expected)
+        return streams_pb2.TombstoneResp(
+            position=streams_pb2.TombstoneResp.Position(commit_position=position, prepare_position=position)
+        )
+
+
+@dataclass(slots=True)
+class _PendingBatch:
+    stream: str
+    expected: int
+    events: list[Proposed] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, event: Proposed, max_size: int) -> None:
+        self.size += event_size(event)
+        if self.size > max_size:
+            raise MaxAppendSizeExceeded(max_size)
+        self.events.append(event)
+
+
+class _BatchTimeout(StoreError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def _set_revision(success: Any, revision: int) -> None:
+    if revision < 0:
+        success.no_stream.SetInParent()
+    else:
+        success.current_revision = revision
+
+
+def _wrong_version(options: Any, exc: WrongExpectedVersion) -> Any:
+    wev = streams_pb2.AppendResp.WrongExpectedVersion()
+    if exc.actual < 0:
+        wev.current_no_stream.SetInParent()
+        wev.no_stream_20_6_0.SetInParent()
+    else:
+        wev.current_revision = exc.actual
+        wev.current_revision_20_6_0 = exc.actual
+    if exc.expected == ANY:
+        wev.expected_any.SetInParent()
+        wev.any_20_6_0.SetInParent()
+    elif exc.expected == STREAM_EXISTS:
+        wev.expected_stream_exists.SetInParent()
+        wev.stream_exists_20_6_0.SetInParent()
+    elif exc.expected == NO_STREAM:
+        wev.expected_no_stream.SetInParent()
+        wev.expected_revision_20_6_0 = 2**64 - 1
+    else:
+        wev.expected_revision = exc.expected
+        wev.expected_revision_20_6_0 = exc.expected
+    return wev
+
+
+def _batch_error(request: Any, exc: StoreError) -> Any:
+    """A ``BatchAppendResp`` whose ``error`` is the server's ``Status`` for ``exc``."""
+    code, message, details = _status_parts(request, exc)
+    packed = any_pb2.Any()
+    packed.Pack(details)
+    return streams_pb2.BatchAppendResp(
+        correlation_id=request.correlation_id,
+        stream_identifier=request.options.stream_identifier if request.HasField("options") else None,
+        error=status_pb2.Status(code=code, message=message, details=packed),
+    )
+
+
+def _status_parts(request: Any, exc: StoreError) -> tuple[int, str, Any]:
+    if isinstance(exc, WrongExpectedVersion):
+        details = shared_pb2.WrongExpectedVersion()
+        if exc.actual < 0:
+            details.current_no_stream.SetInParent()
+        else:
+            details.current_stream_revision = exc.actual
+        if exc.expected == ANY:
+            details.expected_any.SetInParent()
+        elif exc.expected == STREAM_EXISTS:
+            details.expected_stream_exists.SetInParent()
+        elif exc.expected == NO_STREAM:
+            details.expected_no_stream.SetInParent()
+        else:
+            details.expected_stream_position = exc.expected
+        return grpc.StatusCode.ALREADY_EXISTS.value[0], "WrongExpectedVersion", details
+    if isinstance(exc, StreamDeleted):
+        deleted = shared_pb2.StreamDeleted(stream_identifier=shared_pb2.StreamIdentifier(stream_name=exc.stream.encode()))
+        return grpc.StatusCode.NOT_FOUND.value[0], "StreamDeleted", deleted
+    if isinstance(exc, MaxAppendSizeExceeded):
+        size = shared_pb2.MaximumAppendSizeExceeded(maxAppendSize=exc.max_size)
+        return grpc.StatusCode.INVALID_ARGUMENT.value[0], "MaximumAppendSizeExceeded", size
+    if isinstance(exc, _BatchTimeout):
+        return grpc.StatusCode.DEADLINE_EXCEEDED.value[0], "Timeout", shared_pb2.Timeout()
+    if isinstance(exc, (BadRequest, HandlerException)):
+        message = exc.detail if isinstance(exc, HandlerException) else exc.message
+        return grpc.StatusCode.INVALID_ARGUMENT.value[0], "BadRequest", shared_pb2.BadRequest(message=message)
+    return grpc.StatusCode.UNKNOWN.value[0], "Unknown", empty_pb2.Empty()
