@@ -1,0 +1,129 @@
+"""Append a simulated market to the event store: ``--events N`` in bulk, or ``--live``."""
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from projections.errors import ProjectionError
+from projections.eventstore import EventStore
+from projections.progress import Progress
+from projections.simulate_run import append_events, run_live
+from projections.simulation import DEFAULT_START, Market, iso_utc
+
+RELATIVE = re.compile(r"now(?:-(\d+)([smhd]))?")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# option -> (lowest, highest) accepted value
+LIMITS: dict[str, tuple[float, float]] = {
+    "events": (1, 10_000_000),
+    "rate": (0.01, 100_000),
+    "users": (1, 100_000),
+    "pairs": (1, 50),
+    "exchanges": (2, 20),
+    "bad_ratio": (0.0, 1.0),
+    "batch_size": (1, 1000),
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Append a realistic simulated market (prices, trades, rebalances, closures) to EVENTSTORE_URI: "
+        "--events N for a reproducible history, or --live for a continuous market until Ctrl-C."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--events", type=int, help="append N events in bulk (with --live: stop after N)")
+        parser.add_argument("--live", action="store_true", help="run continuously, stamped with the wall clock")
+        parser.add_argument("--rate", type=float, default=20.0, help="live events per second (default 20)")
+        parser.add_argument("--seed", type=int, default=7, help="same seed, same events and ids (default 7)")
+        parser.add_argument("--users", type=int, default=50)
+        parser.add_argument("--pairs", type=int, default=6)
+        parser.add_argument("--exchanges", type=int, default=3)
+        parser.add_argument("--bad-ratio", type=float, default=0.0, help="fraction of malformed events, 0..1")
+        parser.add_argument("--batch-size", type=int, default=100, help="events per append (default 100)")
+        parser.add_argument(
+            "--start",
+            help=f"start of the simulated clock: ISO-8601, now, or now-90m / now-2h (default {iso_utc(DEFAULT_START)})",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self._validate(options)
+        live, events = options["live"], options["events"]
+        start = datetime.now(UTC) if live else _parse_start(options["start"])
+        market = Market(
+            options["seed"], users=options["users"], pairs=options["pairs"], exchanges=options["exchanges"],
+            start=start, bad_ratio=options["bad_ratio"],
+        )
+        began = time.monotonic()
+        try:
+            with EventStore(settings.EVENTSTORE_URI) as store:
+                if live:
+                    count = self._live(store, market, options["rate"], options["batch_size"], events)
+                else:
+                    progress = Progress(events)
+                    count = append_events(store, market.events(events), options["batch_size"], progress.update)
+                    progress.finish()
+        except ProjectionError as exc:
+            raise CommandError(f"simulate: {exc}") from exc
+        self.stdout.write(_summary(market, count, time.monotonic() - began, start, live))
+
+    def _validate(self, options: dict[str, Any]) -> None:
+        if options["events"] is None and not options["live"]:
+            raise CommandError("give --events N for a bulk history, or --live for a continuous market")
+        if options["live"] and options["start"]:
+            raise CommandError("--start applies to bulk runs; --live stamps events with the wall clock")
+        for name, (low, high) in LIMITS.items():
+            value = options[name]
+            if value is not None and not low <= value <= high:
+                flag = "--" + name.replace("_", "-")
+                raise CommandError(f"{flag} must be between {low:g} and {high:g}, got {value}")
+
+    def _live(self, store: EventStore, market: Market, rate: float, batch_size: int, limit: int | None) -> int:
+        stop = threading.Event()
+        restore: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+
+            def on_signal(signum: int, frame: FrameType | None) -> None:
+                stop.set()
+
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                restore[signum] = signal.signal(signum, on_signal)
+        progress = Progress(limit, label="live")
+        try:
+            return run_live(store, market, rate, stop, batch_size, limit, progress.update)
+        finally:
+            progress.finish()
+            for signum, handler in restore.items():
+                signal.signal(signum, handler)
+
+
+def _parse_start(text: str | None) -> datetime:
+    if not text:
+        return DEFAULT_START
+    relative = RELATIVE.fullmatch(text)
+    if relative:
+        amount, unit = int(relative[1] or 0), relative[2] or "s"
+        return datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=amount * UNIT_SECONDS[unit])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--start {text!r} is not ISO-8601; use e.g. 2026-01-05T00:00:00Z, now or now-2h") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _summary(market: Market, count: int, seconds: float, start: datetime, live: bool) -> str:
+    kinds = ", ".join(f"{n:,} {t}" for t, n in sorted(market.counts.items()) if not t.startswith("bad:"))
+    bad = sum(n for t, n in market.counts.items() if t.startswith("bad:"))
+    clock = "wall clock" if live else f"simulated clock {iso_utc(start)} to {iso_utc(market.now)}"
+    rate = count / seconds if seconds > 0 else 0.0
+    return (
+        f"Appended {count:,} events in {seconds:.1f}s ({rate:,.0f}/s): {kinds}; {bad:,} malformed. "
+        f"Seed {market.seed}, {clock}."
+    )

@@ -1,0 +1,126 @@
+"""``manage.py simulate`` against the embedded event store, read back through esdbclient."""
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from projections.eventstore import EventStore, RecordedEvent
+from projections.simulate_run import run_live
+from projections.simulation import Market
+
+
+@pytest.fixture
+def store(eventstore_uri: str, settings: Any) -> Iterator[EventStore]:
+    settings.EVENTSTORE_URI = eventstore_uri
+    with EventStore(eventstore_uri) as store:
+        yield store
+
+
+def appended_since(store: EventStore, head: int) -> list[RecordedEvent]:
+    """Events appended after commit position ``head`` (0: the store was empty)."""
+    return [e for e in store.read_all(after=head or None) if not e.stream_name.startswith("$")]
+
+
+def per_stream(pairs: list[tuple[str, Any]]) -> dict[str, list[Any]]:
+    streams: dict[str, list[Any]] = defaultdict(list)
+    for stream, value in pairs:
+        streams[stream].append(value)
+    return dict(streams)
+
+
+def test_bulk_run_appends_every_event_in_stream_order(store: EventStore) -> None:
+    head = store.head_position()
+    start = "2031-03-03T00:00:00Z"  # a run of its own: ids never collide with other tests' runs
+    out = io.StringIO()
+    call_command("simulate", events=500, seed=3, start=start, stdout=out, stderr=io.StringIO())
+
+    recorded = appended_since(store, head)
+    expected = list(Market(3, start=datetime(2031, 3, 3, tzinfo=UTC)).events(500))
+    assert len(recorded) == 500
+    assert per_stream([(e.stream_name, e.id) for e in recorded]) == per_stream([(s, e.id) for s, e in expected])
+    by_id = {e.id: e for _, e in expected}
+    for event in recorded:
+        sent = by_id[event.id]
+        assert event.type == sent.type
+        assert event.content_type == "application/json"
+        assert json.loads(event.data) == sent.data
+        assert json.loads(event.metadata) == sent.metadata
+    assert "Appended 500 events" in out.getvalue()
+
+
+def test_fault_drills_land_verbatim(store: EventStore) -> None:
+    head = store.head_position()
+    call_command(
+        "simulate", events=400, seed=5, bad_ratio=0.25, start="2031-04-04T00:00:00Z",
+        batch_size=17, stdout=io.StringIO(), stderr=io.StringIO(),
+    )
+    recorded = appended_since(store, head)
+    drills = [e for e in recorded if "faultDrill" in json.loads(e.metadata)]
+    assert len(recorded) == 400 and 60 < len(drills) < 140
+    raw = [e for e in drills if json.loads(e.metadata)["faultDrill"] == "non_json"]
+    assert raw
+    for event in raw:
+        with pytest.raises(ValueError):
+            json.loads(event.data)
+
+
+def test_bad_options_are_named() -> None:
+    with pytest.raises(CommandError, match="--bad-ratio"):
+        call_command("simulate", events=10, bad_ratio=1.5)
+    with pytest.raises(CommandError, match="--events N"):
+        call_command("simulate")
+
+
+def test_live_command_stops_after_its_event_limit(store: EventStore) -> None:
+    head = store.head_position()
+    began = datetime.now(UTC)
+    call_command("simulate", live=True, rate=200, events=40, stdout=io.StringIO(), stderr=io.StringIO())
+    recorded = appended_since(store, head)
+    assert len(recorded) == 40
+    stamps = [json.loads(e.data) for e in recorded if e.type == "PriceUpdated"]
+    assert stamps
+    for data in stamps:
+        moment = datetime.fromisoformat(data["timestamp"])
+        assert began - timedelta(seconds=1) <= moment <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+def test_live_run_keeps_appending_until_stopped(store: EventStore) -> None:
+    head = store.head_position()
+    stop, arrived = threading.Event(), threading.Event()
+    counts: list[int] = []
+
+    def progress(sent: int) -> None:
+        counts.append(sent)
+        if sent >= 30:
+            arrived.set()
+
+    result: list[int] = []
+    market = Market(21, start=datetime.now(UTC))
+    worker = threading.Thread(target=lambda: result.append(run_live(store, market, 100.0, stop, on_progress=progress)))
+    worker.start()
+    try:
+        assert arrived.wait(timeout=30), f"only {counts[-1:]} events appended"
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert result and result[0] >= 30
+    assert len(appended_since(store, head)) == result[0]
+
+
+def test_a_relative_start_puts_the_history_just_behind_now(store: EventStore) -> None:
+    head = store.head_position()
+    call_command("simulate", events=20, seed=4, start="now-1h", stdout=io.StringIO(), stderr=io.StringIO())
+    first = json.loads(appended_since(store, head)[0].data)
+    moment = datetime.fromisoformat(first.get("timestamp") or first["executedAt"])
+    assert abs(moment - (datetime.now(UTC) - timedelta(hours=1))) < timedelta(minutes=1)
+    with pytest.raises(CommandError, match="--start"):
+        call_command("simulate", events=10, start="yesterday")
