@@ -21,3 +21,7 @@ from lucent_admin.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LUCENT_STARTUP_WAIT = 1
+
+# A file, not memory: browser tests serve the app from a separate daphne process.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(os.environ["LUCENT_DATA_DIR"]) / "test-db.sqlite3")}  # noqa: F405
