@@ -17,3 +17,40 @@ class ConfigurationError(ProjectionError):
 
 class EventStoreUnavailable(ProjectionError):
     """The event store could not be reached or answered with a transport error."""
+
+
+class BadEvent(ProjectionError):
+    """An event failed to decode or validate; it is parked, never folded.
+
+    ``field`` names the offending field (``"data"`` for the payload as a whole)
+    and ``reason`` says what is wrong with it.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class InvalidIdentifier(ProjectionError):
+    """A user id, pair or other identifier given to a query is malformed."""
+
+    def __init__(self, what: str, value: object, expected: str) -> None:
+        super().__init__(f"{what} {value!r} is not valid; expected {expected}")
+        self.what = what
+        self.value = value
+
+
+class Fenced(ProjectionError):
+    """Another projector holds this projection's lease or moved its checkpoint.
+
+    The runner stops: two projectors of one projection must never interleave.
+    """
+
+
+class ProjectionStopped(ProjectionError):
+    """The projection stopped on a bad event because its policy is ``stop``."""
+
+
+class RedisUnavailable(ProjectionError):
+    """Redis could not be reached; the runner retries with backoff."""

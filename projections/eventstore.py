@@ -7,6 +7,7 @@ by the same code.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ __all__ = [
     "ProposedEvent",
     "RecordedEvent",
     "validate_uri",
+    "Head",
+    "Subscription",
+    "type_filter",
 ]
 
 ANY = StreamState.ANY
@@ -122,3 +126,89 @@ class EventStore:
         if limit is not None:
             kwargs["limit"] = limit
         return iter(self.client.read_all(**kwargs))
+
+    def subscribe(self, after: int | None, event_types: Sequence[str], window: int) -> Subscription:
+        try:
+            inner = self.client.subscribe_to_all(
+                commit_position=after or None,
+                filter_include=type_filter(event_types),
+                include_checkpoints=True,
+                include_caught_up=True,
+                window_size=window,
+                checkpoint_interval_multiplier=5,
+            )
+        except (GrpcError, EventStoreDBClientException) as exc:
+            raise EventStoreUnavailable(f"subscribing to $all after {after} failed: {exc}") from exc
+        return Subscription(inner)
+
+    def head(self, event_types: Sequence[str]) -> Head | None:
+        try:
+            found = list(
+                self.client.read_all(backwards=True, limit=1, filter_include=type_filter(event_types), timeout=self.timeout)
+            )
+        except (GrpcError, EventStoreDBClientException) as exc:
+            raise EventStoreUnavailable(f"reading the head of $all failed: {exc}") from exc
+        if not found:
+            return None
+        event = found[0]
+        recorded = event.recorded_at
+        return Head(int(event.commit_position or 0), int(recorded.timestamp() * 1000) if recorded else 0)
+
+    def count_after(self, after: int, event_types: Sequence[str], bound: int) -> int:
+        """Events of ``event_types`` after ``after``, counting at most ``bound`` (a bounded lag)."""
+        try:
+            events = self.client.read_all(
+                commit_position=after or None, limit=bound + 1, filter_include=type_filter(event_types), timeout=self.timeout
+            )
+            return min(bound, sum(1 for e in events if int(e.commit_position or 0) > after))
+        except (GrpcError, EventStoreDBClientException) as exc:
+            raise EventStoreUnavailable(f"counting events after {after} failed: {exc}") from exc
+
+    def read_filtered(self, after: int | None, event_types: Sequence[str]) -> Iterator[RecordedEvent]:
+        """Every event of ``event_types`` after ``after`` (a plain read, no subscription)."""
+        kwargs: dict[str, Any] = {"filter_include": type_filter(event_types)}
+        if after:
+            kwargs["commit_position"] = after
+        for event in self.client.read_all(**kwargs):
+            if after is None or int(event.commit_position or 0) > after:
+                yield event
+
+
+# -- what the projection runner needs (catch-up subscription, head, lag) ----------------
+
+
+def type_filter(event_types: Sequence[str]) -> list[str]:
+    """A server-side filter matching exactly ``event_types`` (esdbclient wraps it in ^…$)."""
+    return ["(?:" + "|".join(re.escape(t) for t in event_types) + ")"] if event_types else []
+
+
+@dataclass(frozen=True)
+class Head:
+    """The newest event of ``$all`` under a filter: its commit position and recorded time (ms)."""
+
+    position: int
+    recorded_at: int
+
+
+class Subscription:
+    """A catch-up subscription to ``$all``: events, checkpoints and a caught-up marker.
+
+    Iterating yields esdbclient ``RecordedEvent`` objects; ``is_checkpoint`` and
+    ``is_caught_up`` tell the markers apart. ``stop()`` may be called from any
+    thread and ends the iteration.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __iter__(self) -> Iterator[RecordedEvent]:
+        try:
+            yield from self._inner
+        except (GrpcError, EventStoreDBClientException) as exc:
+            raise EventStoreUnavailable(f"subscription to $all failed: {exc}") from exc
+
+    def stop(self) -> None:
+        try:
+            self._inner.stop()
+        except Exception:  # noqa: BLE001 - stopping a dead stream must not raise
+            pass

@@ -1,0 +1,333 @@
+"""The event catalog (DESIGN.md): frozen dataclasses, decode and validate.
+
+Contract of :func:`decode`: given a recorded event (anything with ``type``,
+``data``, ``id``, ``stream_name``, ``commit_position`` and ``recorded_at``) it
+returns one of the catalog's events, or :class:`Ignored` for a type the
+catalog does not know (new types are ignored on purpose, not parked), or
+raises :class:`~projections.errors.BadEvent` naming the field and the reason.
+
+Times are carried as integer epoch milliseconds (UTC) taken from the event's
+own fields, so every fold computes days, hours and expiries from event time.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from projections.errors import BadEvent
+
+__all__ = [
+    "Envelope",
+    "TradeExecuted",
+    "PriceUpdated",
+    "PortfolioRebalanced",
+    "PositionClosed",
+    "RiskAlertAcknowledged",
+    "Ignored",
+    "DomainEvent",
+    "Decoded",
+    "EVENT_TYPES",
+    "decode",
+    "is_identifier",
+    "is_pair",
+]
+
+_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
+# BASE-QUOTE: two identifier-ish parts without dashes of their own.
+_PAIR = re.compile(r"[A-Za-z0-9_.]{1,31}-[A-Za-z0-9_.]{1,31}\Z")
+NOTE_MAX = 1000
+
+
+class RecordedLike(Protocol):
+    """The part of esdbclient's RecordedEvent that decoding needs."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def id(self) -> Any: ...
+    @property
+    def stream_name(self) -> str: ...
+    @property
+    def commit_position(self) -> int | None: ...
+    @property
+    def recorded_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Where an event sits in the store: id, stream, commit position, type, recorded time (ms)."""
+
+    event_id: str
+    stream: str
+    position: int
+    type: str
+    recorded_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TradeExecuted:
+    envelope: Envelope
+    trade_id: str
+    user_id: str
+    pair: str
+    side: str
+    amount: float
+    price: float
+    amount_usd: float
+    exchange: str
+    strategy_id: str | None
+    executed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PriceUpdated:
+    envelope: Envelope
+    exchange: str
+    pair: str
+    price: float
+    volume: float
+    spread: float | None
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioRebalanced:
+    envelope: Envelope
+    user_id: str
+    new_positions: Mapping[str, float]
+    new_total_value: float
+    rebalanced_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PositionClosed:
+    envelope: Envelope
+    user_id: str
+    pair: str
+    closure_value: float
+    closed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class RiskAlertAcknowledged:
+    envelope: Envelope
+    user_id: str
+    alert_id: str
+    acknowledged_by: str
+    note: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """An event of a type the catalog does not know: skipped, not parked."""
+
+    envelope: Envelope
+
+
+DomainEvent = TradeExecuted | PriceUpdated | PortfolioRebalanced | PositionClosed | RiskAlertAcknowledged
+Decoded = DomainEvent | Ignored
+
+
+def is_identifier(value: object) -> bool:
+    """True for 1–64 chars of ``[A-Za-z0-9_.-]``."""
+    return isinstance(value, str) and _ID.match(value) is not None
+
+
+def is_pair(value: object) -> bool:
+    """True for ``BASE-QUOTE``."""
+    return isinstance(value, str) and _PAIR.match(value) is not None
+
+
+# -- field readers: each raises BadEvent(field, reason) ---------------------------------
+
+
+def _get(data: Mapping[str, Any], name: str) -> Any:
+    if name not in data or data[name] is None:
+        raise BadEvent(name, "missing")
+    return data[name]
+
+
+def _ident(data: Mapping[str, Any], name: str) -> str:
+    value = _get(data, name)
+    if not isinstance(value, str):
+        raise BadEvent(name, f"expected a string, got {type(value).__name__}")
+    if _ID.match(value) is None:
+        raise BadEvent(name, "bad id: expected 1-64 chars of [A-Za-z0-9_.-]")
+    return value
+
+
+def _pair_value(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise BadEvent(name, f"expected a string, got {type(value).__name__}")
+    if _PAIR.match(value) is None:
+        raise BadEvent(name, "bad pair: expected BASE-QUOTE")
+    return value
+
+
+def _number_value(value: Any, name: str, minimum: float | None, strict: bool) -> float:
+    # bool is an int subclass; a JSON true is not a number.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadEvent(name, f"expected a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise BadEvent(name, "not a finite number")
+    if minimum is not None and (number <= minimum if strict else number < minimum):
+        raise BadEvent(name, f"out of range: must be {'>' if strict else '>='} {minimum:g}")
+    return number
+
+
+def _number(data: Mapping[str, Any], name: str, minimum: float | None = None, strict: bool = False) -> float:
+    return _number_value(_get(data, name), name, minimum, strict)
+
+
+def _timestamp(data: Mapping[str, Any], name: str) -> int:
+    value = _get(data, name)
+    if not isinstance(value, str):
+        raise BadEvent(name, f"bad timestamp: expected an ISO-8601 string, got {type(value).__name__}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadEvent(name, f"bad timestamp: {value[:40]!r} is not ISO-8601") from None
+    if moment.tzinfo is None:
+        raise BadEvent(name, "bad timestamp: no UTC offset")
+    return int(moment.timestamp() * 1000)
+
+
+# -- one decoder per event type --------------------------------------------------------
+
+
+def _trade(env: Envelope, d: Mapping[str, Any]) -> TradeExecuted:
+    side = _get(d, "side")
+    if side not in ("buy", "sell"):
+        raise BadEvent("side", "expected 'buy' or 'sell'")
+    strategy = d.get("strategyId")
+    return TradeExecuted(
+        envelope=env,
+        trade_id=_ident(d, "tradeId"),
+        user_id=_ident(d, "userId"),
+        pair=_pair_value(_get(d, "pair"), "pair"),
+        side=side,
+        amount=_number(d, "amount", 0.0, strict=True),
+        price=_number(d, "price", 0.0, strict=True),
+        amount_usd=_number(d, "amountUsd", 0.0),
+        exchange=_ident(d, "exchange"),
+        strategy_id=None if strategy is None else _ident(d, "strategyId"),
+        executed_at=_timestamp(d, "executedAt"),
+    )
+
+
+def _price(env: Envelope, d: Mapping[str, Any]) -> PriceUpdated:
+    spread = d.get("spread")
+    return PriceUpdated(
+        envelope=env,
+        exchange=_ident(d, "exchange"),
+        pair=_pair_value(_get(d, "pair"), "pair"),
+        price=_number(d, "price", 0.0, strict=True),
+        volume=_number(d, "volume", 0.0),
+        spread=None if spread is None else _number(d, "spread", 0.0),
+        timestamp=_timestamp(d, "timestamp"),
+    )
+
+
+def _rebalanced(env: Envelope, d: Mapping[str, Any]) -> PortfolioRebalanced:
+    raw = _get(d, "newPositions")
+    if not isinstance(raw, dict):
+        raise BadEvent("newPositions", f"expected an object, got {type(raw).__name__}")
+    positions = {}
+    for pair, amount in raw.items():
+        field = f"newPositions.{str(pair)[:40]}"
+        positions[_pair_value(pair, field)] = _number_value(amount, field, None, False)
+    return PortfolioRebalanced(
+        envelope=env,
+        user_id=_ident(d, "userId"),
+        new_positions=positions,
+        new_total_value=_number(d, "newTotalValue", 0.0),
+        rebalanced_at=_timestamp(d, "rebalancedAt"),
+    )
+
+
+def _closed(env: Envelope, d: Mapping[str, Any]) -> PositionClosed:
+    return PositionClosed(
+        envelope=env,
+        user_id=_ident(d, "userId"),
+        pair=_pair_value(_get(d, "pair"), "pair"),
+        closure_value=_number(d, "closureValue"),
+        closed_at=_timestamp(d, "closedAt"),
+    )
+
+
+def _acknowledged(env: Envelope, d: Mapping[str, Any]) -> RiskAlertAcknowledged:
+    note = d.get("note", "")
+    if note is None:
+        note = ""
+    if not isinstance(note, str):
+        raise BadEvent("note", f"expected a string, got {type(note).__name__}")
+    if len(note) > NOTE_MAX:
+        raise BadEvent("note", f"out of range: longer than {NOTE_MAX} chars")
+    return RiskAlertAcknowledged(
+        envelope=env,
+        user_id=_ident(d, "userId"),
+        alert_id=_ident(d, "alertId"),
+        acknowledged_by=_ident(d, "acknowledgedBy"),
+        note=note,
+        at=_timestamp(d, "at"),
+    )
+
+
+_DECODERS: dict[str, Callable[[Envelope, Mapping[str, Any]], DomainEvent]] = {
+    "TradeExecuted": _trade,
+    "PriceUpdated": _price,
+    "PortfolioRebalanced": _rebalanced,
+    "PositionClosed": _closed,
+    "RiskAlertAcknowledged": _acknowledged,
+}
+EVENT_TYPES: tuple[str, ...] = tuple(_DECODERS)
+
+
+def envelope_of(raw: RecordedLike) -> Envelope:
+    """The envelope of a recorded event (no validation of the payload)."""
+    recorded = raw.recorded_at
+    recorded_ms = 0 if recorded is None else int(recorded.replace(tzinfo=recorded.tzinfo or timezone.utc).timestamp() * 1000)
+    return Envelope(
+        event_id=str(raw.id),
+        stream=raw.stream_name,
+        position=int(raw.commit_position or 0),
+        type=raw.type,
+        recorded_at=recorded_ms,
+    )
+
+
+def decode(raw: RecordedLike) -> Decoded:
+    """Decode and validate ``raw``; see the module docstring for the contract."""
+    env = envelope_of(raw)
+    decoder = _DECODERS.get(raw.type)
+    if decoder is None:
+        return Ignored(env)
+    try:
+        data = json.loads(raw.data)
+    except (ValueError, UnicodeDecodeError):
+        raise BadEvent("data", "not JSON") from None
+    if not isinstance(data, dict):
+        raise BadEvent("data", f"expected a JSON object, got {type(data).__name__}")
+    return decoder(env, data)
+
+
+def event_time(event: DomainEvent) -> int:
+    """The business time of ``event`` in epoch ms (the time every fold uses)."""
+    if isinstance(event, TradeExecuted):
+        return event.executed_at
+    if isinstance(event, PriceUpdated):
+        return event.timestamp
+    if isinstance(event, PortfolioRebalanced):
+        return event.rebalanced_at
+    if isinstance(event, PositionClosed):
+        return event.closed_at
+    return event.at

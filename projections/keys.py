@@ -1,0 +1,183 @@
+"""Every Redis key name of Lucent, built by functions (no f-string keys elsewhere).
+
+Layout::
+
+    lucent:{<projection>}:generation              pointer: the live generation (int, default 1)
+    lucent:{<projection>}:g<N>:checkpoint         commit position of the last applied event
+    lucent:{<projection>}:g<N>:<read model key>   e.g. lucent:{portfolio}:g1:portfolio:alice
+    lucent:{<projection>}:lease                   fencing token of the projector that owns it
+    lucent:{<projection>}:heartbeat               refreshed with a TTL while a projector runs
+    lucent:{<projection>}:status                  hash: state, checkpoint, head, lag, ...
+    lucent:{<projection>}:parked                  hash: event id -> parked event (JSON)
+    lucent:{<projection>}:parked:index            sorted set: event id by commit position
+
+Read-model key names after the generation prefix keep the platform document's
+vocabulary (``portfolio:{userId}``, ``portfolio-values``, ``user-risk-scores``,
+``user-daily-exposure``, ``risk-alerts``, ``latest-prices``, ``volume-24h``,
+``daily-volume-leaders``, ...).
+
+Hash tags (decision for Redis Cluster): the projection name in braces is the
+hash tag, so every key of one projection, all its generations, its checkpoint,
+lease and parked events hash to one slot. That is what lets a batch's writes,
+its checkpoint and the fencing check commit in one transaction (MULTI/EXEC and
+Lua scripts must stay within one slot), and lets a rebuild flip the generation
+pointer atomically. The price: one projection lives on one cluster node. The
+scale-out plan (shard by user) gives each shard its own tag, e.g.
+``{portfolio.s3}``, with its own checkpoint; the tag is built in one place
+(:func:`tag`) for that reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "lucent"
+PROJECTIONS: tuple[str, ...] = ("portfolio", "risk", "market", "leaderboards")
+
+
+def tag(projection: str) -> str:
+    """The hash-tagged root of a projection's keys: ``lucent:{portfolio}``."""
+    return f"{PREFIX}:{{{projection}}}"
+
+
+def generation_pointer(projection: str) -> str:
+    return f"{tag(projection)}:generation"
+
+
+def lease(projection: str) -> str:
+    return f"{tag(projection)}:lease"
+
+
+def heartbeat(projection: str) -> str:
+    return f"{tag(projection)}:heartbeat"
+
+
+def status(projection: str) -> str:
+    return f"{tag(projection)}:status"
+
+
+def parked(projection: str) -> str:
+    return f"{tag(projection)}:parked"
+
+
+def parked_index(projection: str) -> str:
+    return f"{tag(projection)}:parked:index"
+
+
+def retry_requests(projection: str) -> str:
+    """Set of parked event ids an operator asked to retry."""
+    return f"{tag(projection)}:parked:retry"
+
+
+def generation_prefix(projection: str, generation: int) -> str:
+    return f"{tag(projection)}:g{generation}"
+
+
+def projection_pattern(projection: str) -> str:
+    """SCAN pattern matching every key of a projection (all generations)."""
+    return f"{PREFIX}:{{{projection}}}:*"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """The read-model keys of one generation of one projection."""
+
+    projection: str
+    generation: int = 1
+
+    def key(self, *parts: str) -> str:
+        return ":".join((generation_prefix(self.projection, self.generation), *parts))
+
+    def name_of(self, key: str) -> str:
+        """The document-vocabulary name of ``key`` (its part after the generation prefix)."""
+        return key[len(generation_prefix(self.projection, self.generation)) + 1 :]
+
+    @property
+    def checkpoint(self) -> str:
+        return self.key("checkpoint")
+
+    # portfolio
+    def portfolio(self, user_id: str) -> str:
+        return self.key("portfolio", user_id)
+
+    def portfolio_positions(self, user_id: str) -> str:
+        return self.key("portfolio", user_id, "positions")
+
+    def portfolio_history(self, user_id: str) -> str:
+        return self.key("portfolio-history", user_id)
+
+    def portfolio_values(self) -> str:
+        return self.key("portfolio-values")
+
+    def marks(self) -> str:
+        return self.key("marks")
+
+    # risk
+    def user_risk(self, user_id: str) -> str:
+        return self.key("user-risk", user_id)
+
+    def user_risk_scores(self) -> str:
+        return self.key("user-risk-scores")
+
+    def user_daily_exposure(self) -> str:
+        return self.key("user-daily-exposure")
+
+    def risk_alerts(self) -> str:
+        return self.key("risk-alerts")
+
+    def risk_alert_details(self) -> str:
+        return self.key("risk-alert-details")
+
+    # market
+    def market_pair(self, pair: str) -> str:
+        return self.key("market", pair)
+
+    def market_exchange(self, exchange: str) -> str:
+        return self.key("exchange", exchange)
+
+    def latest_prices(self) -> str:
+        return self.key("latest-prices")
+
+    def price_changes_1h(self) -> str:
+        return self.key("price-changes-1h")
+
+    def volume_24h(self) -> str:
+        return self.key("volume-24h")
+
+    def volatility(self) -> str:
+        return self.key("volatility")
+
+    def exchange_liquidity(self) -> str:
+        return self.key("exchange-liquidity")
+
+    def arbitrage_opportunities(self) -> str:
+        return self.key("arbitrage-opportunities")
+
+    def arbitrage(self) -> str:
+        return self.key("arbitrage")
+
+    # leaderboards
+    def trader(self, user_id: str) -> str:
+        return self.key("trader", user_id)
+
+    def daily_volume_leaders(self, day: str) -> str:
+        return self.key("daily-volume-leaders", day)
+
+    def strategy(self, strategy_id: str) -> str:
+        return self.key("strategy", strategy_id)
+
+    def strategy_performance(self) -> str:
+        return self.key("strategy-performance")
+
+    # shared by risk and leaderboards: the newest event time the projection has seen
+    def clock(self) -> str:
+        return self.key("clock")
+
+
+def arbitrage_member(pair: str, buy_exchange: str, sell_exchange: str) -> str:
+    """Member name of an opportunity in ``arbitrage-opportunities`` (the document's form)."""
+    return f"{pair}:{buy_exchange}:{sell_exchange}"
+
+
+def latest_price_field(exchange: str, pair: str) -> str:
+    """Field of ``latest-prices`` (the document's ``exchange:pair``)."""
+    return f"{exchange}:{pair}"

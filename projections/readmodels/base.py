@@ -1,0 +1,122 @@
+"""What every read model module provides, and the shapes the writer diffs.
+
+A read model is a set of *entities* (``Ref = (kind, id)``: a user, a pair, the
+marks table, the clock). For each entity the module gives:
+
+* ``empty(ref)`` and a frozen state dataclass;
+* ``touches(event)``: the entities an event reads or changes;
+* ``step(states, event)``: pure — given the states of the touched entities,
+  the new states of those that changed (it calls the module's ``evolve_*``
+  functions; no I/O, no wall clock, no randomness);
+* ``main_key(ks, ref)`` + ``parse(ref, fields)``: where the entity's state lives
+  (one Redis hash) and how it is read back;
+* ``render(ks, ref, state)``: the entity's whole Redis image — hashes it owns,
+  its members in shared sorted sets and its fields in shared hashes;
+* ``appends(ks, ref, event, state)``: append-only entries (capped sorted sets
+  such as position history), keyed by commit position so re-applying is a no-op.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import lru_cache
+from typing import Any, Protocol
+
+from projections.events import DomainEvent
+from projections.keys import KeySpace
+
+Ref = tuple[str, str]
+
+EPSILON = 1e-6  # positions smaller than this are removed (the document's 0.000001)
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """The Redis image of one entity (all values already strings / float scores)."""
+
+    owned: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    zsets: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    hfields: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """A member added to a capped, append-only sorted set (keeps the newest ``cap``)."""
+
+    key: str
+    member: str
+    score: float
+    cap: int
+
+
+class ReadModel(Protocol):
+    """The contract of a read model module (see the module docstring)."""
+
+    name: str
+    event_types: tuple[str, ...]
+
+    def touches(self, event: DomainEvent) -> tuple[Ref, ...]: ...
+    def empty(self, ref: Ref) -> Any: ...
+    def step(self, states: Mapping[Ref, Any], event: DomainEvent) -> dict[Ref, Any]: ...
+    def main_key(self, ks: KeySpace, ref: Ref) -> str: ...
+    def parse(self, ref: Ref, fields: Mapping[str, str]) -> Any: ...
+    def render(self, ks: KeySpace, ref: Ref, state: Any) -> Rendered: ...
+    def appends(self, ks: KeySpace, ref: Ref, event: DomainEvent, state: Any) -> Sequence[Append]: ...
+
+
+# -- codec helpers shared by the modules ----------------------------------------------
+
+
+def num(value: float) -> str:
+    """Exact, deterministic float text (repr round-trips)."""
+    return repr(float(value))
+
+
+def dumps(value: Any) -> str:
+    """Deterministic compact JSON (sorted keys) for JSON-valued hash fields."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def loads_map(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def fnum(fields: Mapping[str, str], name: str, default: float = 0.0) -> float:
+    text = fields.get(name)
+    return default if text is None or text == "" else float(text)
+
+
+def inum(fields: Mapping[str, str], name: str, default: int = 0) -> int:
+    text = fields.get(name)
+    return default if text is None or text == "" else int(text)
+
+
+@lru_cache(maxsize=4096)
+def _day_name(day_index: int) -> str:
+    return (date(1970, 1, 1) + timedelta(days=day_index)).isoformat()
+
+
+def utc_day(ms: int) -> str:
+    """``YYYY-MM-DD`` of the UTC day containing epoch-ms ``ms`` (no wall clock)."""
+    return _day_name(ms // DAY_MS)
+
+
+def day_start(day: str) -> int:
+    """Epoch ms of 00:00 UTC of ``day`` (``YYYY-MM-DD``)."""
+    return (date.fromisoformat(day) - date(1970, 1, 1)).days * DAY_MS
+
+
+def floor_to(ms: int, unit: int) -> int:
+    return ms - ms % unit
+
+
+def no_appends(ks: KeySpace, ref: Ref, event: DomainEvent, state: Any) -> Sequence[Append]:
+    return ()

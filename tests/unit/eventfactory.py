@@ -1,0 +1,83 @@
+"""Builders of recorded events for the pure unit tests (esdbclient's own dataclass, no mocks)."""
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from esdbclient import RecordedEvent
+
+from projections.events import Decoded, DomainEvent, decode
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+_positions = itertools.count(100)
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def recorded(type_: str, data: Any, stream: str = "s-1", position: int | None = None, raw: bytes | None = None) -> RecordedEvent:
+    pos = next(_positions) * 10 if position is None else position
+    return RecordedEvent(
+        type=type_,
+        data=raw if raw is not None else json.dumps(data).encode(),
+        metadata=b"{}",
+        content_type="application/json",
+        id=uuid.uuid5(uuid.NAMESPACE_OID, f"{type_}-{pos}"),
+        stream_name=stream,
+        stream_position=0,
+        commit_position=pos,
+        prepare_position=pos,
+        recorded_at=T0,
+    )
+
+
+def ok(event: RecordedEvent) -> DomainEvent:
+    decoded: Decoded = decode(event)
+    assert not hasattr(decoded, "envelope") or type(decoded).__name__ != "Ignored"
+    return decoded  # type: ignore[return-value]
+
+
+def trade_data(**over: Any) -> dict[str, Any]:
+    data = {
+        "tradeId": "t-1", "userId": "alice", "pair": "BTC-USD", "side": "buy", "amount": 1.0,
+        "price": 100.0, "amountUsd": 100.0, "exchange": "binance", "strategyId": "momo", "executedAt": iso(T0),
+    }
+    data.update(over)
+    return data
+
+
+def trade(at: datetime = T0, position: int | None = None, **over: Any) -> DomainEvent:
+    return ok(recorded("TradeExecuted", trade_data(executedAt=iso(at), **over), f"trades-{over.get('userId', 'alice')}", position))
+
+
+def price_data(**over: Any) -> dict[str, Any]:
+    data = {"exchange": "binance", "pair": "BTC-USD", "price": 100.0, "volume": 5.0, "spread": 0.01, "timestamp": iso(T0)}
+    data.update(over)
+    return data
+
+
+def price(at: datetime = T0, position: int | None = None, **over: Any) -> DomainEvent:
+    return ok(recorded("PriceUpdated", price_data(timestamp=iso(at), **over), f"prices-{over.get('exchange', 'binance')}", position))
+
+
+def rebalanced(positions: dict[str, float], total: float, at: datetime = T0, user: str = "alice") -> DomainEvent:
+    data = {"userId": user, "newPositions": positions, "newTotalValue": total, "rebalancedAt": iso(at)}
+    return ok(recorded("PortfolioRebalanced", data, f"portfolio-{user}"))
+
+
+def closed(pair: str, value: float, at: datetime = T0, user: str = "alice") -> DomainEvent:
+    data = {"userId": user, "pair": pair, "closureValue": value, "closedAt": iso(at)}
+    return ok(recorded("PositionClosed", data, f"portfolio-{user}"))
+
+
+def acknowledged(alert_id: str, at: datetime = T0, user: str = "alice") -> DomainEvent:
+    data = {"userId": user, "alertId": alert_id, "acknowledgedBy": "ops.jane", "note": "called the client", "at": iso(at)}
+    return ok(recorded("RiskAlertAcknowledged", data, f"risk-{user}"))
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
