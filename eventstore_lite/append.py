@@ -13,12 +13,13 @@ Contract (as EventStoreDB):
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import grpc
-from esdbclient.protos.Grpc import shared_pb2, status_pb2, streams_pb2  # type: ignore[attr-defined]
+from esdbclient.protos.Grpc import shared_pb2, status_pb2, streams_pb2
 from google.protobuf import any_pb2, empty_pb2
 
 from eventstore_lite.errors import (
@@ -37,6 +38,7 @@ from eventstore_lite.errors import (
 from eventstore_lite.writer import JSON, OCTET_STREAM, Proposed, Writer
 
 _EXPECTED_CASES = {"any": ANY, "no_stream": NO_STREAM, "stream_exists": STREAM_EXISTS}
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ONEOF_TYPE = "EventStore.Client.Streams.{}+Types+Options+ExpectedStreamRevisionOneofCase"
 
 
@@ -63,7 +65,10 @@ def event_id(message: Any) -> str:
     which = message.WhichOneof("value")
     try:
         if which == "string":
-            return str(uuid.UUID(message.string))
+            text = message.string
+            if _CANONICAL_UUID.fullmatch(text):
+                return str(text)
+            return str(uuid.UUID(text))
         if which == "structured":
             raw = (message.structured.most_significant_bits & (2**64 - 1)).to_bytes(8, "big")
             raw += (message.structured.least_significant_bits & (2**64 - 1)).to_bytes(8, "big")
@@ -255,7 +260,7 @@ def _batch_error(request: Any, exc: StoreError) -> Any:
     return streams_pb2.BatchAppendResp(
         correlation_id=request.correlation_id,
         stream_identifier=request.options.stream_identifier if request.HasField("options") else None,
-        error=status_pb2.Status(code=code, message=message, details=packed),
+        error=status_pb2.Status(code=code, message=message, details=packed),  # type: ignore[arg-type]
     )
 
 

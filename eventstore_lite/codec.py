@@ -10,11 +10,19 @@ The layout follows ``streams.proto``: ReadResp.event(1) -> ReadEvent
 from __future__ import annotations
 
 import uuid
-from typing import Callable
+from typing import Callable, Final
 
 # A stored event as selected from SQLite, in this column order.
 Row = tuple[int, str, int, str, str, str, int, bytes, bytes]
-POSITION, STREAM, REVISION, EVENT_ID, TYPE, CONTENT_TYPE, CREATED, METADATA, DATA = range(9)
+POSITION: Final = 0
+STREAM: Final = 1
+REVISION: Final = 2
+EVENT_ID: Final = 3
+TYPE: Final = 4
+CONTENT_TYPE: Final = 5
+CREATED: Final = 6
+METADATA: Final = 7
+DATA: Final = 8
 
 _SMALL_VARINTS = [bytes((i,)) for i in range(128)]
 

@@ -41,15 +41,18 @@ def build_filter(options: Any) -> EventFilter:
     if which is None:
         raise HandlerException("filter options without stream_identifier or event_type")
     expression = getattr(options, which)
-    column = TYPE if which == "event_type" else STREAM
-    matches = _matcher(column, expression.regex, tuple(expression.prefix))
+    matches = _matcher(which == "event_type", expression.regex, tuple(expression.prefix))
     window = options.max if options.WhichOneof("window") == "max" else DEFAULT_WINDOW
     interval = max(1, window) * max(1, options.checkpointIntervalMultiplier)
     return EventFilter(matches=matches, checkpoint_interval=interval)
 
 
-def _matcher(column: int, regex: str, prefixes: tuple[str, ...]) -> Callable[[Row], bool]:
+def _matcher(by_type: bool, regex: str, prefixes: tuple[str, ...]) -> Callable[[Row], bool]:
     if regex:
         search = compile_regex(regex).search
-        return lambda row: search(row[column]) is not None
-    return lambda row: row[column].startswith(prefixes)
+        if by_type:
+            return lambda row: search(row[TYPE]) is not None
+        return lambda row: search(row[STREAM]) is not None
+    if by_type:
+        return lambda row: row[TYPE].startswith(prefixes)
+    return lambda row: row[STREAM].startswith(prefixes)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Callable, Iterator
 
-from esdbclient.protos.Grpc import shared_pb2, streams_pb2  # type: ignore[attr-defined]
+from esdbclient.protos.Grpc import shared_pb2, streams_pb2
 
 from eventstore_lite import codec
 from eventstore_lite.codec import POSITION, REVISION, Row
@@ -156,7 +156,7 @@ def _stream_not_found(name: bytes) -> bytes:
             stream_identifier=shared_pb2.StreamIdentifier(stream_name=name)
         )
     )
-    return message.SerializeToString()  # type: ignore[no-any-return]
+    return bytes(message.SerializeToString())
 
 
 # -- subscriptions -------------------------------------------------------------
@@ -166,14 +166,14 @@ def _confirmation() -> bytes:
     message = streams_pb2.ReadResp(
         confirmation=streams_pb2.ReadResp.SubscriptionConfirmation(subscription_id=str(uuid.uuid4()))
     )
-    return message.SerializeToString()  # type: ignore[no-any-return]
+    return bytes(message.SerializeToString())
 
 
 def _checkpoint(position: int) -> bytes:
     message = streams_pb2.ReadResp(
         checkpoint=streams_pb2.ReadResp.Checkpoint(commit_position=position, prepare_position=position)
     )
-    return message.SerializeToString()  # type: ignore[no-any-return]
+    return bytes(message.SerializeToString())
 
 
 def _subscribe_all(

@@ -92,7 +92,7 @@ class EventStoreServer:
     def _bind(self, server: grpc.Server) -> int:
         address = f"[{self.host}]:{self._requested_port}" if ":" in self.host else f"{self.host}:{self._requested_port}"
         try:
-            port = server.add_insecure_port(address)
+            port = int(server.add_insecure_port(address))
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {address}: {exc}") from None
         if port == 0:

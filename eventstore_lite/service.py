@@ -14,7 +14,7 @@ import sqlite3
 from typing import Any, Callable, Iterator, NoReturn
 
 import grpc
-from esdbclient.protos.Grpc import persistent_pb2, streams_pb2  # type: ignore[attr-defined]
+from esdbclient.protos.Grpc import persistent_pb2, streams_pb2
 
 from eventstore_lite.append import Appender
 from eventstore_lite.errors import HandlerException, StoreError
@@ -38,6 +38,7 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, store: Store) -> N
     if exc.trailers():
         context.set_trailing_metadata(exc.trailers())
     context.abort(exc.code, exc.message)
+    raise AssertionError("context.abort returned")
 
 
 def _guard_unary(store: Store, fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -104,8 +105,9 @@ def streams_handler(store: Store, appender: Appender) -> grpc.GenericRpcHandler:
 def persistent_handler() -> grpc.GenericRpcHandler:
     """PersistentSubscriptions with only ``List``, answering NOT_FOUND (none exist)."""
 
-    def list_subscriptions(request: Any, context: Any) -> Any:
+    def list_subscriptions(request: Any, context: Any) -> NoReturn:
         context.abort(grpc.StatusCode.NOT_FOUND, "Subscription group  on stream $all does not exist.")
+        raise AssertionError("context.abort returned")
 
     handlers = {
         "List": grpc.unary_unary_rpc_method_handler(

@@ -171,7 +171,7 @@ class Store:
             op, order = ("<=" if inclusive else "<"), "DESC"
         sql = f"SELECT {_COLUMNS} FROM events WHERE position {op} ? ORDER BY position {order} LIMIT ?"
         with self.reader() as conn:
-            return conn.execute(sql, (position, limit)).fetchall()  # type: ignore[no-any-return]
+            return conn.execute(sql, (position, limit)).fetchall()
 
     def stream_page(self, stream: str, revision: int, forwards: bool, limit: int) -> list[Row]:
         """Up to ``limit`` events of one stream from ``revision`` (inclusive)."""
@@ -181,7 +181,7 @@ class Store:
             f"AND revision < {MAX_REVISION} ORDER BY revision {order} LIMIT ?"
         )
         with self.reader() as conn:
-            return conn.execute(sql, (stream, revision, limit)).fetchall()  # type: ignore[no-any-return]
+            return conn.execute(sql, (stream, revision, limit)).fetchall()
 
     def stream_state(self, stream: str) -> StreamState:
         """The committed state of ``stream`` (a fresh read, not the writer's cache)."""

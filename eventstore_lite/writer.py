@@ -93,6 +93,25 @@ class _Batch:
             self.states[base] = replace(self.state(base), truncate_before=truncate_before(event.data))
         return WriteResult(position, revision)
 
+    def add_many(self, stream: str, events: list[Proposed]) -> WriteResult:
+        """Add ``events`` to ``stream`` at its next revisions (fast path of :meth:`add`)."""
+        if stream.startswith("$$"):
+            result = WriteResult(0, -1)
+            for event in events:
+                result = self.add(stream, event)
+            return result
+        state = self.state(stream)
+        first_revision, first_position, created = state.last + 1, self.next_position, self.created
+        self.rows.extend(
+            (first_position + i, stream, first_revision + i, e.event_id, e.type, e.content_type,
+             created, e.metadata, e.data)
+            for i, e in enumerate(events)
+        )
+        self.next_position += len(events)
+        last = first_revision + len(events) - 1
+        self.states[stream] = replace(state, last=last)
+        return WriteResult(self.next_position - 1, last)
+
 
 def truncate_before(data: bytes) -> int | None:
     """The ``$tb`` of a stream-metadata JSON document, if it is a valid one."""
@@ -141,9 +160,7 @@ class Writer:
             batch = _Batch(self)
             if state.soft_deleted:
                 self._add_metadata(batch, stream, state.last + 1)
-            result = WriteResult(0, state.last)
-            for event in events:
-                result = batch.add(stream, event)
+            result = batch.add_many(stream, events)
             self._commit(batch)
             return result
 
