@@ -100,8 +100,8 @@ class Command(BaseCommand):
             return run_live(store, market, rate, stop, batch_size, limit, progress.update)
         finally:
             progress.finish()
-            for signum, handler in restore.items():
-                signal.signal(signum, handler)
+            for number, handler in restore.items():
+                signal.signal(number, handler)
 
 
 def _parse_start(text: str | None) -> datetime:
