@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 from types import FrameType
@@ -49,10 +50,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _check_bindable(host: str, port: int) -> None:
+    """Fail early, with one line, if the address is taken (gRPC would log noise)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     host, port = args.listen
+    try:
+        _check_bindable(host, port)
+    except OSError as exc:
+        print(f"eventstore_lite: error: {exc}", file=sys.stderr)
+        return 1
     server = EventStoreServer(args.db, host, port, max_append_size=args.max_append_size)
     try:
         server.start()
