@@ -1,0 +1,59 @@
+"""Parked events: bad events recorded with the reason, never lost, retryable by id.
+
+A parked event is recorded in the projection's ``parked`` hash (event id ->
+JSON: id, stream, position, type, field, reason, recorded time, retried) and
+indexed by commit position in ``parked:index``; both are written in the same
+commit as the batch that moved the checkpoint past the event. Nothing here
+uses the wall clock, so a replay parks the same records.
+
+Retry: an operator adds the id to ``parked:retry`` (:func:`runner.request_retry`);
+the running projector re-reads the event from the store, decodes it again and,
+if it now validates, folds it at the current state and unparks it in one
+commit (a rebuild would apply it at its place in ``$all``).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, cast
+
+import redis
+
+from projections import keys
+from projections.errors import BadEvent
+from projections.events import envelope_of
+from projections.eventstore import EventStore
+from projections.writer import Command, parked_commands, text, unpark_commands
+
+
+class Parking:
+    def __init__(self, client: redis.Redis, projection: str) -> None:
+        self.client = client
+        self.projection = projection
+
+    def park_commands(self, raw: Any, error: BadEvent, retried: bool = False) -> list[Command]:
+        env = envelope_of(raw)
+        record = {
+            "eventId": env.event_id, "stream": env.stream, "position": env.position, "type": env.type,
+            "field": error.field, "reason": error.reason, "recordedAt": env.recorded_at, "retried": retried,
+        }
+        return parked_commands(self.projection, env.event_id, env.position, json.dumps(record, sort_keys=True))
+
+    def unpark_commands(self, event_id: str) -> list[Command]:
+        return unpark_commands(self.projection, event_id)
+
+    def count(self) -> int:
+        return int(cast(int, self.client.hlen(keys.parked(self.projection))))
+
+    def due(self, store: EventStore) -> Iterator[tuple[str, Any]]:
+        """Parked events whose retry was requested, re-read from the store (requests are consumed)."""
+        requested = self.client.spop(keys.retry_requests(self.projection), 100)
+        for raw_id in requested or ():
+            event_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            record = self.client.hget(keys.parked(self.projection), event_id)
+            if record is None:
+                continue
+            position = int(json.loads(text(record))["position"])
+            for event in store.read_all(after=position - 1, limit=1):
+                if str(event.id) == event_id:
+                    yield event_id, event

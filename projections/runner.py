@@ -1,0 +1,323 @@
+"""The subscription loop of one projection: batch, fold, commit, checkpoint, notify.
+
+Contract of :meth:`Runner.run`:
+
+* takes the projection's lease (waits up to one lease period for a dead
+  holder; a live holder makes it raise :class:`Fenced` — the loser stops);
+* subscribes to ``$all`` with a server-side filter on the read model's event
+  types, after the stored checkpoint (checkpoint markers included);
+* per batch: decode, load the touched entities in one round trip, fold in
+  memory, commit writes + parked events + checkpoint in one Lua script;
+  catch-up batches fill up to ``batch_size``; live, a batch is flushed after
+  ``live_flush_ms`` of quiet;
+* event store or Redis unreachable: retry with exponential backoff and full
+  jitter, logged; the batch is re-read from the checkpoint, so an event is
+  never lost nor applied twice;
+* a bad event is parked (policy ``park``) or stops the projection (``stop``)
+  after committing everything before it;
+* the stop flag (SIGTERM / Ctrl-C) finishes the batch in flight and returns.
+
+``hook(step)`` is called at "read", "fold", "write" and "commit" for fault
+injection in tests; ``notifier(notice)`` after each committed batch.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from projections import keys
+from projections.errors import BadEvent, EventStoreUnavailable, Fenced, ProjectionStopped
+from projections.events import DomainEvent, Ignored, decode, envelope_of
+from projections.eventstore import EventStore
+from projections.fold import fold_batch, touched_refs
+from projections.keys import KeySpace
+from projections.lease import Lease, new_token
+from projections.notices import notice_for
+from projections.parking import Parking
+from projections.readmodels import model as model_named
+from projections.status import Progress, Reporter
+from projections.writer import CheckpointMoved, Committer, LeaseLost, load_states, plan, text
+
+log = logging.getLogger(__name__)
+
+Notifier = Callable[[dict[str, Any]], None]
+Hook = Callable[[str], None]
+RETRYABLE = (EventStoreUnavailable, redis.ConnectionError, redis.TimeoutError, CheckpointMoved, LeaseLost, OSError)
+_END = object()
+
+
+@dataclass
+class RunnerConfig:
+    projection: str
+    redis_url: str
+    eventstore_uri: str
+    on_bad_event: str = "park"
+    batch_size: int = 500
+    live_flush_ms: int = 5
+    lease_ms: int = 10_000
+    status_interval: float = 1.0
+    events_behind_bound: int = 1000
+    backoff_initial: float = 0.2
+    backoff_max: float = 10.0
+    exit_when_caught_up: bool = False
+
+
+def _noop(_: Any) -> None:
+    return None
+
+
+class Runner:
+    def __init__(self, config: RunnerConfig, notifier: Notifier | None = None, hook: Hook | None = None) -> None:
+        self.config = config
+        self.model = model_named(config.projection)
+        self.notifier = notifier or _noop
+        self.hook = hook or _noop
+        self.stop_flag = threading.Event()
+        self.token = new_token()
+        self.redis = redis.Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self.progress = Progress(config.projection, self.token)
+        self.ks = KeySpace(config.projection)
+        self.lease = Lease(self.redis, config.projection, self.token, config.lease_ms)
+        self.committer = Committer(self.redis, config.projection, self.token, config.lease_ms)
+        self.parking = Parking(self.redis, config.projection)
+        self.caught_up = False
+        self._store: EventStore | None = None
+        self._checkpoint_text = ""
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in flight and return (thread- and signal-safe)."""
+        self.stop_flag.set()
+
+    def run(self) -> None:
+        reporter = Reporter(self.progress, self.redis, self._new_store, self.model.event_types,
+                            self.config.status_interval, self.config.events_behind_bound)
+        reporter.start()
+        try:
+            self._run_with_retries()
+        except (Fenced, ProjectionStopped) as exc:
+            self.progress.fail("failed", str(exc), self.progress.last_error_event)
+            log.error("%s", exc)
+            raise
+        finally:
+            if self.progress.state != "failed":
+                self.progress.state = "paused"
+            reporter.stop()
+            self._release()
+
+    def _release(self) -> None:
+        try:
+            self.lease.release()
+        except redis.RedisError:
+            pass
+        if self._store is not None:
+            self._store.close()
+
+    def _run_with_retries(self) -> None:
+        delay = self.config.backoff_initial
+        acquired = False
+        while not self.stop_flag.is_set():
+            try:
+                if not acquired:
+                    if not self.lease.acquire(self.config.lease_ms + 1000, self.stop_flag):
+                        return
+                    acquired = True
+                if self._session():
+                    return
+                delay = self.config.backoff_initial
+            except RETRYABLE as exc:
+                acquired = acquired and not isinstance(exc, (redis.ConnectionError, redis.TimeoutError, LeaseLost))
+                self._store = None if isinstance(exc, EventStoreUnavailable) else self._store
+                self.progress.fail("stalled", f"{type(exc).__name__}: {exc}")
+                sleep = random.uniform(0, delay)  # full jitter: many projectors must not retry in step
+                log.warning("projection %s stalled (%s); retrying in %.2fs", self.config.projection, exc, sleep)
+                self.stop_flag.wait(sleep)
+                delay = min(self.config.backoff_max, delay * 2)
+
+    def _new_store(self) -> EventStore:
+        return EventStore(self.config.eventstore_uri)
+
+    # -- one subscription lifetime ---------------------------------------------------
+
+    def _session(self) -> bool:
+        """Process events until stopped (True), caught up with exit_when_caught_up (True) or an error."""
+        self._checkpoint_text = text(self.redis.get(self.ks.checkpoint))
+        checkpoint = int(self._checkpoint_text) if self._checkpoint_text else 0
+        self.progress.checkpoint = checkpoint
+        if self._store is None:
+            self._store = self._new_store()
+        sub = self._store.subscribe(checkpoint or None, self.model.event_types, window=max(30, self.config.batch_size // 5))
+        items: queue.Queue[Any] = queue.Queue(maxsize=self.config.batch_size * 8)
+        reader = threading.Thread(target=_pump, args=(sub, items), daemon=True, name=f"read-{self.config.projection}")
+        reader.start()
+        self.progress.state = "catching up"
+        self.caught_up = False
+        try:
+            return self._loop(items)
+        finally:
+            sub.stop()
+
+    def _loop(self, items: queue.Queue[Any]) -> bool:
+        last_renew = time.monotonic()
+        while True:
+            self.progress.tick = time.monotonic()
+            batch, marker, caught_up, ended = self._collect(items)
+            if batch or marker > self.progress.checkpoint:
+                self._apply(batch, marker)
+                last_renew = time.monotonic()
+            if caught_up and not self.caught_up:
+                self.caught_up = True
+                self.progress.state = "live"
+                log.info("projection %s caught up at %s", self.config.projection, self.progress.checkpoint)
+            if self.caught_up and self.config.exit_when_caught_up:
+                return True
+            if self.stop_flag.is_set():
+                return True
+            if ended:
+                raise EventStoreUnavailable("the subscription to $all ended")
+            if time.monotonic() - last_renew > self.config.lease_ms / 3000:
+                if not self.lease.renew():
+                    raise Fenced(f"projection {self.config.projection!r}: lease lost to {self.lease.holder()!r}; this projector stops")
+                last_renew = time.monotonic()
+                self._retry_parked()
+
+    def _collect(self, items: queue.Queue[Any]) -> tuple[list[Any], int, bool, bool]:
+        """Up to batch_size events; returns (events, checkpoint marker, caught-up seen, stream ended).
+
+        Waits at most 0.25 s for the first item (so the loop keeps renewing its
+        lease and noticing the stop flag), then drains the queue; once it is
+        empty, ``live_flush_ms`` of quiet closes the batch.
+        """
+        batch: list[Any] = []
+        marker = 0
+        try:
+            item = items.get(timeout=0.25)
+        except queue.Empty:
+            return batch, marker, False, False
+        while True:
+            if item is _END:
+                return batch, marker, False, True
+            if isinstance(item, BaseException):
+                raise EventStoreUnavailable(f"subscription to $all failed: {item}") from item
+            if item.is_caught_up:
+                return batch, marker, True, False
+            if item.is_checkpoint:
+                # a checkpoint at P says every event before P was considered; P itself may come next
+                marker = max(marker, int(item.commit_position or 0) - 1)
+            else:
+                batch.append(item)
+            if len(batch) >= self.config.batch_size:
+                return batch, marker, False, False
+            try:
+                item = items.get_nowait()
+            except queue.Empty:
+                try:
+                    item = items.get(timeout=self.config.live_flush_ms / 1000)
+                except queue.Empty:
+                    return batch, marker, False, False
+
+    # -- one batch -----------------------------------------------------------------
+
+    def _apply(self, raw: list[Any], marker: int) -> None:
+        decoded: list[DomainEvent] = []
+        parked: list[tuple[str, ...]] = []
+        end = max([self.progress.checkpoint, marker] + [int(r.commit_position or 0) for r in raw])
+        for item in raw:
+            try:
+                event = decode(item)
+            except BadEvent as exc:
+                if self.config.on_bad_event == "stop":
+                    self._commit(decoded, parked, int(item.commit_position or 1) - 1, raw)
+                    env = envelope_of(item)
+                    self.progress.fail("failed", str(exc), f"{env.event_id} {env.stream}@{env.position} {env.type}")
+                    raise ProjectionStopped(
+                        f"projection {self.config.projection!r} stopped on bad event {env.event_id} "
+                        f"({env.type} in {env.stream} at {env.position}): {exc}; fix it, then park it or set "
+                        "on_bad_event to 'park'"
+                    ) from None
+                parked.extend(self.parking.park_commands(item, exc))
+                continue
+            if not isinstance(event, Ignored):
+                decoded.append(event)
+        self._commit(decoded, parked, end, raw)
+
+    def _commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int, raw: list[Any]) -> None:
+        self.hook("read")
+        refs = touched_refs(self.model, events)
+        loaded, stored = load_states(self.redis, self.model, self.ks, refs)
+        if stored != self._checkpoint_text:
+            raise CheckpointMoved(f"checkpoint is {stored!r}, this batch started from {self._checkpoint_text!r}")
+        result = fold_batch(self.model, self.ks, loaded, events)
+        self.hook("fold")
+        writes = plan(self.model, self.ks, loaded, result.changed, result.appends)
+        self.hook("write")
+        self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.commands, *parked])
+        self.hook("commit")
+        self._checkpoint_text = str(checkpoint)
+        self.progress.checkpoint = checkpoint
+        self.progress.applied += len(raw)
+        self.progress.parked += sum(1 for command in parked if command[0] == "HSET")
+        if raw:
+            self.progress.last_event_at = envelope_of(raw[-1]).recorded_at
+        if self.progress.state == "stalled":
+            self.progress.fail("live" if self.caught_up else "catching up", "")
+        self._notify(result.changed, writes.changed_zsets, checkpoint)
+
+    def _notify(self, changed: dict[Any, Any], zsets: dict[str, set[str]], checkpoint: int) -> None:
+        if not changed:
+            return
+        try:
+            self.notifier(notice_for(self.config.projection, self.ks, checkpoint, changed, zsets))
+        except Exception as exc:  # noqa: BLE001 - a failing notifier must not stop the projection
+            log.warning("change notice of %s not delivered: %s", self.config.projection, exc)
+
+    def _retry_parked(self) -> None:
+        """Apply parked events an operator asked to retry (see :mod:`projections.parking`)."""
+        if self._store is None or not self._checkpoint_text:
+            return
+        for event_id, item in self.parking.due(self._store):
+            try:
+                event = decode(item)
+            except BadEvent as exc:
+                self._commit_retry([], self.parking.park_commands(item, exc, retried=True))
+                continue
+            events = [] if isinstance(event, Ignored) else [event]
+            self._commit_retry(events, self.parking.unpark_commands(event_id))
+
+    def _commit_retry(self, events: list[DomainEvent], extra: list[tuple[str, ...]]) -> None:
+        refs = touched_refs(self.model, events)
+        loaded, stored = load_states(self.redis, self.model, self.ks, refs)
+        if stored != self._checkpoint_text:
+            raise CheckpointMoved(f"checkpoint is {stored!r}, expected {self._checkpoint_text!r}")
+        result = fold_batch(self.model, self.ks, loaded, events)
+        writes = plan(self.model, self.ks, loaded, result.changed, result.appends)
+        self.committer.commit(self.ks, stored, int(stored), [*writes.commands, *extra])
+        self.progress.parked = self.parking.count()
+        self._notify(result.changed, writes.changed_zsets, int(stored))
+
+
+def _pump(sub: Any, items: queue.Queue[Any]) -> None:
+    """Reader thread: moves subscription items into the queue; an error or the end is queued too."""
+    try:
+        for item in sub:
+            items.put(item)
+        items.put(_END)
+    except BaseException as exc:  # noqa: BLE001 - handed to the loop, which decides
+        items.put(exc)
+
+
+def request_retry(client: redis.Redis, projection: str, event_id: str) -> bool:
+    """Ask the running projector to retry parked event ``event_id``; False if it is not parked."""
+    if not client.hexists(keys.parked(projection), event_id):
+        return False
+    client.sadd(keys.retry_requests(projection), event_id)
+    return True

@@ -1,0 +1,129 @@
+"""Observability of a running projection: the status hash and the heartbeat.
+
+A reporter thread refreshes, every ``interval`` seconds, the heartbeat key
+(with a TTL: a dead projector shows as dead, not as "0 lag") and the status
+hash: state, checkpoint, head, lag seconds (head event's recorded time minus
+the last applied event's), events behind (a count bounded by ``bound``),
+throughput, last error with its failing event and the parked count. It talks
+to the event store for the head, so the batch path never waits on it.
+
+The heartbeat is only refreshed while the runner's loop keeps ticking: a
+runner stuck for longer than three intervals stops beating.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from projections import keys
+from projections.eventstore import EventStore
+
+log = logging.getLogger(__name__)
+
+STATES = ("starting", "catching up", "live", "stalled", "rebuilding", "paused", "failed")
+
+
+@dataclass
+class Progress:
+    """Mutable figures the runner updates and the reporter publishes (single writer each)."""
+
+    projection: str
+    token: str
+    generation: int = 1
+    state: str = "starting"
+    checkpoint: int = 0
+    last_event_at: int = 0  # recorded time (ms) of the last applied event
+    applied: int = 0
+    parked: int = 0
+    last_error: str = ""
+    last_error_event: str = ""
+    started_at: float = field(default_factory=time.time)
+    tick: float = field(default_factory=time.monotonic)
+
+    def fail(self, state: str, error: str, event: str = "") -> None:
+        self.state, self.last_error, self.last_error_event = state, error, event
+
+
+class Reporter(threading.Thread):
+    """Publishes :class:`Progress` to Redis until ``stop`` is set (see module doc)."""
+
+    def __init__(
+        self,
+        progress: Progress,
+        client: redis.Redis,
+        store_factory: Callable[[], EventStore],
+        event_types: Sequence[str],
+        interval: float = 1.0,
+        bound: int = 1000,
+    ) -> None:
+        super().__init__(name=f"status-{progress.projection}", daemon=True)
+        self.progress = progress
+        self.client = client
+        self.store_factory = store_factory
+        self.event_types = tuple(event_types)
+        self.interval = interval
+        self.bound = bound
+        self.halt = threading.Event()
+        self._store: EventStore | None = None
+        self._last = (time.monotonic(), 0)
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            try:
+                self.publish()
+            except Exception as exc:  # noqa: BLE001 - observability must never kill the projector
+                log.debug("status of %s not published: %s", self.progress.projection, exc)
+                self._store = None
+
+    def stop(self) -> None:
+        self.halt.set()
+        try:
+            self.publish(final=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _lag(self) -> dict[str, str]:
+        p = self.progress
+        if self._store is None:
+            self._store = self.store_factory()
+        head = self._store.head(self.event_types)
+        if head is None or head.position <= p.checkpoint:
+            return {"head": str(head.position if head else 0), "lagSeconds": "0", "eventsBehind": "0"}
+        behind = self._store.count_after(p.checkpoint, self.event_types, self.bound)
+        lag = max(0.0, (head.recorded_at - p.last_event_at) / 1000) if p.last_event_at else 0.0
+        return {"head": str(head.position), "lagSeconds": f"{lag:.3f}", "eventsBehind": str(behind),
+                "eventsBehindBounded": "1" if behind >= self.bound else "0"}
+
+    def publish(self, final: bool = False) -> None:
+        p = self.progress
+        now = time.monotonic()
+        then, applied_then = self._last
+        self._last = (now, p.applied)
+        fields = {
+            "projection": p.projection, "projector": p.token, "generation": str(p.generation), "state": p.state,
+            "checkpoint": str(p.checkpoint), "lastEventAt": str(p.last_event_at), "applied": str(p.applied),
+            "throughput": f"{(p.applied - applied_then) / max(now - then, 1e-6):.1f}", "parked": str(p.parked),
+            "lastError": p.last_error, "lastErrorEvent": p.last_error_event,
+            "startedAt": f"{p.started_at:.3f}", "updatedAt": f"{time.time():.3f}",
+        }
+        if not final:
+            try:
+                fields.update(self._lag())
+            except Exception as exc:  # noqa: BLE001 - the store being down is itself a status
+                fields["lastError"] = fields["lastError"] or f"event store: {exc}"
+                self._store = None
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(keys.status(p.projection), mapping=fields)
+        alive = now - p.tick < 3 * max(self.interval, 0.5)
+        if final:
+            pipe.delete(keys.heartbeat(p.projection))
+        elif alive:
+            beat = json.dumps({"projector": p.token, "at": time.time(), "state": p.state})
+            pipe.set(keys.heartbeat(p.projection), beat, ex=max(2, int(self.interval * 5)))
+        pipe.execute()

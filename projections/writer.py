@@ -1,0 +1,202 @@
+"""The only module that writes read models to Redis.
+
+Contract:
+
+* :func:`load_states` reads the state of many entities in ONE round trip
+  (a pipeline of HGETALL) together with the checkpoint.
+* :func:`plan` turns old vs new entity states into absolute writes only —
+  HSET/HDEL, ZADD/ZREM, DEL and a capped ZADD + ZREMRANGEBYRANK for
+  append-only history — never HINCRBY/ZINCRBY: applying a plan twice leaves
+  the same keyspace as applying it once.
+* :func:`commit` applies a plan, the parked events and the new checkpoint in
+  ONE Lua script, i.e. one atomic step: it first checks the fencing token
+  (the projection's lease) and that the checkpoint is still the one the batch
+  started from; otherwise nothing is written and :class:`Fenced` (another
+  projector) or :class:`CheckpointMoved` is raised.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from projections import keys
+from projections.errors import Fenced, ProjectionError
+from projections.keys import KeySpace
+from projections.readmodels.base import Append, ReadModel, Ref, Rendered
+
+Command = tuple[str, ...]
+CHUNK = 400  # members per command: keeps every Lua unpack() far below its stack limit
+
+_COMMIT = """
+local holder = redis.call('GET', KEYS[1])
+if holder ~= ARGV[1] then
+  return redis.error_reply('FENCED ' .. tostring(holder))
+end
+local cp = redis.call('GET', KEYS[2]) or ''
+if cp ~= ARGV[2] then
+  return redis.error_reply('MOVED ' .. cp)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local i, n = 5, #ARGV
+while i <= n do
+  local c = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + c))
+  i = i + c + 1
+end
+redis.call('SET', KEYS[2], ARGV[3])
+return 1
+"""
+
+
+class CheckpointMoved(ProjectionError):
+    """The checkpoint changed under a batch (a restart or a rebuild); reload and resume."""
+
+
+class LeaseLost(ProjectionError):
+    """The lease expired and nobody holds it (e.g. Redis restarted): take it again and resume."""
+
+
+@dataclass
+class Plan:
+    """Absolute writes, grouped per key, plus what changed (for the change notice)."""
+
+    commands: list[Command] = field(default_factory=list)
+    changed_zsets: dict[str, set[str]] = field(default_factory=dict)
+
+    def extend(self, other: Plan) -> None:
+        self.commands.extend(other.commands)
+        for key, members in other.changed_zsets.items():
+            self.changed_zsets.setdefault(key, set()).update(members)
+
+
+def _score(value: float) -> str:
+    # NaN is not a Redis score; it can only come from inf - inf on absurd inputs.
+    return "0" if math.isnan(value) else repr(float(value))
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _hash_writes(key: str, old: Mapping[str, str], new: Mapping[str, str]) -> list[Command]:
+    if not new:
+        return [("DEL", key)] if old else []
+    out: list[Command] = []
+    changed = [x for f, v in new.items() if old.get(f) != v for x in (f, v)]
+    for part in _chunks(changed, 2 * CHUNK):
+        out.append(("HSET", key, *part))
+    removed = [f for f in old if f not in new]
+    for part in _chunks(removed, CHUNK):
+        out.append(("HDEL", key, *part))
+    return out
+
+
+def _zset_writes(key: str, old: Mapping[str, float], new: Mapping[str, float], plan: Plan) -> None:
+    added = [m for m, s in new.items() if old.get(m) != s]
+    removed = [m for m in old if m not in new]
+    if not added and not removed:
+        return
+    plan.changed_zsets.setdefault(key, set()).update(added, removed)
+    pairs = [x for m in added for x in (_score(new[m]), m)]
+    for part in _chunks(pairs, 2 * CHUNK):
+        plan.commands.append(("ZADD", key, *part))
+    for part in _chunks(removed, CHUNK):
+        plan.commands.append(("ZREM", key, *part))
+
+
+def diff(old: Rendered, new: Rendered, plan: Plan) -> None:
+    """Add to ``plan`` the absolute writes that turn ``old``'s image into ``new``'s."""
+    for key in {*old.owned, *new.owned}:
+        plan.commands.extend(_hash_writes(key, old.owned.get(key, {}), new.owned.get(key, {})))
+    for key in {*old.zsets, *new.zsets}:
+        _zset_writes(key, old.zsets.get(key, {}), new.zsets.get(key, {}), plan)
+    for key in {*old.hfields, *new.hfields}:
+        old_f, new_f = old.hfields.get(key, {}), new.hfields.get(key, {})
+        writes = _hash_writes(key, old_f, new_f) if new_f else [("HDEL", key, *old_f)] if old_f else []
+        plan.commands.extend(writes)
+
+
+def plan(model: ReadModel, ks: KeySpace, old: Mapping[Ref, Any], new: Mapping[Ref, Any], appends: Sequence[Append]) -> Plan:
+    """The writes turning the ``old`` states of the changed entities into ``new`` (see module doc)."""
+    out = Plan()
+    for ref, state in new.items():
+        before = old.get(ref)
+        diff(Rendered() if before is None else model.render(ks, ref, before), model.render(ks, ref, state), out)
+    caps: dict[str, int] = {}
+    for entry in appends:
+        out.commands.append(("ZADD", entry.key, _score(entry.score), entry.member))
+        caps[entry.key] = entry.cap
+    for key, cap in caps.items():
+        out.commands.append(("ZREMRANGEBYRANK", key, "0", str(-(cap + 1))))
+    return out
+
+
+def load_states(client: redis.Redis, model: ReadModel, ks: KeySpace, refs: Sequence[Ref]) -> tuple[dict[Ref, Any], str]:
+    """States of ``refs`` and the current checkpoint text ('' if none), in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for ref in refs:
+        pipe.hgetall(model.main_key(ks, ref))
+    pipe.get(ks.checkpoint)
+    replies = pipe.execute()
+    # An absent entity is left out (not parsed as empty): its old Redis image is nothing at all.
+    states = {ref: model.parse(ref, _text_map(fields)) for ref, fields in zip(refs, replies) if fields}
+    return states, text(replies[-1])
+
+
+def text(value: Any) -> str:
+    """A Redis reply as str ('' for None)."""
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _text_map(fields: Mapping[Any, Any]) -> dict[str, str]:
+    return {text(k): text(v) for k, v in fields.items()}
+
+
+class Committer:
+    """Commits batches for one projection holding lease ``token`` (see module doc)."""
+
+    def __init__(self, client: redis.Redis, projection: str, token: str, lease_ms: int) -> None:
+        self.client = client
+        self.projection = projection
+        self.token = token
+        self.lease_ms = lease_ms
+        self._script = client.register_script(_COMMIT)
+
+    def commit(self, ks: KeySpace, expected: str, checkpoint: int, commands: Sequence[Command]) -> None:
+        args: list[str] = [self.token, expected, str(checkpoint), str(self.lease_ms)]
+        for command in commands:
+            args.append(str(len(command)))
+            args.extend(command)
+        try:
+            self._script(keys=[keys.lease(self.projection), ks.checkpoint], args=args)
+        except redis.ResponseError as exc:
+            text = str(exc)
+            if text == "FENCED false":
+                raise LeaseLost(f"projection {self.projection!r}: the lease expired") from None
+            if text.startswith("FENCED"):
+                raise Fenced(
+                    f"projection {self.projection!r}: the lease is held by {text[7:]!r}, not this projector "
+                    f"({self.token}); this projector stops — run one projector per projection"
+                ) from None
+            if text.startswith("MOVED"):
+                raise CheckpointMoved(f"projection {self.projection!r}: checkpoint is {text[6:]!r}, expected {expected!r}") from None
+            raise
+
+
+def parked_commands(projection: str, event_id: str, position: int, record: str) -> list[Command]:
+    """Writes recording a parked event (idempotent: keyed by event id)."""
+    return [
+        ("HSET", keys.parked(projection), event_id, record),
+        ("ZADD", keys.parked_index(projection), str(position), event_id),
+    ]
+
+
+def unpark_commands(projection: str, event_id: str) -> list[Command]:
+    return [("HDEL", keys.parked(projection), event_id), ("ZREM", keys.parked_index(projection), event_id)]
