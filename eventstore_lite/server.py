@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_APPEND_SIZE = 1024 * 1024  # the server's default MaxAppendSize
 MAX_MESSAGE_SIZE = 17 * 1024 * 1024  # a little over the server's 16 MiB record limit
-DEFAULT_WORKERS = 128  # each open subscription holds one thread
+DEFAULT_WORKERS = 256  # each open subscription holds one thread; more RPCs queue
 
 
 class EventStoreServer:

@@ -46,6 +46,8 @@ def _guard_unary(store: Store, fn: Callable[[Any, Any], Any]) -> Callable[[Any, 
         try:
             return fn(request, context)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            if not context.is_active():
+                return None  # the client went away (cancelled, deadline): nothing to answer
             _abort(context, exc, store)
 
     return handler

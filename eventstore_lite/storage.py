@@ -72,12 +72,12 @@ class StreamState:
         return self.last >= 0 and self.first_visible <= self.last
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """Open a connection in WAL mode with full fsync on commit."""
+def connect(path: str, cache_kib: int = 16384) -> sqlite3.Connection:
+    """Open a connection in WAL mode with full fsync on commit (bounded page cache)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA cache_size=-32768")
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
     return conn
 
 
@@ -86,7 +86,7 @@ class Store:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.writer_conn = connect(path)
+        self.writer_conn = connect(path, cache_kib=32768)
         self.writer_conn.executescript(_SCHEMA)
         row = self.writer_conn.execute("SELECT MAX(position) FROM events").fetchone()
         self._head: int = row[0] or 0
@@ -154,7 +154,7 @@ class Store:
         try:
             conn = self._readers.get_nowait()
         except queue.Empty:
-            conn = connect(self.path)
+            conn = connect(self.path, cache_kib=8192)
             with self._readers_lock:
                 self._all_readers.append(conn)
         try:
