@@ -134,3 +134,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": config.env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+
+CELERY_BEAT_SCHEDULE = {
+    "sample-lag": {"task": "lucent.sample_lag", "schedule": float(config.env_int("LUCENT_LAG_SAMPLE_SECONDS", 15, 1))},
+}

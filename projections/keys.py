@@ -181,3 +181,8 @@ def arbitrage_member(pair: str, buy_exchange: str, sell_exchange: str) -> str:
 def latest_price_field(exchange: str, pair: str) -> str:
     """Field of ``latest-prices`` (the document's ``exchange:pair``)."""
     return f"{exchange}:{pair}"
+
+
+def lag_history(projection: str) -> str:
+    """Sorted set of lag samples (member ``<at ms>:<lag seconds>``, score at ms) for the sparkline."""
+    return f"{tag(projection)}:lag-history"

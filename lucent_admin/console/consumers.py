@@ -1,24 +1,38 @@
-"""The console's websocket: one per page, joined to the groups of what the page shows."""
+"""The console's websocket: one per page, joined to the groups of what the page shows.
+
+On connect it pushes a fresh render of every widget of the page (so a page that
+reconnects after a restart catches up); then each change notice of a projection
+the page depends on marks widgets dirty, and dirty widgets are flushed as htmx
+out-of-band swaps at most every FLUSH_INTERVAL seconds.
+"""
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any
+from urllib.parse import parse_qs
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from lucent_admin.console import live
+from lucent_admin.console.widgets import PAGES, Widget, page_widgets
+from projections.events import is_identifier
+from projections.notices import group_name
+
+log = logging.getLogger(__name__)
 
 # Close codes in the application range: the browser learns why it was refused.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_BAD_REQUEST = 4400
 
 
-def allowed_groups() -> set[str]:
-    return {f"changes.{name}" for name in settings.LUCENT_PROJECTIONS}
+class LiveConsumer(AsyncWebsocketConsumer):
+    """Pushes re-rendered widgets of one page."""
 
-
-class LiveConsumer(AsyncJsonWebsocketConsumer):
-    """Forwards change notices of the groups a page subscribes to."""
-
-    groups_joined: set[str]
+    widgets: list[Widget]
+    params: dict[str, str]
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -28,26 +42,56 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if not user.is_staff:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.groups_joined = set()
-        await self.accept()
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        wanted = content.get("subscribe") if isinstance(content, dict) else None
-        if not isinstance(wanted, list) or not all(isinstance(g, str) for g in wanted):
-            await self.send_json({"error": "send {\"subscribe\": [group, ...]}"})
+        page = self.scope["url_route"]["kwargs"]["page"]
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        self.params = {k: v[0] for k, v in query.items() if k == "user" and v}
+        if page not in PAGES or not all(is_identifier(v) for v in self.params.values()):
+            await self.close(code=CLOSE_BAD_REQUEST)
             return
-        unknown = sorted(set(wanted) - allowed_groups())
-        if unknown:
-            await self.send_json({"error": f"unknown groups: {', '.join(unknown)}"})
-            return
-        for group in set(wanted) - self.groups_joined:
+        self.widgets = page_widgets(page)
+        self.groups_joined = {group_name(p) for w in self.widgets for p in w.projections}
+        for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.add(group)
-        await self.send_json({"subscribed": sorted(self.groups_joined)})
+        self.checkpoints: dict[str, int] = {}
+        self.dirty: set[str] = set()
+        self.flushing: asyncio.Task[None] | None = None
+        self.last_flush = 0.0
+        await self.accept()
+        await self.send_widgets(self.widgets, fresh=True)
 
     async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "groups_joined", set()):
+        for group in getattr(self, "groups_joined", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
+        if getattr(self, "flushing", None):
+            self.flushing.cancel()
 
     async def change_notice(self, event: dict[str, Any]) -> None:
-        await self.send_json({"notice": event["notice"]})
+        notice = event["notice"]
+        projection = notice.get("projection")
+        self.checkpoints[projection] = max(self.checkpoints.get(projection, -1), int(notice.get("checkpoint", 0)))
+        for widget in self.widgets:
+            if projection in widget.projections and widget.relevant(notice, self.params):
+                self.dirty.add(widget.name)
+        if self.dirty and self.flushing is None:
+            self.flushing = asyncio.create_task(self.flush_later())
+
+    async def flush_later(self) -> None:
+        try:
+            await asyncio.sleep(max(0.0, self.last_flush + live.FLUSH_INTERVAL - time.monotonic()))
+            names, self.dirty = self.dirty, set()
+            self.last_flush = time.monotonic()
+            await self.send_widgets([w for w in self.widgets if w.name in names], fresh=False)
+        except Exception:  # noqa: BLE001 - a failed render must not kill the socket
+            log.exception("live render failed")
+        finally:
+            self.flushing = None
+            if self.dirty:
+                self.flushing = asyncio.create_task(self.flush_later())
+
+    async def send_widgets(self, widgets: list[Widget], fresh: bool) -> None:
+        parts = [
+            await live.render_shared(w, self.params, None if fresh else live.version_of(w, self.checkpoints))
+            for w in widgets
+        ]
+        if parts:
+            await self.send(text_data="".join(parts))

@@ -22,3 +22,20 @@ def staff_required(view: View) -> View:
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def permission_required(perm: str, action: str) -> Callable[[View], View]:
+    """403 (and an audit entry with outcome "denied") unless the user has ``perm``."""
+    from lucent_admin.operations import audit
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.has_perm(perm):
+                audit.record(request.user, action, outcome="denied", detail=f"missing permission {perm}")
+                raise PermissionDenied(f"You need the permission {perm!r}.")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -2,4 +2,4 @@ from django.urls import path
 
 from lucent_admin.console.consumers import LiveConsumer
 
-websocket_urlpatterns = [path("ws/live/", LiveConsumer.as_asgi())]
+websocket_urlpatterns = [path("ws/live/<slug:page>/", LiveConsumer.as_asgi())]

@@ -1,8 +1,17 @@
 from django.urls import path
 
-from lucent_admin.console import views
+from lucent_admin.console import actions, views
 
 app_name = "console"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("leaderboards/", views.leaderboards, name="leaderboards"),
+    path("leaderboards/rank/", actions.user_rank, name="user-rank"),
+    path("risk/", views.risk, name="risk"),
+    path("risk/acknowledge/", actions.acknowledge_alert, name="acknowledge"),
+    path("market/", views.market, name="market"),
+    path("user/", views.user, name="user"),
+    path("projections/", views.projections, name="projections"),
+    path("projections/retry/", actions.retry_parked, name="retry-parked"),
+    path("audit/", views.audit, name="audit"),
 ]

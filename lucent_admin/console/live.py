@@ -1,0 +1,52 @@
+"""Rendering widgets for live pushes: coalesced per socket, shared across sockets.
+
+A change notice marks the widgets that depend on its projection dirty; a socket
+flushes its dirty widgets at most every FLUSH_INTERVAL seconds, however many
+notices arrive. A widget rendered for one version of the read models (the last
+checkpoint seen of each projection it depends on) is rendered once per process
+and the HTML shared by every socket showing it.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from asgiref.sync import sync_to_async
+
+from lucent_admin.console.widgets import Widget, render_widget
+
+FLUSH_INTERVAL = 0.25
+CACHE_SIZE = 512
+
+Version = tuple[int, ...]
+CacheKey = tuple[str, tuple[tuple[str, str], ...], Version]
+
+_cache: OrderedDict[CacheKey, asyncio.Future[str]] = OrderedDict()
+
+
+def version_of(widget: Widget, checkpoints: Mapping[str, int]) -> Version:
+    return tuple(checkpoints.get(p, -1) for p in widget.projections)
+
+
+async def render_shared(widget: Widget, params: Mapping[str, str], version: Version | None) -> str:
+    """The widget's HTML (as an out-of-band swap) for ``version``; rendered once per process.
+
+    ``version`` None means "no notice seen yet" (a socket's first render): always fresh.
+    """
+    if version is None:
+        return await sync_to_async(render_widget, thread_sensitive=False)(widget, params, oob=True)
+    key: CacheKey = (widget.name, tuple(sorted(params.items())), version)
+    future = _cache.get(key)
+    if future is None:
+        future = asyncio.get_running_loop().create_future()
+        _cache[key] = future
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+        try:
+            future.set_result(await sync_to_async(render_widget, thread_sensitive=False)(widget, params, oob=True))
+        except Exception as exc:  # noqa: BLE001 - waiting sockets must see the failure too
+            _cache.pop(key, None)
+            future.set_exception(exc)
+            raise
+    return await asyncio.shield(future)

@@ -1,0 +1,84 @@
+"""The console's widgets: what each page shows, which projections it depends on, how it renders.
+
+A widget is a fragment of a page with a stable DOM id. Pages render their
+widgets in place; the live socket re-renders them as out-of-band swaps when a
+change notice of one of their projections arrives.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.template.loader import render_to_string
+
+from lucent_admin.console import contexts
+
+Params = Mapping[str, str]
+Notice = Mapping[str, Any]
+
+
+def always(notice: Notice, params: Params) -> bool:
+    return True
+
+
+def about_the_user(notice: Notice, params: Params) -> bool:
+    return bool(notice.get("truncated")) or params.get("user", "") in notice.get("users", ())
+
+
+@dataclass(frozen=True)
+class Widget:
+    name: str
+    template: str
+    context: Callable[[Params], dict[str, Any]]
+    projections: tuple[str, ...] = ()
+    relevant: Callable[[Notice, Params], bool] = field(default=always)
+
+    @property
+    def dom_id(self) -> str:
+        return f"w-{self.name}"
+
+
+WIDGETS: dict[str, Widget] = {
+    w.name: w
+    for w in (
+        Widget("projection-tiles", "console/widgets/projection_tiles.html", contexts.projection_tiles,
+               ("portfolio", "risk", "market", "leaderboards")),
+        Widget("top-portfolios", "console/widgets/top_portfolios.html", contexts.top_portfolios,
+               ("portfolio",)),
+        Widget("volume-leaders", "console/widgets/volume_leaders.html", contexts.volume_leaders, ("leaderboards",)),
+        Widget("strategies", "console/widgets/strategies.html", contexts.strategies, ("leaderboards",)),
+        Widget("alerts", "console/widgets/alerts.html", contexts.alerts, ("risk",)),
+        Widget("high-risk", "console/widgets/high_risk.html", contexts.high_risk, ("risk",)),
+        Widget("prices", "console/widgets/prices.html", contexts.prices, ("market",)),
+        Widget("movers", "console/widgets/movers.html", contexts.movers, ("market",)),
+        Widget("arbitrage", "console/widgets/arbitrage.html", contexts.arbitrage, ("market",)),
+        Widget("user-portfolio", "console/widgets/user_portfolio.html", contexts.user_portfolio,
+               ("portfolio", "leaderboards"), about_the_user),
+        Widget("user-risk", "console/widgets/user_risk.html", contexts.user_risk, ("risk",), about_the_user),
+        Widget("projection-details", "console/widgets/projection_details.html", contexts.projection_details,
+               ("portfolio", "risk", "market", "leaderboards")),
+    )
+}
+
+PAGES: dict[str, tuple[str, ...]] = {
+    "overview": ("projection-tiles",),
+    "leaderboards": ("top-portfolios", "volume-leaders", "strategies"),
+    "risk": ("alerts", "high-risk"),
+    "market": ("prices", "movers", "arbitrage"),
+    "user": ("user-portfolio", "user-risk"),
+    "projections": ("projection-details",),
+}
+
+
+def page_widgets(page: str) -> list[Widget]:
+    return [WIDGETS[name] for name in PAGES[page]]
+
+
+def render_widget(widget: Widget, params: Params, oob: bool = False) -> str:
+    """The widget's HTML, wrapped in its stable container (an out-of-band swap when ``oob``)."""
+    context = widget.context(params)
+    return render_to_string(
+        "console/widget.html",
+        {**context, "widget": widget, "oob": oob, "inner_template": widget.template},
+    )

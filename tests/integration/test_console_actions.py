@@ -1,0 +1,137 @@
+"""Operator actions: permission-checked, validated, audited, and real in the event store / Redis."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client
+from esdbclient.exceptions import NotFound
+
+from lucent_admin.operations.models import AuditEntry
+from projections import keys
+
+pytestmark = pytest.mark.django_db
+
+
+def operator(client: Client, *perms: str, name: str = "ops") -> Client:
+    user = get_user_model().objects.create_user(name, password="pw-ops-123", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=perms))
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def store_settings(settings, eventstore_uri: str):
+    settings.EVENTSTORE_URI = eventstore_uri
+    return settings
+
+
+def risk_events(esdb_client, user_id: str) -> list[dict]:
+    try:
+        return [json.loads(e.data) for e in esdb_client.get_stream(f"risk-{user_id}")]
+    except NotFound:
+        return []
+
+
+def test_acknowledge_appends_the_event_and_audits_who_did_it(client: Client, store_settings, esdb_client) -> None:
+    operator(client, "acknowledge_alert")
+    response = client.post("/risk/acknowledge/", {"user_id": "ack-user-1", "alert_id": "alert-1", "note": "called them"},
+                           follow=True)
+    assert response.redirect_chain[-1][0] == "/risk/"
+    assert b"Alert alert-1 of ack-user-1 acknowledged." in response.content
+    [event] = risk_events(esdb_client, "ack-user-1")
+    assert event["alertId"] == "alert-1" and event["acknowledgedBy"] == "ops" and event["note"] == "called them"
+    entry = AuditEntry.objects.get(action="risk.acknowledge")
+    assert (entry.actor_name, entry.target, entry.outcome) == ("ops", "ack-user-1/alert-1", "ok")
+
+
+def test_acknowledging_twice_appends_one_event(client: Client, store_settings, esdb_client) -> None:
+    operator(client, "acknowledge_alert")
+    for _ in range(2):
+        client.post("/risk/acknowledge/", {"user_id": "ack-user-2", "alert_id": "alert-2"})
+    assert len(risk_events(esdb_client, "ack-user-2")) == 1
+    assert AuditEntry.objects.filter(action="risk.acknowledge", outcome="ok").count() == 2
+
+
+def test_acknowledge_without_the_permission_is_403_and_audited(client: Client, store_settings, esdb_client) -> None:
+    operator(client)
+    response = client.post("/risk/acknowledge/", {"user_id": "ack-user-3", "alert_id": "alert-3"})
+    assert response.status_code == 403
+    assert AuditEntry.objects.get(action="risk.acknowledge").outcome == "denied"
+    assert risk_events(esdb_client, "ack-user-3") == []
+
+
+def test_bad_alert_id_gets_a_message_naming_the_field(client: Client, store_settings) -> None:
+    operator(client, "acknowledge_alert")
+    response = client.post("/risk/acknowledge/", {"user_id": "u1", "alert_id": "bad id!"}, follow=True)
+    assert b"alert_id: Alert id must be 1" in response.content
+    assert AuditEntry.objects.get(action="risk.acknowledge").outcome == "failed"
+
+
+def test_htmx_acknowledge_answers_with_a_client_redirect(client: Client, store_settings) -> None:
+    operator(client, "acknowledge_alert")
+    response = client.post("/risk/acknowledge/", {"user_id": "ack-user-4", "alert_id": "alert-4"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == "/risk/"
+
+
+def test_actions_need_a_csrf_token(store_settings) -> None:
+    client = Client(enforce_csrf_checks=True)
+    operator(client, "acknowledge_alert")
+    assert client.post("/risk/acknowledge/", {"user_id": "u1", "alert_id": "a1"}).status_code == 403
+
+
+def test_anonymous_action_is_sent_to_login(client: Client) -> None:
+    response = client.post("/risk/acknowledge/", {"user_id": "u1", "alert_id": "a1"})
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_retry_request_reaches_the_projection_and_is_audited(client: Client, redis_client) -> None:
+    operator(client, "retry_parked_event")
+    event_id = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a11"
+    redis_client.hset(keys.parked("risk"), event_id, json.dumps({"eventId": event_id, "position": 7}))
+    response = client.post("/projections/retry/", {"projection": "risk", "event_id": event_id}, follow=True)
+    assert b"Retry of parked event" in response.content
+    assert redis_client.sismember(keys.retry_requests("risk"), event_id)
+    assert AuditEntry.objects.get(action="parked.retry").target == f"risk/{event_id}"
+
+
+def test_retry_of_an_event_that_is_not_parked_says_so(client: Client, redis_client) -> None:
+    operator(client, "retry_parked_event")
+    event_id = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a12"
+    response = client.post("/projections/retry/", {"projection": "risk", "event_id": event_id}, follow=True)
+    assert f"event {event_id} is not parked in the risk projection".encode() in response.content
+    assert AuditEntry.objects.get(action="parked.retry").outcome == "failed"
+
+
+def test_retry_with_a_bad_event_id_names_the_field(client: Client, redis_client) -> None:
+    operator(client, "retry_parked_event")
+    response = client.post("/projections/retry/", {"projection": "risk", "event_id": "nope"}, follow=True)
+    assert b"event_id: Event id must be a UUID." in response.content
+    assert not redis_client.exists(keys.retry_requests("risk"))
+
+
+def test_retry_without_the_permission_is_403(client: Client, redis_client) -> None:
+    operator(client)
+    response = client.post("/projections/retry/", {"projection": "risk", "event_id": "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a11"})
+    assert response.status_code == 403
+    assert not redis_client.exists(keys.retry_requests("risk"))
+
+
+def test_audit_log_filters_by_operator_and_action(client: Client) -> None:
+    operator(client)
+    AuditEntry.objects.create(actor_name="alice", action="risk.acknowledge", target="u1/a1", outcome="ok")
+    AuditEntry.objects.create(actor_name="bob", action="parked.retry", target="risk/x", outcome="failed")
+    page = client.get("/audit/", {"actor": "alice"}).content.decode()
+    assert "u1/a1" in page and "risk/x" not in page
+    page = client.get("/audit/", {"action": "parked.retry"}).content.decode()
+    assert "risk/x" in page and "u1/a1" not in page
+
+
+def test_user_lookup_rejects_a_bad_id_with_a_message(client: Client) -> None:
+    operator(client)
+    response = client.get("/user/", {"user": "../../etc"})
+    assert response.status_code == 400
+    assert b"User id must be 1" in response.content
