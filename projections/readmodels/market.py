@@ -92,12 +92,12 @@ class PairMarket:
         returns = [(b - a) / a for a, b in zip(prices, prices[1:])]
         if len(returns) < 2:
             return 0.0
-        mean = sum(returns) / len(returns)
-        return math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)) * 100.0
+        mean = math.fsum(returns) / len(returns)
+        return math.sqrt(math.fsum((r - mean) ** 2 for r in returns) / (len(returns) - 1)) * 100.0
 
     @property
     def volume_24h(self) -> float:
-        return sum(self.hours.values())
+        return math.fsum(self.hours.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ class ExchangeMarket:
 
     @property
     def liquidity_24h(self) -> float:
-        return sum(self.hours.values())
+        return math.fsum(self.hours.values())
 
 
 def _add_volume(hours: Mapping[int, float], at: int, newest: int, volume: float) -> dict[int, float]:

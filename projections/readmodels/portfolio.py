@@ -10,12 +10,17 @@ the stored value and the ``portfolio-values`` ranking are replay-exact and a
 price tick never fans out to every holder; the console's portfolio summary
 also computes a live mark-to-market from the same marks hash at read time.
 
+Every sum over a map uses ``math.fsum`` (exact, so independent of the map's
+order: a state read back from Redis has its keys sorted, one folded in memory
+has them in insertion order, and both must give the same bits).
+
 Cost basis uses the average-cost method: buys add their USD amount, sells
 remove the sold fraction of the cost and realise the difference as PnL.
 """
 from __future__ import annotations
 
 import json
+from math import fsum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -53,11 +58,11 @@ class Portfolio:
 
 def value_of(p: Portfolio, marks: Mapping[str, float]) -> float:
     """Positions x marks; a pair with no mark uses the last trade price, then its cost."""
-    total = 0.0
+    parts = []
     for pair, amount in p.positions.items():
         price = marks.get(pair) or p.last_prices.get(pair)
-        total += amount * price if price else p.costs.get(pair, 0.0)
-    return total
+        parts.append(amount * price if price else p.costs.get(pair, 0.0))
+    return fsum(parts)
 
 
 def trade_costs(old: float, cost: float, delta: float, usd: float) -> tuple[float, float, float]:
@@ -80,7 +85,7 @@ def _settle(p: Portfolio, positions: dict[str, float], costs: dict[str, float], 
     for pair in [k for k, v in positions.items() if abs(v) < EPSILON]:
         del positions[pair]
         costs.pop(pair, None)
-    p = replace(p, positions=positions, costs=costs, cost_basis=sum(costs.values()), **kw)
+    p = replace(p, positions=positions, costs=costs, cost_basis=fsum(costs.values()), **kw)
     return replace(p, market_value=value_of(p, marks.prices))
 
 
@@ -105,7 +110,7 @@ def evolve_rebalanced(p: Portfolio, e: PortfolioRebalanced, marks: Marks) -> Por
     """Positions become ``newPositions``; ``newTotalValue`` becomes the cost basis, split by value."""
     positions = {k: v for k, v in e.new_positions.items() if abs(v) >= EPSILON}
     weights = {k: abs(v) * (marks.prices.get(k) or p.last_prices.get(k) or 0.0) for k, v in positions.items()}
-    total = sum(weights.values())
+    total = fsum(weights.values())
     if total > 0:
         costs = {k: e.new_total_value * w / total for k, w in weights.items()}
     else:

@@ -20,6 +20,7 @@ active until a ``RiskAlertAcknowledged`` names it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from math import fsum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -84,7 +85,7 @@ class Risk:
 
     @property
     def daily_exposure(self) -> float:
-        return sum(abs(v) for v in self.daily_net.values())
+        return fsum(abs(v) for v in self.daily_net.values())
 
     @property
     def exposure(self) -> dict[str, float]:
@@ -93,7 +94,7 @@ class Risk:
     @property
     def concentration(self) -> float:
         exposure = self.exposure
-        total = sum(exposure.values())
+        total = fsum(exposure.values())
         return max(exposure.values()) / total if total >= 1000.0 else 0.0
 
 

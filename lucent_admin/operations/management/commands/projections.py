@@ -1,0 +1,49 @@
+"""``manage.py projections status [--json]`` and ``projections parked [--projection P] [--retry ID]``."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from projections.keys import PROJECTIONS
+from projections.service import parked_rows, retry_parked, status_rows
+
+STATUS_COLUMNS = ("projection", "state", "alive", "checkpoint", "head", "lag_seconds", "events_behind", "throughput", "parked", "last_error")
+
+
+class Command(BaseCommand):
+    help = "Projection status (checkpoint, lag, heartbeat, parked events) and parked-event retries."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        status = sub.add_parser("status", help="state, checkpoint, lag, heartbeat and parked count of each projection")
+        status.add_argument("--json", action="store_true")
+        parked = sub.add_parser("parked", help="list parked events, or ask the projector to retry one")
+        parked.add_argument("--projection", choices=PROJECTIONS)
+        parked.add_argument("--retry", metavar="EVENT_ID")
+        parked.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        if options["action"] == "status":
+            self._print(status_rows(client), STATUS_COLUMNS, options["json"])
+            return
+        if options["retry"]:
+            if not options["projection"]:
+                raise CommandError("--retry needs --projection (the projection that parked the event)")
+            if not retry_parked(client, options["projection"], options["retry"]):
+                raise CommandError(f"event {options['retry']} is not parked by {options['projection']}")
+            self.stdout.write(f"retry of {options['retry']} requested; the running projector applies it")
+            return
+        self._print(parked_rows(client, options["projection"]), ("projection", "eventId", "stream", "position", "type", "field", "reason"), options["json"])
+
+    def _print(self, rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bool) -> None:
+        if as_json:
+            self.stdout.write(json.dumps(rows, indent=2, default=str))
+            return
+        self.stdout.write("  ".join(columns))
+        for row in rows:
+            self.stdout.write("  ".join(str(row.get(c, "")) for c in columns))

@@ -1,0 +1,69 @@
+"""``manage.py run_projector [--projection NAME ...] [--exit-when-caught-up]``: the projector process.
+
+Thin: builds runners from settings (one thread per projection, see
+``projections.service``), wires change notices to the Channels layer and
+stops cleanly on SIGTERM / Ctrl-C (the batch in flight is finished).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from projections.errors import ProjectionError
+from projections.keys import PROJECTIONS
+from projections.notices import group_name
+from projections.runner import Notifier, RunnerConfig
+from projections.service import build_runners, run_all
+
+log = logging.getLogger(__name__)
+
+
+def channel_notifier(projection: str) -> Notifier:
+    """Publish a change notice of ``projection`` to its Channels group (after commit)."""
+    layer = get_channel_layer()
+    send = async_to_sync(layer.group_send) if layer is not None else None
+
+    def notify(notice: dict[str, Any]) -> None:
+        if send is not None:
+            send(group_name(projection), {"type": "change.notice", "notice": notice})
+
+    return notify
+
+
+class Command(BaseCommand):
+    help = "Run the projections (default all): catch up from their checkpoints, then follow $all live."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--projection", action="append", choices=PROJECTIONS, default=[],
+                            help="projection to run (repeatable; default: all)")
+        parser.add_argument("--exit-when-caught-up", action="store_true", help="return once every projection is live")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        base = RunnerConfig(
+            projection="", redis_url=settings.REDIS_URL, eventstore_uri=settings.EVENTSTORE_URI,
+            batch_size=int(settings.LUCENT_BATCH_SIZE), live_flush_ms=int(settings.LUCENT_LIVE_FLUSH_MS),
+            exit_when_caught_up=bool(options["exit_when_caught_up"]),
+        )
+        runners = build_runners(options["projection"], base, settings.LUCENT_PROJECTIONS, channel_notifier)
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        names = ", ".join(r.config.projection for r in runners)
+        self.stderr.write(f"projector running: {names}")
+        try:
+            run_all(runners, stop)
+        except ProjectionError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stderr.write("projector stopped")

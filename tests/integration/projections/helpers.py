@@ -1,0 +1,79 @@
+"""Shared helpers: simulated events, running projections, comparing keyspaces."""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import redis
+
+from projections import keys
+from projections.eventstore import EventStore
+from projections.runner import Runner, RunnerConfig
+from projections.simulate_run import append_events
+from projections.simulation import Market
+
+OPERATIONAL = ("status", "heartbeat", "lease", "lag-history")
+
+
+def append_market(uri: str, n: int, seed: int = 11, start: int = 0, bad_ratio: float = 0.02) -> int:
+    """Append events ``start .. start+n`` of a seeded simulated market; returns the head position."""
+    market = Market(seed=seed, users=25, pairs=4, exchanges=3, bad_ratio=bad_ratio)
+    items = list(market.events(start + n))[start:]
+    with EventStore(uri) as store:
+        append_events(store, items, batch_size=50)
+        return store.head_position()
+
+
+def config(projection: str, redis_url: str, uri: str, **over: Any) -> RunnerConfig:
+    base: dict[str, Any] = {"batch_size": 50, "lease_ms": 1500, "status_interval": 0.2, "backoff_initial": 0.05,
+                            "backoff_max": 0.5, "exit_when_caught_up": True}
+    base.update(over)
+    return RunnerConfig(projection, redis_url, uri, **base)
+
+
+def run_to_end(redis_url: str, uri: str, projections: tuple[str, ...] = keys.PROJECTIONS, **over: Any) -> None:
+    for name in projections:
+        Runner(config(name, redis_url, uri, **over)).run()
+
+
+def keyspace(client: redis.Redis) -> dict[str, Any]:
+    """Logical content + TTL of every key but the per-run operational ones (status, heartbeat, lease).
+
+    Compared logically, not as DUMP bytes: a hash's internal field order depends
+    on insertion order, which legitimately differs when batches are cut differently.
+    """
+    out: dict[str, Any] = {}
+    for raw in client.scan_iter(match="lucent:*", count=1000):
+        key = raw.decode()
+        if key.rsplit(":", 1)[-1] in OPERATIONAL:
+            continue
+        kind = client.type(key).decode()
+        if kind == "hash":
+            value: Any = client.hgetall(key)
+        elif kind == "zset":
+            value = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            value = sorted(client.smembers(key))
+        else:
+            value = client.get(key)
+        out[key] = (kind, value, client.pttl(key) > 0)
+    return out
+
+
+def checkpoint(client: redis.Redis, projection: str) -> int:
+    value = client.get(keys.KeySpace(projection).checkpoint)
+    return int(value) if value else 0
+
+
+def in_thread(runner: Runner) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            runner.run()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, errors

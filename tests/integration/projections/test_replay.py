@@ -1,0 +1,49 @@
+"""Replays through the embedded store over gRPC into a real Redis give identical keyspaces."""
+from __future__ import annotations
+
+import redis
+
+from projections import keys
+from projections.queries import Queries
+from projections.runner import Runner
+from tests.fixtures.projections import RedisProcess, StoreProcess
+from tests.integration.projections.helpers import append_market, checkpoint, config, keyspace, run_to_end
+
+
+def test_two_replays_leave_identical_keyspaces(redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    head = append_market(store_process.uri, 1500)
+    client = redis.Redis.from_url(redis_process.url)
+    run_to_end(redis_process.url, store_process.uri)
+    first = keyspace(client)
+    assert all(checkpoint(client, p) > 0 for p in keys.PROJECTIONS)
+    assert checkpoint(client, "portfolio") == head
+    client.flushdb()
+    run_to_end(redis_process.url, store_process.uri, batch_size=333)  # other batch boundaries, same result
+    assert keyspace(client) == first
+
+
+def test_bad_events_are_parked_with_reason_and_checkpoint_moves_on(redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    head = append_market(store_process.uri, 800, bad_ratio=0.05)
+    client = redis.Redis.from_url(redis_process.url)
+    run_to_end(redis_process.url, store_process.uri, projections=("portfolio",))
+    parked = Queries(client).parked_events("portfolio")
+    assert parked, "the simulator's malformed events must be parked"
+    assert {"eventId", "stream", "position", "type", "field", "reason"} <= set(parked[0])
+    assert checkpoint(client, "portfolio") == head
+    (status,) = Queries(client).projection_status("portfolio")
+    assert status.parked == len(parked) and status.checkpoint == head
+
+
+def test_stop_policy_stops_before_the_bad_event(redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 800, bad_ratio=0.05)
+    client = redis.Redis.from_url(redis_process.url)
+    runner = Runner(config("portfolio", redis_process.url, store_process.uri, on_bad_event="stop"))
+    try:
+        runner.run()
+        raise AssertionError("the stop policy must stop the projection")
+    except Exception as exc:  # noqa: BLE001
+        assert "stopped on bad event" in str(exc)
+    (status,) = Queries(client).projection_status("portfolio")
+    assert status.state == "failed" and "bad event" in status.last_error
+    assert client.hlen(keys.parked("portfolio")) == 0
+    assert 0 < checkpoint(client, "portfolio")
