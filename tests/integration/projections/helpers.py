@@ -24,6 +24,15 @@ def append_market(uri: str, n: int, seed: int = 11, start: int = 0, bad_ratio: f
         return store.head_position()
 
 
+def head_for(uri: str, projection: str) -> int:
+    """Commit position of the newest event of ``projection``'s types."""
+    from projections.readmodels import model
+
+    with EventStore(uri) as store:
+        head = store.head(model(projection).event_types)
+        return head.position if head else 0
+
+
 def config(projection: str, redis_url: str, uri: str, **over: Any) -> RunnerConfig:
     base: dict[str, Any] = {"batch_size": 50, "lease_ms": 1500, "status_interval": 0.2, "backoff_initial": 0.05,
                             "backoff_max": 0.5, "exit_when_caught_up": True}
