@@ -62,8 +62,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
-        if getattr(self, "flushing", None):
-            self.flushing.cancel()
+        flushing = getattr(self, "flushing", None)
+        if flushing is not None:
+            flushing.cancel()
+            self.flushing = None
 
     async def change_notice(self, event: dict[str, Any]) -> None:
         notice = event["notice"]
@@ -81,12 +83,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
             names, self.dirty = self.dirty, set()
             self.last_flush = time.monotonic()
             await self.send_widgets([w for w in self.widgets if w.name in names], fresh=False)
+        except asyncio.CancelledError:
+            return  # the socket closed
         except Exception:  # noqa: BLE001 - a failed render must not kill the socket
             log.exception("live render failed")
-        finally:
-            self.flushing = None
-            if self.dirty:
-                self.flushing = asyncio.create_task(self.flush_later())
+        self.flushing = None
+        if self.dirty:
+            self.flushing = asyncio.create_task(self.flush_later())
 
     async def send_widgets(self, widgets: list[Widget], fresh: bool) -> None:
         parts = [

@@ -1,59 +1,97 @@
-"""The authenticated websocket over the real Redis channel layer."""
+"""The console's live socket over the real Redis channel layer."""
 from __future__ import annotations
+
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 
 from lucent_admin.asgi import application
-from lucent_admin.console.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, LiveConsumer
+from lucent_admin.console.consumers import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
+from lucent_admin.console.routing import websocket_urlpatterns
+from projections.notices import group_name
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def communicator(user) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
-    comm.scope["user"] = user
-    return comm
+def as_user(user, path: str) -> WebsocketCommunicator:
+    router = URLRouter(websocket_urlpatterns)
+
+    async def app(scope, receive, send):
+        return await router({**scope, "user": user}, receive, send)
+
+    return WebsocketCommunicator(app, path)
+
+
+async def staff_user(name: str = "ops"):
+    return await sync_to_async(get_user_model().objects.create_user)(name, password="pw-ops-123", is_staff=True)
+
+
+async def notify(projection: str, checkpoint: int, **lists) -> None:
+    notice = {"projection": projection, "checkpoint": checkpoint, **lists}
+    await get_channel_layer().group_send(group_name(projection), {"type": "change.notice", "notice": notice})
+
+
+async def receive_all(comm: WebsocketCommunicator, within: float) -> list[str]:
+    """Every frame that arrives within ``within`` seconds (receive_nothing never cancels the app)."""
+    frames, deadline = [], time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0 and not await comm.receive_nothing(timeout=min(left, 0.05)):
+        frames.append(await comm.receive_from(timeout=1))
+    return frames
 
 
 async def test_anonymous_connection_is_closed() -> None:
-    comm = WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", b"http://127.0.0.1:8000")])
-    connected, code = await comm.connect()
-    assert not connected
-    assert code == CLOSE_UNAUTHENTICATED
+    comm = WebsocketCommunicator(application, "/ws/live/overview/", headers=[(b"origin", b"http://127.0.0.1:8000")])
+    assert await comm.connect() == (False, CLOSE_UNAUTHENTICATED)
 
 
 async def test_non_staff_connection_is_refused() -> None:
     user = await sync_to_async(get_user_model().objects.create_user)("bob", password="pw-bob-123")
-    connected, code = await communicator(user).connect()
-    assert (connected, code) == (False, CLOSE_FORBIDDEN)
+    assert await as_user(user, "/ws/live/overview/").connect() == (False, CLOSE_FORBIDDEN)
 
 
-async def test_staff_socket_receives_change_notices_of_joined_groups(redis_client) -> None:
-    user = await sync_to_async(get_user_model().objects.create_user)("ops", password="pw-ops-123", is_staff=True)
-    comm = communicator(user)
-    connected, _ = await comm.connect()
-    assert connected
-    await comm.send_json_to({"subscribe": ["changes.portfolio"]})
-    assert await comm.receive_json_from(timeout=5) == {"subscribed": ["changes.portfolio"]}
-    layer = get_channel_layer()
-    await layer.group_send("changes.market", {"type": "change.notice", "notice": {"projection": "market"}})
-    await layer.group_send("changes.portfolio", {"type": "change.notice", "notice": {"projection": "portfolio", "users": ["u1"]}})
-    message = await comm.receive_json_from(timeout=5)
-    assert message == {"notice": {"projection": "portfolio", "users": ["u1"]}}
-    assert await comm.receive_nothing(timeout=0.3)
+@pytest.mark.parametrize("path", ["/ws/live/nope/", "/ws/live/user/?user=../x"])
+async def test_unknown_page_or_bad_user_id_is_refused(path: str) -> None:
+    assert await as_user(await staff_user(), path).connect() == (False, CLOSE_BAD_REQUEST)
+
+
+async def test_socket_catches_up_on_connect_then_pushes_only_affected_widgets(redis_client) -> None:
+    comm = as_user(await staff_user(), "/ws/live/leaderboards/")
+    assert (await comm.connect())[0]
+    first = await comm.receive_from(timeout=5)
+    for dom_id in ("w-top-portfolios", "w-volume-leaders", "w-strategies"):
+        assert f'id="{dom_id}"' in first
+    await notify("leaderboards", 10, users=["u1"])
+    pushed = await comm.receive_from(timeout=5)
+    assert 'id="w-volume-leaders"' in pushed and 'id="w-strategies"' in pushed
+    assert 'id="w-top-portfolios"' not in pushed
+    assert 'hx-swap-oob="outerHTML"' in pushed
+    await notify("market", 11, pairs=["BTC-USD"])
+    assert await comm.receive_nothing(timeout=0.5)
     await comm.disconnect()
 
 
-async def test_unknown_group_is_rejected_with_a_message() -> None:
-    user = await sync_to_async(get_user_model().objects.create_user)("ops", password="pw-ops-123", is_staff=True)
-    comm = communicator(user)
+async def test_a_burst_of_notices_is_coalesced_into_a_few_renders(redis_client) -> None:
+    comm = as_user(await staff_user(), "/ws/live/risk/")
     await comm.connect()
-    await comm.send_json_to({"subscribe": ["changes.nope"]})
-    assert (await comm.receive_json_from(timeout=5))["error"] == "unknown groups: changes.nope"
+    await comm.receive_from(timeout=5)
+    for checkpoint in range(1, 101):
+        await notify("risk", checkpoint, users=[f"u{checkpoint}"])
+    frames = await receive_all(comm, within=1.0)
+    assert 1 <= len(frames) <= 5, len(frames)
     await comm.disconnect()
 
 
+async def test_user_page_ignores_notices_about_other_users(redis_client) -> None:
+    comm = as_user(await staff_user(), "/ws/live/user/?user=alice")
+    await comm.connect()
+    await comm.receive_from(timeout=5)
+    await notify("risk", 5, users=["bob"])
+    assert await comm.receive_nothing(timeout=0.5)
+    await notify("risk", 6, users=["alice"])
+    assert 'id="w-user-risk"' in await comm.receive_from(timeout=5)
+    await comm.disconnect()

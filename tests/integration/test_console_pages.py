@@ -1,0 +1,111 @@
+"""Console pages over read models the projector built from a simulated market."""
+from __future__ import annotations
+
+import io
+from html import escape
+import time
+
+import pytest
+import redis
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client, override_settings
+
+from projections.queries import Queries
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def market(eventstore_uri: str, redis_url: str):
+    """A simulated market (with 2% malformed events) appended and projected, once for this module."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    with override_settings(EVENTSTORE_URI=eventstore_uri):
+        call_command("simulate", events=3000, seed=11, users=20, bad_ratio=0.02, stderr=io.StringIO(), stdout=io.StringIO())
+        call_command("run_projector", exit_when_caught_up=True, stderr=io.StringIO())
+        yield Queries(client)
+    client.close()
+
+
+@pytest.fixture
+def staff(client: Client, market) -> Client:
+    client.force_login(get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True))
+    return client
+
+
+def test_overview_shows_a_tile_per_projection_with_its_status(staff: Client, market: Queries) -> None:
+    page = staff.get("/").content.decode()
+    for status in market.projection_status():
+        assert f'data-projection="{status.projection}"' in page
+        assert f"{status.checkpoint}" in page
+    assert page.count('class="sparkline"') == 4
+
+
+def test_dead_projector_is_red_and_says_why(staff: Client, market: Queries) -> None:
+    # the projector exited when caught up: once its heartbeats are gone every tile must say dead
+    deadline = time.monotonic() + 15
+    while any(s.alive for s in market.projection_status()):
+        assert time.monotonic() < deadline, "heartbeats of a stopped projector must expire"
+        time.sleep(0.1)
+    page = staff.get("/").content.decode()
+    assert page.count("Projector dead: no heartbeat") == 4
+    assert 'class="tile alarm"' in page
+
+
+def test_leaderboards_rank_portfolios_and_volume(staff: Client, market: Queries) -> None:
+    page = staff.get("/leaderboards/").content.decode()
+    top = market.top_portfolios(10)
+    assert top, "the simulated market should produce portfolios"
+    assert f'data-user="{top[0].id}"' in page
+    assert page.index(top[0].id) < page.index(top[-1].id)
+    leaders = market.daily_volume_leaders(limit=10)
+    assert leaders and leaders[0].id in page
+
+
+def test_find_a_users_rank(staff: Client, market: Queries) -> None:
+    best = market.top_portfolios(1)[0]
+    fragment = staff.get("/leaderboards/rank/", {"user": best.id}, HTTP_HX_REQUEST="true").content.decode()
+    assert f"{best.id}</a>: #1 by portfolio value" in fragment
+    bad = staff.get("/leaderboards/rank/", {"user": "no such/user"})
+    assert bad.status_code == 400 and "User id must be" in bad.content.decode()
+
+
+def test_risk_page_lists_active_alerts_newest_first(staff: Client, market: Queries) -> None:
+    alerts = market.active_alerts()
+    page = staff.get("/risk/").content.decode()
+    assert f'data-field="alert-count">{len(alerts)}<' in page
+    if len(alerts) >= 2:
+        assert page.index(alerts[0]["alertId"]) < page.index(alerts[1]["alertId"])
+    for user in market.high_risk_users():
+        assert f'data-user="{user["userId"]}"' in page
+
+
+def test_market_page_shows_prices_per_exchange_and_movers(staff: Client, market: Queries) -> None:
+    overview = market.market_overview()
+    page = staff.get("/market/").content.decode()
+    for pair in overview.latest_prices:
+        assert f'data-pair="{pair}"' in page
+    for exchange in {x for quotes in overview.latest_prices.values() for x in quotes}:
+        assert f"<th class=\"num\">{exchange}</th>" in page
+
+
+def test_user_page_shows_portfolio_and_risk(staff: Client, market: Queries) -> None:
+    best = market.top_portfolios(1)[0]
+    summary = market.portfolio_summary(best.id)
+    page = staff.get("/user/", {"user": best.id}).content.decode()
+    assert f"Portfolio of {best.id}" in page
+    assert f'data-field="trade-count">{summary.trade_count}<' in page
+    assert "Risk profile" in page
+    unknown = staff.get("/user/", {"user": "nobody-here"}).content.decode()
+    assert "No portfolio for this user" in unknown
+
+
+def test_projections_page_lists_parked_events_with_reasons(staff: Client, market: Queries) -> None:
+    parked = market.parked_events("portfolio")
+    assert parked, "2% malformed events should park some"
+    page = staff.get("/projections/").content.decode()
+    for event in parked[:5]:
+        assert f'data-event="{event["eventId"]}"' in page
+        assert escape(event["reason"]) in page
