@@ -72,6 +72,8 @@ class Reporter(threading.Thread):
         self.halt = threading.Event()
         self._store: EventStore | None = None
         self._last = (time.monotonic(), 0)
+        self._reports = 0
+        self._behind: int | None = None
 
     def run(self) -> None:
         while not self.halt.wait(self.interval):
@@ -95,7 +97,12 @@ class Reporter(threading.Thread):
         head = self._store.head(self.event_types)
         if head is None or head.position <= p.checkpoint:
             return {"head": str(head.position if head else 0), "lagSeconds": "0", "eventsBehind": "0"}
-        behind = self._store.count_after(p.checkpoint, self.event_types, self.bound)
+        # Counting reads up to ``bound`` events from the store: cheap when live, a real
+        # load while catching up, so then only every tenth report refreshes it.
+        self._reports += 1
+        if p.state == "live" or self._reports % 10 == 1 or self._behind is None:
+            self._behind = self._store.count_after(p.checkpoint, self.event_types, self.bound)
+        behind = self._behind
         lag = max(0.0, (head.recorded_at - p.last_event_at) / 1000) if p.last_event_at else 0.0
         return {"head": str(head.position), "lagSeconds": f"{lag:.3f}", "eventsBehind": str(behind),
                 "eventsBehindBounded": "1" if behind >= self.bound else "0"}

