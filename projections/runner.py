@@ -68,6 +68,7 @@ class RunnerConfig:
     backoff_initial: float = 0.2
     backoff_max: float = 10.0
     exit_when_caught_up: bool = False
+    generation: int | None = None  # None: the live generation (its pointer); a rebuild names a new one
 
 
 def _noop(_: Any) -> None:
@@ -143,6 +144,12 @@ class Runner:
                 self.stop_flag.wait(sleep)
                 delay = min(self.config.backoff_max, delay * 2)
 
+    def _generation(self) -> int:
+        """The generation this runner writes: the configured one, else the live pointer's (default 1)."""
+        if self.config.generation is not None:
+            return self.config.generation
+        return int(text(self.redis.get(keys.generation_pointer(self.config.projection))) or 1)
+
     def _new_store(self) -> EventStore:
         return EventStore(self.config.eventstore_uri)
 
@@ -150,6 +157,8 @@ class Runner:
 
     def _session(self) -> bool:
         """Process events until stopped (True), caught up with exit_when_caught_up (True) or an error."""
+        self.ks = KeySpace(self.config.projection, self._generation())
+        self.progress.generation = self.ks.generation
         self._checkpoint_text = text(self.redis.get(self.ks.checkpoint))
         checkpoint = int(self._checkpoint_text) if self._checkpoint_text else 0
         self.progress.checkpoint = checkpoint

@@ -119,12 +119,11 @@ class Reporter(threading.Thread):
             "lastError": p.last_error, "lastErrorEvent": p.last_error_event,
             "startedAt": f"{p.started_at:.3f}", "updatedAt": f"{time.time():.3f}",
         }
-        if not final:
-            try:
-                fields.update(self._lag())
-            except Exception as exc:  # noqa: BLE001 - the store being down is itself a status
-                fields["lastError"] = fields["lastError"] or f"event store: {exc}"
-                self._store = None
+        try:  # the final report too: a paused projection still shows how far behind it is
+            fields.update(self._lag())
+        except Exception as exc:  # noqa: BLE001 - the store being down is itself a status
+            fields["lastError"] = fields["lastError"] or f"event store: {exc}"
+            self._store = None
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(keys.status(p.projection), mapping=fields)
         alive = now - p.tick < 3 * max(self.interval, 0.5)
