@@ -58,12 +58,14 @@ class Command(BaseCommand):
         def on_signal(signum: int, frame: FrameType | None) -> None:
             stop.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         names = ", ".join(r.config.projection for r in runners)
         self.stderr.write(f"projector running: {names}")
         try:
             run_all(runners, stop)
         except ProjectionError as exc:
             raise CommandError(str(exc)) from exc
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         self.stderr.write("projector stopped")
