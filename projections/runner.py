@@ -174,6 +174,7 @@ class Runner:
             return self._loop(items)
         finally:
             sub.stop()
+            _drain(items, reader)
 
     def _loop(self, items: queue.Queue[Any]) -> bool:
         last_renew = time.monotonic()
@@ -240,12 +241,12 @@ class Runner:
         decoded: list[DomainEvent] = []
         parked: list[tuple[str, ...]] = []
         end = max([self.progress.checkpoint, marker] + [int(r.commit_position or 0) for r in raw])
-        for item in raw:
+        for index, item in enumerate(raw):
             try:
                 event = decode(item)
             except BadEvent as exc:
                 if self.config.on_bad_event == "stop":
-                    self._commit(decoded, parked, int(item.commit_position or 1) - 1, raw)
+                    self._commit(decoded, parked, int(item.commit_position or 1) - 1, raw[:index])
                     env = envelope_of(item)
                     self.progress.fail("failed", str(exc), f"{env.event_id} {env.stream}@{env.position} {env.type}")
                     raise ProjectionStopped(
@@ -322,6 +323,16 @@ def _pump(sub: Any, items: queue.Queue[Any]) -> None:
         items.put(_END)
     except BaseException as exc:  # noqa: BLE001 - handed to the loop, which decides
         items.put(exc)
+
+
+def _drain(items: queue.Queue[Any], reader: threading.Thread) -> None:
+    """Empty the queue so a reader blocked on a full queue can see the stop and end."""
+    deadline = time.monotonic() + 2
+    while reader.is_alive() and time.monotonic() < deadline:
+        try:
+            items.get(timeout=0.05)
+        except queue.Empty:
+            pass
 
 
 def request_retry(client: redis.Redis, projection: str, event_id: str) -> bool:
