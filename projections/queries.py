@@ -19,6 +19,8 @@ from projections import keys
 from projections.errors import InvalidIdentifier
 from projections.events import is_identifier, is_pair
 from projections.keys import KeySpace
+from projections.readmodels.portfolio import MODEL as PORTFOLIO
+from projections.readmodels.portfolio import Portfolio, value_of
 from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE
 from projections.writer import text
 
@@ -170,16 +172,11 @@ class Queries:
         main, entries, marks, rank = pipe.execute()
         if not main:
             return None
-        f = _tm(main)
-        positions = {k: float(v) for k, v in _j(f.get("positions")).items()}
-        last_prices, costs = _j(f.get("lastPrices")), _j(f.get("costs"))
-        prices = {text(k): float(text(v)) for k, v in marks.items()}
-        live = sum(a * (prices.get(p) or last_prices.get(p) or 0.0) if (prices.get(p) or last_prices.get(p)) else costs.get(p, 0.0)
-                   for p, a in positions.items())
+        p: Portfolio = PORTFOLIO.parse(("user", user), _tm(main))
+        live = value_of(p, {text(k): float(text(v)) for k, v in marks.items()})  # marked to the newest prices
         return PortfolioSummary(
-            user, positions, _f(f.get("costBasis")), _f(f.get("marketValue")), live, _f(f.get("realizedPnl")),
-            _i(f.get("tradeCount")), f.get("lastTradeId", ""), _i(f.get("lastTradeAt")),
-            None if rank is None else int(rank) + 1, [json.loads(text(e)) for e in entries],
+            user, dict(p.positions), p.cost_basis, p.market_value, live, p.realized_pnl, p.trade_count,
+            p.last_trade_id, p.last_trade_at, _rank(rank), [json.loads(text(e)) for e in entries],
         )
 
     def top_portfolios(self, limit: int = 10) -> list[Ranked]:
