@@ -87,7 +87,7 @@ def test_subscription_catches_up_then_is_woken_by_new_appends(esdb_client: Event
     for round_ in range(3):
         esdb_client.append_events(stream, current_version=2 + round_, events=events(1))
         waited = collector.wait_for(lambda items, n=4 + round_: len(_recorded(items)) == n)
-        assert waited < 1.0  # pushed on commit, not found by a slow poll
+        assert waited < 2.5  # pushed on commit (the safety-net re-check is every 5 s)
 
     assert [e.stream_position for e in _recorded(collector.items)] == [0, 1, 2, 3, 4, 5]
 
