@@ -5,6 +5,7 @@ store client for the whole web process.
 """
 from __future__ import annotations
 
+import atexit
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -21,7 +22,7 @@ from projections.runner import request_retry
 Params = Any
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
 def _redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=5, health_check_interval=30)
 
@@ -30,9 +31,11 @@ def client() -> redis.Redis:
     return _redis(settings.REDIS_URL)
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
 def _store(uri: str) -> EventStore:
-    return EventStore(uri)
+    store = EventStore(uri)
+    atexit.register(store.close)  # close before interpreter teardown, not in esdbclient's __del__
+    return store
 
 
 def event_store() -> EventStore:
@@ -56,7 +59,7 @@ def when(ms: int | float | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms else None
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
 def _queries(url: str) -> queries.Queries:
     return queries.Queries(_redis(url))
 

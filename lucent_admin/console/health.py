@@ -1,9 +1,7 @@
 """Probes: /healthz (the process is up) and /readyz (its dependencies answer)."""
 from __future__ import annotations
 
-import atexit
 from collections.abc import Callable
-from functools import lru_cache
 
 import redis
 from django.conf import settings
@@ -13,21 +11,14 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from lucent_admin.console.contexts import event_store
 from projections.errors import EventStoreUnavailable
-from projections.eventstore import EventStore
 
 
 @login_not_required
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
-
-
-@lru_cache(maxsize=4)
-def _event_store(uri: str) -> EventStore:
-    store = EventStore(uri, timeout=2.0)
-    atexit.register(store.close)  # close before interpreter teardown, not in __del__
-    return store
 
 
 def _check_redis() -> None:
@@ -39,7 +30,7 @@ def _check_redis() -> None:
 
 
 def _check_eventstore() -> None:
-    _event_store(settings.EVENTSTORE_URI).ping(timeout=2.0)
+    event_store().ping(timeout=2.0)
 
 
 def _check_database() -> None:
