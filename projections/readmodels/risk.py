@@ -49,12 +49,14 @@ class Alert:
     acknowledged_by: str = ""
     acknowledged_at: int = 0
     note: str = ""
+    reasons: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "alertId": self.alert_id, "userId": self.user_id, "level": self.level, "score": self.score,
             "raisedAt": self.raised_at, "eventId": self.event_id, "position": self.position,
             "acknowledgedBy": self.acknowledged_by, "acknowledgedAt": self.acknowledged_at, "note": self.note,
+            "reasons": list(self.reasons),
         }
 
     @staticmethod
@@ -62,6 +64,7 @@ class Alert:
         return Alert(
             d["alertId"], d["userId"], d["level"], float(d["score"]), int(d["raisedAt"]), d["eventId"],
             int(d["position"]), d.get("acknowledgedBy", ""), int(d.get("acknowledgedAt", 0)), d.get("note", ""),
+            tuple(d.get("reasons", ())),
         )
 
 
@@ -157,8 +160,25 @@ def alert_id_for(event_id: str) -> str:
     return f"alert-{event_id}"[:64]
 
 
+def alert_reasons(r: Risk) -> tuple[str, ...]:
+    """The score's components that are at least half their maximum, in words (for operators)."""
+    reasons = []
+    if r.daily_volume >= 100_000:
+        reasons.append(f"daily volume ${r.daily_volume:,.0f}")
+    if r.trades_today >= 50:
+        reasons.append(f"{r.trades_today} trades today")
+    if r.largest_today >= 50_000:
+        reasons.append(f"largest trade today ${r.largest_today:,.0f}")
+    if r.concentration >= 0.5:
+        exposure = r.exposure
+        top = max(sorted(exposure), key=lambda pair: exposure[pair])
+        reasons.append(f"{r.concentration:.0%} of exposure in {top}")
+    return tuple(reasons)
+
+
 def _raise(r: Risk, e: TradeExecuted, level: str, score: float) -> Risk:
-    alert = Alert(alert_id_for(e.envelope.event_id), r.user_id, level, score, e.executed_at, e.envelope.event_id, e.envelope.position)
+    alert = Alert(alert_id_for(e.envelope.event_id), r.user_id, level, score, e.executed_at, e.envelope.event_id,
+                  e.envelope.position, reasons=alert_reasons(r))
     active = {**r.active, alert.alert_id: alert}
     if len(active) > ACTIVE_CAP:  # keep the newest; a flood of alerts must not grow a hash without bound
         active = dict(sorted(active.items(), key=lambda kv: (kv[1].raised_at, kv[1].position))[-ACTIVE_CAP:])
