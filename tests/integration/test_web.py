@@ -5,6 +5,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from lucent_admin.operations.models import AuditEntry
+
 pytestmark = pytest.mark.django_db
 
 
@@ -66,6 +68,16 @@ def test_wrong_password_shows_an_error_on_the_login_page(client: Client) -> None
     assert response.status_code == 200
     assert b'role="alert"' in response.content
     assert "_auth_user_id" not in client.session
+    assert AuditEntry.objects.get(action="auth.login").outcome == "denied"
+
+
+def test_sign_in_and_out_are_audited(client: Client) -> None:
+    get_user_model().objects.create_user("alice", password="s3cret-pass!", is_staff=True)
+    client.post("/login/", {"username": "alice", "password": "s3cret-pass!"})
+    client.post("/logout/")
+    assert list(AuditEntry.objects.order_by("id").values_list("action", "actor_name", "outcome")) == [
+        ("auth.login", "alice", "ok"), ("auth.logout", "alice", "ok"),
+    ]
 
 
 def test_non_staff_user_gets_403_on_console_pages(client: Client) -> None:
