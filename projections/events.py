@@ -41,6 +41,7 @@ _ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 # BASE-QUOTE: two identifier-ish parts without dashes of their own.
 _PAIR = re.compile(r"[A-Za-z0-9_.]{1,31}-[A-Za-z0-9_.]{1,31}\Z")
 NOTE_MAX = 1000
+_JSON = json.JSONDecoder()  # skips json.loads' per-call encoding sniffing (this runs per event)
 
 
 class RecordedLike(Protocol):
@@ -295,7 +296,10 @@ EVENT_TYPES: tuple[str, ...] = tuple(_DECODERS)
 def envelope_of(raw: RecordedLike) -> Envelope:
     """The envelope of a recorded event (no validation of the payload)."""
     recorded = raw.recorded_at
-    recorded_ms = 0 if recorded is None else int(recorded.replace(tzinfo=recorded.tzinfo or timezone.utc).timestamp() * 1000)
+    if recorded is None:
+        recorded_ms = 0
+    else:  # a naive recorded time is UTC (the store's clock)
+        recorded_ms = int((recorded if recorded.tzinfo else recorded.replace(tzinfo=timezone.utc)).timestamp() * 1000)
     return Envelope(
         event_id=str(raw.id),
         stream=raw.stream_name,
@@ -312,7 +316,7 @@ def decode(raw: RecordedLike) -> Decoded:
     if decoder is None:
         return Ignored(env)
     try:
-        data = json.loads(raw.data)
+        data = _JSON.decode(raw.data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise BadEvent("data", "not JSON") from None
     if not isinstance(data, dict):

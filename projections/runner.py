@@ -23,11 +23,10 @@ injection in tests; ``notifier(notice)`` after each committed batch.
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,7 @@ from projections import keys
 from projections.errors import BadEvent, EventStoreUnavailable, Fenced, ProjectionStopped
 from projections.events import DomainEvent, Ignored, decode, envelope_of
 from projections.eventstore import EventStore
+from projections.feed import EMPTY, END, Feed, pump
 from projections.fold import fold_batch, touched_refs
 from projections.keys import KeySpace
 from projections.lease import Lease, new_token
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 Notifier = Callable[[dict[str, Any]], None]
 Hook = Callable[[str], None]
 RETRYABLE = (EventStoreUnavailable, redis.ConnectionError, redis.TimeoutError, CheckpointMoved, LeaseLost, OSError)
-_END = object()
 
 
 @dataclass
@@ -62,6 +61,7 @@ class RunnerConfig:
     on_bad_event: str = "park"
     batch_size: int = 500
     live_flush_ms: int = 5
+    live_max_batch_ms: int = 20
     lease_ms: int = 10_000
     status_interval: float = 1.0
     events_behind_bound: int = 1000
@@ -165,29 +165,67 @@ class Runner:
         if self._store is None:
             self._store = self._new_store()
         sub = self._store.subscribe(checkpoint or None, self.model.event_types, window=max(30, self.config.batch_size // 5))
-        items: queue.Queue[Any] = queue.Queue(maxsize=self.config.batch_size * 8)
-        reader = threading.Thread(target=_pump, args=(sub, items), daemon=True, name=f"read-{self.config.projection}")
-        reader.start()
+        stream = iter(sub)
         self.progress.state = "catching up"
         self.caught_up = False
+        feed = Feed(self.config.batch_size * 8)
+        reader = threading.Thread(target=pump, args=(stream, feed), daemon=True, name=f"read-{self.config.projection}")
         try:
-            return self._loop(items)
+            if self._catch_up(stream):
+                return True
+            # Live: a reader thread feeds the loop, so a quiet stream can close a batch on time.
+            reader.start()
+            return self._loop(feed)
         finally:
             sub.stop()
-            _drain(items, reader)
+            feed.close()
+            if reader.is_alive():
+                reader.join(2)
 
-    def _loop(self, items: queue.Queue[Any]) -> bool:
+    def _catch_up(self, stream: Iterator[Any]) -> bool:
+        """Read in this thread (no hand-off: events keep coming) until caught up; True to return."""
+        while True:
+            self.progress.tick = time.monotonic()
+            batch, marker, caught_up, ended = self._collect_direct(stream)
+            if batch or marker > self.progress.checkpoint:
+                self._apply(batch, marker)
+            if caught_up:
+                self._live()
+                return self.config.exit_when_caught_up or self.stop_flag.is_set()
+            if self.stop_flag.is_set():
+                return True
+            if ended:
+                raise EventStoreUnavailable("the subscription to $all ended")
+
+    def _collect_direct(self, stream: Iterator[Any]) -> tuple[list[Any], int, bool, bool]:
+        batch: list[Any] = []
+        marker = 0
+        for item in stream:
+            if item.is_caught_up:
+                return batch, marker, True, False
+            if item.is_checkpoint:
+                marker = max(marker, int(item.commit_position or 0) - 1)  # see _collect
+            else:
+                batch.append(item)
+                if len(batch) >= self.config.batch_size:
+                    return batch, marker, False, False
+        return batch, marker, False, True
+
+    def _live(self) -> None:
+        self.caught_up = True
+        self.progress.state = "live"
+        log.info("projection %s caught up at %s", self.config.projection, self.progress.checkpoint)
+
+    def _loop(self, feed: Feed) -> bool:
         last_renew = time.monotonic()
         while True:
             self.progress.tick = time.monotonic()
-            batch, marker, caught_up, ended = self._collect(items)
+            batch, marker, caught_up, ended = self._collect(feed)
             if batch or marker > self.progress.checkpoint:
                 self._apply(batch, marker)
                 last_renew = time.monotonic()
             if caught_up and not self.caught_up:
-                self.caught_up = True
-                self.progress.state = "live"
-                log.info("projection %s caught up at %s", self.config.projection, self.progress.checkpoint)
+                self._live()
             if self.caught_up and self.config.exit_when_caught_up:
                 return True
             if self.stop_flag.is_set():
@@ -200,21 +238,23 @@ class Runner:
                 last_renew = time.monotonic()
                 self._retry_parked()
 
-    def _collect(self, items: queue.Queue[Any]) -> tuple[list[Any], int, bool, bool]:
+    def _collect(self, feed: Feed) -> tuple[list[Any], int, bool, bool]:
         """Up to batch_size events; returns (events, checkpoint marker, caught-up seen, stream ended).
 
         Waits at most 0.25 s for the first item (so the loop keeps renewing its
-        lease and noticing the stop flag), then drains the queue; once it is
-        empty, ``live_flush_ms`` of quiet closes the batch.
+        lease and noticing the stop flag). Then it takes what is there; when the
+        feed runs dry, ``live_flush_ms`` of quiet closes the batch, and live a
+        batch never waits more than ``live_max_batch_ms`` in all (freshness
+        under a steady trickle that is never quiet).
         """
         batch: list[Any] = []
         marker = 0
-        try:
-            item = items.get(timeout=0.25)
-        except queue.Empty:
-            return batch, marker, False, False
-        while True:
-            if item is _END:
+        item = feed.get(0.25)
+        started = time.monotonic()
+        quiet = self.config.live_flush_ms / 1000
+        oldest = self.config.live_max_batch_ms / 1000
+        while item is not EMPTY:
+            if item is END:
                 return batch, marker, False, True
             if isinstance(item, BaseException):
                 raise EventStoreUnavailable(f"subscription to $all failed: {item}") from item
@@ -226,14 +266,13 @@ class Runner:
             else:
                 batch.append(item)
             if len(batch) >= self.config.batch_size:
-                return batch, marker, False, False
-            try:
-                item = items.get_nowait()
-            except queue.Empty:
-                try:
-                    item = items.get(timeout=self.config.live_flush_ms / 1000)
-                except queue.Empty:
-                    return batch, marker, False, False
+                break
+            if self.caught_up and time.monotonic() - started > oldest:
+                break
+            item = feed.get(0)
+            if item is EMPTY:
+                item = feed.get(quiet)
+        return batch, marker, False, False
 
     # -- one batch -----------------------------------------------------------------
 
@@ -313,26 +352,6 @@ class Runner:
         self.committer.commit(self.ks, stored, int(stored), [*writes.commands, *extra])
         self.progress.parked = self.parking.count()
         self._notify(result.changed, writes.changed_zsets, int(stored))
-
-
-def _pump(sub: Any, items: queue.Queue[Any]) -> None:
-    """Reader thread: moves subscription items into the queue; an error or the end is queued too."""
-    try:
-        for item in sub:
-            items.put(item)
-        items.put(_END)
-    except BaseException as exc:  # noqa: BLE001 - handed to the loop, which decides
-        items.put(exc)
-
-
-def _drain(items: queue.Queue[Any], reader: threading.Thread) -> None:
-    """Empty the queue so a reader blocked on a full queue can see the stop and end."""
-    deadline = time.monotonic() + 2
-    while reader.is_alive() and time.monotonic() < deadline:
-        try:
-            items.get(timeout=0.05)
-        except queue.Empty:
-            pass
 
 
 def request_retry(client: redis.Redis, projection: str, event_id: str) -> bool:

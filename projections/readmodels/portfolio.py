@@ -20,7 +20,7 @@ remove the sold fraction of the cost and realise the difference as PnL.
 from __future__ import annotations
 
 import json
-from math import fsum
+from math import fsum, isfinite
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -58,10 +58,14 @@ class Portfolio:
 
 def value_of(p: Portfolio, marks: Mapping[str, float]) -> float:
     """Positions x marks; a pair with no mark uses the last trade price, then its cost."""
+    return _valued(p.positions, p.costs, p.last_prices, marks)
+
+
+def _valued(positions: Mapping[str, float], costs: Mapping[str, float], last: Mapping[str, float], marks: Mapping[str, float]) -> float:
     parts = []
-    for pair, amount in p.positions.items():
-        price = marks.get(pair) or p.last_prices.get(pair)
-        parts.append(amount * price if price else p.costs.get(pair, 0.0))
+    for pair, amount in positions.items():
+        price = marks.get(pair) or last.get(pair)
+        parts.append(amount * price if price else costs.get(pair, 0.0))
     return fsum(parts)
 
 
@@ -85,8 +89,8 @@ def _settle(p: Portfolio, positions: dict[str, float], costs: dict[str, float], 
     for pair in [k for k, v in positions.items() if abs(v) < EPSILON]:
         del positions[pair]
         costs.pop(pair, None)
-    p = replace(p, positions=positions, costs=costs, cost_basis=fsum(costs.values()), **kw)
-    return replace(p, market_value=value_of(p, marks.prices))
+    value = _valued(positions, costs, kw.get("last_prices", p.last_prices), marks.prices)
+    return replace(p, positions=positions, costs=costs, cost_basis=fsum(costs.values()), market_value=value, **kw)
 
 
 def evolve_trade(p: Portfolio, e: TradeExecuted, marks: Marks) -> Portfolio:
@@ -233,7 +237,11 @@ class PortfolioModel:
 
 
 def history_member(position: int, pair: str, amount: float, at: int, kind: str) -> str:
-    return json.dumps({"position": position, "pair": pair, "amount": amount, "at": at, "event": kind}, separators=(",", ":"))
+    """A history entry as compact JSON, formatted by hand: this runs once per event, and
+    pair and event type are validated identifiers that need no escaping."""
+    if not isfinite(amount):  # only json spells infinities the way json.loads reads them back
+        return json.dumps({"position": position, "pair": pair, "amount": amount, "at": at, "event": kind}, separators=(",", ":"))
+    return f'{{"position":{position},"pair":"{pair}","amount":{float(amount)!r},"at":{at},"event":"{kind}"}}'
 
 
 MODEL = PortfolioModel()

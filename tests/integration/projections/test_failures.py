@@ -90,10 +90,18 @@ def test_store_and_redis_restarts_mid_run_are_survived(redis_process: RedisProce
     append_market(store_process.uri, 600, start=1400)
     head = head_for(store_process.uri, "portfolio")
     wait_until(lambda: checkpoint(client, "portfolio") >= head, 30, what="catch-up after the Redis restart")
-    wait_until(lambda: Queries(client).projection_status("portfolio")[0].state == "live", 10, what="state live")
+
+    def reported_live() -> bool:
+        status = Queries(client).projection_status("portfolio")[0]
+        return status.state == "live" and status.alive and status.events_behind == 0 and status.checkpoint >= head
+
+    wait_until(reported_live, 10, what="status: live, heartbeat, nothing behind")
+    live = Queries(client).projection_status("portfolio")[0]
+    assert live.heartbeat_age is not None and live.heartbeat_age < 5 and live.lag_seconds == 0
     runner.stop()
     thread.join(10)
     assert not errors and not thread.is_alive()
+    assert not Queries(client).projection_status("portfolio")[0].alive  # a stopped projector shows as dead
     survived = keyspace(client)
     client.flushdb()
     run_to_end(redis_process.url, store_process.uri, ("portfolio",), batch_size=1000)
