@@ -69,6 +69,16 @@ def keyspace(client: redis.Redis) -> dict[str, Any]:
     return out
 
 
+def dumps(client: redis.Redis) -> dict[str, tuple[bytes, int]]:
+    """DUMP bytes and PTTL of every key but the operational ones (byte-exact comparison)."""
+    out = {}
+    for raw in client.scan_iter(match="lucent:*", count=1000):
+        key = raw.decode()
+        if key.rsplit(":", 1)[-1] not in OPERATIONAL:
+            out[key] = (client.dump(key), client.pttl(key))
+    return out
+
+
 def checkpoint(client: redis.Redis, projection: str) -> int:
     value = client.get(keys.KeySpace(projection).checkpoint)
     return int(value) if value else 0

@@ -7,16 +7,19 @@ from projections import keys
 from projections.queries import Queries
 from projections.runner import Runner
 from tests.fixtures.projections import RedisProcess, StoreProcess
-from tests.integration.projections.helpers import append_market, checkpoint, config, keyspace, run_to_end
+from tests.integration.projections.helpers import append_market, checkpoint, config, dumps, keyspace, run_to_end
 
 
 def test_two_replays_leave_identical_keyspaces(redis_process: RedisProcess, store_process: StoreProcess) -> None:
     head = append_market(store_process.uri, 1500)
     client = redis.Redis.from_url(redis_process.url)
     run_to_end(redis_process.url, store_process.uri)
-    first = keyspace(client)
+    first, first_dump = keyspace(client), dumps(client)
     assert all(checkpoint(client, p) > 0 for p in keys.PROJECTIONS)
     assert checkpoint(client, "portfolio") == head
+    client.flushdb()
+    run_to_end(redis_process.url, store_process.uri)
+    assert dumps(client) == first_dump  # byte for byte, TTLs included (there are none: no wall clock)
     client.flushdb()
     run_to_end(redis_process.url, store_process.uri, batch_size=333)  # other batch boundaries, same result
     assert keyspace(client) == first
