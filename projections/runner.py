@@ -164,6 +164,8 @@ class Runner:
         self.progress.checkpoint = checkpoint
         if self._store is None:
             self._store = self._new_store()
+        head = self._store.head(self.model.event_types)
+        target = head.position if head else 0
         sub = self._store.subscribe(checkpoint or None, self.model.event_types, window=max(30, self.config.batch_size // 5))
         stream = iter(sub)
         self.progress.state = "catching up"
@@ -171,8 +173,10 @@ class Runner:
         feed = Feed(self.config.batch_size * 8)
         reader = threading.Thread(target=pump, args=(stream, feed), daemon=True, name=f"read-{self.config.projection}")
         try:
-            if self._catch_up(stream):
+            if target > checkpoint and self._catch_up(stream, target):
                 return True
+            if not self.caught_up:
+                self._live()
             # Live: a reader thread feeds the loop, so a quiet stream can close a batch on time.
             reader.start()
             return self._loop(feed)
@@ -182,22 +186,26 @@ class Runner:
             if reader.is_alive():
                 reader.join(2)
 
-    def _catch_up(self, stream: Iterator[Any]) -> bool:
-        """Read in this thread (no hand-off: events keep coming) until caught up; True to return."""
+    def _catch_up(self, stream: Iterator[Any], target: int) -> bool:
+        """Read in this thread (no hand-off: events keep coming) up to ``target``, the head when the
+        session began, or the caught-up marker (servers before 23.10 send none); True to return."""
         while True:
             self.progress.tick = time.monotonic()
-            batch, marker, caught_up, ended = self._collect_direct(stream)
+            batch, marker, caught_up, ended = self._collect_direct(stream, target)
             if batch or marker > self.progress.checkpoint:
                 self._apply(batch, marker)
-            if caught_up:
+            if caught_up or self.progress.checkpoint >= target:
                 self._live()
-                return self.config.exit_when_caught_up or self.stop_flag.is_set()
+                # exit_when_caught_up waits for the marker (or quiet) in the loop, which also
+                # applies the store's final checkpoint: the same checkpoint as a live run's
+                return (caught_up and self.config.exit_when_caught_up) or self.stop_flag.is_set()
             if self.stop_flag.is_set():
                 return True
             if ended:
                 raise EventStoreUnavailable("the subscription to $all ended")
 
-    def _collect_direct(self, stream: Iterator[Any]) -> tuple[list[Any], int, bool, bool]:
+    def _collect_direct(self, stream: Iterator[Any], target: int) -> tuple[list[Any], int, bool, bool]:
+        """Like :meth:`_collect`, reading the stream itself; a batch also ends at ``target``."""
         batch: list[Any] = []
         marker = 0
         for item in stream:
@@ -205,9 +213,11 @@ class Runner:
                 return batch, marker, True, False
             if item.is_checkpoint:
                 marker = max(marker, int(item.commit_position or 0) - 1)  # see _collect
+                if marker >= target:
+                    return batch, marker, False, False
             else:
                 batch.append(item)
-                if len(batch) >= self.config.batch_size:
+                if len(batch) >= self.config.batch_size or int(item.commit_position or 0) >= target:
                     return batch, marker, False, False
         return batch, marker, False, True
 
@@ -217,7 +227,7 @@ class Runner:
         log.info("projection %s caught up at %s", self.config.projection, self.progress.checkpoint)
 
     def _loop(self, feed: Feed) -> bool:
-        last_renew = time.monotonic()
+        last_renew = last_item = time.monotonic()
         while True:
             self.progress.tick = time.monotonic()
             batch, marker, caught_up, ended = self._collect(feed)
@@ -226,8 +236,10 @@ class Runner:
                 last_renew = time.monotonic()
             if caught_up and not self.caught_up:
                 self._live()
-            if self.caught_up and self.config.exit_when_caught_up:
-                return True
+            if batch or marker:
+                last_item = time.monotonic()
+            if self.caught_up and self.config.exit_when_caught_up and (caught_up or time.monotonic() - last_item > 2):
+                return True  # the caught-up marker, or 2 s of quiet from a server that sends none
             if self.stop_flag.is_set():
                 return True
             if ended:
