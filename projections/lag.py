@@ -43,7 +43,8 @@ def record_samples(client: redis.Redis, projections: Iterable[str], now_ms: int)
 
 def history(client: redis.Redis, projection: str, now_ms: int) -> list[tuple[int, float]]:
     """(at ms, lag seconds) samples of the last hour, oldest first."""
-    members = client.zrangebyscore(keys.lag_history(projection), now_ms - WINDOW_MS, "+inf")
+    members: list[bytes | str] = client.zrangebyscore(  # type: ignore[assignment]  # sync client
+        keys.lag_history(projection), now_ms - WINDOW_MS, "+inf")
     samples = []
     for member in members:
         at, _, lag = (member.decode() if isinstance(member, bytes) else member).partition(":")
