@@ -49,6 +49,11 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def all_services_default() -> bool:
+    """True when Redis, the event store and the database are all the embedded defaults."""
+    return not any(env_str(name) for name in ("REDIS_URL", "EVENTSTORE_URI", "DATABASE_URL"))
+
+
 def data_dir() -> Path:
     """Where the embedded stack keeps its files (SQLite databases, the dev secret)."""
     path = Path(env_str("LUCENT_DATA_DIR", str(BASE_DIR / ".data")))

@@ -6,8 +6,9 @@ from projections.eventstore import validate_uri
 
 BASE_DIR = config.BASE_DIR
 
-# The embedded stack (`make run`, `make test`) may generate its own secret; production may not.
-LUCENT_EMBEDDED = config.env_bool("LUCENT_EMBEDDED", False)
+# The embedded stack (`make run`, `make test`, or every service left at its default) may
+# generate its own secret; production (any service pointed elsewhere) may not.
+LUCENT_EMBEDDED = config.env_bool("LUCENT_EMBEDDED", config.all_services_default())
 DEBUG = config.env_bool("DEBUG", False)
 SECRET_KEY = config.secret_key(DEBUG, LUCENT_EMBEDDED)
 ALLOWED_HOSTS = config.env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")

@@ -23,11 +23,20 @@ def fail(error: ConfigurationError) -> NoReturn:
 
 
 def guarded(load: Callable[[], T]) -> T:
-    """Run ``load`` (which reads settings); turn a ConfigurationError into a one-line exit."""
+    """Run ``load``; a ConfigurationError, or Redis refusing connections, becomes a one-line exit."""
     try:
         return load()
     except ConfigurationError as error:
         fail(error)
+    except redis.ConnectionError as exc:
+        fail(_unreachable_redis(exc))
+
+
+def _unreachable_redis(exc: Exception) -> ConfigurationError:
+    return ConfigurationError(
+        "REDIS_URL",
+        f"cannot reach {settings.REDIS_URL} ({exc}); start Redis there or point REDIS_URL at a running one",
+    )
 
 
 def check_redis() -> None:
@@ -35,10 +44,7 @@ def check_redis() -> None:
     try:
         wait_for_redis(settings.REDIS_URL, timeout=settings.LUCENT_STARTUP_WAIT)
     except redis.RedisError as exc:
-        fail(ConfigurationError(
-            "REDIS_URL",
-            f"cannot reach {settings.REDIS_URL} ({exc}); start Redis there or point REDIS_URL at a running one",
-        ))
+        fail(_unreachable_redis(exc))
 
 
 def check_eventstore() -> None:

@@ -31,9 +31,15 @@ MANAGE = [sys.executable, "manage.py", "check"]
 
 
 def test_missing_secret_key_with_debug_off(tmp_path: Path) -> None:
-    result = start(MANAGE, tmp_path, DEBUG="0")
+    result = start(MANAGE, tmp_path, DEBUG="0", DATABASE_URL="postgres://lucent@db.internal:5432/lucent")
     assert_one_line_naming(result, "SECRET_KEY")
     assert "set SECRET_KEY" in result.stderr
+
+
+def test_all_embedded_defaults_need_no_secret(tmp_path: Path) -> None:
+    result = start(MANAGE, tmp_path, DEBUG="0")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "secret_key").exists()
 
 
 @pytest.mark.parametrize("uri", ["http://eventstore:2113", "esdb://", "esdb+discover://cluster:2113"])
@@ -64,3 +70,10 @@ def test_unreachable_redis_stops_the_celery_worker(tmp_path: Path) -> None:
                    LUCENT_EMBEDDED="1", REDIS_URL=unreachable)
     assert result.returncode != 0
     assert f"lucent: configuration error: REDIS_URL: cannot reach {unreachable}" in result.stderr
+
+
+def test_unreachable_redis_gives_a_command_one_line(tmp_path: Path) -> None:
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    result = start([sys.executable, "manage.py", "projections", "status"], tmp_path, LUCENT_EMBEDDED="1",
+                   REDIS_URL=unreachable)
+    assert_one_line_naming(result, "REDIS_URL")
