@@ -3,7 +3,9 @@
 On connect it pushes a fresh render of every widget of the page (so a page that
 reconnects after a restart catches up); then each change notice of a projection
 the page depends on marks widgets dirty, and dirty widgets are flushed as htmx
-out-of-band swaps at most every FLUSH_INTERVAL seconds.
+out-of-band swaps: after GATHER_WINDOW (one trade's notices from several
+projections arrive a few ms apart and go out as one frame), each widget at
+most every FLUSH_INTERVAL seconds.
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.checkpoints: dict[str, int] = {}
         self.dirty: set[str] = set()
         self.flushing: asyncio.Task[None] | None = None
-        self.last_flush = 0.0
+        self.last_sent: dict[str, float] = {}
         await self.accept()
         await self.send_widgets(self.widgets, fresh=True)
 
@@ -78,18 +80,21 @@ class LiveConsumer(AsyncWebsocketConsumer):
             self.flushing = asyncio.create_task(self.flush_later())
 
     async def flush_later(self) -> None:
+        """Send dirty widgets: after a short gather window, each at most every FLUSH_INTERVAL."""
         try:
-            await asyncio.sleep(max(0.0, self.last_flush + live.FLUSH_INTERVAL - time.monotonic()))
-            names, self.dirty = self.dirty, set()
-            self.last_flush = time.monotonic()
-            await self.send_widgets([w for w in self.widgets if w.name in names], fresh=False)
+            while self.dirty:
+                soonest = min(self.last_sent.get(name, 0.0) for name in self.dirty) + live.FLUSH_INTERVAL
+                await asyncio.sleep(max(live.GATHER_WINDOW, soonest - time.monotonic()))
+                now = time.monotonic()
+                due = {n for n in self.dirty if now - self.last_sent.get(n, 0.0) >= live.FLUSH_INTERVAL}
+                self.dirty -= due
+                self.last_sent.update(dict.fromkeys(due, now))
+                await self.send_widgets([w for w in self.widgets if w.name in due], fresh=False)
         except asyncio.CancelledError:
             return  # the socket closed
         except Exception:  # noqa: BLE001 - a failed render must not kill the socket
             log.exception("live render failed")
         self.flushing = None
-        if self.dirty:
-            self.flushing = asyncio.create_task(self.flush_later())
 
     async def send_widgets(self, widgets: list[Widget], fresh: bool) -> None:
         parts = [

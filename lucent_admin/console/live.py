@@ -1,8 +1,8 @@
 """Rendering widgets for live pushes: coalesced per socket, shared across sockets.
 
 A change notice marks the widgets that depend on its projection dirty; a socket
-flushes its dirty widgets at most every FLUSH_INTERVAL seconds, however many
-notices arrive. A widget rendered for one version of the read models (the last
+sends a dirty widget at most every FLUSH_INTERVAL seconds, however many notices
+arrive. A widget rendered for one version of the read models (the last
 checkpoint seen of each projection it depends on) is rendered once per process
 and the HTML shared by every socket showing it.
 """
@@ -16,7 +16,8 @@ from asgiref.sync import sync_to_async
 
 from lucent_admin.console.widgets import Widget, render_widget
 
-FLUSH_INTERVAL = 0.25
+FLUSH_INTERVAL = 0.25  # per widget: at most four renders a second, however many notices
+GATHER_WINDOW = 0.02  # wait this long after a first notice for its siblings from other projections
 CACHE_SIZE = 512
 
 Version = tuple[int, ...]

@@ -9,7 +9,7 @@ from lucent_admin.console.permissions import staff_required
 from lucent_admin.console.widgets import page_widgets, render_widget
 from lucent_admin.operations.models import AuditEntry
 
-AUDIT_PAGE_SIZE = 100
+AUDIT_PAGE_SIZE = 50
 
 
 def _page(request: HttpRequest, page: str, title: str, params: dict[str, str] | None = None,
@@ -74,4 +74,5 @@ def audit(request: HttpRequest) -> HttpResponse:
     actions = AuditEntry.objects.order_by().values_list("action", flat=True).distinct()
     return render(request, "console/audit.html", {
         "title": "Audit log", "form": form, "entries": entries[:AUDIT_PAGE_SIZE], "actions": sorted(actions),
+        "page_size": AUDIT_PAGE_SIZE,
     })

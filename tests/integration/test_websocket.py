@@ -95,3 +95,15 @@ async def test_user_page_ignores_notices_about_other_users(redis_client) -> None
     await notify("risk", 6, users=["alice"])
     assert 'id="w-user-risk"' in await comm.receive_from(timeout=5)
     await comm.disconnect()
+
+
+async def test_one_trades_notices_from_several_projections_go_out_as_one_frame(redis_client) -> None:
+    comm = as_user(await staff_user(), "/ws/live/leaderboards/")
+    await comm.connect()
+    await comm.receive_from(timeout=5)
+    await notify("portfolio", 20, users=["u1"])
+    await notify("leaderboards", 20, users=["u1"])
+    frame = await comm.receive_from(timeout=5)
+    assert all(f'id="{w}"' in frame for w in ("w-top-portfolios", "w-volume-leaders", "w-strategies"))
+    assert await comm.receive_nothing(timeout=0.4)
+    await comm.disconnect()
