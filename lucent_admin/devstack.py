@@ -22,6 +22,7 @@ from lucent_admin.embedded import redis_server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = shlex.quote(sys.executable)
+STOPPED_BY_SIGNAL = {130, 143}  # honcho's return code after SIGINT / SIGTERM
 
 
 def _infrastructure(env: dict[str, str], data: Path) -> dict[str, str]:
@@ -67,7 +68,8 @@ def run() -> int:
     url = f"http://{env.get('LUCENT_HOST', '127.0.0.1')}:{env.get('PORT', '8000')}"
     print(f"Lucent Admin starting: {url}  (Ctrl-C stops everything)", flush=True)
     manager.loop()
-    return int(manager.returncode or 0)
+    # Stopped by Ctrl-C or SIGTERM is the normal way out, not a failure.
+    return 0 if manager.returncode in STOPPED_BY_SIGNAL else int(manager.returncode or 0)
 
 
 def wait() -> int:
