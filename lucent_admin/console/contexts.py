@@ -17,7 +17,7 @@ from django.conf import settings
 from projections import lag, queries
 from projections.errors import ProjectionError
 from projections.eventstore import EventStore
-from projections.runner import request_retry
+from projections.service import retry_parked as request_retry
 
 Params = Any
 
@@ -47,6 +47,7 @@ class NotParked(ProjectionError):
 
 
 def retry_parked(projection: str, event_id: str) -> None:
+    """Ask the running projector to retry a parked event; NotParked if it is not parked."""
     if not request_retry(client(), projection, event_id):
         raise NotParked(f"event {event_id} is not parked in the {projection} projection")
 

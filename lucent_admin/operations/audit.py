@@ -1,6 +1,7 @@
 """Recording operator actions in the audit log."""
 from __future__ import annotations
 
+import getpass
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -27,4 +28,13 @@ def record(
         params=params,
         outcome=outcome,
         detail=detail,
+    )
+
+
+def record_cli(action: str, target: str = "", outcome: str = AuditEntry.Outcome.OK, detail: str = "",
+               **params: Any) -> AuditEntry:
+    """Write one audit entry for an action taken on the command line (actor ``cli:<os user>``)."""
+    return AuditEntry.objects.create(
+        actor=None, actor_name=f"cli:{getpass.getuser()}", action=action, target=target[:200],
+        params=params, outcome=outcome, detail=detail,
     )

@@ -1,11 +1,14 @@
 """Operator actions: permission-checked, validated, audited, and real in the event store / Redis."""
 from __future__ import annotations
 
+import getpass
+import io
 import json
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core.management import CommandError, call_command
 from django.test import Client
 from esdbclient.exceptions import NotFound
 
@@ -135,3 +138,14 @@ def test_user_lookup_rejects_a_bad_id_with_a_message(client: Client) -> None:
     response = client.get("/user/", {"user": "../../etc"})
     assert response.status_code == 400
     assert b"User id must be 1" in response.content
+
+
+def test_command_line_retry_is_audited_too(redis_client) -> None:
+    event_id = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a13"
+    redis_client.hset(keys.parked("market"), event_id, json.dumps({"eventId": event_id, "position": 9}))
+    call_command("projections", "parked", "--projection", "market", "--retry", event_id, stdout=io.StringIO())
+    assert redis_client.sismember(keys.retry_requests("market"), event_id)
+    with pytest.raises(CommandError, match="is not parked"):
+        call_command("projections", "parked", "--projection", "market", "--retry", event_id.replace("13", "14"))
+    entries = list(AuditEntry.objects.order_by("id").values_list("actor_name", "action", "outcome"))
+    assert entries == [(f"cli:{getpass.getuser()}", "parked.retry", "ok"), (f"cli:{getpass.getuser()}", "parked.retry", "failed")]

@@ -8,6 +8,8 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from lucent_admin.operations import audit
+from lucent_admin.operations.models import AuditEntry
 from projections.keys import PROJECTIONS
 from projections.service import parked_rows, retry_parked, status_rows
 
@@ -34,8 +36,11 @@ class Command(BaseCommand):
         if options["retry"]:
             if not options["projection"]:
                 raise CommandError("--retry needs --projection (the projection that parked the event)")
+            target = f"{options['projection']}/{options['retry']}"
             if not retry_parked(client, options["projection"], options["retry"]):
+                audit.record_cli("parked.retry", target, AuditEntry.Outcome.FAILED, "not parked")
                 raise CommandError(f"event {options['retry']} is not parked by {options['projection']}")
+            audit.record_cli("parked.retry", target)
             self.stdout.write(f"retry of {options['retry']} requested; the running projector applies it")
             return
         self._print(parked_rows(client, options["projection"]), ("projection", "eventId", "stream", "position", "type", "field", "reason"), options["json"])
