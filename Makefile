@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+	@$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 vendor-htmx:
 	$(PY) scripts/vendor_htmx.py
