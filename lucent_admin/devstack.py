@@ -45,13 +45,15 @@ def _applications(env: dict[str, str], data: Path) -> dict[str, str]:
     host, port = env.get("LUCENT_HOST", "127.0.0.1"), env.get("PORT", "8000")
     wait = f"{PY} -m lucent_admin.devstack wait &&"
     rate = env.get("LUCENT_SIMULATOR_RATE", "20")
+    # a few malformed events (tagged as fault drills) so the demo shows parked events too
+    bad_ratio = env.get("LUCENT_SIMULATOR_BAD_RATIO", "0.002")
     beat_schedule = shlex.quote(str(data / "celerybeat-schedule"))
     return {
         "web": f"{wait} exec {bin_dir / 'daphne'} -b {host} -p {port} lucent_admin.asgi:application",
         "worker": f"{wait} exec {bin_dir / 'celery'} -A lucent_admin worker --loglevel=INFO --concurrency=2",
         "beat": f"{wait} exec {bin_dir / 'celery'} -A lucent_admin beat --loglevel=INFO --schedule={beat_schedule}",
         "projector": f"{wait} exec {PY} manage.py run_projector",
-        "simulator": f"{wait} exec {PY} manage.py simulate --live --rate {rate}",
+        "simulator": f"{wait} exec {PY} manage.py simulate --live --rate {rate} --bad-ratio {bad_ratio}",
     }
 
 
