@@ -84,7 +84,14 @@ class Reporter(threading.Thread):
                 self._store = None
 
     def stop(self) -> None:
+        """Publish the final status once the thread's own publish (if one is in flight) is done.
+
+        Joining first matters: a periodic publish landing after the final one would
+        bring back the heartbeat of a stopped projector and an old checkpoint.
+        """
         self.halt.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)  # bounded: a publish stuck on a dead Redis must not hang the stop
         try:
             self.publish(final=True)
         except Exception:  # noqa: BLE001
