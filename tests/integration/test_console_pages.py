@@ -7,7 +7,6 @@ import time
 
 import pytest
 import redis
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client, override_settings
