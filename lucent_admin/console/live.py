@@ -23,11 +23,16 @@ CACHE_SIZE = 512
 Version = tuple[int, ...]
 CacheKey = tuple[str, tuple[tuple[str, str], ...], Version]
 
-_cache: OrderedDict[CacheKey, asyncio.Future[str]] = OrderedDict()
+# HTML of a finished render, or the future of one in flight (awaited by the other sockets).
+_cache: OrderedDict[CacheKey, str | asyncio.Future[str]] = OrderedDict()
 
 
 def version_of(widget: Widget, checkpoints: Mapping[str, int]) -> Version:
     return tuple(checkpoints.get(p, -1) for p in widget.projections)
+
+
+async def _render(widget: Widget, params: Mapping[str, str]) -> str:
+    return await sync_to_async(render_widget, thread_sensitive=False)(widget, params, oob=True)
 
 
 async def render_shared(widget: Widget, params: Mapping[str, str], version: Version | None) -> str:
@@ -36,18 +41,24 @@ async def render_shared(widget: Widget, params: Mapping[str, str], version: Vers
     ``version`` None means "no notice seen yet" (a socket's first render): always fresh.
     """
     if version is None:
-        return await sync_to_async(render_widget, thread_sensitive=False)(widget, params, oob=True)
+        return await _render(widget, params)
     key: CacheKey = (widget.name, tuple(sorted(params.items())), version)
-    future = _cache.get(key)
-    if future is None:
-        future = asyncio.get_running_loop().create_future()
-        _cache[key] = future
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-        try:
-            future.set_result(await sync_to_async(render_widget, thread_sensitive=False)(widget, params, oob=True))
-        except Exception as exc:  # noqa: BLE001 - waiting sockets must see the failure too
-            _cache.pop(key, None)
-            future.set_exception(exc)
-            raise
-    return await asyncio.shield(future)
+    cached = _cache.get(key)
+    if isinstance(cached, str):
+        return cached
+    if cached is not None:
+        return await asyncio.shield(cached)
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    _cache[key] = future
+    while len(_cache) > CACHE_SIZE:
+        _cache.popitem(last=False)
+    try:
+        html = await _render(widget, params)
+    except Exception as exc:
+        _cache.pop(key, None)
+        future.set_exception(exc)
+        future.exception()  # retrieved: the sockets awaiting it see it; nobody else must
+        raise
+    _cache[key] = html
+    future.set_result(html)
+    return html

@@ -107,3 +107,28 @@ async def test_one_trades_notices_from_several_projections_go_out_as_one_frame(r
     assert all(f'id="{w}"' in frame for w in ("w-top-portfolios", "w-volume-leaders", "w-strategies"))
     assert await comm.receive_nothing(timeout=0.4)
     await comm.disconnect()
+
+
+async def test_sockets_showing_the_same_widget_share_one_render(redis_client, monkeypatch) -> None:
+    from lucent_admin.console import live
+
+    renders: list[str] = []
+    real = live.render_widget
+
+    def counting(widget, params, oob=False):
+        renders.append(widget.name)
+        return real(widget, params, oob=oob)
+
+    monkeypatch.setattr(live, "render_widget", counting)
+    user = await staff_user()
+    sockets = [as_user(user, "/ws/live/market/") for _ in range(5)]
+    for comm in sockets:
+        await comm.connect()
+        await comm.receive_from(timeout=5)
+    renders.clear()
+    await notify("market", 31, pairs=["BTC-USD"])
+    frames = [await comm.receive_from(timeout=5) for comm in sockets]
+    assert len(set(frames)) == 1 and 'id="w-prices"' in frames[0]
+    assert sorted(renders) == ["arbitrage", "movers", "prices"]
+    for comm in sockets:
+        await comm.disconnect()
