@@ -17,12 +17,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+
+import orjson
 
 from projections.errors import BadEvent
 
 __all__ = [
     "Envelope",
+    "Recorded",
     "TradeExecuted",
     "PriceUpdated",
     "PortfolioRebalanced",
@@ -41,7 +44,7 @@ _ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 # BASE-QUOTE: two identifier-ish parts without dashes of their own.
 _PAIR = re.compile(r"[A-Za-z0-9_.]{1,31}-[A-Za-z0-9_.]{1,31}\Z")
 NOTE_MAX = 1000
-_JSON = json.JSONDecoder()  # skips json.loads' per-call encoding sniffing (this runs per event)
+_JSON = json.JSONDecoder()  # the slow path: names the field of a NaN/Infinity that orjson rejects
 
 
 class RecordedLike(Protocol):
@@ -70,6 +73,25 @@ class Envelope:
     position: int
     type: str
     recorded_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event as the store recorded it: where it sits, and its raw JSON data.
+
+    The subscription builds these straight from the gRPC messages (see
+    :mod:`projections.eventstore`); ``is_checkpoint``/``is_caught_up`` are
+    False so a loop can tell events from the subscription's markers.
+    """
+
+    envelope: Envelope
+    data: bytes
+    is_checkpoint: ClassVar[bool] = False
+    is_caught_up: ClassVar[bool] = False
+
+    @property
+    def commit_position(self) -> int:
+        return self.envelope.position
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,8 +315,10 @@ _DECODERS: dict[str, Callable[[Envelope, Mapping[str, Any]], DomainEvent]] = {
 EVENT_TYPES: tuple[str, ...] = tuple(_DECODERS)
 
 
-def envelope_of(raw: RecordedLike) -> Envelope:
+def envelope_of(raw: Recorded | RecordedLike) -> Envelope:
     """The envelope of a recorded event (no validation of the payload)."""
+    if isinstance(raw, Recorded):
+        return raw.envelope
     recorded = raw.recorded_at
     if recorded is None:
         recorded_ms = 0
@@ -309,19 +333,27 @@ def envelope_of(raw: RecordedLike) -> Envelope:
     )
 
 
-def decode(raw: RecordedLike) -> Decoded:
+def decode(raw: Recorded | RecordedLike) -> Decoded:
     """Decode and validate ``raw``; see the module docstring for the contract."""
     env = envelope_of(raw)
-    decoder = _DECODERS.get(raw.type)
+    decoder = _DECODERS.get(env.type)
     if decoder is None:
         return Ignored(env)
     try:
-        data = _JSON.decode(raw.data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise BadEvent("data", "not JSON") from None
+        data = orjson.loads(raw.data)
+    except orjson.JSONDecodeError:
+        data = _lenient_json(raw.data)
     if not isinstance(data, dict):
         raise BadEvent("data", f"expected a JSON object, got {type(data).__name__}")
     return decoder(env, data)
+
+
+def _lenient_json(data: bytes) -> Any:
+    """Python's reader, which also takes NaN/Infinity, so the field check can name the field."""
+    try:
+        return _JSON.decode(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise BadEvent("data", "not JSON") from None
 
 
 def event_time(event: DomainEvent) -> int:

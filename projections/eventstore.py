@@ -15,9 +15,10 @@ from typing import Any
 
 from esdbclient import EventStoreDBClient, NewEvent, RecordedEvent, StreamState
 from esdbclient.connection_spec import ConnectionSpec
-from esdbclient.exceptions import EventStoreDBClientException, GrpcError
+from esdbclient.exceptions import CancelledByClient, EventStoreDBClientException, GrpcError
 
 from projections.errors import ConfigurationError, EventStoreUnavailable
+from projections.events import Envelope, Recorded
 
 __all__ = [
     "EventStore",
@@ -25,6 +26,7 @@ __all__ = [
     "RecordedEvent",
     "validate_uri",
     "Head",
+    "Marker",
     "Subscription",
     "type_filter",
 ]
@@ -190,21 +192,56 @@ class Head:
     recorded_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A subscription's checkpoint (every event before ``commit_position`` was considered)
+    or its caught-up marker (the subscription has reached the head and is now live)."""
+
+    commit_position: int
+    is_caught_up: bool = False
+
+    @property
+    def is_checkpoint(self) -> bool:
+        return not self.is_caught_up
+
+
+CAUGHT_UP = Marker(0, is_caught_up=True)
+
+
 class Subscription:
     """A catch-up subscription to ``$all``: events, checkpoints and a caught-up marker.
 
-    Iterating yields esdbclient ``RecordedEvent`` objects; ``is_checkpoint`` and
-    ``is_caught_up`` tell the markers apart. ``stop()`` may be called from any
-    thread and ends the iteration.
+    Iterating yields :class:`~projections.events.Recorded` events and
+    :class:`Marker` checkpoints / caught-up markers, built straight from
+    esdbclient's gRPC responses: this loop runs once per event at catch-up
+    rates, and esdbclient's own ``RecordedEvent`` (a UUID, a datetime and a
+    dataclass per event) would cost more than the whole fold. esdbclient still
+    sends the request, maps gRPC errors and cancels the call. ``stop()`` may be
+    called from any thread and ends the iteration.
     """
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
-    def __iter__(self) -> Iterator[RecordedEvent]:
+    def __iter__(self) -> Iterator[Recorded | Marker]:
+        next_response = self._inner._get_next_read_resp  # esdbclient 1.1.7: one ReadResp, errors mapped
         try:
-            yield from self._inner
+            while True:
+                try:
+                    response = next_response()
+                except CancelledByClient:
+                    return
+                kind = response.WhichOneof("content")
+                if kind == "event":
+                    recorded = _recorded(response.event)
+                    if recorded is not None:
+                        yield recorded
+                elif kind == "checkpoint":
+                    yield Marker(response.checkpoint.commit_position)
+                elif kind == "caught_up":
+                    yield CAUGHT_UP
         except (GrpcError, EventStoreDBClientException) as exc:
+            self.stop()
             raise EventStoreUnavailable(f"subscription to $all failed: {exc}") from exc
 
     def stop(self) -> None:
@@ -212,3 +249,23 @@ class Subscription:
             self._inner.stop()
         except Exception:  # noqa: BLE001 - stopping a dead stream must not raise
             pass
+
+
+def _recorded(read_event: Any) -> Recorded | None:
+    """A ReadResp.ReadEvent as a Recorded event; None for an empty slot (a deleted link target)."""
+    event = read_event.event
+    event_id = event.id.string.lower()  # what str(UUID) gives, as esdbclient's RecordedEvent.id
+    if not event_id:
+        return None
+    metadata = event.metadata
+    created = metadata.get("created", "")  # .NET ticks: 100 ns since the Unix epoch
+    return Recorded(
+        Envelope(
+            event_id,
+            event.stream_identifier.stream_name.decode("utf-8"),
+            event.commit_position,
+            metadata.get("type", ""),
+            int(created) // 10_000 if created.isdigit() else 0,
+        ),
+        event.data,
+    )

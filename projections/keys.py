@@ -4,6 +4,7 @@ Layout::
 
     lucent:{<projection>}:generation              pointer: the live generation (int, default 1)
     lucent:{<projection>}:g<N>:checkpoint         commit position of the last applied event
+    lucent:{<projection>}:g<N>:state-epoch        bumped by any writer but the projector (see cache.py)
     lucent:{<projection>}:g<N>:<read model key>   e.g. lucent:{portfolio}:g1:portfolio:alice
     lucent:{<projection>}:lease                   fencing token of the projector that owns it
     lucent:{<projection>}:heartbeat               refreshed with a TTL while a projector runs
@@ -94,6 +95,10 @@ class KeySpace:
     @property
     def checkpoint(self) -> str:
         return self.key("checkpoint")
+
+    @property
+    def state_epoch(self) -> str:
+        return self.key("state-epoch")
 
     # portfolio
     def portfolio(self, user_id: str) -> str:

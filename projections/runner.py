@@ -33,15 +33,17 @@ from typing import Any
 import redis
 
 from projections import keys
+from projections.cache import StateCache
 from projections.errors import BadEvent, EventStoreUnavailable, Fenced, ProjectionStopped
-from projections.events import DomainEvent, Ignored, decode, envelope_of
-from projections.eventstore import EventStore
+from projections.events import DomainEvent, Ignored, Recorded, decode, envelope_of
+from projections.eventstore import EventStore, Marker, Subscription
 from projections.feed import EMPTY, END, Feed, pump
 from projections.fold import fold_batch, touched_refs
 from projections.keys import KeySpace
 from projections.lease import Lease, new_token
 from projections.notices import notice_for
 from projections.parking import Parking
+from projections.reader import ReaderProcess
 from projections.readmodels import model as model_named
 from projections.status import Progress, Reporter
 from projections.writer import CheckpointMoved, Committer, LeaseLost, load_states, plan, text
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 Notifier = Callable[[dict[str, Any]], None]
 Hook = Callable[[str], None]
+RETURN, LIVE, SWITCH = "return", "live", "switch"  # outcomes of Runner._catch_up
 RETRYABLE = (EventStoreUnavailable, redis.ConnectionError, redis.TimeoutError, CheckpointMoved, LeaseLost, OSError)
 
 
@@ -65,6 +68,8 @@ class RunnerConfig:
     lease_ms: int = 10_000
     status_interval: float = 1.0
     events_behind_bound: int = 1000
+    state_cache_entries: int = 20_000  # entities kept in memory between batches (see cache.py)
+    reader_process_after: int = 5_000  # events read in-process before a long catch-up moves to a reader process; -1: never
     backoff_initial: float = 0.2
     backoff_max: float = 10.0
     exit_when_caught_up: bool = False
@@ -90,6 +95,7 @@ class Runner:
         self.committer = Committer(self.redis, config.projection, self.token, config.lease_ms)
         self.parking = Parking(self.redis, config.projection)
         self.caught_up = False
+        self.cache = StateCache(config.state_cache_entries)
         self._store: EventStore | None = None
         self._checkpoint_text = ""
 
@@ -158,6 +164,7 @@ class Runner:
     def _session(self) -> bool:
         """Process events until stopped (True), caught up with exit_when_caught_up (True) or an error."""
         self.ks = KeySpace(self.config.projection, self._generation())
+        self.cache.clear()
         self.progress.generation = self.ks.generation
         self._checkpoint_text = text(self.redis.get(self.ks.checkpoint))
         checkpoint = int(self._checkpoint_text) if self._checkpoint_text else 0
@@ -166,15 +173,23 @@ class Runner:
             self._store = self._new_store()
         head = self._store.head(self.model.event_types)
         target = head.position if head else 0
-        sub = self._store.subscribe(checkpoint or None, self.model.event_types, window=max(30, self.config.batch_size // 5))
-        stream = iter(sub)
         self.progress.state = "catching up"
         self.caught_up = False
+        sub: Subscription | ReaderProcess = self._subscribe()
         feed = Feed(self.config.batch_size * 8)
-        reader = threading.Thread(target=pump, args=(stream, feed), daemon=True, name=f"read-{self.config.projection}")
+        reader = threading.Thread(target=pump, args=(iter(sub), feed), daemon=True, name=f"read-{self.config.projection}")
         try:
-            if target > checkpoint and self._catch_up(stream, target):
-                return True
+            if target > checkpoint:
+                outcome = self._catch_up(iter(sub), target, self.config.reader_process_after)
+                if outcome == SWITCH:  # a long catch-up: read in a child process (see projections.reader)
+                    sub.stop()
+                    sub = self._reader_process(target)
+                    outcome = self._catch_up(iter(sub), target, None)
+                    sub.stop()
+                    sub = self._subscribe()
+                    reader = threading.Thread(target=pump, args=(iter(sub), feed), daemon=True, name=reader.name)
+                if outcome == RETURN:
+                    return True
             if not self.caught_up:
                 self._live()
             # Live: a reader thread feeds the loop, so a quiet stream can close a batch on time.
@@ -186,38 +201,61 @@ class Runner:
             if reader.is_alive():
                 reader.join(2)
 
-    def _catch_up(self, stream: Iterator[Any], target: int) -> bool:
+    def _window(self) -> int:
+        return max(30, self.config.batch_size // 5)
+
+    def _subscribe(self) -> Subscription:
+        assert self._store is not None
+        return self._store.subscribe(self.progress.checkpoint or None, self.model.event_types, window=self._window())
+
+    def _reader_process(self, target: int) -> ReaderProcess:
+        log.info("projection %s: long catch-up from %s to %s continues in a reader process",
+                 self.config.projection, self.progress.checkpoint, target)
+        return ReaderProcess(self.config.eventstore_uri, self.progress.checkpoint or None, self.model.event_types,
+                             self._window(), flush_at=target)
+
+    def _catch_up(self, stream: Iterator[Recorded | Marker], target: int, switch_after: int | None) -> str:
         """Read in this thread (no hand-off: events keep coming) up to ``target``, the head when the
-        session began, or the caught-up marker (servers before 23.10 send none); True to return."""
+        session began, or the caught-up marker (servers before 23.10 send none).
+
+        Returns RETURN (stopped, or caught up with exit_when_caught_up), LIVE (go on live) or
+        SWITCH (``switch_after`` events were read and ``target`` is still ahead).
+        """
+        read = 0
         while True:
             self.progress.tick = time.monotonic()
             batch, marker, caught_up, ended = self._collect_direct(stream, target)
             if batch or marker > self.progress.checkpoint:
                 self._apply(batch, marker)
+            read += len(batch)
             if caught_up or self.progress.checkpoint >= target:
                 self._live()
                 # exit_when_caught_up waits for the marker (or quiet) in the loop, which also
                 # applies the store's final checkpoint: the same checkpoint as a live run's
-                return (caught_up and self.config.exit_when_caught_up) or self.stop_flag.is_set()
+                done = (caught_up and self.config.exit_when_caught_up) or self.stop_flag.is_set()
+                return RETURN if done else LIVE
             if self.stop_flag.is_set():
-                return True
+                return RETURN
             if ended:
                 raise EventStoreUnavailable("the subscription to $all ended")
+            if switch_after is not None and 0 <= switch_after <= read:
+                return SWITCH
 
-    def _collect_direct(self, stream: Iterator[Any], target: int) -> tuple[list[Any], int, bool, bool]:
+    def _collect_direct(self, stream: Iterator[Recorded | Marker], target: int) -> tuple[list[Recorded], int, bool, bool]:
         """Like :meth:`_collect`, reading the stream itself; a batch also ends at ``target``."""
-        batch: list[Any] = []
+        batch: list[Recorded] = []
         marker = 0
+        size = self.config.batch_size
         for item in stream:
-            if item.is_caught_up:
-                return batch, marker, True, False
-            if item.is_checkpoint:
-                marker = max(marker, int(item.commit_position or 0) - 1)  # see _collect
-                if marker >= target:
-                    return batch, marker, False, False
-            else:
+            if isinstance(item, Recorded):
                 batch.append(item)
-                if len(batch) >= self.config.batch_size or int(item.commit_position or 0) >= target:
+                if len(batch) >= size or item.envelope.position >= target:
+                    return batch, marker, False, False
+            elif item.is_caught_up:
+                return batch, marker, True, False
+            else:
+                marker = max(marker, item.commit_position - 1)  # see _collect
+                if marker >= target:
                     return batch, marker, False, False
         return batch, marker, False, True
 
@@ -288,16 +326,16 @@ class Runner:
 
     # -- one batch -----------------------------------------------------------------
 
-    def _apply(self, raw: list[Any], marker: int) -> None:
+    def _apply(self, raw: list[Recorded], marker: int) -> None:
         decoded: list[DomainEvent] = []
         parked: list[tuple[str, ...]] = []
-        end = max([self.progress.checkpoint, marker] + [int(r.commit_position or 0) for r in raw])
+        end = max(self.progress.checkpoint, marker, raw[-1].envelope.position if raw else 0)  # raw is in $all order
         for index, item in enumerate(raw):
             try:
                 event = decode(item)
             except BadEvent as exc:
                 if self.config.on_bad_event == "stop":
-                    self._commit(decoded, parked, int(item.commit_position or 1) - 1, raw[:index])
+                    self._commit(decoded, parked, item.envelope.position - 1, raw[:index])
                     env = envelope_of(item)
                     self.progress.fail("failed", str(exc), f"{env.event_id} {env.stream}@{env.position} {env.type}")
                     raise ProjectionStopped(
@@ -311,17 +349,22 @@ class Runner:
                 decoded.append(event)
         self._commit(decoded, parked, end, raw)
 
-    def _commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int, raw: list[Any]) -> None:
+    def _commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int, raw: list[Recorded]) -> None:
         self.hook("read")
-        refs = touched_refs(self.model, events)
-        loaded, stored = load_states(self.redis, self.model, self.ks, refs)
-        if stored != self._checkpoint_text:
-            raise CheckpointMoved(f"checkpoint is {stored!r}, this batch started from {self._checkpoint_text!r}")
-        result = fold_batch(self.model, self.ks, loaded, events)
-        self.hook("fold")
-        writes = plan(self.model, self.ks, loaded, result.changed, result.appends)
-        self.hook("write")
-        self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.commands, *parked])
+        try:
+            loaded = load_states(self.redis, self.model, self.ks, touched_refs(self.model, events), self.cache)
+            if loaded.checkpoint != self._checkpoint_text:
+                raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
+            result = fold_batch(self.model, self.ks, loaded.states, events)
+            self.hook("fold")
+            writes = plan(self.model, self.ks, loaded.states, result.changed, result.appends, loaded.images)
+            self.hook("write")
+            self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.commands, *parked])
+        except BaseException:
+            self.cache.clear()  # the outcome is unknown: Redis may not hold what the cache would
+            raise
+        for ref, state in result.changed.items():
+            self.cache.put(ref, state, writes.images[ref])
         self.hook("commit")
         self._checkpoint_text = str(checkpoint)
         self.progress.checkpoint = checkpoint
@@ -355,12 +398,13 @@ class Runner:
             self._commit_retry(events, self.parking.unpark_commands(event_id))
 
     def _commit_retry(self, events: list[DomainEvent], extra: list[tuple[str, ...]]) -> None:
-        refs = touched_refs(self.model, events)
-        loaded, stored = load_states(self.redis, self.model, self.ks, refs)
+        self.cache.clear()  # rare: simpler to reload than to keep the cache through it
+        loaded = load_states(self.redis, self.model, self.ks, touched_refs(self.model, events))
+        stored = loaded.checkpoint
         if stored != self._checkpoint_text:
             raise CheckpointMoved(f"checkpoint is {stored!r}, expected {self._checkpoint_text!r}")
-        result = fold_batch(self.model, self.ks, loaded, events)
-        writes = plan(self.model, self.ks, loaded, result.changed, result.appends)
+        result = fold_batch(self.model, self.ks, loaded.states, events)
+        writes = plan(self.model, self.ks, loaded.states, result.changed, result.appends)
         self.committer.commit(self.ks, stored, int(stored), [*writes.commands, *extra])
         self.progress.parked = self.parking.count()
         self._notify(result.changed, writes.changed_zsets, int(stored))

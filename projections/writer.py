@@ -3,7 +3,8 @@
 Contract:
 
 * :func:`load_states` reads the state of many entities in ONE round trip
-  (a pipeline of HGETALL) together with the checkpoint.
+  (a pipeline of HGETALL) together with the checkpoint; entities found in the
+  projector's :class:`~projections.cache.StateCache` are not read at all.
 * :func:`plan` turns old vs new entity states into absolute writes only —
   HSET/HDEL, ZADD/ZREM, DEL and a capped ZADD + ZREMRANGEBYRANK for
   append-only history — never HINCRBY/ZINCRBY: applying a plan twice leaves
@@ -24,6 +25,7 @@ from typing import Any
 import redis
 
 from projections import keys
+from projections.cache import StateCache
 from projections.errors import Fenced, ProjectionError
 from projections.keys import KeySpace
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
@@ -66,6 +68,7 @@ class Plan:
 
     commands: list[Command] = field(default_factory=list)
     changed_zsets: dict[str, set[str]] = field(default_factory=dict)
+    images: dict[Ref, Rendered] = field(default_factory=dict)  # the new Redis image of each changed entity
 
     def extend(self, other: Plan) -> None:
         self.commands.extend(other.commands)
@@ -121,12 +124,23 @@ def diff(old: Rendered, new: Rendered, plan: Plan) -> None:
         plan.commands.extend(writes)
 
 
-def plan(model: ReadModel, ks: KeySpace, old: Mapping[Ref, Any], new: Mapping[Ref, Any], appends: Sequence[Append]) -> Plan:
-    """The writes turning the ``old`` states of the changed entities into ``new`` (see module doc)."""
+def plan(
+    model: ReadModel, ks: KeySpace, old: Mapping[Ref, Any], new: Mapping[Ref, Any], appends: Sequence[Append],
+    old_images: Mapping[Ref, Rendered] | None = None,
+) -> Plan:
+    """The writes turning the ``old`` states of the changed entities into ``new`` (see module doc).
+
+    ``old_images`` gives old Redis images already known (from the cache), so they are not rendered again.
+    """
     out = Plan()
+    known = old_images or {}
     for ref, state in new.items():
-        before = old.get(ref)
-        diff(Rendered() if before is None else model.render(ks, ref, before), model.render(ks, ref, state), out)
+        before = known.get(ref)
+        if before is None:
+            state_before = old.get(ref)
+            before = Rendered() if state_before is None else model.render(ks, ref, state_before)
+        image = out.images[ref] = model.render(ks, ref, state)
+        diff(before, image, out)
     caps: dict[str, int] = {}
     for entry in appends:
         out.commands.append(("ZADD", entry.key, _score(entry.score), entry.member))
@@ -136,16 +150,43 @@ def plan(model: ReadModel, ks: KeySpace, old: Mapping[Ref, Any], new: Mapping[Re
     return out
 
 
-def load_states(client: redis.Redis, model: ReadModel, ks: KeySpace, refs: Sequence[Ref]) -> tuple[dict[Ref, Any], str]:
-    """States of ``refs`` and the current checkpoint text ('' if none), in one round trip."""
-    pipe = client.pipeline(transaction=False)
+@dataclass
+class Loaded:
+    """What a batch starts from: touched entities' states, the old images known from the
+    cache, and the checkpoint text ('' if none)."""
+
+    states: dict[Ref, Any]
+    images: dict[Ref, Rendered]
+    checkpoint: str
+
+
+def load_states(client: redis.Redis, model: ReadModel, ks: KeySpace, refs: Sequence[Ref], cache: StateCache | None = None) -> Loaded:
+    """States of ``refs`` (cached ones from ``cache``) and the checkpoint, in one round trip."""
+    cache = cache if cache is not None else StateCache(0)
+    states: dict[Ref, Any] = {}
+    images: dict[Ref, Rendered] = {}
+    missing: list[Ref] = []
     for ref in refs:
+        if ref in cache:
+            states[ref], images[ref] = cache.get(ref)
+        else:
+            missing.append(ref)
+    pipe = client.pipeline(transaction=False)
+    for ref in missing:
         pipe.hgetall(model.main_key(ks, ref))
     pipe.get(ks.checkpoint)
+    pipe.get(ks.state_epoch)
     replies = pipe.execute()
+    epoch = text(replies[-1])
+    if images and epoch != cache.epoch:  # another writer changed states: nothing cached can be trusted
+        cache.check_epoch(epoch)
+        return load_states(client, model, ks, refs, cache)
+    cache.check_epoch(epoch)
     # An absent entity is left out (not parsed as empty): its old Redis image is nothing at all.
-    states = {ref: model.parse(ref, _text_map(fields)) for ref, fields in zip(refs, replies) if fields}
-    return states, text(replies[-1])
+    for ref, fields in zip(missing, replies):
+        if fields:
+            states[ref] = model.parse(ref, _text_map(fields))
+    return Loaded(states, images, text(replies[-2]))
 
 
 def text(value: Any) -> str:

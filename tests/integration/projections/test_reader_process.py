@@ -1,0 +1,83 @@
+"""A long catch-up moves its reading to a child process: same keyspace, and its failures are survived."""
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from projections.runner import Runner
+from tests.fixtures.projections import RedisProcess, StoreProcess, wait_until
+from tests.integration.projections.helpers import append_market, checkpoint, config, head_for, keyspace, run_to_end
+
+
+def reader_pids(uri: str) -> list[int]:
+    """Live ``python -m projections.reader`` children reading from ``uri``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"projections.reader" in cmdline and any(uri.encode() in part for part in cmdline) and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def reference(client: redis.Redis, redis_url: str, uri: str, projections: tuple[str, ...]) -> dict[str, object]:
+    run_to_end(redis_url, uri, projections, batch_size=200, reader_process_after=-1)
+    expected = keyspace(client)
+    client.flushdb()
+    return expected
+
+
+@pytest.mark.parametrize("after", [0, 300])
+def test_catch_up_through_a_reader_process_gives_the_same_keyspace(after: int, redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 1500)
+    client = redis.Redis.from_url(redis_process.url)
+    expected = reference(client, redis_process.url, store_process.uri, ("portfolio", "risk"))
+    run_to_end(redis_process.url, store_process.uri, ("portfolio", "risk"), batch_size=200, reader_process_after=after)
+    assert keyspace(client) == expected
+    assert checkpoint(client, "portfolio") == head_for(store_process.uri, "portfolio")
+    assert reader_pids(store_process.uri) == []  # the child is gone once the projection is live
+
+
+def on_batch(number: int, action: Callable[[], None]) -> Callable[[str], None]:
+    """A runner hook that performs ``action`` once, before the ``number``-th batch is loaded."""
+    seen = {"read": 0}
+
+    def hook(step: str) -> None:
+        if step == "read":
+            seen["read"] += 1
+            if seen["read"] == number:
+                action()
+
+    return hook
+
+
+def kill_reader(uri: str) -> None:
+    (pid,) = reader_pids(uri)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: reader_pids(uri) == [], 10, what="the reader process to die")
+
+
+@pytest.mark.parametrize("failure", ["reader killed", "store restarted"])
+def test_a_failing_reader_process_is_replaced_and_nothing_is_lost_or_doubled(
+    failure: str, redis_process: RedisProcess, store_process: StoreProcess
+) -> None:
+    append_market(store_process.uri, 2000)
+    client = redis.Redis.from_url(redis_process.url)
+    expected = reference(client, redis_process.url, store_process.uri, ("portfolio",))
+    action = (lambda: kill_reader(store_process.uri)) if failure == "reader killed" else store_process.restart
+    hook = on_batch(4, action)
+    runner = Runner(config("portfolio", redis_process.url, store_process.uri, reader_process_after=0), hook=hook)
+    runner.run()
+    assert keyspace(client) == expected  # trade counts and history would show an event applied twice
+    assert checkpoint(client, "portfolio") == head_for(store_process.uri, "portfolio")
+    assert reader_pids(store_process.uri) == []
