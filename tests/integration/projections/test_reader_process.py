@@ -81,3 +81,38 @@ def test_a_failing_reader_process_is_replaced_and_nothing_is_lost_or_doubled(
     assert keyspace(client) == expected  # trade counts and history would show an event applied twice
     assert checkpoint(client, "portfolio") == head_for(store_process.uri, "portfolio")
     assert reader_pids(store_process.uri) == []
+
+
+def test_a_writer_that_bumps_the_state_epoch_is_seen_by_the_running_projector(
+    redis_process: RedisProcess, store_process: StoreProcess
+) -> None:
+    """The projector keeps states between batches; an outside writer (a repair) bumps the epoch and wins."""
+    from projections.eventstore import EventStore, ProposedEvent
+    from projections.keys import KeySpace
+    from tests.integration.projections.helpers import in_thread
+
+    append_market(store_process.uri, 300)
+    client = redis.Redis.from_url(redis_process.url)
+    runner = Runner(config("portfolio", redis_process.url, store_process.uri, exit_when_caught_up=False))
+    thread, errors = in_thread(runner)
+    ks = KeySpace("portfolio")
+
+    def trade(trade_id: str) -> int:
+        data = {"tradeId": trade_id, "userId": "epoch-user", "pair": "BTC-USD", "side": "buy", "amount": 1.0, "price": 10.0,
+                "amountUsd": 10.0, "exchange": "binance", "executedAt": "2025-03-01T12:00:00Z"}
+        with EventStore(store_process.uri) as store:
+            return store.append("trades-epoch-user", [ProposedEvent("TradeExecuted", data)])
+
+    try:
+        position = trade("t-epoch-1")
+        wait_until(lambda: checkpoint(client, "portfolio") >= position, 20, what="the first trade applied")
+        assert client.hget(ks.portfolio("epoch-user"), "tradeCount") == b"1"
+        client.hset(ks.portfolio("epoch-user"), "tradeCount", "41")  # a repair's write...
+        client.incr(ks.state_epoch)  # ...announced to the projector
+        position = trade("t-epoch-2")
+        wait_until(lambda: checkpoint(client, "portfolio") >= position, 20, what="the second trade applied")
+        assert client.hget(ks.portfolio("epoch-user"), "tradeCount") == b"42"  # folded from Redis, not the stale cache
+    finally:
+        runner.stop()
+        thread.join(10)
+    assert not errors

@@ -50,6 +50,8 @@ class Command(BaseCommand):
         base = RunnerConfig(
             projection="", redis_url=settings.REDIS_URL, eventstore_uri=settings.EVENTSTORE_URI,
             batch_size=int(settings.LUCENT_BATCH_SIZE), live_flush_ms=int(settings.LUCENT_LIVE_FLUSH_MS),
+            reader_process_after=int(settings.LUCENT_READER_PROCESS_AFTER),
+            state_cache_entries=int(settings.LUCENT_STATE_CACHE_ENTRIES),
             exit_when_caught_up=bool(options["exit_when_caught_up"]),
         )
         runners = build_runners(options["projection"], base, settings.LUCENT_PROJECTIONS, channel_notifier)
