@@ -6,10 +6,14 @@ Contract of :meth:`Runner.run`:
   holder; a live holder makes it raise :class:`Fenced` — the loser stops);
 * subscribes to ``$all`` with a server-side filter on the read model's event
   types, after the stored checkpoint (checkpoint markers included);
-* per batch: decode, load the touched entities in one round trip, fold in
-  memory, commit writes + parked events + checkpoint in one Lua script;
-  catch-up batches fill up to ``batch_size``; live, a batch is flushed after
-  ``live_flush_ms`` of quiet;
+* per batch: decode, load the touched entities in one round trip (those
+  committed by an earlier batch come from the state cache, see
+  :mod:`projections.cache`), fold in memory, commit writes + parked events +
+  checkpoint in one Lua script; catch-up batches fill up to ``batch_size``;
+  live, a batch is flushed after ``live_flush_ms`` of quiet;
+* a catch-up longer than ``reader_process_after`` events goes on with the
+  reading in a child process (:mod:`projections.reader`), then back to an
+  in-process subscription to go live;
 * event store or Redis unreachable: retry with exponential backoff and full
   jitter, logged; the batch is re-read from the checkpoint, so an event is
   never lost nor applied twice;
