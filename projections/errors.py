@@ -49,7 +49,18 @@ class Fenced(ProjectionError):
 
 
 class ProjectionStopped(ProjectionError):
-    """The projection stopped on a bad event because its policy is ``stop``."""
+    """The projection stopped on a bad event because its policy is ``stop``.
+
+    ``event_id`` names the event; an operator's park decision for it lets the projection resume.
+    """
+
+    def __init__(self, message: str, event_id: str) -> None:
+        super().__init__(message)
+        self.event_id = event_id
+
+
+class NotStoppedOn(ProjectionError):
+    """An operator asked to park an event the projection is not stopped on."""
 
 
 class RedisUnavailable(ProjectionError):

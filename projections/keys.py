@@ -69,6 +69,11 @@ def retry_requests(projection: str) -> str:
     return f"{tag(projection)}:parked:retry"
 
 
+def park_requests(projection: str) -> str:
+    """Set of bad event ids an operator decided to park (a ``stop``-policy projection resumes past them)."""
+    return f"{tag(projection)}:parked:decided"
+
+
 def generation_prefix(projection: str, generation: int) -> str:
     return f"{tag(projection)}:g{generation}"
 

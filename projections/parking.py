@@ -31,13 +31,23 @@ class Parking:
         self.client = client
         self.projection = projection
 
-    def park_commands(self, raw: Any, error: BadEvent, retried: bool = False) -> list[Command]:
+    def park_commands(self, raw: Any, error: BadEvent, retried: bool = False, decided: bool = False) -> list[Command]:
+        """Writes parking ``raw``; ``decided``: an operator's decision on a stopped projection (consumed here)."""
         env = envelope_of(raw)
         record = {
             "eventId": env.event_id, "stream": env.stream, "position": env.position, "type": env.type,
             "field": error.field, "reason": error.reason, "recordedAt": env.recorded_at, "retried": retried,
         }
-        return parked_commands(self.projection, env.event_id, env.position, json.dumps(record, sort_keys=True))
+        if decided:
+            record["decision"] = "parked by an operator (stop policy)"
+        commands = parked_commands(self.projection, env.event_id, env.position, json.dumps(record, sort_keys=True))
+        if decided:
+            commands.append(("SREM", keys.park_requests(self.projection), env.event_id))
+        return commands
+
+    def park_decided(self, event_id: str) -> bool:
+        """True if an operator decided to park ``event_id`` (see :func:`request_park`)."""
+        return bool(self.client.sismember(keys.park_requests(self.projection), event_id))
 
     def unpark_commands(self, event_id: str) -> list[Command]:
         return unpark_commands(self.projection, event_id)

@@ -114,8 +114,20 @@ class Runner:
                             self.config.status_interval, self.config.events_behind_bound)
         reporter.start()
         try:
-            self._run_with_retries()
-        except (Fenced, ProjectionStopped) as exc:
+            while True:
+                try:
+                    self._run_with_retries()
+                    return
+                except ProjectionStopped as exc:
+                    self.progress.fail("failed", str(exc), self.progress.last_error_event)
+                    log.error("%s", exc)
+                    if self.config.exit_when_caught_up:
+                        raise
+                    if not self._await_park_decision(exc.event_id):
+                        return  # stopped while waiting: the status keeps the error and the failing event
+                    log.info("projection %s: an operator parked %s; resuming", self.config.projection, exc.event_id)
+                    self.progress.fail("catching up", "", "")
+        except Fenced as exc:
             self.progress.fail("failed", str(exc), self.progress.last_error_event)
             log.error("%s", exc)
             raise
@@ -124,6 +136,18 @@ class Runner:
                 self.progress.state = "paused"
             reporter.stop()
             self._release()
+
+    def _await_park_decision(self, event_id: str) -> bool:
+        """Stopped on a bad event: stay alive (heartbeat, state ``failed``) until an operator parks
+        it (True: resume) or the projector is stopped (False)."""
+        while not self.stop_flag.wait(0.5):
+            self.progress.tick = time.monotonic()
+            try:
+                if self.parking.park_decided(event_id):
+                    return True
+            except redis.RedisError:
+                continue
+        return False
 
     def _release(self) -> None:
         try:
@@ -338,14 +362,18 @@ class Runner:
             try:
                 event = decode(item)
             except BadEvent as exc:
+                env = item.envelope
                 if self.config.on_bad_event == "stop":
-                    self._commit(decoded, parked, item.envelope.position - 1, raw[:index])
-                    env = envelope_of(item)
+                    if self.parking.park_decided(env.event_id):
+                        parked.extend(self.parking.park_commands(item, exc, decided=True))
+                        continue
+                    self._commit(decoded, parked, env.position - 1, raw[:index])
                     self.progress.fail("failed", str(exc), f"{env.event_id} {env.stream}@{env.position} {env.type}")
                     raise ProjectionStopped(
                         f"projection {self.config.projection!r} stopped on bad event {env.event_id} "
-                        f"({env.type} in {env.stream} at {env.position}): {exc}; fix it, then park it or set "
-                        "on_bad_event to 'park'"
+                        f"({env.type} in {env.stream} at {env.position}): {exc}; to go on past it, park it: "
+                        f"manage.py projections park {self.config.projection} {env.event_id} (or the console's "
+                        "Projections page)", env.event_id,
                     ) from None
                 parked.extend(self.parking.park_commands(item, exc))
                 continue

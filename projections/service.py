@@ -17,6 +17,8 @@ from typing import Any
 
 import redis
 
+from projections import keys
+from projections.errors import NotStoppedOn
 from projections.keys import PROJECTIONS
 from projections.queries import Queries
 from projections.runner import Notifier, Runner, RunnerConfig, request_retry
@@ -77,3 +79,17 @@ def parked_rows(client: redis.Redis, projection: str | None) -> list[dict[str, A
 def retry_parked(client: redis.Redis, projection: str, event_id: str) -> bool:
     """Ask the running projector of ``projection`` to retry parked event ``event_id``."""
     return request_retry(client, projection, event_id)
+
+
+def park_bad_event(client: redis.Redis, projection: str, event_id: str) -> None:
+    """Decide to park the bad event a ``stop``-policy projection stopped on; the projector resumes past it.
+
+    Raises NotStoppedOn unless the projection's status says it is stopped on ``event_id``.
+    """
+    rows = Queries(client).projection_status(projection)
+    status = rows[0] if rows else None
+    stopped_on = status.last_error_event.split(" ", 1)[0] if status and status.state == "failed" else ""
+    if stopped_on != event_id:
+        now = f"it is stopped on {stopped_on}" if stopped_on else f"it is {status.state if status else 'not running'}"
+        raise NotStoppedOn(f"projection {projection!r} is not stopped on event {event_id!r} ({now}); nothing to park")
+    client.sadd(keys.park_requests(projection), event_id)

@@ -77,6 +77,28 @@ def retry_parked(request: HttpRequest) -> HttpResponse:
     return _back(request, "console:projections")
 
 
+@require_POST
+@staff_required
+@permission_required("operations.park_bad_event", action="parked.decide")
+def park_bad_event(request: HttpRequest) -> HttpResponse:
+    form = RetryParkedForm(request.POST)
+    if not form.is_valid() or form.cleaned_data["projection"] not in settings.LUCENT_PROJECTIONS:
+        detail = _form_errors(form) or "projection: unknown projection"
+        audit.record(request.user, "parked.decide", request.POST.get("event_id", "")[:64], AuditEntry.Outcome.FAILED, detail)
+        messages.error(request, f"Event not parked: {detail}")
+        return _back(request, "console:projections")
+    projection, event_id = form.cleaned_data["projection"], str(form.cleaned_data["event_id"])
+    try:
+        contexts.park_bad_event(projection, event_id)
+    except ProjectionError as exc:
+        audit.record(request.user, "parked.decide", f"{projection}/{event_id}", AuditEntry.Outcome.FAILED, str(exc))
+        messages.error(request, f"Event {event_id} not parked: {exc}")
+        return _back(request, "console:projections")
+    audit.record(request.user, "parked.decide", f"{projection}/{event_id}")
+    messages.success(request, f"Event {event_id} will be parked; the {projection} projector resumes past it.")
+    return _back(request, "console:projections")
+
+
 @require_GET
 @staff_required
 def user_rank(request: HttpRequest) -> HttpResponse:

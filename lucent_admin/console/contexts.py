@@ -17,6 +17,7 @@ from django.conf import settings
 from projections import lag, queries
 from projections.errors import ProjectionError
 from projections.eventstore import EventStore
+from projections.service import park_bad_event as decide_park
 from projections.service import retry_parked as request_retry
 
 Params = Any
@@ -50,6 +51,11 @@ def retry_parked(projection: str, event_id: str) -> None:
     """Ask the running projector to retry a parked event; NotParked if it is not parked."""
     if not request_retry(client(), projection, event_id):
         raise NotParked(f"event {event_id} is not parked in the {projection} projection")
+
+
+def park_bad_event(projection: str, event_id: str) -> None:
+    """Park the bad event a stop-policy projection stopped on; NotStoppedOn if it is not stopped on it."""
+    decide_park(client(), projection, event_id)
 
 
 def now_ms() -> int:
@@ -120,6 +126,7 @@ def projection_details(params: Params) -> dict[str, Any]:
             "name": s.projection, "state": s.state if s.alive else "dead", "alarm": _alarm(s),
             "state_class": "bad" if _alarm(s) else STATE_CLASS.get(s.state, "warn"), "fields": fields,
             "parked_count": s.parked,
+            "stopped_on": s.last_error_event.split(" ", 1)[0] if s.state == "failed" and s.last_error_event else "",
             "parked": [{"event_id": p["eventId"], "stream": p["stream"], "type": p["type"], "position": p["position"],
                         "reason": f"{p['field']}: {p['reason']}"} for p in parked],
         })

@@ -13,5 +13,6 @@ urlpatterns = [
     path("user/", views.user, name="user"),
     path("projections/", views.projections, name="projections"),
     path("projections/retry/", actions.retry_parked, name="retry-parked"),
+    path("projections/park/", actions.park_bad_event, name="park-bad-event"),
     path("audit/", views.audit, name="audit"),
 ]

@@ -26,6 +26,7 @@ class AuditEntry(models.Model):
         permissions = [
             ("acknowledge_alert", "Can acknowledge risk alerts"),
             ("retry_parked_event", "Can retry parked events"),
+            ("park_bad_event", "Can park the bad event a stopped projection stopped on"),
             ("run_rebuild", "Can rebuild read models"),
         ]
 

@@ -149,3 +149,53 @@ def test_command_line_retry_is_audited_too(redis_client) -> None:
         call_command("projections", "parked", "--projection", "market", "--retry", event_id.replace("13", "14"))
     entries = list(AuditEntry.objects.order_by("id").values_list("actor_name", "action", "outcome"))
     assert entries == [(f"cli:{getpass.getuser()}", "parked.retry", "ok"), (f"cli:{getpass.getuser()}", "parked.retry", "failed")]
+
+
+def stopped_on(redis_client, projection: str, event_id: str) -> None:
+    """The status a stop-policy projector publishes when it stopped on ``event_id``."""
+    redis_client.hset(keys.status(projection), mapping={"state": "failed", "lastError": "amount: out of range",
+                                                         "lastErrorEvent": f"{event_id} trades-u1@70 TradeExecuted"})
+
+
+def test_parking_the_event_a_stopped_projection_stopped_on_is_requested_and_audited(client: Client, redis_client) -> None:
+    operator(client, "park_bad_event")
+    event_id = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a21"
+    stopped_on(redis_client, "risk", event_id)
+    page = client.get("/projections/")
+    assert b"Park this event and resume" in page.content
+    response = client.post("/projections/park/", {"projection": "risk", "event_id": event_id}, follow=True)
+    assert f"Event {event_id} will be parked".encode() in response.content
+    assert redis_client.sismember(keys.park_requests("risk"), event_id)
+    entry = AuditEntry.objects.get(action="parked.decide")
+    assert entry.target == f"risk/{event_id}" and entry.outcome == "ok"
+
+
+def test_parking_an_event_the_projection_is_not_stopped_on_is_refused(client: Client, redis_client) -> None:
+    operator(client, "park_bad_event")
+    stopped_on(redis_client, "risk", "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a21")
+    other = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a22"
+    response = client.post("/projections/park/", {"projection": "risk", "event_id": other}, follow=True)
+    assert f"is not stopped on event {other!r}".encode() in response.content.replace(b"&#x27;", b"'")
+    assert not redis_client.exists(keys.park_requests("risk"))
+    assert AuditEntry.objects.get(action="parked.decide").outcome == "failed"
+
+
+def test_parking_without_the_permission_is_403(client: Client, redis_client) -> None:
+    operator(client, "retry_parked_event")
+    event_id = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a21"
+    stopped_on(redis_client, "risk", event_id)
+    response = client.post("/projections/park/", {"projection": "risk", "event_id": event_id})
+    assert response.status_code == 403
+    assert not redis_client.exists(keys.park_requests("risk"))
+
+
+def test_cli_park_is_audited_as_the_shell_user(redis_client) -> None:
+    event_id = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a21"
+    stopped_on(redis_client, "risk", event_id)
+    out = io.StringIO()
+    call_command("projections", "park", "risk", event_id, stdout=out)
+    assert "resumes past it" in out.getvalue()
+    assert redis_client.sismember(keys.park_requests("risk"), event_id)
+    assert AuditEntry.objects.get(action="parked.decide").actor_name == f"cli:{getpass.getuser()}"
+    with pytest.raises(CommandError, match="is not stopped on event"):
+        call_command("projections", "park", "risk", "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a23")

@@ -1,6 +1,7 @@
 """Replays through the embedded store over gRPC into a real Redis give identical keyspaces."""
 from __future__ import annotations
 
+import pytest
 import redis
 
 from projections import keys
@@ -50,3 +51,39 @@ def test_stop_policy_stops_before_the_bad_event(redis_process: RedisProcess, sto
     assert status.state == "failed" and "bad event" in status.last_error
     assert client.hlen(keys.parked("portfolio")) == 0
     assert 0 < checkpoint(client, "portfolio")
+
+
+def test_an_operator_parks_the_bad_event_and_a_stopped_projection_resumes(redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    from projections.errors import NotStoppedOn
+    from projections.service import park_bad_event
+    from tests.fixtures.projections import wait_until
+    from tests.integration.projections.helpers import head_for, in_thread
+
+    append_market(store_process.uri, 800, bad_ratio=0.05)
+    client = redis.Redis.from_url(redis_process.url)
+    runner = Runner(config("portfolio", redis_process.url, store_process.uri, on_bad_event="stop", exit_when_caught_up=False))
+    thread, errors = in_thread(runner)
+
+    def stopped() -> str:
+        (status,) = Queries(client).projection_status("portfolio")
+        return status.last_error_event.split(" ", 1)[0] if status.state == "failed" and status.alive else ""
+
+    try:
+        parked_ids = []
+        for _ in range(3):  # each decision moves it past one bad event, up to the next one
+            wait_until(stopped, 20, what="the projection stopped on a bad event, alive")
+            event_id = stopped()
+            with pytest.raises(NotStoppedOn):
+                park_bad_event(client, "portfolio", "not-the-one")
+            park_bad_event(client, "portfolio", event_id)
+            wait_until(lambda: stopped() != event_id, 20, what="the projection moved past the parked event")
+            parked_ids.append(event_id)
+        parked = {p["eventId"]: p for p in Queries(client).parked_events("portfolio")}
+        assert set(parked_ids) <= set(parked)
+        assert all(parked[i]["decision"] == "parked by an operator (stop policy)" for i in parked_ids)
+        assert not client.exists(keys.park_requests("portfolio"))  # decisions are consumed
+        assert checkpoint(client, "portfolio") < head_for(store_process.uri, "portfolio")  # still stops on the next one
+    finally:
+        runner.stop()
+        thread.join(10)
+    assert not thread.is_alive() and errors == []

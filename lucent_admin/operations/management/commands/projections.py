@@ -1,4 +1,5 @@
-"""``manage.py projections status [--json]`` and ``projections parked [--projection P] [--retry ID]``."""
+"""``manage.py projections status [--json]``, ``projections parked [--projection P] [--retry ID]``
+and ``projections park PROJECTION EVENT_ID`` (a stop-policy projection goes on past its bad event)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from lucent_admin.operations import audit
 from lucent_admin.operations.models import AuditEntry
 from projections.keys import PROJECTIONS
-from projections.service import parked_rows, retry_parked, status_rows
+from projections.errors import NotStoppedOn
+from projections.service import park_bad_event, parked_rows, retry_parked, status_rows
 
 STATUS_COLUMNS = ("projection", "state", "alive", "checkpoint", "head", "lag_seconds", "events_behind", "throughput", "parked", "last_error")
 
@@ -27,11 +29,24 @@ class Command(BaseCommand):
         parked.add_argument("--projection", choices=PROJECTIONS)
         parked.add_argument("--retry", metavar="EVENT_ID")
         parked.add_argument("--json", action="store_true")
+        park = sub.add_parser("park", help="park the bad event a stop-policy projection stopped on, so it resumes")
+        park.add_argument("projection", choices=PROJECTIONS)
+        park.add_argument("event_id")
 
     def handle(self, *args: Any, **options: Any) -> None:
         client = redis.Redis.from_url(settings.REDIS_URL)
         if options["action"] == "status":
             self._print(status_rows(client), STATUS_COLUMNS, options["json"])
+            return
+        if options["action"] == "park":
+            target = f"{options['projection']}/{options['event_id']}"
+            try:
+                park_bad_event(client, options["projection"], options["event_id"])
+            except NotStoppedOn as exc:
+                audit.record_cli("parked.decide", target, AuditEntry.Outcome.FAILED, str(exc))
+                raise CommandError(str(exc)) from None
+            audit.record_cli("parked.decide", target)
+            self.stdout.write(f"{options['event_id']} will be parked; {options['projection']} resumes past it")
             return
         if options["retry"]:
             if not options["projection"]:
