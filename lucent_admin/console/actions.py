@@ -1,6 +1,8 @@
 """Operator actions: authenticated, permission-checked, validated, audited; each calls one function."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -54,49 +56,43 @@ def acknowledge_alert(request: HttpRequest) -> HttpResponse:
     return _back(request, "console:risk")
 
 
+def _event_action(
+    request: HttpRequest, action: str, do: Callable[[str, str], None], failed: str, done: str,
+) -> HttpResponse:
+    """Validate (projection, event id), call ``do``, audit the outcome and say it; ``failed``/``done``
+    are messages formatted with ``projection`` and ``event_id``."""
+    form = RetryParkedForm(request.POST)
+    if not form.is_valid() or form.cleaned_data["projection"] not in settings.LUCENT_PROJECTIONS:
+        detail = _form_errors(form) or "projection: unknown projection"
+        audit.record(request.user, action, request.POST.get("event_id", "")[:64], AuditEntry.Outcome.FAILED, detail)
+        messages.error(request, f"{' '.join(failed.format(projection='', event_id='').split())}: {detail}")
+        return _back(request, "console:projections")
+    projection, event_id = form.cleaned_data["projection"], str(form.cleaned_data["event_id"])
+    try:
+        do(projection, event_id)
+    except ProjectionError as exc:
+        audit.record(request.user, action, f"{projection}/{event_id}", AuditEntry.Outcome.FAILED, str(exc))
+        messages.error(request, f"{failed.format(projection=projection, event_id=event_id)}: {exc}")
+        return _back(request, "console:projections")
+    audit.record(request.user, action, f"{projection}/{event_id}")
+    messages.success(request, done.format(projection=projection, event_id=event_id))
+    return _back(request, "console:projections")
+
+
 @require_POST
 @staff_required
 @permission_required("operations.retry_parked_event", action="parked.retry")
 def retry_parked(request: HttpRequest) -> HttpResponse:
-    form = RetryParkedForm(request.POST)
-    if not form.is_valid() or form.cleaned_data["projection"] not in settings.LUCENT_PROJECTIONS:
-        detail = _form_errors(form) or "projection: unknown projection"
-        audit.record(request.user, "parked.retry", request.POST.get("event_id", "")[:64],
-                     AuditEntry.Outcome.FAILED, detail)
-        messages.error(request, f"Parked event not retried: {detail}")
-        return _back(request, "console:projections")
-    projection, event_id = form.cleaned_data["projection"], str(form.cleaned_data["event_id"])
-    try:
-        contexts.retry_parked(projection, event_id)
-    except ProjectionError as exc:
-        audit.record(request.user, "parked.retry", f"{projection}/{event_id}", AuditEntry.Outcome.FAILED, str(exc))
-        messages.error(request, f"Parked event {event_id} not retried: {exc}")
-        return _back(request, "console:projections")
-    audit.record(request.user, "parked.retry", f"{projection}/{event_id}")
-    messages.success(request, f"Retry of parked event {event_id} requested; the {projection} projector applies it next.")
-    return _back(request, "console:projections")
+    return _event_action(request, "parked.retry", contexts.retry_parked, "Parked event {event_id} not retried",
+                         "Retry of parked event {event_id} requested; the {projection} projector applies it next.")
 
 
 @require_POST
 @staff_required
 @permission_required("operations.park_bad_event", action="parked.decide")
 def park_bad_event(request: HttpRequest) -> HttpResponse:
-    form = RetryParkedForm(request.POST)
-    if not form.is_valid() or form.cleaned_data["projection"] not in settings.LUCENT_PROJECTIONS:
-        detail = _form_errors(form) or "projection: unknown projection"
-        audit.record(request.user, "parked.decide", request.POST.get("event_id", "")[:64], AuditEntry.Outcome.FAILED, detail)
-        messages.error(request, f"Event not parked: {detail}")
-        return _back(request, "console:projections")
-    projection, event_id = form.cleaned_data["projection"], str(form.cleaned_data["event_id"])
-    try:
-        contexts.park_bad_event(projection, event_id)
-    except ProjectionError as exc:
-        audit.record(request.user, "parked.decide", f"{projection}/{event_id}", AuditEntry.Outcome.FAILED, str(exc))
-        messages.error(request, f"Event {event_id} not parked: {exc}")
-        return _back(request, "console:projections")
-    audit.record(request.user, "parked.decide", f"{projection}/{event_id}")
-    messages.success(request, f"Event {event_id} will be parked; the {projection} projector resumes past it.")
-    return _back(request, "console:projections")
+    return _event_action(request, "parked.decide", contexts.park_bad_event, "Event {event_id} not parked",
+                         "Event {event_id} will be parked; the {projection} projector resumes past it.")
 
 
 @require_GET
