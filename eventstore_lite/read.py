@@ -191,7 +191,9 @@ def _subscribe_all(
     caught_up = False
     yield _confirmation()
     while True:
-        rows = store.all_page(last, True, False, PAGE_SIZE)
+        rows = store.recent_after(last, PAGE_SIZE)
+        if rows is None:  # older than what memory holds
+            rows = store.all_page(last, True, False, PAGE_SIZE)
         for row in rows:
             last = row[POSITION]
             if event_filter is None or event_filter.matches(row):

@@ -8,7 +8,9 @@ Contract:
 - Readers use their own connections (WAL lets them run beside the writer) and only
   ever see whole committed batches.
 - :meth:`Store.wait_beyond` blocks until the head of ``$all`` passes a position;
-  the writer wakes it through a condition variable after each commit.
+  the writer publishes each commit (and its rows, which :meth:`Store.recent_after`
+  then serves from memory) right after it is durable, and before acknowledging it
+  gives live subscriptions a bounded head start (see :mod:`eventstore_lite.live`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import queue
 import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from eventstore_lite.codec import Row
+from eventstore_lite.live import Live
 
 MAX_REVISION = 2**63 - 1  # EventNumber.DeletedStream: the tombstone's revision and $tb
 PAGE_SIZE = 500
+DELIVERY_WAIT = 0.010  # seconds acknowledgements may wait for live subscriptions to send
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -89,53 +93,45 @@ class Store:
         self.writer_conn = connect(path, cache_kib=32768)
         self.writer_conn.executescript(_SCHEMA)
         row = self.writer_conn.execute("SELECT MAX(position) FROM events").fetchone()
-        self._head: int = row[0] or 0
-        self._cond = threading.Condition()
-        self._closed = False
+        self._live = Live(row[0] or 0)
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
 
-    # -- head and notification -------------------------------------------------
+    # -- head and notification (see eventstore_lite.live) ----------------------
 
     @property
     def head(self) -> int:
         """Position of the last committed event (0 for an empty store)."""
-        return self._head
+        return self._live.head
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._live.closed
 
-    def publish(self, head: int) -> None:
-        """Called by the writer after a commit: advance the head, wake waiters."""
-        with self._cond:
-            self._head = head
-            self._cond.notify_all()
+    def publish(self, head: int, rows: Iterable[Row] = ()) -> None:
+        """Called by the writer after a commit, with every row it wrote: advance the head, wake waiters."""
+        self._live.publish(head, rows)
+
+    def await_delivery(self, timeout: float = DELIVERY_WAIT) -> None:
+        """Called by the writer after :meth:`publish`: let live subscriptions send first (bounded)."""
+        self._live.await_delivery(timeout)
+
+    def recent_after(self, position: int, limit: int) -> list[Row] | None:
+        """Up to ``limit`` committed events after ``position`` from memory; None if not held."""
+        return self._live.recent_after(position, limit)
 
     def wake_all(self) -> None:
         """Wake every waiter so it re-checks its liveness (RPC cancelled, stop)."""
-        with self._cond:
-            self._cond.notify_all()
+        self._live.wake_all()
 
     def wait_beyond(self, position: int, is_active: Callable[[], bool]) -> bool:
-        """Block until ``head > position``; False if the store closed or the caller died.
-
-        Waiters are woken by :meth:`publish` and :meth:`wake_all`; the timeout is
-        only a safety net for a missed RPC-termination callback.
-        """
-        with self._cond:
-            while self._head <= position:
-                if self._closed or not is_active():
-                    return False
-                self._cond.wait(timeout=5.0)
-            return not self._closed
+        """Block until ``head > position``; False if the store closed or the caller died."""
+        return self._live.wait_beyond(position, is_active)
 
     def shutdown(self) -> None:
         """Refuse further waits and wake every waiter (first phase of closing)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._live.shutdown()
 
     def close(self) -> None:
         """Close every connection; call after :meth:`shutdown` and after handlers ended."""
@@ -160,7 +156,7 @@ class Store:
         try:
             yield conn
         finally:
-            if not self._closed:
+            if not self.closed:
                 self._readers.put(conn)
 
     def all_page(self, position: int, forwards: bool, inclusive: bool, limit: int) -> list[Row]:

@@ -10,18 +10,22 @@ Semantics follow EventStoreDB (see ESDB-PROTOCOL.md, "Semantics to reproduce"):
   (no stream / any / last revision) resurrects it, ``$tb`` becoming the first new
   revision; tombstone writes a ``$streamDeleted`` event at revision MAX and blocks
   all further appends.
-Every operation is one SQLite transaction, committed with fsync before it returns.
+Operations submitted concurrently share one SQLite transaction (group commit, see
+:mod:`eventstore_lite.group`): each is checked and written in submission order,
+seeing those before it, and returns only once that transaction is committed with
+fsync; a refused operation writes nothing and does not affect the others.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
 
+from eventstore_lite.codec import Row
 from eventstore_lite.errors import ANY, NO_STREAM, STREAM_EXISTS, StreamDeleted, WrongExpectedVersion
+from eventstore_lite.group import GroupCommit
 from eventstore_lite.storage import MAX_REVISION, Store, StreamState, state_from_row
 
 JSON = "application/json"
@@ -65,13 +69,13 @@ def created_ticks() -> int:
 
 
 class _Batch:
-    """Rows and stream-state changes of one transaction, built before it begins."""
+    """Rows and stream-state changes of one operation, built before it writes."""
 
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
-        self.rows: list[tuple[object, ...]] = []
+        self.rows: list[Row] = []
         self.states: dict[str, StreamState] = {}
-        self.next_position = writer.store.head + 1
+        self.next_position = writer.next_position
         self.created = created_ticks()
 
     def state(self, stream: str) -> StreamState:
@@ -124,16 +128,27 @@ def truncate_before(data: bytes) -> int | None:
 
 
 class Writer:
-    """Serialises all writes; callers may use it from any thread."""
+    """Serialises all writes (grouping concurrent ones); callers may use it from any thread."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._conn = store.writer_conn
-        self._lock = threading.Lock()
-        self._cache: dict[str, StreamState] = {}
+        self._cache: dict[str, StreamState] = {}  # committed states
+        self._pending: dict[str, StreamState] = {}  # states written by the open transaction
+        self._written: list[Row] = []  # events written by the open transaction
+        self.next_position = store.head + 1  # of the open transaction's next event
+        self._group = GroupCommit(self._conn, self._flush_states, self._committed, self._rolled_back)
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the transaction in flight to commit (for tests and metrics)."""
+        return self._group.queued
 
     def state(self, stream: str) -> StreamState:
-        """The writer's view of a stream (cached; call with the lock held)."""
+        """The writer's view of a stream, with the open transaction's writes (inside a group)."""
+        pending = self._pending.get(stream)
+        if pending is not None:
+            return pending
         cached = self._cache.get(stream)
         if cached is None:
             row = self._conn.execute(
@@ -150,63 +165,73 @@ class Writer:
 
     def append(self, stream: str, expected: int, events: list[Proposed]) -> WriteResult:
         """Append ``events`` atomically; raise WrongExpectedVersion / StreamDeleted."""
-        with self._lock:
-            state = self.state(stream)
-            replayed = self._check_append(stream, state, expected, events)
-            if replayed is not None:
-                return replayed
-            if not events:
-                return WriteResult(self.store.head, state.last)
-            batch = _Batch(self)
-            if state.soft_deleted:
-                self._add_metadata(batch, stream, state.last + 1)
-            result = batch.add_many(stream, events)
-            self._commit(batch)
-            return result
+        return self._group.submit(lambda: self._append(stream, expected, events))
 
     def delete(self, stream: str, expected: int) -> int:
         """Soft-delete ``stream``; returns the position of the ``$metadata`` event."""
-        with self._lock:
-            state = self.state(stream)
-            if state.tombstoned or (expected == STREAM_EXISTS and state.soft_deleted):
-                raise StreamDeleted(stream)
-            if state.last < 0 or not _matches(expected, state.last):
-                raise WrongExpectedVersion(stream, expected, state.last, op="Delete")
-            batch = _Batch(self)
-            result = self._add_metadata(batch, stream, MAX_REVISION)
-            self._commit(batch)
-            return result.position
+        return self._group.submit(lambda: self._delete(stream, expected))
 
     def tombstone(self, stream: str, expected: int) -> int:
         """Hard-delete ``stream`` for ever; returns the tombstone's position."""
-        with self._lock:
-            state = self.state(stream)
-            if state.tombstoned:
-                raise StreamDeleted(stream)
-            if expected == STREAM_EXISTS and state.soft_deleted:
-                raise StreamDeleted(stream)
-            if not _matches(expected, state.last):
-                raise WrongExpectedVersion(stream, expected, state.last, op="Delete")
-            batch = _Batch(self)
-            tombstone = Proposed(_new_id(), "$streamDeleted", OCTET_STREAM, b"", b"")
-            result = batch.add(stream, tombstone, revision=MAX_REVISION)
-            batch.states[stream] = replace(batch.state(stream), tombstoned=True)
-            self._commit(batch)
-            return result.position
+        return self._group.submit(lambda: self._tombstone(stream, expected))
 
     def ensure_system_events(self) -> None:
         """Give a fresh store the ``$settings`` event a real server writes at start-up."""
-        with self._lock:
-            if self.store.head > 0:
-                return
-            settings = {
-                "$userStreamAcl": {"$r": "$all", "$w": "$all", "$d": "$all", "$mr": "$all", "$mw": "$all"},
-                "$systemStreamAcl": {"$r": "$admins", "$w": "$admins", "$d": "$admins",
-                                     "$mr": "$admins", "$mw": "$admins"},
-            }
-            batch = _Batch(self)
-            batch.add("$settings", Proposed(_new_id(), "$settings", JSON, b"", json.dumps(settings).encode()))
-            self._commit(batch)
+        self._group.submit(self._ensure_system_events)
+
+    # -- operations (run by the group's leader, inside its transaction) ----------
+
+    def _append(self, stream: str, expected: int, events: list[Proposed]) -> WriteResult:
+        state = self.state(stream)
+        replayed = self._check_append(stream, state, expected, events)
+        if replayed is not None:
+            return replayed
+        if not events:
+            return WriteResult(self.store.head, state.last)
+        batch = _Batch(self)
+        if state.soft_deleted:
+            self._add_metadata(batch, stream, state.last + 1)
+        result = batch.add_many(stream, events)
+        self._write(batch)
+        return result
+
+    def _delete(self, stream: str, expected: int) -> int:
+        state = self.state(stream)
+        if state.tombstoned or (expected == STREAM_EXISTS and state.soft_deleted):
+            raise StreamDeleted(stream)
+        if state.last < 0 or not _matches(expected, state.last):
+            raise WrongExpectedVersion(stream, expected, state.last, op="Delete")
+        batch = _Batch(self)
+        result = self._add_metadata(batch, stream, MAX_REVISION)
+        self._write(batch)
+        return result.position
+
+    def _tombstone(self, stream: str, expected: int) -> int:
+        state = self.state(stream)
+        if state.tombstoned:
+            raise StreamDeleted(stream)
+        if expected == STREAM_EXISTS and state.soft_deleted:
+            raise StreamDeleted(stream)
+        if not _matches(expected, state.last):
+            raise WrongExpectedVersion(stream, expected, state.last, op="Delete")
+        batch = _Batch(self)
+        tombstone = Proposed(_new_id(), "$streamDeleted", OCTET_STREAM, b"", b"")
+        result = batch.add(stream, tombstone, revision=MAX_REVISION)
+        batch.states[stream] = replace(batch.state(stream), tombstoned=True)
+        self._write(batch)
+        return result.position
+
+    def _ensure_system_events(self) -> None:
+        if self.next_position > 1:
+            return
+        settings = {
+            "$userStreamAcl": {"$r": "$all", "$w": "$all", "$d": "$all", "$mr": "$all", "$mw": "$all"},
+            "$systemStreamAcl": {"$r": "$admins", "$w": "$admins", "$d": "$admins",
+                                 "$mr": "$admins", "$mw": "$admins"},
+        }
+        batch = _Batch(self)
+        batch.add("$settings", Proposed(_new_id(), "$settings", JSON, b"", json.dumps(settings).encode()))
+        self._write(batch)
 
     # -- internals ---------------------------------------------------------------
 
@@ -293,22 +318,41 @@ class Writer:
             value = {}
         return value if isinstance(value, dict) else {}
 
-    def _commit(self, batch: _Batch) -> None:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(_INSERT_EVENT, batch.rows)
-            conn.executemany(
+    # -- the transaction (hooks of the group commit) ---------------------------------
+
+    def _write(self, batch: _Batch) -> None:
+        """Insert an operation's events; later operations of the group see them."""
+        self._conn.executemany(_INSERT_EVENT, batch.rows)
+        self._written.extend(batch.rows)
+        self._pending.update(batch.states)
+        self.next_position = batch.next_position
+
+    def _flush_states(self) -> None:
+        """Last step inside the transaction: store the changed streams' states."""
+        if self._pending:
+            self._conn.executemany(
                 _UPSERT_STREAM,
-                [(name, s.last, int(s.tombstoned), s.truncate_before) for name, s in batch.states.items()],
+                [(name, s.last, int(s.tombstoned), s.truncate_before) for name, s in self._pending.items()],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+
+    def _committed(self) -> None:
+        """The group is durable: cache its states, wake readers and subscriptions, and give
+        live subscriptions a bounded head start before its appenders are answered."""
+        if len(self._cache) + len(self._pending) > _CACHE_LIMIT:
             self._cache.clear()
-            raise
-        self._cache.update(batch.states)
-        self.store.publish(batch.next_position - 1)
+        self._cache.update(self._pending)
+        self._pending.clear()
+        if self._written:
+            written, self._written = self._written, []
+            self.store.publish(self.next_position - 1, written)
+            self.store.await_delivery()
+
+    def _rolled_back(self) -> None:
+        """The group is undone: forget its states and positions (and, to be safe, the cache)."""
+        self._pending.clear()
+        self._written.clear()
+        self._cache.clear()
+        self.next_position = self.store.head + 1
 
 
 def _matches(expected: int, last: int) -> bool:

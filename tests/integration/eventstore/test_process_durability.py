@@ -137,3 +137,48 @@ def test_acknowledged_appends_survive_kill_9_and_positions_resume(process: Store
     finally:
         client.close()
         assert reopened.terminate()[0] == 0
+
+
+def test_concurrent_single_appends_acknowledged_before_kill_9_all_survive(process: StoreProcess, db: Path) -> None:
+    """Group commit: an append is acknowledged only once its shared transaction is durable."""
+    writers = 8
+    acknowledged: list[tuple[str, int]] = []  # (event id, position)
+    enough = threading.Event()
+    lock = threading.Lock()
+
+    def append_until_killed(i: int) -> None:
+        client = EventStoreDBClient(process.uri)
+        try:
+            while True:
+                event = events(1)[0]
+                position = client.append_to_stream(f"group-{i % 3}", current_version=StreamState.ANY, events=[event])
+                with lock:
+                    acknowledged.append((str(event.id), position))
+                    if len(acknowledged) >= 400:
+                        enough.set()
+        except Exception:  # noqa: BLE001 - the server was killed mid-append
+            pass
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=append_until_killed, args=(i,), daemon=True) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    assert enough.wait(timeout=60)
+    process.kill()  # SIGKILL with appends in flight
+    for thread in threads:
+        thread.join(timeout=30)
+
+    reopened = StoreProcess(db, _free_port())
+    client = EventStoreDBClient(reopened.uri)
+    try:
+        stored = {str(e.id): e.commit_position for e in client.read_all()}
+        with lock:
+            acked = list(acknowledged)
+        assert all(stored.get(event_id) == position for event_id, position in acked), "an acknowledged append was lost"
+        for i in range(3):
+            revisions = [e.stream_position for e in client.get_stream(f"group-{i}")]
+            assert revisions == list(range(len(revisions)))
+    finally:
+        client.close()
+        assert reopened.terminate()[0] == 0

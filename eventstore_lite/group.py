@@ -1,0 +1,136 @@
+"""Group commit: concurrent write operations share one SQLite transaction and fsync.
+
+Contract of :meth:`GroupCommit.submit`:
+- operations run one at a time, in the order they were submitted, on the one writer
+  connection inside an open transaction; each sees every write of those before it,
+  so the outcome is that of a serial execution in submission order;
+- an operation that raises a :class:`~eventstore_lite.errors.StoreError` (a refused
+  append) must not have written anything; its caller gets that error and the group
+  goes on;
+- ``submit`` returns only after the transaction holding the operation's writes has
+  committed (with the connection's ``synchronous=FULL``: after the fsync);
+- if anything else fails (an SQLite error in an operation or in the commit), the
+  whole transaction is rolled back and every caller of that group gets the error:
+  nothing of it was acknowledged, nothing of it is kept.
+Whoever submits while no commit is in flight leads: it takes every queued operation
+(up to ``max_group``) into one transaction; those who arrive meanwhile wait and the
+next leader is one of them.  There is no writer thread and no hand-off when alone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Callable, Generic, TypeVar
+
+from eventstore_lite.errors import StoreError
+
+T = TypeVar("T")
+MAX_GROUP = 512
+
+
+class _Pending(Generic[T]):
+    """One submitted operation and, once its group is over, its outcome.
+
+    ``wake`` is held from creation until the operation's thread may go on: either
+    its group is over (``done``) or it is to lead the next group.
+    """
+
+    __slots__ = ("op", "result", "error", "done", "wake")
+
+    def __init__(self, op: Callable[[], T]) -> None:
+        self.op = op
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]  # set when error is None
+
+
+class GroupCommit:
+    """Runs write operations in shared transactions on ``conn`` (see module docstring).
+
+    ``before_commit`` runs last inside each transaction (flush deferred state);
+    ``after_commit`` runs once it is durable; ``after_rollback`` once it is undone.
+    All three run on the leading thread, never concurrently with an operation.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        before_commit: Callable[[], None],
+        after_commit: Callable[[], None],
+        after_rollback: Callable[[], None],
+        max_group: int = MAX_GROUP,
+    ) -> None:
+        self._conn = conn
+        self._before_commit = before_commit
+        self._after_commit = after_commit
+        self._after_rollback = after_rollback
+        self._max_group = max_group
+        self._mutex = threading.Lock()
+        self._queue: list[_Pending[object]] = []
+        self._leading = False
+
+    @property
+    def queued(self) -> int:
+        """Operations waiting for the next group (for tests and metrics)."""
+        with self._mutex:
+            return len(self._queue)
+
+    def submit(self, op: Callable[[], T]) -> T:
+        """Run ``op`` in the next group; return its result once durable (or raise)."""
+        pending: _Pending[T] = _Pending(op)
+        with self._mutex:
+            self._queue.append(pending)  # type: ignore[arg-type]
+            follow, self._leading = self._leading, True
+        if follow:
+            pending.wake.acquire()  # released by a leader: done, or lead the next group
+            if pending.done:
+                return pending.outcome()
+        with self._mutex:
+            group = self._queue[: self._max_group]
+            del self._queue[: self._max_group]
+        try:
+            self._run(group)
+        finally:
+            with self._mutex:
+                for item in group:
+                    item.done = True
+                successor = self._queue[0] if self._queue else None
+                self._leading = successor is not None
+            if successor is not None:
+                successor.wake.release()  # it leads the next group at once
+            for item in group:
+                if item is not pending:
+                    item.wake.release()
+        return pending.outcome()
+
+    def _run(self, group: list[_Pending[object]]) -> None:
+        """Run ``group`` in one transaction; record each outcome (never raises)."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for item in group:
+                    try:
+                        item.result = item.op()
+                    except StoreError as exc:
+                        item.error = exc
+                self._before_commit()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the group
+            self._after_rollback()
+            for item in group:
+                item.error, item.result = exc, None
+            return
+        self._after_commit()
