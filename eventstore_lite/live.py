@@ -9,10 +9,12 @@ Contract:
   the live readers just woken have come back to :meth:`Live.wait_beyond` having
   consumed the new head (for a subscription: sent the new events), for at most
   ``timeout`` seconds.  Live subscriptions are thus served before the appenders'
-  threads compete with them for the interpreter; a reader that misses the
-  deadline is not waited for again for :data:`SLOW_FOR` seconds, so a stalled
-  client costs writers at most one ``timeout`` per that period.  Durability is
-  untouched: nothing is published before it is committed.
+  threads compete with them for the interpreter.  A reader that misses the
+  deadline is not waited for during a back-off that doubles with each miss in a
+  row (from twice ``timeout`` up to :data:`SLOW_FOR` seconds) and is forgotten
+  once it is back in time, so a passing hiccup costs it little and a stalled
+  client costs writers at most one ``timeout`` per :data:`SLOW_FOR`.  Durability
+  is untouched: nothing is published before it is committed.
 Thread-safe; readers are told apart by their thread (one subscription per thread).
 """
 
@@ -25,7 +27,7 @@ from typing import Callable, Iterable
 from eventstore_lite.codec import Row
 from eventstore_lite.tail import Tail
 
-SLOW_FOR = 1.0  # seconds a reader that missed a delivery deadline is not waited for
+SLOW_FOR = 1.0  # longest back-off, in seconds, for a reader that keeps missing deadlines
 _MAX_SLOW = 1024
 
 
@@ -42,6 +44,7 @@ class Live:
         self._waiting: set[int] = set()  # threads blocked in wait_beyond
         self._owing: set[int] = set()  # woken by the last publish, not back yet
         self._slow: dict[int, float] = {}  # thread -> monotonic time until which it is not waited for
+        self._misses: dict[int, int] = {}  # thread -> deadlines missed in a row
 
     @property
     def head(self) -> int:
@@ -69,10 +72,13 @@ class Live:
             if not self._owing:
                 return
             if not self._delivered.wait_for(lambda: not self._owing or self._closed, timeout):
-                until = time.monotonic() + SLOW_FOR
+                now = time.monotonic()
                 if len(self._slow) > _MAX_SLOW:
                     self._slow.clear()
-                self._slow.update((t, until) for t in self._owing)
+                    self._misses.clear()
+                for reader in self._owing:
+                    misses = self._misses[reader] = self._misses.get(reader, 0) + 1
+                    self._slow[reader] = now + min(SLOW_FOR, timeout * 2**misses)
                 self._owing.clear()
 
     def recent_after(self, position: int, limit: int) -> list[Row] | None:
@@ -106,6 +112,7 @@ class Live:
         """``reader`` consumed the last publication (call with the lock held)."""
         if reader in self._owing:
             self._owing.discard(reader)
+            self._misses.pop(reader, None)  # back in time
             if not self._owing:
                 self._delivered.notify_all()
 
