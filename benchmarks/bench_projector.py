@@ -184,15 +184,19 @@ def naive_projector(uri: str, redis_url: str, limit: int) -> dict[str, float]:
     return {"events": done, "seconds": round(elapsed, 3), "events_per_s": round(done / elapsed, 1)}
 
 
-def append_paced(uri: str, n: int, rate: float, writers: int = 16) -> list[tuple[int, float, float]]:
-    """Append ``n`` events one per call at ``rate``/s from ``writers`` clients: (position, sent, acked) wall times."""
-    items = list(Market(seed=99, users=200, pairs=6, exchanges=3).events(n))
-    appended: list[tuple[int, float, float]] = []
-    t0 = time.time()
+APPENDERS = 1  # appender processes; more only add CPU contention on two cores
 
-    def share(k: int) -> None:
+
+def append_paced(uri: str, n: int, rate: float, share: int, shares: int, t0: float, writers: int = 8) -> list[tuple[int, float, float]]:
+    """Append share ``share`` of ``shares`` of ``n`` events, one per call, the whole at ``rate``/s from
+    ``t0`` (wall time), from ``writers`` clients: (position, sent, acked) wall times."""
+    items = list(Market(seed=99, users=200, pairs=6, exchanges=3).events(n))
+    mine = list(range(share, n, shares))
+    appended: list[tuple[int, float, float]] = []
+
+    def writer(k: int) -> None:
         store = EventStore(uri)
-        for i in range(k, len(items), writers):
+        for i in mine[k::writers]:
             delay = t0 + i / rate - time.time()
             if delay > 0:
                 time.sleep(delay)
@@ -202,7 +206,7 @@ def append_paced(uri: str, n: int, rate: float, writers: int = 16) -> list[tuple
             appended.append((position, sent, time.time()))
         store.close()
 
-    threads = [threading.Thread(target=share, args=(k,)) for k in range(writers)]
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(writers)]
     for t in threads:
         t.start()
     for t in threads:
@@ -220,10 +224,11 @@ def bench_freshness(s: Servers, seconds: float, rate: float) -> dict[str, float]
     while runner.progress.state != "live":
         time.sleep(0.05)
     n = int(seconds * rate)
-    start = time.time()
-    child = subprocess.run([sys.executable, __file__, "--append-paced", s.uri, str(n), str(rate)],
-                           capture_output=True, text=True, check=True)
-    appended = [tuple(row) for row in json.loads(child.stdout)]
+    t0 = time.time() + 3  # the appender processes start on one clock, once they are up
+    children = [subprocess.Popen([sys.executable, __file__, "--append-paced", s.uri, str(n), str(rate), str(k), str(APPENDERS), str(t0)],
+                                 stdout=subprocess.PIPE, text=True) for k in range(APPENDERS)]
+    appended = sorted(tuple(row) for child in children for row in json.loads(child.communicate()[0]))
+    start = t0
     achieved = len(appended) / (max(a[2] for a in appended) - start)
     deadline = time.monotonic() + 10
     while (not notices or notices[-1][0] < appended[-1][0]) and time.monotonic() < deadline:
@@ -263,11 +268,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="30,000 events")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (b) then (a) for the ratio")
-    parser.add_argument("--append-paced", nargs=3, metavar=("URI", "N", "RATE"), help=argparse.SUPPRESS)
+    parser.add_argument("--append-paced", nargs=6, metavar=("URI", "N", "RATE", "SHARE", "SHARES", "T0"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.append_paced:  # the child process of (d)
-        uri, count, rate = args.append_paced
-        print(json.dumps(append_paced(uri, int(count), float(rate))))
+        uri, count, rate, share, shares, t0 = args.append_paced
+        print(json.dumps(append_paced(uri, int(count), float(rate), int(share), int(shares), float(t0))))
         return
     n = 30_000 if args.quick else args.events
     result: dict[str, Any] = {"events": n, "cpus": os.cpu_count()}

@@ -67,8 +67,8 @@ class RunnerConfig:
     eventstore_uri: str
     on_bad_event: str = "park"
     batch_size: int = 500
-    live_flush_ms: int = 5
-    live_max_batch_ms: int = 20
+    live_flush_ms: int = 2
+    live_max_batch_ms: int = 5
     lease_ms: int = 10_000
     status_interval: float = 1.0
     events_behind_bound: int = 1000
