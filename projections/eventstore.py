@@ -224,6 +224,18 @@ class Subscription:
         self._inner = inner
 
     def __iter__(self) -> Iterator[Recorded | Marker]:
+        for item in self.wire_items():
+            if item.__class__ is tuple:
+                fields: RecordedFields = item
+                yield Recorded(Envelope(*fields[:5]), fields[5])
+            elif item is None:
+                yield CAUGHT_UP
+            else:
+                yield Marker(item)  # type: ignore[arg-type]
+
+    def wire_items(self) -> Iterator[RecordedFields | int | None]:
+        """The same items as plain values (what :mod:`projections.reader` pickles): an event's
+        :data:`RecordedFields`, a checkpoint's commit position, or None for caught-up."""
         next_response = self._inner._get_next_read_resp  # esdbclient 1.1.7: one ReadResp, errors mapped
         try:
             while True:
@@ -233,13 +245,13 @@ class Subscription:
                     return
                 kind = response.WhichOneof("content")
                 if kind == "event":
-                    recorded = _recorded(response.event)
-                    if recorded is not None:
-                        yield recorded
+                    fields = recorded_fields(response.event)
+                    if fields is not None:
+                        yield fields
                 elif kind == "checkpoint":
-                    yield Marker(response.checkpoint.commit_position)
+                    yield int(response.checkpoint.commit_position)
                 elif kind == "caught_up":
-                    yield CAUGHT_UP
+                    yield None
         except (GrpcError, EventStoreDBClientException) as exc:
             self.stop()
             raise EventStoreUnavailable(f"subscription to $all failed: {exc}") from exc
@@ -253,19 +265,26 @@ class Subscription:
 
 def _recorded(read_event: Any) -> Recorded | None:
     """A ReadResp.ReadEvent as a Recorded event; None for an empty slot (a deleted link target)."""
+    fields = recorded_fields(read_event)
+    return None if fields is None else Recorded(Envelope(*fields[:5]), fields[5])
+
+
+RecordedFields = tuple[str, str, int, str, int, bytes]  # event id, stream, position, type, recorded ms, data
+
+
+def recorded_fields(read_event: Any) -> RecordedFields | None:
+    """The fields of a ReadResp.ReadEvent, in Envelope's order then the data; None for an empty slot."""
     event = read_event.event
     event_id = event.id.string.lower()  # what str(UUID) gives, as esdbclient's RecordedEvent.id
     if not event_id:
         return None
     metadata = event.metadata
     created = metadata.get("created", "")  # .NET ticks: 100 ns since the Unix epoch
-    return Recorded(
-        Envelope(
-            event_id,
-            event.stream_identifier.stream_name.decode("utf-8"),
-            event.commit_position,
-            metadata.get("type", ""),
-            int(created) // 10_000 if created.isdigit() else 0,
-        ),
+    return (
+        event_id,
+        event.stream_identifier.stream_name.decode("utf-8"),
+        event.commit_position,
+        metadata.get("type", ""),
+        int(created) // 10_000 if created.isdigit() else 0,
         event.data,
     )

@@ -25,6 +25,8 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
@@ -55,7 +57,7 @@ class ReaderProcess:
                 raise EventStoreUnavailable(f"the reader process ended (exit code {code}): {exc or 'no more data'}") from None
             for item in chunk:
                 if item.__class__ is tuple:
-                    type_, data, event_id, stream, position, recorded_ms = item
+                    event_id, stream, position, type_, recorded_ms, data = item
                     yield Recorded(Envelope(event_id, stream, position, type_, recorded_ms), data)
                 elif item is None:
                     yield CAUGHT_UP
@@ -86,17 +88,14 @@ def forward(request: dict[str, Any], out: IO[bytes]) -> None:
     try:
         with EventStore(request["uri"]) as store:
             sub = store.subscribe(request["after"], request["types"], int(request["window"]))
-            for item in sub:
-                if isinstance(item, Recorded):
-                    env = item.envelope
-                    buffer.append((env.type, item.data, env.event_id, env.stream, env.position, env.recorded_at))
-                    due = live or env.position >= flush_at
-                elif item.is_caught_up:
-                    buffer.append(None)
+            for item in sub.wire_items():
+                buffer.append(item)
+                if item.__class__ is tuple:
+                    due = live or item[2] >= flush_at
+                elif item is None:  # caught up: from now on every item goes at once
                     due = live = True
                 else:
-                    buffer.append(item.commit_position)
-                    due = live or item.commit_position > flush_at
+                    due = live or item > flush_at  # type: ignore[operator]
                 if due or len(buffer) >= chunk:
                     pickle.dump(buffer, out, pickle.HIGHEST_PROTOCOL)
                     out.flush()
@@ -109,7 +108,15 @@ def forward(request: dict[str, Any], out: IO[bytes]) -> None:
         out.flush()
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A projector killed with -9 cannot stop its reader: the reader notices and exits."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
 if __name__ == "__main__":
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
         forward(json.loads(sys.argv[1]), sys.stdout.buffer)
     except (BrokenPipeError, KeyboardInterrupt):

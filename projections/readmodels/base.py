@@ -77,9 +77,12 @@ def num(value: float) -> str:
     return repr(float(value))
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # json.dumps builds one per call
+
+
 def dumps(value: Any) -> str:
     """Deterministic compact JSON (sorted keys) for JSON-valued hash fields."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 def loads_map(text: str | None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from math import fsum, isfinite
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from projections.events import DomainEvent, PortfolioRebalanced, PositionClosed, PriceUpdated, TradeExecuted
@@ -85,12 +85,25 @@ def trade_costs(old: float, cost: float, delta: float, usd: float) -> tuple[floa
     return new, rest, pnl
 
 
-def _settle(p: Portfolio, positions: dict[str, float], costs: dict[str, float], marks: Marks, **kw: Any) -> Portfolio:
+def _settle(
+    p: Portfolio, positions: dict[str, float], costs: dict[str, float], marks: Marks, *, updated_at: int, last_position: int,
+    last_prices: Mapping[str, float] | None = None, trade_count: int | None = None, last_trade_id: str | None = None,
+    last_trade_at: int | None = None, realized_pnl: float | None = None,
+) -> Portfolio:
+    """The new state: zero positions removed, cost basis and market value recomputed (the
+    constructor, not dataclasses.replace: this runs once per event)."""
     for pair in [k for k, v in positions.items() if abs(v) < EPSILON]:
         del positions[pair]
         costs.pop(pair, None)
-    value = _valued(positions, costs, kw.get("last_prices", p.last_prices), marks.prices)
-    return replace(p, positions=positions, costs=costs, cost_basis=fsum(costs.values()), market_value=value, **kw)
+    last = p.last_prices if last_prices is None else last_prices
+    return Portfolio(
+        p.user_id, positions, costs, last,
+        p.trade_count if trade_count is None else trade_count,
+        p.last_trade_id if last_trade_id is None else last_trade_id,
+        p.last_trade_at if last_trade_at is None else last_trade_at,
+        p.realized_pnl if realized_pnl is None else realized_pnl,
+        fsum(costs.values()), _valued(positions, costs, last, marks.prices), updated_at, last_position,
+    )
 
 
 def evolve_trade(p: Portfolio, e: TradeExecuted, marks: Marks) -> Portfolio:

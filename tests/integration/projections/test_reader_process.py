@@ -116,3 +116,22 @@ def test_a_writer_that_bumps_the_state_epoch_is_seen_by_the_running_projector(
         runner.stop()
         thread.join(10)
     assert not errors
+
+
+def test_a_reader_process_ends_when_its_projector_is_killed(store_process: StoreProcess) -> None:
+    import subprocess
+    import sys
+
+    append_market(store_process.uri, 50)
+    script = ("import sys, time; from projections.reader import ReaderProcess; "
+              f"r = ReaderProcess({store_process.uri!r}, None, ['TradeExecuted'], 30, flush_at=2**62); "
+              "print('up', flush=True); time.sleep(60)")
+    projector = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[3])
+    try:
+        assert projector.stdout is not None and projector.stdout.readline().strip() == "up"
+        wait_until(lambda: len(reader_pids(store_process.uri)) == 1, 20, what="the reader process to start")
+        projector.kill()  # -9: no chance to stop its child
+        wait_until(lambda: reader_pids(store_process.uri) == [], 20, what="the orphaned reader process to exit")
+    finally:
+        projector.kill()
+        projector.wait()
