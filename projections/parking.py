@@ -67,3 +67,11 @@ class Parking:
             for event in store.read_all(after=position - 1, limit=1):
                 if str(event.id) == event_id:
                     yield event_id, event
+
+
+def request_retry(client: redis.Redis, projection: str, event_id: str) -> bool:
+    """Ask the running projector to retry parked event ``event_id``; False if it is not parked."""
+    if not client.hexists(keys.parked(projection), event_id):
+        return False
+    client.sadd(keys.retry_requests(projection), event_id)
+    return True

@@ -41,7 +41,8 @@ from projections.cache import StateCache
 from projections.errors import BadEvent, EventStoreUnavailable, Fenced, ProjectionStopped
 from projections.events import DomainEvent, Ignored, Recorded, decode, envelope_of
 from projections.eventstore import EventStore, Marker, Subscription
-from projections.feed import EMPTY, END, Feed, pump
+from projections.batches import Collected, collect_direct, collect_live
+from projections.feed import Feed, pump
 from projections.fold import fold_batch, touched_refs
 from projections.keys import KeySpace
 from projections.lease import Lease, new_token
@@ -269,23 +270,8 @@ class Runner:
             if switch_after is not None and 0 <= switch_after <= read:
                 return SWITCH
 
-    def _collect_direct(self, stream: Iterator[Recorded | Marker], target: int) -> tuple[list[Recorded], int, bool, bool]:
-        """Like :meth:`_collect`, reading the stream itself; a batch also ends at ``target``."""
-        batch: list[Recorded] = []
-        marker = 0
-        size = self.config.batch_size
-        for item in stream:
-            if isinstance(item, Recorded):
-                batch.append(item)
-                if len(batch) >= size or item.envelope.position >= target:
-                    return batch, marker, False, False
-            elif item.is_caught_up:
-                return batch, marker, True, False
-            else:
-                marker = max(marker, item.commit_position - 1)  # see _collect
-                if marker >= target:
-                    return batch, marker, False, False
-        return batch, marker, False, True
+    def _collect_direct(self, stream: Iterator[Recorded | Marker], target: int) -> Collected:
+        return collect_direct(stream, self.config.batch_size, target)
 
     def _live(self) -> None:
         self.caught_up = True
@@ -316,41 +302,9 @@ class Runner:
                 last_renew = time.monotonic()
                 self._retry_parked()
 
-    def _collect(self, feed: Feed) -> tuple[list[Any], int, bool, bool]:
-        """Up to batch_size events; returns (events, checkpoint marker, caught-up seen, stream ended).
-
-        Waits at most 0.25 s for the first item (so the loop keeps renewing its
-        lease and noticing the stop flag). Then it takes what is there; when the
-        feed runs dry, ``live_flush_ms`` of quiet closes the batch, and live a
-        batch never waits more than ``live_max_batch_ms`` in all (freshness
-        under a steady trickle that is never quiet).
-        """
-        batch: list[Any] = []
-        marker = 0
-        item = feed.get(0.25)
-        started = time.monotonic()
-        quiet = self.config.live_flush_ms / 1000
-        oldest = self.config.live_max_batch_ms / 1000
-        while item is not EMPTY:
-            if item is END:
-                return batch, marker, False, True
-            if isinstance(item, BaseException):
-                raise EventStoreUnavailable(f"subscription to $all failed: {item}") from item
-            if item.is_caught_up:
-                return batch, marker, True, False
-            if item.is_checkpoint:
-                # a checkpoint at P says every event before P was considered; P itself may come next
-                marker = max(marker, int(item.commit_position or 0) - 1)
-            else:
-                batch.append(item)
-            if len(batch) >= self.config.batch_size:
-                break
-            if self.caught_up and time.monotonic() - started > oldest:
-                break
-            item = feed.get(0)
-            if item is EMPTY:
-                item = feed.get(quiet)
-        return batch, marker, False, False
+    def _collect(self, feed: Feed) -> Collected:
+        c = self.config
+        return collect_live(feed, c.batch_size, c.live_flush_ms / 1000, c.live_max_batch_ms / 1000 if self.caught_up else None)
 
     # -- one batch -----------------------------------------------------------------
 
@@ -440,11 +394,3 @@ class Runner:
         self.committer.commit(self.ks, stored, int(stored), [*writes.commands, *extra])
         self.progress.parked = self.parking.count()
         self._notify(result.changed, writes.changed_zsets, int(stored))
-
-
-def request_retry(client: redis.Redis, projection: str, event_id: str) -> bool:
-    """Ask the running projector to retry parked event ``event_id``; False if it is not parked."""
-    if not client.hexists(keys.parked(projection), event_id):
-        return False
-    client.sadd(keys.retry_requests(projection), event_id)
-    return True

@@ -21,7 +21,8 @@ from projections import keys
 from projections.errors import NotStoppedOn
 from projections.keys import PROJECTIONS
 from projections.queries import Queries
-from projections.runner import Notifier, Runner, RunnerConfig, request_retry
+from projections.parking import request_retry
+from projections.runner import Notifier, Runner, RunnerConfig
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from projections import keys, runner as runner_module
 from projections.events import decode
 from projections.eventstore import EventStore, ProposedEvent
 from projections.queries import Queries
-from projections.runner import Runner, request_retry
+from projections.parking import request_retry
+from projections.runner import Runner
 from tests.fixtures.projections import RedisProcess, StoreProcess, wait_until
 from tests.integration.projections.helpers import config, in_thread
 
