@@ -18,7 +18,9 @@ Contract of :meth:`Runner.run`:
   jitter, logged; the batch is re-read from the checkpoint, so an event is
   never lost nor applied twice;
 * a bad event is parked (policy ``park``) or stops the projection (``stop``)
-  after committing everything before it;
+  after committing everything before it; stopped, the runner stays alive and
+  resumes once an operator decides to park that event (``exit_when_caught_up``
+  raises :class:`ProjectionStopped` instead);
 * the stop flag (SIGTERM / Ctrl-C) finishes the batch in flight and returns.
 
 ``hook(step)`` is called at "read", "fold", "write" and "commit" for fault
