@@ -20,6 +20,7 @@ run as subprocesses; events come from ``projections.simulation.Market``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -35,12 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
-from esdbclient import EventStoreDBClient  # noqa: E402
+from esdbclient import EventStoreDBClient, NewEvent, StreamState  # noqa: E402
+from esdbclient.asyncio_client import AsyncEventStoreDBClient  # noqa: E402
 
 from lucent_admin.embedded import free_port, redis_server_command  # noqa: E402
 from projections import keys  # noqa: E402
 from projections.events import PriceUpdated, TradeExecuted, decode  # noqa: E402
-from projections.eventstore import EventStore  # noqa: E402
+from projections.eventstore import EventStore, ProposedEvent  # noqa: E402
 from projections.queries import Queries  # noqa: E402
 from projections.runner import Runner, RunnerConfig  # noqa: E402
 from projections.service import build_runners, run_all  # noqa: E402
@@ -187,30 +189,36 @@ def naive_projector(uri: str, redis_url: str, limit: int) -> dict[str, float]:
 APPENDERS = 1  # appender processes; more only add CPU contention on two cores
 
 
-def append_paced(uri: str, n: int, rate: float, share: int, shares: int, t0: float, writers: int = 8) -> list[tuple[int, float, float]]:
+def append_paced(uri: str, n: int, rate: float, share: int, shares: int, t0: float) -> list[tuple[int, float, float]]:
     """Append share ``share`` of ``shares`` of ``n`` events, one per call, the whole at ``rate``/s from
-    ``t0`` (wall time), from ``writers`` clients: (position, sent, acked) wall times."""
+    ``t0`` (wall time): (position, sent, acked) wall times.
+
+    Open loop: each event is sent at its own time whether or not earlier appends were acknowledged,
+    so a slow store shows as latency, not as a slower rate. esdbclient's asyncio client is used
+    because its sync client starts a thread per streaming call, which on two cores costs the load
+    generator more CPU (~0.8 ms per append) than the projector under test."""
     items = list(Market(seed=99, users=200, pairs=6, exchanges=3).events(n))
-    mine = list(range(share, n, shares))
+    return asyncio.run(_append_paced([items[i] for i in range(share, n, shares)], uri, t0, rate / shares))
+
+
+async def _append_paced(items: list[tuple[str, ProposedEvent]], uri: str, t0: float, rate: float) -> list[tuple[int, float, float]]:
+    client = AsyncEventStoreDBClient(uri)
+    await client.connect()
     appended: list[tuple[int, float, float]] = []
 
-    def writer(k: int) -> None:
-        store = EventStore(uri)
-        for i in mine[k::writers]:
-            delay = t0 + i / rate - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            stream, event = items[i]
-            sent = time.time()
-            position = store.append(stream, [event])
-            appended.append((position, sent, time.time()))
-        store.close()
+    async def append(stream: str, event: NewEvent) -> None:
+        sent = time.time()
+        position = await client.append_to_stream(stream, current_version=StreamState.ANY, events=event)
+        appended.append((position, sent, time.time()))
 
-    threads = [threading.Thread(target=writer, args=(k,)) for k in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    tasks = []
+    for i, (stream, event) in enumerate(items):
+        delay = t0 + i / rate - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(append(stream, event.to_new_event())))
+    await asyncio.gather(*tasks)
+    await client.close()
     return sorted(appended)
 
 

@@ -103,7 +103,7 @@ class Appender:
 
     # -- Append ------------------------------------------------------------------
 
-    def append(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+    async def append(self, requests: Iterator[Any]) -> Any:
         first = next(requests, None)
         if first is None or first.WhichOneof("content") != "options":
             raise HandlerException("the first AppendReq must carry options")
@@ -120,7 +120,7 @@ class Appender:
                 raise MaxAppendSizeExceeded(self.max_append_size)
             events.append(event)
         try:
-            result = self.writer.append(stream, expected, events)
+            result = await self.writer.append_async(stream, expected, events)
         except WrongExpectedVersion as exc:
             return streams_pb2.AppendResp(wrong_expected_version=_wrong_version(options, exc))
         success = streams_pb2.AppendResp.Success()
@@ -134,25 +134,25 @@ class Appender:
 
     # -- BatchAppend ---------------------------------------------------------------
 
-    def batch_append(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-        pending: dict[bytes, _PendingBatch] = {}
-        for request in requests:
-            key = request.correlation_id.SerializeToString()
-            try:
-                if request.HasField("options"):
-                    pending[key] = self._open_batch(request.options)
-                batch = pending.get(key)
-                if batch is None:
-                    continue
-                for message in request.proposed_messages:
-                    batch.add(proposed(message), self.max_append_size)
-                if not request.is_final:
-                    continue
-                del pending[key]
-                yield self._write_batch(request, batch)
-            except StoreError as exc:
-                pending.pop(key, None)
-                yield _batch_error(request, exc)
+    async def batch_step(self, pending: dict[bytes, _PendingBatch], request: Any) -> Any | None:
+        """Take one ``BatchAppendReq`` of a call (``pending``: the call's open batches, by
+        correlation id); return the response once its batch is final, else None."""
+        key = request.correlation_id.SerializeToString()
+        try:
+            if request.HasField("options"):
+                pending[key] = self._open_batch(request.options)
+            batch = pending.get(key)
+            if batch is None:
+                return None
+            for message in request.proposed_messages:
+                batch.add(proposed(message), self.max_append_size)
+            if not request.is_final:
+                return None
+            del pending[key]
+            return await self._write_batch(request, batch)
+        except StoreError as exc:
+            pending.pop(key, None)
+            return _batch_error(request, exc)
 
     def _open_batch(self, options: Any) -> _PendingBatch:
         stream = stream_name(options.stream_identifier)
@@ -168,8 +168,8 @@ class Appender:
                 raise _BatchTimeout("Timeout")
         return _PendingBatch(stream, expected)
 
-    def _write_batch(self, request: Any, batch: _PendingBatch) -> Any:
-        result = self.writer.append(batch.stream, batch.expected, batch.events)
+    async def _write_batch(self, request: Any, batch: _PendingBatch) -> Any:
+        result = await self.writer.append_async(batch.stream, batch.expected, batch.events)
         success = streams_pb2.BatchAppendResp.Success()
         _set_revision(success, result.revision)
         if batch.events:
@@ -185,7 +185,7 @@ class Appender:
 
     # -- Delete / Tombstone ------------------------------------------------------------
 
-    def delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def delete(self, request: Any) -> Any:
         options = request.options
         stream = stream_name(options.stream_identifier)
         expected = expected_version(options, "expected_stream_revision", "revision", "DeleteReq")
@@ -194,7 +194,7 @@ class Appender:
             position=streams_pb2.DeleteResp.Position(commit_position=position, prepare_position=position)
         )
 
-    def tombstone(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def tombstone(self, request: Any) -> Any:
         options = request.options
         stream = stream_name(options.stream_identifier)
         expected = expected_version(options, "expected_stream_revision", "revision", "TombstoneReq")

@@ -15,12 +15,20 @@ Contract of :meth:`GroupCommit.submit`:
 Whoever submits while no commit is in flight leads: it takes every queued operation
 (up to ``max_group``) into one transaction; those who arrive meanwhile wait and the
 next leader is one of them.  There is no writer thread and no hand-off when alone.
+
+:meth:`GroupCommit.submit_async` is the same for asyncio code: no thread waits for
+the operation, so groups whose first operation came that way are led by one
+committer thread (started on first use), and each group's results reach each event
+loop in a single call.  Thread wake-ups, not SQLite, are what a small append costs
+most, so this path has the fewest: loop to committer, committer to loop, per group.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
+from collections import defaultdict
 from typing import Callable, Generic, TypeVar
 
 from eventstore_lite.errors import StoreError
@@ -33,18 +41,21 @@ class _Pending(Generic[T]):
     """One submitted operation and, once its group is over, its outcome.
 
     ``wake`` is held from creation until the operation's thread may go on: either
-    its group is over (``done``) or it is to lead the next group.
+    its group is over (``done``) or it is to lead the next group.  An operation
+    submitted from asyncio has a ``future`` instead, and no thread to wake.
     """
 
-    __slots__ = ("op", "result", "error", "done", "wake")
+    __slots__ = ("op", "result", "error", "done", "wake", "future")
 
-    def __init__(self, op: Callable[[], T]) -> None:
+    def __init__(self, op: Callable[[], T], future: asyncio.Future[T] | None = None) -> None:
         self.op = op
         self.result: T | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.future = future
         self.wake = threading.Lock()
-        self.wake.acquire()
+        if future is None:
+            self.wake.acquire()
 
     def outcome(self) -> T:
         if self.error is not None:
@@ -76,6 +87,10 @@ class GroupCommit:
         self._mutex = threading.Lock()
         self._queue: list[_Pending[object]] = []
         self._leading = False
+        self._turn = threading.Condition(self._mutex)  # the committer waits here for its turn to lead
+        self._committer_turn = False
+        self._committer: threading.Thread | None = None
+        self._closed = False
 
     @property
     def queued(self) -> int:
@@ -93,6 +108,46 @@ class GroupCommit:
             pending.wake.acquire()  # released by a leader: done, or lead the next group
             if pending.done:
                 return pending.outcome()
+        self._lead()
+        return pending.outcome()
+
+    async def submit_async(self, op: Callable[[], T]) -> T:
+        """:meth:`submit` for a coroutine: the event loop is never blocked."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        pending: _Pending[T] = _Pending(op, future)
+        with self._mutex:
+            if self._closed:
+                raise RuntimeError("GroupCommit is closed")
+            if self._committer is None:
+                self._committer = threading.Thread(target=self._commit_loop, name="eventstore_lite-commit", daemon=True)
+                self._committer.start()
+            self._queue.append(pending)  # type: ignore[arg-type]
+            if not self._leading:
+                self._leading = self._committer_turn = True
+                self._turn.notify()
+        return await future
+
+    def close(self) -> None:
+        """Stop the committer thread (after the group in flight); later async submits raise."""
+        with self._mutex:
+            self._closed = True
+            self._turn.notify()
+            committer = self._committer
+        if committer is not None:
+            committer.join()
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._mutex:
+                while not self._committer_turn and not self._closed:
+                    self._turn.wait()
+                if not self._committer_turn:
+                    return
+                self._committer_turn = False
+            self._lead()
+
+    def _lead(self) -> None:
+        """Run the next group, hand the lead on, then let the group's callers go on."""
         with self._mutex:
             group = self._queue[: self._max_group]
             del self._queue[: self._max_group]
@@ -104,12 +159,12 @@ class GroupCommit:
                     item.done = True
                 successor = self._queue[0] if self._queue else None
                 self._leading = successor is not None
-            if successor is not None:
+                if successor is not None and successor.future is not None:
+                    self._committer_turn = True
+                    self._turn.notify()
+            if successor is not None and successor.future is None:
                 successor.wake.release()  # it leads the next group at once
-            for item in group:
-                if item is not pending:
-                    item.wake.release()
-        return pending.outcome()
+            _finish(group)
 
     def _run(self, group: list[_Pending[object]]) -> None:
         """Run ``group`` in one transaction; record each outcome (never raises)."""
@@ -134,3 +189,29 @@ class GroupCommit:
                 item.error, item.result = exc, None
             return
         self._after_commit()
+
+
+def _finish(group: list[_Pending[object]]) -> None:
+    """Let each caller of ``group`` go on: threads are woken, futures resolved (one call per loop)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending[object]]] = defaultdict(list)
+    for item in group:
+        if item.future is None:
+            item.wake.release()
+        else:
+            by_loop[item.future.get_loop()].append(item)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve(items: list[_Pending[object]]) -> None:
+    for item in items:
+        future = item.future
+        if future is None or future.done():
+            continue
+        if item.error is not None:
+            future.set_exception(item.error)
+        else:
+            future.set_result(item.result)

@@ -15,14 +15,15 @@ Contract:
   once it is back in time, so a passing hiccup costs it little and a stalled
   client costs writers at most one ``timeout`` per :data:`SLOW_FOR`.  Durability
   is untouched: nothing is published before it is committed.
-Thread-safe; readers are told apart by their thread (one subscription per thread).
+Thread-safe; readers are told apart by a token they pass (a subscription's own
+object), by default their thread.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterable
+from typing import Callable, Hashable, Iterable
 
 from eventstore_lite.codec import Row
 from eventstore_lite.tail import Tail
@@ -41,10 +42,10 @@ class Live:
         self._head = head
         self._tail = Tail(head)
         self._closed = False
-        self._waiting: set[int] = set()  # threads blocked in wait_beyond
-        self._owing: set[int] = set()  # woken by the last publish, not back yet
-        self._slow: dict[int, float] = {}  # thread -> monotonic time until which it is not waited for
-        self._misses: dict[int, int] = {}  # thread -> deadlines missed in a row
+        self._waiting: set[Hashable] = set()  # readers blocked in wait_beyond
+        self._owing: set[Hashable] = set()  # woken by the last publish, not back yet
+        self._slow: dict[Hashable, float] = {}  # reader -> monotonic time until which it is not waited for
+        self._misses: dict[Hashable, int] = {}  # reader -> deadlines missed in a row
 
     @property
     def head(self) -> int:
@@ -86,14 +87,14 @@ class Live:
         with self._cond:
             return self._tail.after(position, limit)
 
-    def wait_beyond(self, position: int, is_active: Callable[[], bool]) -> bool:
+    def wait_beyond(self, position: int, is_active: Callable[[], bool], reader: Hashable | None = None) -> bool:
         """Block until ``head > position``; False if closed or ``is_active()`` turned False.
 
         Coming back with ``position`` at the head counts as having consumed the
         last publication.  The 5 s timeout is only a safety net for a missed
         RPC-termination callback (:meth:`wake_all`).
         """
-        me = threading.get_ident()
+        me = threading.get_ident() if reader is None else reader
         with self._cond:
             if position >= self._head:
                 self._back(me)
@@ -108,7 +109,7 @@ class Live:
                 self._waiting.discard(me)
             return not self._closed
 
-    def _back(self, reader: int) -> None:
+    def _back(self, reader: Hashable) -> None:
         """``reader`` consumed the last publication (call with the lock held)."""
         if reader in self._owing:
             self._owing.discard(reader)

@@ -9,12 +9,17 @@ Yields serialized ``ReadResp`` messages (bytes).  Contract, as the real server:
   only) a checkpoint every ``max x multiplier`` events considered plus one at the
   end of catch-up, then ``caught_up``, then live events as they are committed;
   they start *after* the given position or revision.
+
+Generators here are blocking and run on worker threads; a subscription yields
+``None`` (:data:`WAIT`) right before it blocks for new events, so the server can
+send what it holds first.  ``context`` is a :class:`Liveness`: whether the RPC is
+still on, and the identity the store's live readers are told apart by.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Hashable, Iterator, Protocol
 
 from esdbclient.protos.Grpc import shared_pb2, streams_pb2
 
@@ -25,6 +30,17 @@ from eventstore_lite.filters import EventFilter, build_filter
 from eventstore_lite.storage import MAX_REVISION, PAGE_SIZE, Store, StreamState
 
 Encoder = Callable[[Row], bytes]
+WAIT = None  # yielded by a subscription right before it blocks
+
+
+class Liveness(Hashable, Protocol):
+    """What a read needs of its RPC; the object itself names the reader to the store."""
+
+    def is_active(self) -> bool:
+        """False once the RPC ended (cancelled, deadline, server stopping)."""
+
+    def add_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the RPC ends."""
 
 _CAUGHT_UP: bytes = streams_pb2.ReadResp(caught_up=streams_pb2.ReadResp.CaughtUp()).SerializeToString()
 _VALID = {
@@ -44,7 +60,7 @@ _CASE_NAMES = {
 }
 
 
-def handle_read(store: Store, request: Any, context: Any) -> Iterator[bytes]:
+def handle_read(store: Store, request: Any, context: Liveness) -> Iterator[bytes | None]:
     """Dispatch a ``ReadReq`` to a read or a subscription (see module docstring)."""
     options = request.options
     combination = _combination(options)
@@ -177,8 +193,8 @@ def _checkpoint(position: int) -> bytes:
 
 
 def _subscribe_all(
-    store: Store, options: Any, event_filter: EventFilter | None, encode: Encoder, context: Any
-) -> Iterator[bytes]:
+    store: Store, options: Any, event_filter: EventFilter | None, encode: Encoder, context: Liveness
+) -> Iterator[bytes | None]:
     which = options.WhichOneof("all_option")
     if which == "position":
         last = _clamp(options.position.commit_position)
@@ -210,11 +226,12 @@ def _subscribe_all(
             if interval:
                 yield _checkpoint(last)
             yield _CAUGHT_UP
-        if not store.wait_beyond(last, context.is_active):
+        yield WAIT
+        if not store.wait_beyond(last, context.is_active, context):
             return
 
 
-def _subscribe_stream(store: Store, options: Any, encode: Encoder, context: Any) -> Iterator[bytes]:
+def _subscribe_stream(store: Store, options: Any, encode: Encoder, context: Liveness) -> Iterator[bytes | None]:
     stream = _stream_name(options)
     state = readable_state(store, stream)
     which = options.WhichOneof("revision_option")
@@ -239,5 +256,6 @@ def _subscribe_stream(store: Store, options: Any, encode: Encoder, context: Any)
         if not caught_up:
             caught_up = True
             yield _CAUGHT_UP
-        if not store.wait_beyond(head, context.is_active):
+        yield WAIT
+        if not store.wait_beyond(head, context.is_active, context):
             return

@@ -6,11 +6,15 @@
 
 ``start`` returns once the port is bound and the database open; ``stop`` ends all
 RPCs (after ``grace`` seconds), waits for handler threads, then closes SQLite.
+The gRPC server is ``grpc.aio`` on an event loop in a thread of its own
+(see :mod:`eventstore_lite.service`), so callers stay synchronous.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
@@ -25,7 +29,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_APPEND_SIZE = 1024 * 1024  # the server's default MaxAppendSize
 MAX_MESSAGE_SIZE = 17 * 1024 * 1024  # a little over the server's 16 MiB record limit
-DEFAULT_WORKERS = 256  # each open subscription holds one thread; more RPCs queue
+DEFAULT_WORKERS = 256  # each subscription waiting for events holds one thread; more work queues
 
 
 class EventStoreServer:
@@ -46,7 +50,10 @@ class EventStoreServer:
         self.max_append_size = max_append_size
         self.max_workers = max_workers
         self._port: int | None = None
-        self._server: grpc.Server | None = None
+        self._server: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: Writer | None = None
+        self._thread: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._store: Store | None = None
 
@@ -68,28 +75,43 @@ class EventStoreServer:
         if self._server is not None:
             raise RuntimeError("EventStoreServer is already started")
         store = Store(self.db_path)
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="eventstore_lite-grpc", daemon=True)
+        thread.start()
+        executor = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="eventstore_lite")
+        writer: Writer | None = None
         try:
             writer = Writer(store)
             writer.ensure_system_events()
-            executor = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="eventstore_lite")
-            server = grpc.server(
-                executor,
-                handlers=[streams_handler(store, Appender(writer, self.max_append_size)), persistent_handler()],
-                options=[
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
-                    ("grpc.so_reuseport", 0),
-                ],
-            )
-            port = self._bind(server)
+            appender = Appender(writer, self.max_append_size)
+            server, port = asyncio.run_coroutine_threadsafe(self._serve(store, appender, executor), loop).result()
         except BaseException:
+            if writer is not None:
+                writer.close()
             store.shutdown()
+            executor.shutdown(wait=False)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
             store.close()
             raise
-        server.start()
         self._store, self._executor, self._server, self._port = store, executor, server, port
+        self._loop, self._thread, self._writer = loop, thread, writer
         log.debug("eventstore_lite started on %s:%s", self.host, port)
 
-    def _bind(self, server: grpc.Server) -> int:
+    async def _serve(self, store: Store, appender: Appender, executor: ThreadPoolExecutor) -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server(
+            handlers=[streams_handler(store, appender, executor), persistent_handler()],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        port = self._bind(server)
+        await server.start()
+        return server, port
+
+    def _bind(self, server: grpc.aio.Server) -> int:
         address = f"[{self.host}]:{self._requested_port}" if ":" in self.host else f"{self.host}:{self._requested_port}"
         try:
             port = int(server.add_insecure_port(address))
@@ -102,13 +124,20 @@ class EventStoreServer:
     def stop(self, grace: float | None = 1.0) -> None:
         """Stop serving, wait for handlers to finish, close SQLite.  Idempotent."""
         server, store, executor = self._server, self._store, self._executor
-        if server is None or store is None or executor is None:
+        loop, thread = self._loop, self._thread
+        if server is None or store is None or executor is None or loop is None or thread is None:
             return
-        server.stop(grace).wait()
+        asyncio.run_coroutine_threadsafe(server.stop(grace), loop).result()
+        if self._writer is not None:
+            self._writer.close()
         store.shutdown()
         executor.shutdown(wait=True, cancel_futures=True)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
         store.close()
         self._server = self._store = self._executor = None
+        self._loop = self._thread = self._writer = None
 
     def __enter__(self) -> EventStoreServer:
         self.start()

@@ -20,7 +20,7 @@ import queue
 import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Hashable, Iterable, Iterator
 
 from eventstore_lite.codec import Row
 from eventstore_lite.live import Live
@@ -125,9 +125,11 @@ class Store:
         """Wake every waiter so it re-checks its liveness (RPC cancelled, stop)."""
         self._live.wake_all()
 
-    def wait_beyond(self, position: int, is_active: Callable[[], bool]) -> bool:
-        """Block until ``head > position``; False if the store closed or the caller died."""
-        return self._live.wait_beyond(position, is_active)
+    def wait_beyond(self, position: int, is_active: Callable[[], bool], reader: Hashable | None = None) -> bool:
+        """Block until ``head > position``; False if the store closed or the caller died.
+
+        ``reader`` tells live readers apart (default: the calling thread)."""
+        return self._live.wait_beyond(position, is_active, reader)
 
     def shutdown(self) -> None:
         """Refuse further waits and wake every waiter (first phase of closing)."""

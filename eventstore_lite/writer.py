@@ -167,6 +167,14 @@ class Writer:
         """Append ``events`` atomically; raise WrongExpectedVersion / StreamDeleted."""
         return self._group.submit(lambda: self._append(stream, expected, events))
 
+    async def append_async(self, stream: str, expected: int, events: list[Proposed]) -> WriteResult:
+        """:meth:`append` for a coroutine (the event loop is not blocked)."""
+        return await self._group.submit_async(lambda: self._append(stream, expected, events))
+
+    def close(self) -> None:
+        """Stop the thread that commits asynchronous appends."""
+        self._group.close()
+
     def delete(self, stream: str, expected: int) -> int:
         """Soft-delete ``stream``; returns the position of the ``$metadata`` event."""
         return self._group.submit(lambda: self._delete(stream, expected))

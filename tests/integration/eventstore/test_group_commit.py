@@ -2,6 +2,7 @@
 each keeping its own checks, atomicity and outcome (real SQLite, real threads)."""
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -190,3 +191,50 @@ def test_appends_in_one_group_keep_their_own_expected_version_checks_and_atomici
     assert [r[0] for r in written] == sorted({r[0] for r in written}), "positions strictly increase"
     assert store.head == written[-1][0]
     assert len(store.stream_page("s-race", 0, True, 10)) == 1
+
+
+def test_coroutines_and_threads_share_groups_each_with_its_own_outcome(table: sqlite3.Connection) -> None:
+    commits: list[int] = []
+    group = GroupCommit(table, lambda: None, lambda: commits.append(1), lambda: None)
+    entered, release = threading.Event(), threading.Event()
+
+    def first() -> str:
+        table.execute("INSERT INTO t VALUES ('first')")
+        entered.set()
+        release.wait(10)
+        return "first"
+
+    def insert(key: str) -> Callable[[], str]:
+        def op() -> str:
+            table.execute("INSERT INTO t VALUES (?)", (key,))
+            return key
+        return op
+
+    def refuse() -> str:
+        raise Refused("refused")
+
+    async def from_a_loop() -> list[object]:
+        return await asyncio.gather(group.submit_async(insert("x")), group.submit_async(refuse),
+                                    group.submit_async(insert("y")), return_exceptions=True)
+
+    calls = Calls()
+    calls.start("first", lambda: group.submit(first))
+    assert entered.wait(10)
+    calls.start("loop", lambda: asyncio.run(from_a_loop()))
+    wait_until(lambda: group.queued == 3)
+    calls.start("thread", lambda: group.submit(insert("t")))
+    wait_until(lambda: group.queued == 4)
+    release.set()
+    outcomes = calls.join()
+
+    assert outcomes["first"] == "first" and outcomes["thread"] == "t"
+    x, refused, y = outcomes["loop"]  # type: ignore[misc]
+    assert (x, y) == ("x", "y") and isinstance(refused, Refused)
+    assert commits == [1, 1], "the four queued operations were committed together"
+    # alone, a coroutine's operation is led by the committer thread, and the loop is never blocked
+    assert asyncio.run(group.submit_async(insert("alone"))) == "alone"
+    assert commits == [1, 1, 1]
+    assert rows(table) == {"first", "x", "y", "t", "alone"}
+    group.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(group.submit_async(insert("late")))
