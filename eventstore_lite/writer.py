@@ -301,11 +301,14 @@ class Writer:
         return WriteResult(rows[-1][2], rows[-1][0])
 
     def _find_recent(self, stream: str, last: int, event_id: str) -> int | None:
-        """Revision of ``event_id`` among the stream's recent events, if there."""
+        """Revision of ``event_id`` among the stream's recent events, if there.
+
+        One seek in ``events_by_stream_event``: left to itself SQLite walks the stream's last
+        1,000 revisions row by row (~0.2 ms per append on a 1M-event store)."""
         row = self._conn.execute(
-            "SELECT revision FROM events WHERE stream = ? AND revision > ? AND revision <= ? "
-            "AND event_id = ? LIMIT 1",
-            (stream, last - IDEMPOTENCY_WINDOW, last, event_id),
+            "SELECT revision FROM events INDEXED BY events_by_stream_event "
+            "WHERE stream = ? AND event_id = ? AND revision > ? AND revision <= ? LIMIT 1",
+            (stream, event_id, last - IDEMPOTENCY_WINDOW, last),
         ).fetchone()
         return None if row is None else int(row[0])
 
