@@ -8,8 +8,8 @@ Prints ONE JSON object to stdout (progress goes to stderr):
 - ``catchup_events_per_s``: catch-up ``subscribe_to_all`` from the start until the
   last appended event;
 - ``ceiling_events_per_s``: the same ``read_all`` against a stub gRPC server in a
-  separate process that streams prebuilt ``ReadResp`` messages (the transport's
-  ceiling on this machine), measured before and after the store; the better run
+  separate process (``grpc.aio``, like the store) that streams prebuilt
+  ``ReadResp`` messages (the transport's ceiling on this machine), measured before and after the store; the better run
   is used for the ratios;
 - ratios of read and catch-up to the ceiling, and the server's RSS at the start,
   middle and end of the read (memory must stay flat).
@@ -19,6 +19,7 @@ The store runs as ``python -m eventstore_lite`` in its own process, like the stu
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import socket
@@ -27,8 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent import futures
-from typing import Any, Iterator
+from typing import Any, AsyncIterator
 
 import grpc
 import psutil
@@ -89,7 +89,7 @@ def run_stub(port: int, count: int) -> None:
                time.time_ns() // 100, event.metadata, event.data)
         prebuilt.append(codec.read_resp_event(row))
 
-    def read(request: Any, context: Any) -> Iterator[bytes]:
+    async def read(request: Any, context: Any) -> AsyncIterator[bytes]:
         for i in range(count):
             yield prebuilt[i % 1000]
 
@@ -98,10 +98,14 @@ def run_stub(port: int, count: int) -> None:
         {"Read": grpc.unary_stream_rpc_method_handler(
             read, request_deserializer=streams_pb2.ReadReq.FromString, response_serializer=lambda b: b)},
     )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[handler])
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
-    server.wait_for_termination()
+
+    async def serve() -> None:  # grpc.aio, like the store: the cheapest serving Python has
+        server = grpc.aio.server(handlers=[handler])
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
 
 
 def measure_ceiling(count: int) -> float:
