@@ -66,35 +66,45 @@ def rows(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT k FROM t")}
 
 
-def test_operations_queued_behind_a_commit_share_the_next_transaction(table: sqlite3.Connection) -> None:
-    commits: list[int] = []
-    group = GroupCommit(table, lambda: None, lambda: commits.append(1), lambda: None)
-    entered, release = threading.Event(), threading.Event()
+class Ops:
+    """Operations on table ``t``: ``first`` holds its group open until ``release`` is set."""
 
-    def first() -> str:
-        table.execute("INSERT INTO t VALUES ('first')")
-        entered.set()
-        release.wait(10)
-        return "first"
+    def __init__(self, table: sqlite3.Connection, first_writes: bool = True) -> None:
+        self.table, self.first_writes = table, first_writes
+        self.entered, self.release = threading.Event(), threading.Event()
 
-    def insert(key: str) -> Callable[[], str]:
+    def first(self) -> str | None:
+        if self.first_writes:
+            self.table.execute("INSERT INTO t VALUES ('first')")
+        self.entered.set()
+        self.release.wait(10)
+        return "first" if self.first_writes else None
+
+    def insert(self, key: str) -> Callable[[], str]:
         def op() -> str:
-            table.execute("INSERT INTO t VALUES (?)", (key,))
+            self.table.execute("INSERT INTO t VALUES (?)", (key,))
             return key
         return op
 
+    @staticmethod
     def refuse() -> str:
         raise Refused("refused")
 
+
+def test_operations_queued_behind_a_commit_share_the_next_transaction(table: sqlite3.Connection) -> None:
+    commits: list[int] = []
+    group = GroupCommit(table, lambda: None, lambda: commits.append(1), lambda: None)
+    ops = Ops(table)
+
     calls = Calls()
-    calls.start("first", lambda: group.submit(first))
-    assert entered.wait(10)
+    calls.start("first", lambda: group.submit(ops.first))
+    assert ops.entered.wait(10)
     for key in ("a", "b", "c"):
-        calls.start(key, lambda key=key: group.submit(insert(key)))  # type: ignore[misc]
-    calls.start("refused", lambda: group.submit(refuse))
+        calls.start(key, lambda key=key: group.submit(ops.insert(key)))  # type: ignore[misc]
+    calls.start("refused", lambda: group.submit(ops.refuse))
     wait_until(lambda: group.queued == 4)
     assert commits == []  # nobody answered before the first commit
-    release.set()
+    ops.release.set()
     outcomes = calls.join()
 
     assert {k: outcomes[k] for k in ("first", "a", "b", "c")} == {"first": "first", "a": "a", "b": "b", "c": "c"}
@@ -106,26 +116,16 @@ def test_operations_queued_behind_a_commit_share_the_next_transaction(table: sql
 def test_an_sqlite_error_rolls_back_its_whole_group_and_every_caller_gets_it(table: sqlite3.Connection) -> None:
     rolled_back: list[int] = []
     group = GroupCommit(table, lambda: None, lambda: None, lambda: rolled_back.append(1))
-    entered, release = threading.Event(), threading.Event()
-
-    def first() -> None:
-        entered.set()
-        release.wait(10)
-
-    def insert(key: str) -> Callable[[], str]:
-        def op() -> str:
-            table.execute("INSERT INTO t VALUES (?)", (key,))
-            return key
-        return op
+    ops = Ops(table, first_writes=False)
 
     calls = Calls()
-    calls.start("first", lambda: group.submit(first))
-    assert entered.wait(10)
-    calls.start("x", lambda: group.submit(insert("x")))
+    calls.start("first", lambda: group.submit(ops.first))
+    assert ops.entered.wait(10)
+    calls.start("x", lambda: group.submit(ops.insert("x")))
     wait_until(lambda: group.queued == 1)
-    calls.start("duplicate", lambda: group.submit(insert("x")))  # same key: IntegrityError
+    calls.start("duplicate", lambda: group.submit(ops.insert("x")))  # same key: IntegrityError
     wait_until(lambda: group.queued == 2)
-    release.set()
+    ops.release.set()
     outcomes = calls.join()
 
     assert outcomes["first"] is None
@@ -133,7 +133,7 @@ def test_an_sqlite_error_rolls_back_its_whole_group_and_every_caller_gets_it(tab
     assert isinstance(outcomes["duplicate"], sqlite3.IntegrityError)
     assert rolled_back == [1]
     assert rows(table) == set()
-    assert group.submit(insert("y")) == "y"  # the next group commits normally
+    assert group.submit(ops.insert("y")) == "y"  # the next group commits normally
     assert rows(table) == {"y"}
 
 
@@ -196,45 +196,32 @@ def test_appends_in_one_group_keep_their_own_expected_version_checks_and_atomici
 def test_coroutines_and_threads_share_groups_each_with_its_own_outcome(table: sqlite3.Connection) -> None:
     commits: list[int] = []
     group = GroupCommit(table, lambda: None, lambda: commits.append(1), lambda: None)
-    entered, release = threading.Event(), threading.Event()
-
-    def first() -> str:
-        table.execute("INSERT INTO t VALUES ('first')")
-        entered.set()
-        release.wait(10)
-        return "first"
-
-    def insert(key: str) -> Callable[[], str]:
-        def op() -> str:
-            table.execute("INSERT INTO t VALUES (?)", (key,))
-            return key
-        return op
-
-    def refuse() -> str:
-        raise Refused("refused")
+    ops = Ops(table)
 
     async def from_a_loop() -> list[object]:
-        return await asyncio.gather(group.submit_async(insert("x")), group.submit_async(refuse),
-                                    group.submit_async(insert("y")), return_exceptions=True)
+        return list(await asyncio.gather(group.submit_async(ops.insert("x")), group.submit_async(ops.refuse),
+                                         group.submit_async(ops.insert("y")), return_exceptions=True))
 
     calls = Calls()
-    calls.start("first", lambda: group.submit(first))
-    assert entered.wait(10)
+    calls.start("first", lambda: group.submit(ops.first))
+    assert ops.entered.wait(10)
     calls.start("loop", lambda: asyncio.run(from_a_loop()))
     wait_until(lambda: group.queued == 3)
-    calls.start("thread", lambda: group.submit(insert("t")))
+    calls.start("thread", lambda: group.submit(ops.insert("t")))
     wait_until(lambda: group.queued == 4)
-    release.set()
+    ops.release.set()
     outcomes = calls.join()
 
     assert outcomes["first"] == "first" and outcomes["thread"] == "t"
-    x, refused, y = outcomes["loop"]  # type: ignore[misc]
+    loop_outcomes = outcomes["loop"]
+    assert isinstance(loop_outcomes, list)
+    x, refused, y = loop_outcomes
     assert (x, y) == ("x", "y") and isinstance(refused, Refused)
     assert commits == [1, 1], "the four queued operations were committed together"
     # alone, a coroutine's operation is led by the committer thread, and the loop is never blocked
-    assert asyncio.run(group.submit_async(insert("alone"))) == "alone"
+    assert asyncio.run(group.submit_async(ops.insert("alone"))) == "alone"
     assert commits == [1, 1, 1]
     assert rows(table) == {"first", "x", "y", "t", "alone"}
     group.close()
     with pytest.raises(RuntimeError, match="closed"):
-        asyncio.run(group.submit_async(insert("late")))
+        asyncio.run(group.submit_async(ops.insert("late")))
