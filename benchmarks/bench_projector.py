@@ -187,19 +187,16 @@ def naive_projector(uri: str, redis_url: str, limit: int) -> dict[str, float]:
     return {"events": done, "seconds": round(elapsed, 3), "events_per_s": round(done / elapsed, 1)}
 
 
-APPENDERS = 1  # appender processes; more only add CPU contention on two cores
-
-
-def append_paced(uri: str, n: int, rate: float, share: int, shares: int, t0: float) -> list[tuple[int, float, float]]:
-    """Append share ``share`` of ``shares`` of ``n`` events, one per call, the whole at ``rate``/s from
-    ``t0`` (wall time): (position, sent, acked) wall times.
+def append_paced(uri: str, n: int, rate: float, t0: float) -> list[tuple[int, float, float]]:
+    """Append ``n`` events, one per call, at ``rate``/s from ``t0`` (wall time): (position, sent,
+    acked) wall times.
 
     Open loop: each event is sent at its own time whether or not earlier appends were acknowledged,
     so a slow store shows as latency, not as a slower rate. esdbclient's asyncio client is used
     because its sync client starts a thread per streaming call, which on two cores costs the load
     generator more CPU (~0.8 ms per append) than the projector under test."""
     items = list(Market(seed=99, users=200, pairs=6, exchanges=3).events(n))
-    return asyncio.run(_append_paced([items[i] for i in range(share, n, shares)], uri, t0, rate / shares))
+    return asyncio.run(_append_paced(items, uri, t0, rate))
 
 
 async def _append_paced(items: list[tuple[str, ProposedEvent]], uri: str, t0: float, rate: float) -> list[tuple[int, float, float]]:
@@ -233,12 +230,11 @@ def bench_freshness(s: Servers, seconds: float, rate: float) -> dict[str, float]
     while runner.progress.state != "live":
         time.sleep(0.05)
     n = int(seconds * rate)
-    t0 = time.time() + 3  # the appender processes start on one clock, once they are up
-    children = [subprocess.Popen([sys.executable, __file__, "--append-paced", s.uri, str(n), str(rate), str(k), str(APPENDERS), str(t0)],
-                                 stdout=subprocess.PIPE, text=True) for k in range(APPENDERS)]
-    appended = sorted(tuple(row) for child in children for row in json.loads(child.communicate()[0]))
-    start = t0
-    achieved = len(appended) / (max(a[2] for a in appended) - start)
+    t0 = time.time() + 3  # the appender starts sending on this clock, once it is up
+    child = subprocess.run([sys.executable, __file__, "--append-paced", s.uri, str(n), str(rate), str(t0)],
+                           capture_output=True, text=True, check=True)
+    appended = [tuple(row) for row in json.loads(child.stdout)]
+    achieved = len(appended) / (max(a[2] for a in appended) - t0)
     deadline = time.monotonic() + 10
     while (not notices or notices[-1][0] < appended[-1][0]) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -277,11 +273,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="30,000 events")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (b) then (a) for the ratio")
-    parser.add_argument("--append-paced", nargs=6, metavar=("URI", "N", "RATE", "SHARE", "SHARES", "T0"), help=argparse.SUPPRESS)
+    parser.add_argument("--append-paced", nargs=4, metavar=("URI", "N", "RATE", "T0"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.append_paced:  # the child process of (d)
-        uri, count, rate, share, shares, t0 = args.append_paced
-        print(json.dumps(append_paced(uri, int(count), float(rate), int(share), int(shares), float(t0))))
+        uri, count, rate, t0 = args.append_paced
+        print(json.dumps(append_paced(uri, int(count), float(rate), float(t0))))
         return
     n = 30_000 if args.quick else args.events
     result: dict[str, Any] = {"events": n, "cpus": os.cpu_count()}

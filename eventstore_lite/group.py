@@ -53,8 +53,8 @@ class _Pending(Generic[T]):
         self.error: BaseException | None = None
         self.done = False
         self.future = future
-        self.wake = threading.Lock()
-        if future is None:
+        if future is None:  # an asyncio caller is resolved through its future instead
+            self.wake = threading.Lock()
             self.wake.acquire()
 
     def outcome(self) -> T:
