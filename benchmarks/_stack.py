@@ -30,8 +30,8 @@ import redis  # noqa: E402
 from lucent_admin.embedded import free_port, redis_server_command, wait_for_redis  # noqa: E402
 from projections.eventstore import EventStore  # noqa: E402
 from projections.queries import Queries  # noqa: E402
-from projections.simulate_run import append_events  # noqa: E402
-from projections.simulation import MEAN_INTERVAL_MS, Market, iso_utc  # noqa: E402
+from projections.simulation.appender import append_events  # noqa: E402
+from projections.simulation.market import MEAN_INTERVAL_MS, Market, iso_utc  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-console-pw"
 

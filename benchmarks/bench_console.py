@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis  # noqa: E402
 from _stack import Stack, login_cookie, say, seed  # noqa: E402
 
+from projections import keys  # noqa: E402
 from projections.eventstore import EventStore, ProposedEvent  # noqa: E402
 from projections.queries import Queries  # noqa: E402
-from projections.simulation import iso_utc  # noqa: E402
+from projections.simulation.market import iso_utc  # noqa: E402
 
 CHROMIUM = os.environ.get("LUCENT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
@@ -161,7 +162,7 @@ class NoticeListener:
     async def _listen(self) -> None:
         from channels_redis.core import RedisChannelLayer
 
-        layer = RedisChannelLayer(hosts=[self.redis_url], prefix="lucent:asgi", capacity=1000, expiry=30)
+        layer = RedisChannelLayer(hosts=[self.redis_url], prefix=keys.CHANNELS_PREFIX, capacity=1000, expiry=30)
         channel = await layer.new_channel()
         await layer.group_add("changes.leaderboards", channel)
         self.ready.set()

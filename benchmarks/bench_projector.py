@@ -42,13 +42,14 @@ from esdbclient.asyncio_client import AsyncEventStoreDBClient  # noqa: E402
 
 from lucent_admin.embedded import free_port, redis_server_command  # noqa: E402
 from projections import keys  # noqa: E402
+from projections.readmodels import PROJECTIONS  # noqa: E402
 from projections.events import PriceUpdated, TradeExecuted, decode  # noqa: E402
 from projections.eventstore import EventStore, ProposedEvent  # noqa: E402
 from projections.queries import Queries  # noqa: E402
-from projections.runner import Runner, RunnerConfig  # noqa: E402
-from projections.service import build_runners, run_all  # noqa: E402
-from projections.simulate_run import append_events  # noqa: E402
-from projections.simulation import Market  # noqa: E402
+from projections.projector.runner import Runner, RunnerConfig  # noqa: E402
+from projections.projector.supervisor import build_runners, run_all  # noqa: E402
+from projections.simulation.appender import append_events  # noqa: E402
+from projections.simulation.market import Market  # noqa: E402
 
 
 def say(message: str) -> None:
@@ -299,7 +300,7 @@ def main() -> None:
                 rounds.append({"b_read_all": b, "a_catchup_portfolio": a, "a_over_b": round(a["events_per_s"] / b["events_per_s"], 3)})
             result["rounds"] = rounds
             result["a_catchup"] = {"portfolio": max((r["a_catchup_portfolio"] for r in rounds), key=lambda x: x["events_per_s"])}
-            for name in keys.PROJECTIONS[1:]:
+            for name in PROJECTIONS[1:]:
                 say(f"(a) catch-up of {name}")
                 result["a_catchup"][name] = bench_catchup(s, name, rss)
             say("(a) all four projections, one thread each")

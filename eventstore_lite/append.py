@@ -35,7 +35,7 @@ from eventstore_lite.errors import (
     invalid_oneof,
     missing_metadata,
 )
-from eventstore_lite.writer import JSON, OCTET_STREAM, Proposed, Writer
+from eventstore_lite.stream_writer import JSON, OCTET_STREAM, Proposed, Writer
 
 _EXPECTED_CASES = {"any": ANY, "no_stream": NO_STREAM, "stream_exists": STREAM_EXISTS}
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

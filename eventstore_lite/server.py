@@ -23,7 +23,7 @@ import grpc
 from eventstore_lite.append import Appender
 from eventstore_lite.service import persistent_handler, streams_handler
 from eventstore_lite.storage import Store
-from eventstore_lite.writer import Writer
+from eventstore_lite.stream_writer import Writer
 
 log = logging.getLogger(__name__)
 

@@ -39,19 +39,18 @@ def redis_server_command(port: int, directory: Path, persist: bool, *extra: str)
 
 def wait_for_redis(url: str, timeout: float) -> None:
     """Return once ``url`` answers PING; raise redis.ConnectionError after ``timeout`` seconds."""
+    from lucent_admin.bootstrap import redis_client  # the one client factory (needs no settings for a URL)
+
     deadline = time.monotonic() + timeout
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
-    try:
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.05)
-    finally:
-        client.close()
+    client = redis_client(url, timeout=1.0)
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def start_private_redis(directory: Path) -> str:

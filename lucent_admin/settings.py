@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from lucent_admin import config
+from projections import keys
+from projections.errors import ConfigurationError
 from projections.eventstore import validate_uri
+from projections.readmodels import PROJECTIONS
 
 BASE_DIR = config.BASE_DIR
 
@@ -90,7 +93,7 @@ WHITENOISE_USE_FINDERS = True
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "lucent:asgi", "capacity": 1000, "expiry": 30},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": keys.CHANNELS_PREFIX, "capacity": 1000, "expiry": 30},
     }
 }
 
@@ -108,20 +111,18 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A full rebuild can run for hours: a message is redelivered only after this long unacknowledged.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": config.env_int("LUCENT_TASK_VISIBILITY_TIMEOUT", 6 * 3600, 60),
-    "global_keyprefix": "lucent:celery:",
+    "global_keyprefix": keys.CELERY_PREFIX,
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": "lucent:celery:"}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": keys.CELERY_PREFIX}
 CELERY_TIMEZONE = "UTC"
 
 # Projection engine settings (plain values handed to projections/, never `settings` itself).
 LUCENT_PROJECTIONS = {
     name: {"on_bad_event": config.env_str(f"LUCENT_{name.upper()}_ON_BAD_EVENT", "park")}
-    for name in ("portfolio", "risk", "market", "leaderboards")
+    for name in PROJECTIONS
 }
 for _name, _conf in LUCENT_PROJECTIONS.items():
     if _conf["on_bad_event"] not in {"park", "stop"}:
-        from projections.errors import ConfigurationError
-
         raise ConfigurationError(f"LUCENT_{_name.upper()}_ON_BAD_EVENT", "must be 'park' or 'stop'")
 LUCENT_BATCH_SIZE = config.env_int("LUCENT_BATCH_SIZE", 500, 1)
 LUCENT_LIVE_FLUSH_MS = config.env_int("LUCENT_LIVE_FLUSH_MS", 2, 0)

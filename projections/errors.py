@@ -63,5 +63,17 @@ class NotStoppedOn(ProjectionError):
     """An operator asked to park an event the projection is not stopped on."""
 
 
-class RedisUnavailable(ProjectionError):
-    """Redis could not be reached; the runner retries with backoff."""
+class NotParked(ProjectionError):
+    """An operator asked to retry an event the projection has not parked."""
+
+
+class StreamDeleted(ProjectionError):
+    """An append named a stream that was tombstoned (deleted for good); nothing was appended."""
+
+
+class CheckpointMoved(ProjectionError):
+    """The checkpoint changed under a batch (a restart or a rebuild); reload and resume."""
+
+
+class LeaseLost(ProjectionError):
+    """The lease expired and nobody holds it (e.g. Redis restarted): take it again and resume."""

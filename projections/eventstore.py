@@ -15,9 +15,9 @@ from typing import Any
 
 from esdbclient import EventStoreDBClient, NewEvent, RecordedEvent, StreamState
 from esdbclient.connection_spec import ConnectionSpec
-from esdbclient.exceptions import CancelledByClient, EventStoreDBClientException, GrpcError
+from esdbclient.exceptions import CancelledByClient, EventStoreDBClientException, GrpcError, StreamIsDeleted
 
-from projections.errors import ConfigurationError, EventStoreUnavailable
+from projections.errors import ConfigurationError, EventStoreUnavailable, StreamDeleted
 from projections.events import Envelope, Recorded
 
 __all__ = [
@@ -103,16 +103,10 @@ class EventStore:
                 events=[e.to_new_event() for e in events],
                 timeout=self.timeout,
             )
+        except StreamIsDeleted:
+            raise StreamDeleted(f"stream {stream!r} is deleted for good (tombstoned); nothing was appended") from None
         except GrpcError as exc:
             raise EventStoreUnavailable(f"append to {stream!r} failed: {exc}") from exc
-
-    def head_position(self, event_types: Sequence[str] = ()) -> int:
-        """Commit position of the newest event in ``$all`` (of ``event_types`` if given); 0 if none."""
-        filter_include = [f"^{t}$" for t in event_types] if event_types else ()
-        try:
-            return int(self.client.get_commit_position(filter_include=filter_include, timeout=self.timeout))
-        except GrpcError as exc:
-            raise EventStoreUnavailable(f"reading the head of $all failed: {exc}") from exc
 
     def ping(self, timeout: float = 2.0) -> None:
         """Raise EventStoreUnavailable unless the store answers within ``timeout`` seconds."""
@@ -165,15 +159,6 @@ class EventStore:
             return min(bound, sum(1 for e in events if int(e.commit_position or 0) > after))
         except (GrpcError, EventStoreDBClientException) as exc:
             raise EventStoreUnavailable(f"counting events after {after} failed: {exc}") from exc
-
-    def read_filtered(self, after: int | None, event_types: Sequence[str]) -> Iterator[RecordedEvent]:
-        """Every event of ``event_types`` after ``after`` (a plain read, no subscription)."""
-        kwargs: dict[str, Any] = {"filter_include": type_filter(event_types)}
-        if after:
-            kwargs["commit_position"] = after
-        for event in self.client.read_all(**kwargs):
-            if after is None or int(event.commit_position or 0) > after:
-                yield event
 
 
 # -- what the projection runner needs (catch-up subscription, head, lag) ----------------
@@ -234,7 +219,7 @@ class Subscription:
                 yield Marker(item)  # type: ignore[arg-type]
 
     def wire_items(self) -> Iterator[RecordedFields | int | None]:
-        """The same items as plain values (what :mod:`projections.reader` pickles): an event's
+        """The same items as plain values (what :mod:`projections.projector.reader` pickles): an event's
         :data:`RecordedFields`, a checkpoint's commit position, or None for caught-up."""
         next_response = self._inner._get_next_read_resp  # esdbclient 1.1.7: one ReadResp, errors mapped
         try:
@@ -263,12 +248,6 @@ class Subscription:
             pass
 
 
-def _recorded(read_event: Any) -> Recorded | None:
-    """A ReadResp.ReadEvent as a Recorded event; None for an empty slot (a deleted link target)."""
-    fields = recorded_fields(read_event)
-    return None if fields is None else Recorded(Envelope(*fields[:5]), fields[5])
-
-
 RecordedFields = tuple[str, str, int, str, int, bytes]  # event id, stream, position, type, recorded ms, data
 
 
@@ -282,7 +261,7 @@ def recorded_fields(read_event: Any) -> RecordedFields | None:
     created = metadata.get("created", "")  # .NET ticks: 100 ns since the Unix epoch
     return (
         event_id,
-        event.stream_identifier.stream_name.decode("utf-8"),
+        event.stream_identifier.stream_name.decode("utf-8", "replace"),  # any bytes: never an exception
         event.commit_position,
         metadata.get("type", ""),
         int(created) // 10_000 if created.isdigit() else 0,

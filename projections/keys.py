@@ -32,7 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PREFIX = "lucent"
-PROJECTIONS: tuple[str, ...] = ("portfolio", "risk", "market", "leaderboards")
+CHANNELS_PREFIX = f"{PREFIX}:asgi"  # the Channels layer's keys (channels_redis "prefix")
+CELERY_PREFIX = f"{PREFIX}:celery:"  # Celery's broker and result keys (kombu "global_keyprefix")
+LAG_HISTORY_MS = 3_600_000  # lag samples are kept for an hour
 
 
 def tag(projection: str) -> str:
@@ -194,5 +196,5 @@ def latest_price_field(exchange: str, pair: str) -> str:
 
 
 def lag_history(projection: str) -> str:
-    """Sorted set of lag samples (member ``<at ms>:<lag seconds>``, score at ms) for the sparkline."""
+    """Sorted set of lag samples (member ``<at ms>:<lag seconds>``, score at ms), trimmed to LAG_HISTORY_MS."""
     return f"{tag(projection)}:lag-history"

@@ -1,30 +1,53 @@
-"""The read side the console uses: plain dataclasses, one or two Redis round trips each.
+"""The read side the console uses: typed results, one or two Redis round trips each.
 
 Views never read Redis directly (DESIGN invariant 8). Every query resolves the
 projection's live generation through its pointer key (cached for a second so
 a query stays one round trip) and validates user ids and pairs before they
-reach a key name (:class:`~projections.errors.InvalidIdentifier`).
+reach a key name (:class:`~projections.errors.InvalidIdentifier`). Results are
+frozen dataclasses (the read models' own where they exist: ``Alert``,
+``Quote``, ``Opportunity``) and :class:`ProjectionState`, never raw dicts.
 """
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import redis
 
 from projections import keys
 from projections.errors import InvalidIdentifier
-from projections.events import is_identifier, is_pair
+from projections.events import Envelope, is_identifier, is_pair
 from projections.keys import KeySpace
+from projections.readmodels import PROJECTIONS
+from projections.readmodels.market import MODEL as MARKET
+from projections.readmodels.market import Opportunity, PairMarket, Quote, opportunity_from_json
 from projections.readmodels.portfolio import MODEL as PORTFOLIO
 from projections.readmodels.portfolio import Portfolio, value_of
-from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE
+from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert
+from projections.readmodels.risk import MODEL as RISK
+from projections.readmodels.risk import Risk
 from projections.writer import text
 
 GENERATION_CACHE_S = 1.0
+
+
+class ProjectionState(StrEnum):
+    """What a projection is doing. The projector reports the first seven in its status hash;
+    the read side adds the last two: no status at all, or a status without a heartbeat."""
+
+    STARTING = "starting"
+    CATCHING_UP = "catching up"
+    LIVE = "live"
+    STALLED = "stalled"
+    REBUILDING = "rebuilding"
+    PAUSED = "paused"
+    FAILED = "failed"
+    NOT_STARTED = "not started"
+    DEAD = "dead"
 
 
 def check_user(user_id: object) -> str:
@@ -40,8 +63,8 @@ def check_pair(pair: object) -> str:
 
 
 def check_projection(name: object) -> str:
-    if name not in keys.PROJECTIONS:
-        raise InvalidIdentifier("projection", name, " | ".join(keys.PROJECTIONS))
+    if name not in PROJECTIONS:
+        raise InvalidIdentifier("projection", name, " | ".join(PROJECTIONS))
     return str(name)
 
 
@@ -53,20 +76,46 @@ def _i(value: Any, default: int = 0) -> int:
     return default if value in (None, "", b"") else int(text(value))
 
 
-def _j(value: Any) -> Any:
-    return json.loads(text(value)) if value not in (None, "", b"") else {}
-
-
 def _tm(fields: Mapping[Any, Any]) -> dict[str, str]:
     return {text(k): text(v) for k, v in fields.items()}
 
 
 @dataclass(frozen=True)
 class Ranked:
+    """A member of a ranking: its id, its score and its 1-based rank."""
+
     id: str
     score: float
     rank: int
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TopPortfolio:
+    user_id: str
+    value: float
+    rank: int
+    positions: int
+
+
+@dataclass(frozen=True)
+class StrategyRow:
+    strategy_id: str
+    roi: float  # the ranking's score, in %
+    rank: int
+    trades: int
+    volume: float
+    realized_pnl: float
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One entry of a user's position history: the position in ``pair`` after the event."""
+
+    position: int  # commit position of the event
+    pair: str
+    amount_after: float
+    at: int
+    event: str
 
 
 @dataclass(frozen=True)
@@ -81,7 +130,21 @@ class PortfolioSummary:
     last_trade_id: str
     last_trade_at: int
     rank: int | None
-    recent_history: list[dict[str, Any]]
+    recent_history: list[HistoryEntry]
+
+
+@dataclass(frozen=True)
+class UserRank:
+    user_id: str
+    day: str
+    portfolio_rank: int | None
+    volume_rank: int | None
+    daily_volume: float
+    risk_rank: int | None
+
+    @property
+    def found(self) -> bool:
+        return self.portfolio_rank is not None or self.volume_rank is not None
 
 
 @dataclass(frozen=True)
@@ -98,8 +161,19 @@ class RiskProfile:
     score: float
     level: str
     rank: int | None
-    active_alerts: list[dict[str, Any]]
-    acknowledged_alerts: list[dict[str, Any]]
+    active_alerts: list[Alert]
+    acknowledged_alerts: list[Alert]
+
+
+@dataclass(frozen=True)
+class HighRiskUser:
+    user_id: str
+    daily_exposure: float
+    day: str
+    risk_score: float
+    risk_level: str
+    largest_trade: float
+    daily_volume: float
 
 
 @dataclass(frozen=True)
@@ -108,15 +182,47 @@ class MarketOverview:
     losers: list[Ranked]
     volume_leaders: list[Ranked]
     exchanges: list[Ranked]
-    latest_prices: dict[str, dict[str, dict[str, float]]]  # pair -> exchange -> quote
-    arbitrage: list[dict[str, Any]]
+    latest_prices: dict[str, dict[str, Quote]]  # pair -> exchange -> quote
+    changes_1h: dict[str, float]  # pair -> 1h change in %; a pair without an earlier price is absent
+    arbitrage: list[Opportunity]
+
+
+@dataclass(frozen=True)
+class PairDetail:
+    pair: str
+    last_price: float
+    last_at: int
+    change_1h: float | None  # None: no earlier price within the hour yet
+    volatility: float
+    volume_24h: float
+    quotes: dict[str, Quote]
+    arbitrage: Opportunity | None
+
+
+@dataclass(frozen=True)
+class ParkedEvent:
+    event_id: str
+    stream: str
+    position: int
+    type: str
+    field: str
+    reason: str
+    recorded_at: int
+    retried: bool
+    decision: str
+
+
+@dataclass(frozen=True)
+class LagSample:
+    at_ms: int
+    lag_seconds: float
 
 
 @dataclass(frozen=True)
 class ProjectionStatus:
     projection: str
-    state: str
-    alive: bool
+    state: ProjectionState  # the projector's last word (NOT_STARTED if it never reported)
+    alive: bool  # its heartbeat is present: what tells a dead projector
     heartbeat_age: float | None
     generation: int
     checkpoint: int
@@ -128,9 +234,22 @@ class ProjectionStatus:
     applied: int
     parked: int
     last_error: str
-    last_error_event: str
+    failing_event: Envelope | None  # the event a failed projection stopped on
     projector: str
     updated_at: float
+
+    @property
+    def effective_state(self) -> ProjectionState:
+        """DEAD when the last word is not backed by a heartbeat, else the reported state."""
+        if not self.alive and self.state is not ProjectionState.NOT_STARTED:
+            return ProjectionState.DEAD
+        return self.state
+
+    @property
+    def stopped_on(self) -> Envelope | None:
+        """The bad event a ``stop``-policy projection failed on, if it did (alive, it waits for an
+        operator's decision; dead, it meets the event again when it restarts)."""
+        return self.failing_event if self.state is ProjectionState.FAILED else None
 
 
 def _rank(zero_based: Any) -> int | None:
@@ -139,6 +258,11 @@ def _rank(zero_based: Any) -> int | None:
 
 def _ranked(rows: list[tuple[Any, float]], start: int = 1) -> list[Ranked]:
     return [Ranked(text(m), float(s), start + i) for i, (m, s) in enumerate(rows)]
+
+
+def _history_entry(member: Any) -> HistoryEntry:
+    h = json.loads(text(member))
+    return HistoryEntry(int(h["position"]), h["pair"], float(h["amount"]), int(h["at"]), h["event"])
 
 
 class Queries:
@@ -176,17 +300,17 @@ class Queries:
         live = value_of(p, {text(k): float(text(v)) for k, v in marks.items()})  # marked to the newest prices
         return PortfolioSummary(
             user, dict(p.positions), p.cost_basis, p.market_value, live, p.realized_pnl, p.trade_count,
-            p.last_trade_id, p.last_trade_at, _rank(rank), [json.loads(text(e)) for e in entries],
+            p.last_trade_id, p.last_trade_at, _rank(rank), [_history_entry(e) for e in entries],
         )
 
-    def top_portfolios(self, limit: int = 10) -> list[Ranked]:
+    def top_portfolios(self, limit: int = 10) -> list[TopPortfolio]:
         ks = self.ks("portfolio")
         rows = self.client.zrevrange(ks.portfolio_values(), 0, limit - 1, withscores=True)
         pipe = self.client.pipeline(transaction=False)
         for member, _ in rows:
             pipe.hlen(ks.portfolio_positions(text(member)))
         counts = pipe.execute() if rows else []
-        return [Ranked(r.id, r.score, r.rank, {"positions": int(c)}) for r, c in zip(_ranked(rows), counts)]
+        return [TopPortfolio(r.id, r.score, r.rank, int(c)) for r, c in zip(_ranked(rows), counts)]
 
     def leaderboard_day(self) -> str:
         """'Today' for the leaderboards: the UTC day of the newest trade applied."""
@@ -199,17 +323,16 @@ class Queries:
             return []
         return _ranked(self.client.zrevrange(ks.daily_volume_leaders(day), 0, limit - 1, withscores=True))
 
-    def strategy_performance(self, limit: int = 10) -> list[Ranked]:
+    def strategy_performance(self, limit: int = 10) -> list[StrategyRow]:
         ks = self.ks("leaderboards")
         rows = self.client.zrevrange(ks.strategy_performance(), 0, limit - 1, withscores=True)
         pipe = self.client.pipeline(transaction=False)
         for member, _ in rows:
             pipe.hmget(ks.strategy(text(member)), "trades", "volume", "realizedPnl")
         details = pipe.execute() if rows else []
-        return [Ranked(r.id, r.score, r.rank, {"trades": _i(d[0]), "volume": _f(d[1]), "realizedPnl": _f(d[2])})
-                for r, d in zip(_ranked(rows), details)]
+        return [StrategyRow(r.id, r.score, r.rank, _i(d[0]), _f(d[1]), _f(d[2])) for r, d in zip(_ranked(rows), details)]
 
-    def user_rank(self, user_id: str) -> dict[str, Any]:
+    def user_rank(self, user_id: str) -> UserRank:
         """A user's ranks: portfolio value, today's volume, risk score (None when unranked)."""
         user = check_user(user_id)
         day = self.leaderboard_day()
@@ -220,8 +343,7 @@ class Queries:
         pipe.zscore(lb.daily_volume_leaders(day or "-"), user)
         pipe.zrevrank(rk.user_risk_scores(), user)
         pv, vol, volume, risk = pipe.execute()
-        return {"userId": user, "day": day, "portfolioRank": _rank(pv), "volumeRank": _rank(vol),
-                "dailyVolume": _f(volume), "riskRank": _rank(risk)}
+        return UserRank(user, day, _rank(pv), _rank(vol), _f(volume), _rank(risk))
 
     # -- risk -----------------------------------------------------------------------
 
@@ -234,16 +356,14 @@ class Queries:
         main, rank = pipe.execute()
         if not main:
             return None
-        f = _tm(main)
-        active = sorted(_j(f.get("activeAlerts")).values(), key=lambda a: (-a["raisedAt"], a["alertId"]))
+        r: Risk = RISK.parse(("user", user), _tm(main))
+        active = sorted(r.active.values(), key=lambda a: (-a.raised_at, a.alert_id))
         return RiskProfile(
-            user, f.get("day", ""), _f(f.get("dailyVolume")), _f(f.get("dailyExposure")), _i(f.get("tradesToday")),
-            _f(f.get("largestToday")), _f(f.get("largestTrade")), _j(f.get("exposure")), _f(f.get("concentration")),
-            _f(f.get("riskScore")), f.get("riskLevel", "low"), None if rank is None else int(rank) + 1,
-            active, list(_j(f.get("acknowledgedAlerts")).get("items", [])),
+            user, r.day, r.daily_volume, r.daily_exposure, r.trades_today, r.largest_today, r.largest_trade,
+            r.exposure, r.concentration, r.score, r.level, _rank(rank), active, list(r.acknowledged),
         )
 
-    def high_risk_users(self, limit: int = 50, threshold: float = HIGH_RISK_DAILY_EXPOSURE) -> list[dict[str, Any]]:
+    def high_risk_users(self, limit: int = 50, threshold: float = HIGH_RISK_DAILY_EXPOSURE) -> list[HighRiskUser]:
         """Users whose daily exposure, on the risk projection's newest day, exceeds ``threshold``."""
         ks = self.ks("risk")
         pipe = self.client.pipeline(transaction=False)
@@ -254,26 +374,26 @@ class Queries:
         for member, _ in rows:
             pipe.hmget(ks.user_risk(text(member)), "day", "riskScore", "riskLevel", "largestTrade", "dailyVolume")
         details = pipe.execute() if rows else []
-        out = []
-        for (member, exposure), d in zip(rows, details):
-            if text(d[0]) != text(today):
-                continue  # exposure of an earlier day: not high-risk today
-            out.append({"userId": text(member), "dailyExposure": float(exposure), "day": text(d[0]), "riskScore": _f(d[1]),
-                        "riskLevel": text(d[2]), "largestTrade": _f(d[3]), "dailyVolume": _f(d[4])})
-        return sorted(out, key=lambda u: (-u["riskScore"], -u["dailyExposure"], u["userId"]))
+        out = [
+            HighRiskUser(text(member), float(exposure), text(d[0]), _f(d[1]), text(d[2]), _f(d[3]), _f(d[4]))
+            for (member, exposure), d in zip(rows, details)
+            if text(d[0]) == text(today)  # exposure of an earlier day is not high-risk today
+        ]
+        return sorted(out, key=lambda u: (-u.risk_score, -u.daily_exposure, u.user_id))
 
-    def active_alerts(self, limit: int = 50) -> list[dict[str, Any]]:
+    def active_alerts(self, limit: int = 50) -> list[Alert]:
         """Active (unacknowledged) risk alerts, newest first by event time."""
         ks = self.ks("risk")
         ids = [text(m) for m in self.client.zrevrange(ks.risk_alerts(), 0, limit - 1)]
         if not ids:
             return []
-        return [json.loads(text(d)) for d in self.client.hmget(ks.risk_alert_details(), ids) if d is not None]
+        return [Alert.from_json(json.loads(text(d))) for d in self.client.hmget(ks.risk_alert_details(), ids) if d is not None]
 
     # -- market ---------------------------------------------------------------------
 
     def market_overview(self, limit: int = 10, now_ms: int | None = None) -> MarketOverview:
-        """Movers, volume leaders, exchanges, latest prices and unexpired arbitrage (one round trip)."""
+        """Movers, volume leaders, exchanges, latest prices, 1h changes and unexpired arbitrage
+        (one round trip)."""
         ks = self.ks("market")
         pipe = self.client.pipeline(transaction=False)
         pipe.zrevrangebyscore(ks.price_changes_1h(), "+inf", "(0", start=0, num=limit, withscores=True)
@@ -282,31 +402,33 @@ class Queries:
         pipe.zrevrange(ks.exchange_liquidity(), 0, limit - 1, withscores=True)
         pipe.hgetall(ks.latest_prices())
         pipe.hgetall(ks.arbitrage())
-        gainers, losers, volume, exchanges, prices, arbitrage = pipe.execute()
-        latest: dict[str, dict[str, dict[str, float]]] = {}
+        pipe.zrange(ks.price_changes_1h(), 0, -1, withscores=True)
+        gainers, losers, volume, exchanges, prices, arbitrage, changes = pipe.execute()
+        latest: dict[str, dict[str, Quote]] = {}
         for name, quote in prices.items():
             exchange, _, pair = text(name).partition(":")
-            latest.setdefault(pair, {})[exchange] = json.loads(text(quote))
+            q = json.loads(text(quote))
+            latest.setdefault(pair, {})[exchange] = Quote(q["price"], q["volume"], q["spread"], q["timestamp"])
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        live = [o for o in (json.loads(text(v)) for v in arbitrage.values()) if o["expiresAt"] > now]
-        return MarketOverview(_ranked(gainers), _ranked(losers), _ranked(volume), _ranked(exchanges), latest,
-                              sorted(live, key=lambda o: (-o["spread"], o["pair"])))
+        live = [o for o in (opportunity_from_json(json.loads(text(v))) for v in arbitrage.values()) if o and o.expires_at > now]
+        return MarketOverview(
+            _ranked(gainers), _ranked(losers), _ranked(volume), _ranked(exchanges), latest,
+            {text(m): float(s) for m, s in changes}, sorted(live, key=lambda o: (-o.spread, o.pair)),
+        )
 
-    def pair_detail(self, pair: str) -> dict[str, Any] | None:
+    def pair_detail(self, pair: str) -> PairDetail | None:
         p = check_pair(pair)
         main = self.client.hgetall(self.ks("market").market_pair(p))
         if not main:
             return None
-        f = _tm(main)
-        return {"pair": p, "lastPrice": _f(f.get("lastPrice")), "lastAt": _i(f.get("lastAt")), "change1h": _f(f.get("change1h")),
-                "volatility": _f(f.get("volatility")), "volume24h": _f(f.get("volume24h")), "quotes": _j(f.get("quotes")),
-                "arbitrage": _j(f.get("arbitrage")) or None}
+        m: PairMarket = MARKET.parse(("pair", p), _tm(main))
+        return PairDetail(p, m.last_price, m.last_at, m.change_1h, m.volatility, m.volume_24h, dict(m.quotes), m.arbitrage)
 
     # -- operations -----------------------------------------------------------------
 
     def projection_status(self, projection: str | None = None) -> list[ProjectionStatus]:
         """Status of one or every projection, in one round trip."""
-        names = [check_projection(projection)] if projection else list(keys.PROJECTIONS)
+        names = [check_projection(projection)] if projection else list(PROJECTIONS)
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(keys.status(name))
@@ -320,22 +442,61 @@ class Queries:
             out.append(_status(name, _tm(status), beat, int(parked), _i(generation, 1)))
         return out
 
-    def parked_events(self, projection: str, limit: int = 100) -> list[dict[str, Any]]:
+    def parked_events(self, projection: str, limit: int = 100) -> list[ParkedEvent]:
         """Parked events of ``projection``, oldest position first."""
         name = check_projection(projection)
         ids = [text(m) for m in self.client.zrange(keys.parked_index(name), 0, limit - 1)]
         if not ids:
             return []
-        return [json.loads(text(r)) for r in self.client.hmget(keys.parked(name), ids) if r is not None]
+        return [_parked(json.loads(text(r))) for r in self.client.hmget(keys.parked(name), ids) if r is not None]
+
+    def lag_history(self, projection: str, now_ms: int) -> list[LagSample]:
+        """Lag samples of the last hour (see ``projector/lag.py``), oldest first."""
+        name = check_projection(projection)
+        members = self.client.zrangebyscore(keys.lag_history(name), now_ms - keys.LAG_HISTORY_MS, "+inf")
+        samples = []
+        for member in members:
+            at, _, lag = text(member).partition(":")
+            samples.append(LagSample(int(at), float(lag)))
+        return samples
+
+
+def _parked(d: Mapping[str, Any]) -> ParkedEvent:
+    return ParkedEvent(
+        d["eventId"], d["stream"], int(d["position"]), d["type"], d["field"], d["reason"], int(d.get("recordedAt", 0)),
+        bool(d.get("retried", False)), d.get("decision", ""),
+    )
+
+
+def failing_event_from_json(value: str) -> Envelope | None:
+    """The failing event recorded in a status hash (see ``projector/status.py``), or None."""
+    if not value:
+        return None
+    try:
+        d = json.loads(value)
+        return Envelope(d["eventId"], d["stream"], int(d["position"]), d["type"], int(d.get("recordedAt", 0)))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def failing_event_to_json(envelope: Envelope) -> str:
+    return json.dumps({"eventId": envelope.event_id, "stream": envelope.stream, "position": envelope.position,
+                       "type": envelope.type, "recordedAt": envelope.recorded_at}, sort_keys=True)
+
+
+def _state(value: str) -> ProjectionState:
+    try:
+        return ProjectionState(value) if value else ProjectionState.NOT_STARTED
+    except ValueError:
+        return ProjectionState.NOT_STARTED
 
 
 def _status(name: str, f: dict[str, str], beat: Any, parked: int, generation: int) -> ProjectionStatus:
     heartbeat = json.loads(text(beat)) if beat else None
     age = None if heartbeat is None else max(0.0, time.time() - float(heartbeat["at"]))
-    # ``alive`` (heartbeat present) is what tells a dead projector; ``state`` is its last word.
     return ProjectionStatus(
-        name, f.get("state") or "stopped", heartbeat is not None, age, generation, _i(f.get("checkpoint")), _i(f.get("head")),
-        _f(f.get("lagSeconds")), _i(f.get("eventsBehind")), f.get("eventsBehindBounded") == "1", _f(f.get("throughput")),
-        _i(f.get("applied")), parked, f.get("lastError", ""), f.get("lastErrorEvent", ""), f.get("projector", ""),
-        _f(f.get("updatedAt")),
+        name, _state(f.get("state", "")), heartbeat is not None, age, generation, _i(f.get("checkpoint")),
+        _i(f.get("head")), _f(f.get("lagSeconds")), _i(f.get("eventsBehind")), f.get("eventsBehindBounded") == "1",
+        _f(f.get("throughput")), _i(f.get("applied")), parked, f.get("lastError", ""),
+        failing_event_from_json(f.get("failingEvent", "")), f.get("projector", ""), _f(f.get("updatedAt")),
     )

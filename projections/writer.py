@@ -4,7 +4,7 @@ Contract:
 
 * :func:`load_states` reads the state of many entities in ONE round trip
   (a pipeline of HGETALL) together with the checkpoint; entities found in the
-  projector's :class:`~projections.cache.StateCache` are not read at all.
+  projector's :class:`~projections.projector.cache.StateCache` are not read at all.
 * :func:`plan` turns old vs new entity states into absolute writes only —
   HSET/HDEL, ZADD/ZREM, DEL and a capped ZADD + ZREMRANGEBYRANK for
   append-only history — never HINCRBY/ZINCRBY: applying a plan twice leaves
@@ -25,13 +25,12 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.cache import StateCache
-from projections.errors import Fenced, ProjectionError
+from projections.errors import CheckpointMoved, Fenced, LeaseLost
 from projections.keys import KeySpace
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
 
-Command = tuple[str, ...]
-CHUNK = 400  # members per command: keeps every Lua unpack() far below its stack limit
+Write = tuple[str, ...]  # one Redis write: the command name and its arguments
+CHUNK = 400  # members per write: keeps every Lua unpack() far below its stack limit
 
 _COMMIT = """
 local holder = redis.call('GET', KEYS[1])
@@ -54,24 +53,16 @@ return 1
 """
 
 
-class CheckpointMoved(ProjectionError):
-    """The checkpoint changed under a batch (a restart or a rebuild); reload and resume."""
-
-
-class LeaseLost(ProjectionError):
-    """The lease expired and nobody holds it (e.g. Redis restarted): take it again and resume."""
-
-
 @dataclass
 class Plan:
     """Absolute writes, grouped per key, plus what changed (for the change notice)."""
 
-    commands: list[Command] = field(default_factory=list)
+    writes: list[Write] = field(default_factory=list)
     changed_zsets: dict[str, set[str]] = field(default_factory=dict)
     images: dict[Ref, Rendered] = field(default_factory=dict)  # the new Redis image of each changed entity
 
     def extend(self, other: Plan) -> None:
-        self.commands.extend(other.commands)
+        self.writes.extend(other.writes)
         for key, members in other.changed_zsets.items():
             self.changed_zsets.setdefault(key, set()).update(members)
 
@@ -86,10 +77,10 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start : start + size]
 
 
-def _hash_writes(key: str, old: Mapping[str, str], new: Mapping[str, str]) -> list[Command]:
+def _hash_writes(key: str, old: Mapping[str, str], new: Mapping[str, str]) -> list[Write]:
     if not new:
         return [("DEL", key)] if old else []
-    out: list[Command] = []
+    out: list[Write] = []
     changed = [x for f, v in new.items() if old.get(f) != v for x in (f, v)]
     for part in _chunks(changed, 2 * CHUNK):
         out.append(("HSET", key, *part))
@@ -107,21 +98,21 @@ def _zset_writes(key: str, old: Mapping[str, float], new: Mapping[str, float], p
     plan.changed_zsets.setdefault(key, set()).update(added, removed)
     pairs = [x for m in added for x in (_score(new[m]), m)]
     for part in _chunks(pairs, 2 * CHUNK):
-        plan.commands.append(("ZADD", key, *part))
+        plan.writes.append(("ZADD", key, *part))
     for part in _chunks(removed, CHUNK):
-        plan.commands.append(("ZREM", key, *part))
+        plan.writes.append(("ZREM", key, *part))
 
 
 def diff(old: Rendered, new: Rendered, plan: Plan) -> None:
     """Add to ``plan`` the absolute writes that turn ``old``'s image into ``new``'s."""
     for key in {*old.owned, *new.owned}:
-        plan.commands.extend(_hash_writes(key, old.owned.get(key, {}), new.owned.get(key, {})))
+        plan.writes.extend(_hash_writes(key, old.owned.get(key, {}), new.owned.get(key, {})))
     for key in {*old.zsets, *new.zsets}:
         _zset_writes(key, old.zsets.get(key, {}), new.zsets.get(key, {}), plan)
     for key in {*old.hfields, *new.hfields}:
         old_f, new_f = old.hfields.get(key, {}), new.hfields.get(key, {})
         writes = _hash_writes(key, old_f, new_f) if new_f else [("HDEL", key, *old_f)] if old_f else []
-        plan.commands.extend(writes)
+        plan.writes.extend(writes)
 
 
 def plan(
@@ -143,50 +134,38 @@ def plan(
         diff(before, image, out)
     caps: dict[str, int] = {}
     for entry in appends:
-        out.commands.append(("ZADD", entry.key, _score(entry.score), entry.member))
+        out.writes.append(("ZADD", entry.key, _score(entry.score), entry.member))
         caps[entry.key] = entry.cap
     for key, cap in caps.items():
-        out.commands.append(("ZREMRANGEBYRANK", key, "0", str(-(cap + 1))))
+        out.writes.append(("ZREMRANGEBYRANK", key, "0", str(-(cap + 1))))
     return out
 
 
 @dataclass
 class Loaded:
-    """What a batch starts from: touched entities' states, the old images known from the
-    cache, and the checkpoint text ('' if none)."""
+    """What a batch starts from: the touched entities found in Redis, the old images already
+    known (from the projector's cache; empty here), the checkpoint and the generation's state
+    epoch ('' where absent)."""
 
     states: dict[Ref, Any]
     images: dict[Ref, Rendered]
     checkpoint: str
+    epoch: str = ""
 
 
-def load_states(client: redis.Redis, model: ReadModel, ks: KeySpace, refs: Sequence[Ref], cache: StateCache | None = None) -> Loaded:
-    """States of ``refs`` (cached ones from ``cache``) and the checkpoint, in one round trip."""
-    cache = cache if cache is not None else StateCache(0)
-    states: dict[Ref, Any] = {}
-    images: dict[Ref, Rendered] = {}
-    missing: list[Ref] = []
-    for ref in refs:
-        if ref in cache:
-            states[ref], images[ref] = cache.get(ref)
-        else:
-            missing.append(ref)
+def load_states(client: redis.Redis, model: ReadModel, ks: KeySpace, refs: Sequence[Ref]) -> Loaded:
+    """States of ``refs``, the checkpoint and the state epoch, in one round trip.
+
+    An absent entity is left out (not parsed as empty): its old Redis image is nothing at all.
+    """
     pipe = client.pipeline(transaction=False)
-    for ref in missing:
+    for ref in refs:
         pipe.hgetall(model.main_key(ks, ref))
     pipe.get(ks.checkpoint)
     pipe.get(ks.state_epoch)
     replies = pipe.execute()
-    epoch = text(replies[-1])
-    if images and epoch != cache.epoch:  # another writer changed states: nothing cached can be trusted
-        cache.check_epoch(epoch)
-        return load_states(client, model, ks, refs, cache)
-    cache.check_epoch(epoch)
-    # An absent entity is left out (not parsed as empty): its old Redis image is nothing at all.
-    for ref, fields in zip(missing, replies):
-        if fields:
-            states[ref] = model.parse(ref, _text_map(fields))
-    return Loaded(states, images, text(replies[-2]))
+    states = {ref: model.parse(ref, _text_map(fields)) for ref, fields in zip(refs, replies) if fields}
+    return Loaded(states, {}, text(replies[-2]), text(replies[-1]))
 
 
 def text(value: Any) -> str:
@@ -210,11 +189,11 @@ class Committer:
         self.lease_ms = lease_ms
         self._script = client.register_script(_COMMIT)
 
-    def commit(self, ks: KeySpace, expected: str, checkpoint: int, commands: Sequence[Command]) -> None:
+    def commit(self, ks: KeySpace, expected: str, checkpoint: int, writes: Sequence[Write]) -> None:
         args: list[str] = [self.token, expected, str(checkpoint), str(self.lease_ms)]
-        for command in commands:
-            args.append(str(len(command)))
-            args.extend(command)
+        for write in writes:
+            args.append(str(len(write)))
+            args.extend(write)
         try:
             self._script(keys=[keys.lease(self.projection), ks.checkpoint], args=args)
         except redis.ResponseError as exc:
@@ -231,7 +210,7 @@ class Committer:
             raise
 
 
-def parked_commands(projection: str, event_id: str, position: int, record: str) -> list[Command]:
+def parked_writes(projection: str, event_id: str, position: int, record: str) -> list[Write]:
     """Writes recording a parked event (idempotent: keyed by event id)."""
     return [
         ("HSET", keys.parked(projection), event_id, record),
@@ -239,5 +218,5 @@ def parked_commands(projection: str, event_id: str, position: int, record: str) 
     ]
 
 
-def unpark_commands(projection: str, event_id: str) -> list[Command]:
+def unpark_writes(projection: str, event_id: str) -> list[Write]:
     return [("HDEL", keys.parked(projection), event_id), ("ZREM", keys.parked_index(projection), event_id)]

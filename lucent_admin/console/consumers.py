@@ -17,10 +17,10 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from lucent_admin.console import live
+from lucent_admin.console import pushes
 from lucent_admin.console.widgets import PAGES, Widget, page_widgets
 from projections.events import is_identifier
-from projections.notices import group_name
+from projections.projector.notices import group_name
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
         """Send dirty widgets: after a short gather window, each at most every FLUSH_INTERVAL."""
         try:
             while self.dirty:
-                soonest = min(self.last_sent.get(name, 0.0) for name in self.dirty) + live.FLUSH_INTERVAL
-                await asyncio.sleep(max(live.GATHER_WINDOW, soonest - time.monotonic()))
+                soonest = min(self.last_sent.get(name, 0.0) for name in self.dirty) + pushes.FLUSH_INTERVAL
+                await asyncio.sleep(max(pushes.GATHER_WINDOW, soonest - time.monotonic()))
                 now = time.monotonic()
-                due = {n for n in self.dirty if now - self.last_sent.get(n, 0.0) >= live.FLUSH_INTERVAL}
+                due = {n for n in self.dirty if now - self.last_sent.get(n, 0.0) >= pushes.FLUSH_INTERVAL}
                 self.dirty -= due
                 self.last_sent.update(dict.fromkeys(due, now))
                 await self.send_widgets([w for w in self.widgets if w.name in due], fresh=False)
@@ -98,7 +98,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def send_widgets(self, widgets: list[Widget], fresh: bool) -> None:
         parts = [
-            await live.render_shared(w, self.params, None if fresh else live.version_of(w, self.checkpoints))
+            await pushes.render_shared(w, self.params, None if fresh else pushes.version_of(w, self.checkpoints))
             for w in widgets
         ]
         if parts:

@@ -1,15 +1,18 @@
 """Operator input, validated before it reaches the event store or a Redis key."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 from django.core.exceptions import ValidationError
 
 from projections.events import NOTE_MAX, is_identifier
+from projections.readmodels import PROJECTIONS
 
 ID_HELP = "1–64 characters: letters, digits, '_', '.' or '-'"
 
 
-def identifier(field: str):  # type: ignore[no-untyped-def]
+def identifier(field: str) -> Callable[[str], None]:
     def check(value: str) -> None:
         if not is_identifier(value):
             raise ValidationError(f"{field} must be {ID_HELP}.")
@@ -28,7 +31,8 @@ class AcknowledgeForm(forms.Form):
 
 
 class RetryParkedForm(forms.Form):
-    projection = forms.CharField(max_length=32)
+    projection = forms.ChoiceField(choices=[(p, p) for p in PROJECTIONS],
+                                   error_messages={"invalid_choice": f"Projection must be one of {', '.join(PROJECTIONS)}."})
     event_id = forms.UUIDField(error_messages={"invalid": "Event id must be a UUID."})
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import redis
-from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from lucent_admin.console.contexts import event_store
+from lucent_admin.bootstrap import event_store, redis_client
 from projections.errors import EventStoreUnavailable
 
 
@@ -22,11 +21,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def _check_redis() -> None:
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    redis_client(timeout=1.0).ping()
 
 
 def _check_eventstore() -> None:

@@ -1,4 +1,8 @@
-"""Who may see the console: staff only. Anonymous users go to the login page; others get 403."""
+"""Who may see the console: staff only. Anonymous users go to the login page; others get 403.
+
+Actions check their own permission in the action layer (``lucent_admin/operations/actions.py``),
+which audits every attempt, denied ones included.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -22,20 +26,3 @@ def staff_required(view: View) -> View:
         return view(request, *args, **kwargs)
 
     return wrapper
-
-
-def permission_required(perm: str, action: str) -> Callable[[View], View]:
-    """403 (and an audit entry with outcome "denied") unless the user has ``perm``."""
-    from lucent_admin.operations import audit
-
-    def decorate(view: View) -> View:
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not request.user.has_perm(perm):
-                audit.record(request.user, action, outcome="denied", detail=f"missing permission {perm}")
-                raise PermissionDenied(f"You need the permission {perm!r}.")
-            return view(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorate

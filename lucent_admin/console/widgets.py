@@ -13,6 +13,7 @@ from typing import Any
 from django.template.loader import render_to_string
 
 from lucent_admin.console import contexts
+from projections.readmodels import PROJECTIONS
 
 Params = Mapping[str, str]
 Notice = Mapping[str, Any]
@@ -43,7 +44,7 @@ WIDGETS: dict[str, Widget] = {
     w.name: w
     for w in (
         Widget("projection-tiles", "console/widgets/projection_tiles.html", contexts.projection_tiles,
-               ("portfolio", "risk", "market", "leaderboards")),
+               PROJECTIONS),
         Widget("top-portfolios", "console/widgets/top_portfolios.html", contexts.top_portfolios,
                ("portfolio",)),
         Widget("volume-leaders", "console/widgets/volume_leaders.html", contexts.volume_leaders, ("leaderboards",)),
@@ -57,7 +58,7 @@ WIDGETS: dict[str, Widget] = {
                ("portfolio", "leaderboards"), about_the_user),
         Widget("user-risk", "console/widgets/user_risk.html", contexts.user_risk, ("risk",), about_the_user),
         Widget("projection-details", "console/widgets/projection_details.html", contexts.projection_details,
-               ("portfolio", "risk", "market", "leaderboards")),
+               PROJECTIONS),
     )
 }
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import socket
 import time
 
-import redis
 from celery import shared_task
-from django.conf import settings
 
-from projections.lag import record_samples
+from lucent_admin.bootstrap import redis_client
+from projections.projector.lag import record_samples
+from projections.readmodels import PROJECTIONS
 
 
 @shared_task(name="lucent.ping")
@@ -19,9 +19,5 @@ def ping() -> dict[str, str]:
 
 @shared_task(name="lucent.sample_lag", ignore_result=True)
 def sample_lag() -> None:
-    """Record each projection's lag for the overview's sparkline (scheduled by beat)."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    try:
-        record_samples(client, settings.LUCENT_PROJECTIONS, int(time.time() * 1000))
-    finally:
-        client.close()
+    """Record each projection's lag for the overview's lag chart (scheduled by beat)."""
+    record_samples(redis_client(), PROJECTIONS, int(time.time() * 1000))

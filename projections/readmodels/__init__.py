@@ -1,21 +1,20 @@
-"""One module per read model: state, evolve(), the entity an event touches, Redis codec."""
+"""One module per read model: state, evolve(), the entity an event touches, Redis codec.
+
+This package is also the registry of projections: :data:`PROJECTIONS` (their names, in
+the order the console lists them) is the one list every other place uses.
+"""
 from __future__ import annotations
 
+from projections.errors import ConfigurationError
+from projections.readmodels import leaderboards, market, portfolio, risk
 from projections.readmodels.base import ReadModel
 
-
-def models() -> dict[str, ReadModel]:
-    """Projection name -> its read model, in the order the console lists them."""
-    from projections.readmodels import leaderboards, market, portfolio, risk
-
-    return {m.name: m for m in (portfolio.MODEL, risk.MODEL, market.MODEL, leaderboards.MODEL)}
+_MODELS: dict[str, ReadModel] = {m.name: m for m in (portfolio.MODEL, risk.MODEL, market.MODEL, leaderboards.MODEL)}
+PROJECTIONS: tuple[str, ...] = tuple(_MODELS)
 
 
 def model(name: str) -> ReadModel:
     """The read model of projection ``name``; ConfigurationError names the known ones."""
-    from projections.errors import ConfigurationError
-
-    known = models()
-    if name not in known:
-        raise ConfigurationError("projection", f"unknown projection {name!r}; known: {', '.join(known)}")
-    return known[name]
+    if name not in _MODELS:
+        raise ConfigurationError("projection", f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}")
+    return _MODELS[name]

@@ -11,13 +11,13 @@
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from projections.events import DomainEvent, TradeExecuted
 from projections.keys import KeySpace
-from projections.readmodels.base import DAY_MS, EPSILON, Append, Ref, Rendered, day_start, dumps, fnum, inum, loads_map, num, utc_day
+from projections.readmodels.base import DAY_MS, EPSILON, Ref, Rendered, day_start, dumps, fnum, inum, loads_map, no_appends, num, utc_day
 from projections.readmodels.clock import CLOCK, Clock, evolve_clock, parse_clock, render_clock
 from projections.readmodels.portfolio import trade_costs
 
@@ -138,8 +138,7 @@ class LeaderboardsModel:
         }
         return Rendered(owned={ks.strategy(st.strategy_id): main}, zsets={ks.strategy_performance(): {st.strategy_id: st.roi}})
 
-    def appends(self, ks: KeySpace, ref: Ref, event: DomainEvent, state: Any) -> Sequence[Append]:
-        return ()
+    appends = staticmethod(no_appends)
 
 
 MODEL = LeaderboardsModel()

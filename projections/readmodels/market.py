@@ -7,6 +7,8 @@ last figures (they are "as of" its last update), and a replay gives the same.
 
 * latest price per exchange: the quote with the newest ``timestamp`` wins;
 * 1h price change: newest price vs the oldest minute sample within 1h, in %;
+  unknown (None, shown as "—") until the hour holds a price of an earlier
+  minute than the newest: a single minute of prices is no change, not 0%;
 * volatility: standard deviation of minute-to-minute returns within 1h, in %;
 * 24h volume: ``volume`` summed in hourly buckets over the last 24 hours;
 * exchange liquidity: the same over an exchange's pairs;
@@ -18,7 +20,7 @@ last figures (they are "as of" its last update), and a replay gives the same.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,13 +29,13 @@ from projections.keys import KeySpace, arbitrage_member, latest_price_field
 from projections.readmodels.base import (
     HOUR_MS,
     MINUTE_MS,
-    Append,
     Ref,
     Rendered,
     dumps,
     floor_to,
     inum,
     loads_map,
+    no_appends,
 )
 
 NAME: str = "market"
@@ -80,9 +82,9 @@ class PairMarket:
     last_position: int = 0
 
     @property
-    def change_1h(self) -> float:
-        if not self.minutes:
-            return 0.0
+    def change_1h(self) -> float | None:
+        if len(self.minutes) < 2:
+            return None
         first = self.minutes[min(self.minutes)]
         return (self.last_price - first) / first * 100.0
 
@@ -174,7 +176,7 @@ def _opportunity_json(o: Opportunity) -> dict[str, Any]:
     }
 
 
-def _opportunity(d: Mapping[str, Any]) -> Opportunity | None:
+def opportunity_from_json(d: Mapping[str, Any]) -> Opportunity | None:
     if not d:
         return None
     return Opportunity(
@@ -218,7 +220,7 @@ class MarketModel:
         return PairMarket(
             pair=ref[1], quotes=quotes, minutes=_int_keys(loads_map(f.get("minutes"))),
             hours=_int_keys(loads_map(f.get("hours"))), last_at=inum(f, "lastAt"),
-            last_price=float(f.get("lastPrice", "0")), arbitrage=_opportunity(loads_map(f.get("arbitrage"))),
+            last_price=float(f.get("lastPrice", "0")), arbitrage=opportunity_from_json(loads_map(f.get("arbitrage"))),
             last_position=inum(f, "lastPosition"),
         )
 
@@ -231,24 +233,23 @@ class MarketModel:
                             zsets={ks.exchange_liquidity(): {x.exchange: x.liquidity_24h}})
         return _render_pair(ks, s)
 
-    def appends(self, ks: KeySpace, ref: Ref, event: DomainEvent, state: Any) -> Sequence[Append]:
-        return ()
+    appends = staticmethod(no_appends)
 
 
 def _render_pair(ks: KeySpace, m: PairMarket) -> Rendered:
-    arb = m.arbitrage
+    arb, change = m.arbitrage, m.change_1h
     main = {
         "pair": m.pair, "quotes": dumps({k: _quote_json(q) for k, q in m.quotes.items()}),
         "minutes": dumps({str(k): v for k, v in m.minutes.items()}),
         "hours": dumps({str(k): v for k, v in m.hours.items()}),
-        "lastAt": str(m.last_at), "lastPrice": repr(m.last_price), "change1h": repr(m.change_1h),
+        "lastAt": str(m.last_at), "lastPrice": repr(m.last_price), "change1h": "" if change is None else repr(change),
         "volatility": repr(m.volatility), "volume24h": repr(m.volume_24h),
         "arbitrage": dumps(_opportunity_json(arb)) if arb else "", "lastPosition": str(m.last_position),
     }
     return Rendered(
         owned={ks.market_pair(m.pair): main},
         zsets={
-            ks.price_changes_1h(): {m.pair: m.change_1h},
+            ks.price_changes_1h(): {} if change is None else {m.pair: change},
             ks.volume_24h(): {m.pair: m.volume_24h},
             ks.volatility(): {m.pair: m.volatility},
             ks.arbitrage_opportunities(): {arb.member: arb.spread} if arb else {},

@@ -19,14 +19,14 @@ active until a ``RiskAlertAcknowledged`` names it.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from math import fsum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from projections.events import DomainEvent, RiskAlertAcknowledged, TradeExecuted
 from projections.keys import KeySpace
-from projections.readmodels.base import EPSILON, Append, Ref, Rendered, dumps, fnum, inum, loads_map, num, utc_day
+from projections.readmodels.base import EPSILON, Ref, Rendered, dumps, fnum, inum, loads_map, no_appends, num, utc_day
 from projections.readmodels.clock import CLOCK, Clock, evolve_clock, parse_clock, render_clock
 
 NAME: str = "risk"
@@ -262,8 +262,7 @@ class RiskModel:
             hfields={ks.risk_alert_details(): {a.alert_id: dumps(a.to_json()) for a in r.active.values()}},
         )
 
-    def appends(self, ks: KeySpace, ref: Ref, event: DomainEvent, state: Any) -> Sequence[Append]:
-        return ()
+    appends = staticmethod(no_appends)
 
 
 MODEL = RiskModel()

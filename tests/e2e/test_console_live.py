@@ -108,9 +108,9 @@ def test_parked_event_is_shown_and_retried(console, live_stack, append) -> None:
     assert AuditEntry.objects.get(action="parked.retry").target == f"portfolio/{bad.id}"
     queries = Queries(redis.Redis.from_url(live_stack.env["REDIS_URL"]))
     record = wait_for(lambda: next((p for p in queries.parked_events("portfolio")
-                                    if p["eventId"] == str(bad.id) and p.get("retried")), None),
+                                    if p.event_id == str(bad.id) and p.retried), None),
                       what="the projector to retry the parked event")
-    assert record["field"] == "price"  # still bad: it stays parked, marked retried
+    assert record.field == "price"  # still bad: it stays parked, marked retried
 
 
 def test_banner_while_disconnected_then_page_catches_up(console, live_stack, append) -> None:

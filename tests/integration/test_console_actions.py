@@ -14,6 +14,8 @@ from esdbclient.exceptions import NotFound
 
 from lucent_admin.operations.models import AuditEntry
 from projections import keys
+from projections.events import Envelope
+from projections.queries import failing_event_to_json
 
 pytestmark = pytest.mark.django_db
 
@@ -153,8 +155,9 @@ def test_command_line_retry_is_audited_too(redis_client) -> None:
 
 def stopped_on(redis_client, projection: str, event_id: str) -> None:
     """The status a stop-policy projector publishes when it stopped on ``event_id``."""
+    failing = Envelope(event_id, "trades-u1", 70, "TradeExecuted", 0)
     redis_client.hset(keys.status(projection), mapping={"state": "failed", "lastError": "amount: out of range",
-                                                         "lastErrorEvent": f"{event_id} trades-u1@70 TradeExecuted"})
+                                                         "failingEvent": failing_event_to_json(failing)})
 
 
 def test_parking_the_event_a_stopped_projection_stopped_on_is_requested_and_audited(client: Client, redis_client) -> None:

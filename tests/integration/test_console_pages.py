@@ -57,16 +57,16 @@ def test_leaderboards_rank_portfolios_and_volume(staff: Client, market: Queries)
     page = staff.get("/leaderboards/").content.decode()
     top = market.top_portfolios(10)
     assert top, "the simulated market should produce portfolios"
-    assert f'data-user="{top[0].id}"' in page
-    assert page.index(top[0].id) < page.index(top[-1].id)
+    assert f'data-user="{top[0].user_id}"' in page
+    assert page.index(top[0].user_id) < page.index(top[-1].user_id)
     leaders = market.daily_volume_leaders(limit=10)
     assert leaders and leaders[0].id in page
 
 
 def test_find_a_users_rank(staff: Client, market: Queries) -> None:
     best = market.top_portfolios(1)[0]
-    fragment = staff.get("/leaderboards/rank/", {"user": best.id}, HTTP_HX_REQUEST="true").content.decode()
-    assert f"{best.id}</a>: #1 by portfolio value" in fragment
+    fragment = staff.get("/leaderboards/rank/", {"user": best.user_id}, HTTP_HX_REQUEST="true").content.decode()
+    assert f"{best.user_id}</a>: #1 by portfolio value" in fragment
     bad = staff.get("/leaderboards/rank/", {"user": "no such/user"})
     assert bad.status_code == 400 and "User id must be" in bad.content.decode()
 
@@ -76,9 +76,9 @@ def test_risk_page_lists_active_alerts_newest_first(staff: Client, market: Queri
     page = staff.get("/risk/").content.decode()
     assert f'data-field="alert-count">{len(alerts)}<' in page
     if len(alerts) >= 2:
-        assert page.index(alerts[0]["alertId"]) < page.index(alerts[1]["alertId"])
+        assert page.index(alerts[0].alert_id) < page.index(alerts[1].alert_id)
     for user in market.high_risk_users():
-        assert f'data-user="{user["userId"]}"' in page
+        assert f'data-user="{user.user_id}"' in page
 
 
 def test_market_page_shows_prices_per_exchange_and_movers(staff: Client, market: Queries) -> None:
@@ -92,9 +92,9 @@ def test_market_page_shows_prices_per_exchange_and_movers(staff: Client, market:
 
 def test_user_page_shows_portfolio_and_risk(staff: Client, market: Queries) -> None:
     best = market.top_portfolios(1)[0]
-    summary = market.portfolio_summary(best.id)
-    page = staff.get("/user/", {"user": best.id}).content.decode()
-    assert f"Portfolio of {best.id}" in page
+    summary = market.portfolio_summary(best.user_id)
+    page = staff.get("/user/", {"user": best.user_id}).content.decode()
+    assert f"Portfolio of {best.user_id}" in page
     assert f'data-field="trade-count">{summary.trade_count}<' in page
     assert "Risk profile" in page
     unknown = staff.get("/user/", {"user": "nobody-here"}).content.decode()
@@ -106,5 +106,5 @@ def test_projections_page_lists_parked_events_with_reasons(staff: Client, market
     assert parked, "2% malformed events should park some"
     page = staff.get("/projections/").content.decode()
     for event in parked[:5]:
-        assert f'data-event="{event["eventId"]}"' in page
-        assert escape(event["reason"]) in page
+        assert f'data-event="{event.event_id}"' in page
+        assert escape(event.reason) in page

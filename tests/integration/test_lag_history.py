@@ -7,7 +7,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from projections import keys, lag
+from lucent_admin.console.charts import sparkline
+from projections import keys
+from projections.projector import lag
+from projections.queries import LagSample, Queries
 
 HOUR = 3600_000
 
@@ -25,16 +28,17 @@ def test_samples_are_recorded_only_for_live_projectors_and_trimmed(redis_client)
     beating(redis_client, "risk", 3.0)
     lag.record_samples(redis_client, ["risk"], t0 + HOUR // 2)
     lag.record_samples(redis_client, ["risk"], t0 + HOUR + 1)  # the first sample is now older than an hour
-    assert lag.history(redis_client, "risk", t0 + HOUR + 1) == [(t0 + HOUR // 2, 3.0), (t0 + HOUR + 1, 3.0)]
-    assert lag.history(redis_client, "market", t0) == []
+    queries = Queries(redis_client)
+    assert queries.lag_history("risk", t0 + HOUR + 1) == [LagSample(t0 + HOUR // 2, 3.0), LagSample(t0 + HOUR + 1, 3.0)]
+    assert queries.lag_history("market", t0) == []
 
 
 def test_sparkline_spans_the_hour_and_scales_to_the_max() -> None:
     now = 5 * HOUR
-    points, top = lag.sparkline([(now - HOUR, 0.0), (now, 2.0)], now, width=240, height=40)
+    points, top = sparkline([LagSample(now - HOUR, 0.0), LagSample(now, 2.0)], now, width=240, height=40)
     assert top == 2.0
     assert points == "0.0,38.0 240.0,2.0"
-    assert lag.sparkline([], now) == ("", 0.0)
+    assert sparkline([], now) == ("", 0.0)
 
 
 @pytest.mark.django_db

@@ -13,8 +13,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from projections.eventstore import EventStore, RecordedEvent
-from projections.simulate_run import run_live
-from projections.simulation import Market
+from projections.simulation.appender import run_live
+from projections.simulation.market import Market
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def per_stream(pairs: list[tuple[str, Any]]) -> dict[str, list[Any]]:
 
 
 def test_bulk_run_appends_every_event_in_stream_order(store: EventStore) -> None:
-    head = store.head_position()
+    head = store.client.get_commit_position()
     start = "2031-03-03T00:00:00Z"  # a run of its own: ids never collide with other tests' runs
     out = io.StringIO()
     call_command("simulate", events=500, seed=3, start=start, stdout=out, stderr=io.StringIO())
@@ -57,7 +57,7 @@ def test_bulk_run_appends_every_event_in_stream_order(store: EventStore) -> None
 
 
 def test_fault_drills_land_verbatim(store: EventStore) -> None:
-    head = store.head_position()
+    head = store.client.get_commit_position()
     call_command(
         "simulate", events=400, seed=5, bad_ratio=0.25, start="2031-04-04T00:00:00Z",
         batch_size=17, stdout=io.StringIO(), stderr=io.StringIO(),
@@ -80,7 +80,7 @@ def test_bad_options_are_named() -> None:
 
 
 def test_live_command_stops_after_its_event_limit(store: EventStore) -> None:
-    head = store.head_position()
+    head = store.client.get_commit_position()
     began = datetime.now(UTC)
     call_command("simulate", live=True, rate=200, events=40, stdout=io.StringIO(), stderr=io.StringIO())
     recorded = appended_since(store, head)
@@ -93,7 +93,7 @@ def test_live_command_stops_after_its_event_limit(store: EventStore) -> None:
 
 
 def test_live_run_keeps_appending_until_stopped(store: EventStore) -> None:
-    head = store.head_position()
+    head = store.client.get_commit_position()
     stop, arrived = threading.Event(), threading.Event()
     counts: list[int] = []
 
@@ -104,7 +104,7 @@ def test_live_run_keeps_appending_until_stopped(store: EventStore) -> None:
 
     result: list[int] = []
     market = Market(21, start=datetime.now(UTC))
-    worker = threading.Thread(target=lambda: result.append(run_live(store, market, 100.0, stop, on_progress=progress)))
+    worker = threading.Thread(target=lambda: result.append(run_live(store, market, 100.0, stop, on_appended=progress)))
     worker.start()
     try:
         assert arrived.wait(timeout=30), f"only {counts[-1:]} events appended"
@@ -117,7 +117,7 @@ def test_live_run_keeps_appending_until_stopped(store: EventStore) -> None:
 
 
 def test_a_relative_start_puts_the_history_just_behind_now(store: EventStore) -> None:
-    head = store.head_position()
+    head = store.client.get_commit_position()
     call_command("simulate", events=20, seed=4, start="now-1h", stdout=io.StringIO(), stderr=io.StringIO())
     first = json.loads(appended_since(store, head)[0].data)
     moment = datetime.fromisoformat(first.get("timestamp") or first["executedAt"])

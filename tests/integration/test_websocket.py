@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from lucent_admin.asgi import application
 from lucent_admin.console.consumers import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from lucent_admin.console.routing import websocket_urlpatterns
-from projections.notices import group_name
+from projections.projector.notices import group_name
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,16 +110,16 @@ async def test_one_trades_notices_from_several_projections_go_out_as_one_frame(r
 
 
 async def test_sockets_showing_the_same_widget_share_one_render(redis_client, monkeypatch) -> None:
-    from lucent_admin.console import live
+    from lucent_admin.console import pushes
 
     renders: list[str] = []
-    real = live.render_widget
+    real = pushes.render_widget
 
     def counting(widget, params, oob=False):
         renders.append(widget.name)
         return real(widget, params, oob=oob)
 
-    monkeypatch.setattr(live, "render_widget", counting)
+    monkeypatch.setattr(pushes, "render_widget", counting)
     user = await staff_user()
     sockets = [as_user(user, "/ws/live/market/") for _ in range(5)]
     for comm in sockets:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from projections.feed import EMPTY, END, Feed, pump
+from projections.projector.feed import EMPTY, END, Feed, pump
 
 
 def test_items_arrive_in_order_then_end() -> None:

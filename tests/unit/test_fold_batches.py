@@ -8,11 +8,11 @@ import pytest
 from esdbclient import RecordedEvent
 
 from projections.events import DomainEvent, Ignored, decode
-from projections.fold import fold_batch, touched_refs
+from projections.projector.fold import fold_batch, touched_refs
 from projections.keys import KeySpace
-from projections.readmodels import models
+from projections.readmodels import model as model_of
 from projections.readmodels.base import Rendered
-from projections.simulation import Market
+from projections.simulation.market import Market
 from projections.writer import Plan, diff
 
 
@@ -30,13 +30,13 @@ def simulated(n: int) -> list[DomainEvent]:
 
 
 def images(name: str, states: dict[Any, Any]) -> dict[Any, Rendered]:
-    model, ks = models()[name], KeySpace(name)
+    model, ks = model_of(name), KeySpace(name)
     return {ref: model.render(ks, ref, s) for ref, s in states.items()}
 
 
 @pytest.mark.parametrize("name", ["portfolio", "risk", "market", "leaderboards"])
 def test_chunked_fold_with_round_trips_equals_one_batch(name: str) -> None:
-    model, ks = models()[name], KeySpace(name)
+    model, ks = model_of(name), KeySpace(name)
     events = [e for e in simulated(3000) if e.envelope.type in model.event_types]
     whole = fold_batch(model, ks, {}, events).changed
     rng = random.Random(3)
@@ -53,15 +53,15 @@ def test_chunked_fold_with_round_trips_equals_one_batch(name: str) -> None:
 
 
 def test_plan_is_absolute_and_a_no_op_against_itself() -> None:
-    model, ks = models()["risk"], KeySpace("risk")
+    model, ks = model_of("risk"), KeySpace("risk")
     events = [e for e in simulated(500) if e.envelope.type in model.event_types]
     changed = fold_batch(model, ks, {}, events).changed
     for ref, state in changed.items():
         plan = Plan()
         diff(model.render(ks, ref, state), model.render(ks, ref, state), plan)
-        assert plan.commands == []
+        assert plan.writes == []
     plan = Plan()
     for ref, state in changed.items():
         diff(Rendered(), model.render(ks, ref, state), plan)
-    verbs = {c[0] for c in plan.commands}
+    verbs = {c[0] for c in plan.writes}
     assert verbs <= {"HSET", "HDEL", "ZADD", "ZREM", "DEL"}

@@ -6,7 +6,7 @@ import pytest
 from projections import keys
 from projections.errors import InvalidIdentifier
 from projections.keys import KeySpace
-from projections.notices import LIMIT, group_name, notice_for
+from projections.projector.notices import LIMIT, group_name, notice_for
 from projections.queries import check_pair, check_projection, check_user
 from projections.readmodels.base import Append, Rendered
 from projections.readmodels.portfolio import MODEL as PORTFOLIO
@@ -38,28 +38,28 @@ def test_diff_writes_only_changes_and_deletes_emptied_owned_hashes() -> None:
     new = Rendered(owned={"h": {"a": "1", "b": "3", "c": "4"}}, zsets={"z": {"m": 5.0}}, hfields={"s": {"f": "x"}})
     out = Plan()
     diff(old, new, out)
-    assert sorted(out.commands) == sorted([
+    assert sorted(out.writes) == sorted([
         ("HSET", "h", "b", "3", "c", "4"), ("ZADD", "z", "5.0", "m"), ("ZREM", "z", "gone"), ("HDEL", "s", "old"),
     ])
     assert out.changed_zsets == {"z": {"m", "gone"}}
     gone = Plan()
     diff(old, Rendered(), gone)
-    assert ("DEL", "h") in gone.commands and ("HDEL", "s", "f", "old") in gone.commands  # a shared hash is never deleted
+    assert ("DEL", "h") in gone.writes and ("HDEL", "s", "f", "old") in gone.writes  # a shared hash is never deleted
 
 
 def test_appends_are_capped_once_per_key() -> None:
     ks = KeySpace("portfolio")
     entries = [Append("hist", f"m{i}", float(i), 1000) for i in range(3)]
-    commands = plan(PORTFOLIO, ks, {}, {}, entries).commands
-    assert commands[-1] == ("ZREMRANGEBYRANK", "hist", "0", "-1001")
-    assert sum(1 for c in commands if c[0] == "ZREMRANGEBYRANK") == 1
+    writes = plan(PORTFOLIO, ks, {}, {}, entries).writes
+    assert writes[-1] == ("ZREMRANGEBYRANK", "hist", "0", "-1001")
+    assert sum(1 for c in writes if c[0] == "ZREMRANGEBYRANK") == 1
 
 
 def test_never_a_blind_increment() -> None:
     from projections.readmodels.portfolio import Portfolio
 
     out = plan(PORTFOLIO, KeySpace("portfolio"), {}, {("user", "a"): Portfolio("a", positions={"X-Y": 1.0})}, [])
-    assert not {c[0] for c in out.commands} & {"HINCRBY", "HINCRBYFLOAT", "ZINCRBY", "INCR", "INCRBY"}
+    assert not {c[0] for c in out.writes} & {"HINCRBY", "HINCRBYFLOAT", "ZINCRBY", "INCR", "INCRBY"}
 
 
 @pytest.mark.parametrize(("check", "value"), [(check_user, "a b"), (check_user, ""), (check_user, None), (check_pair, "BTC"),

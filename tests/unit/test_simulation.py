@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from projections.eventstore import ProposedEvent
-from projections.progress import Progress, format_duration
-from projections.simulate_run import plan_appends
-from projections.simulation import DEFAULT_START, Market
-from projections.simulation_bad import BAD_KINDS
+from projections.simulation.appender import plan_appends
+from projections.simulation.market import DEFAULT_START, Market
+from projections.simulation.faults import BAD_KINDS
 
 ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 PAIR = re.compile(r"[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\Z")
@@ -308,26 +307,3 @@ def test_appends_group_by_stream_keep_order_and_respect_batch_size(history: list
         expected[stream].append(event.id)
     assert sent == expected
     assert len(plan) < len(history) / 3
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_is_throttled_on_a_terminal_and_silent_on_a_pipe() -> None:
-    ticks = iter(float(t) / 100 for t in range(10_000))
-    screen = Terminal()
-    bar = Progress(1000, stream=screen, clock=lambda: next(ticks))
-    for done in range(1, 1001):
-        bar.update(done)
-    bar.finish()
-    assert 40 <= screen.getvalue().count("\r") <= 60  # 10 s of updates at 5 redraws/s
-    assert "1,000/1,000" in screen.getvalue() and "/s" in screen.getvalue() and "ETA" in screen.getvalue()
-    pipe = io.StringIO()
-    quiet = Progress(None, stream=pipe)
-    quiet.update(5)
-    assert pipe.getvalue() == ""
-    quiet.finish()
-    assert pipe.getvalue().startswith("events 5 ") and pipe.getvalue().count("\n") == 1
-    assert [format_duration(s) for s in (4, 125, 3720)] == ["4s", "2m05s", "1h02m"]

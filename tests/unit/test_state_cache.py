@@ -1,7 +1,7 @@
 """The projector's state cache: bounded, youngest kept, emptied when the state epoch moves."""
 from __future__ import annotations
 
-from projections.cache import StateCache
+from projections.projector.cache import StateCache
 from projections.readmodels.base import Rendered
 
 

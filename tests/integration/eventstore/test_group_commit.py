@@ -15,7 +15,7 @@ import pytest
 from eventstore_lite.errors import ANY, NO_STREAM, StoreError, WrongExpectedVersion
 from eventstore_lite.group import GroupCommit
 from eventstore_lite.storage import Store, connect
-from eventstore_lite.writer import JSON, Proposed, WriteResult, Writer
+from eventstore_lite.stream_writer import JSON, Proposed, WriteResult, Writer
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -7,10 +7,11 @@ from typing import Any
 import redis
 
 from projections import keys
+from projections.readmodels import PROJECTIONS
 from projections.eventstore import EventStore
-from projections.runner import Runner, RunnerConfig
-from projections.simulate_run import append_events
-from projections.simulation import Market
+from projections.projector.runner import Runner, RunnerConfig
+from projections.simulation.appender import append_events
+from projections.simulation.market import Market
 
 OPERATIONAL = ("status", "heartbeat", "lease", "lag-history")
 
@@ -21,7 +22,7 @@ def append_market(uri: str, n: int, seed: int = 11, start: int = 0, bad_ratio: f
     items = list(market.events(start + n))[start:]
     with EventStore(uri) as store:
         append_events(store, items, batch_size=50)
-        return store.head_position()
+        return store.client.get_commit_position()
 
 
 def head_for(uri: str, projection: str) -> int:
@@ -40,7 +41,7 @@ def config(projection: str, redis_url: str, uri: str, **over: Any) -> RunnerConf
     return RunnerConfig(projection, redis_url, uri, **base)
 
 
-def run_to_end(redis_url: str, uri: str, projections: tuple[str, ...] = keys.PROJECTIONS, **over: Any) -> None:
+def run_to_end(redis_url: str, uri: str, projections: tuple[str, ...] = PROJECTIONS, **over: Any) -> None:
     for name in projections:
         Runner(config(name, redis_url, uri, **over)).run()
 

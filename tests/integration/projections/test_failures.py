@@ -8,7 +8,7 @@ import redis
 from projections import keys
 from projections.errors import Fenced
 from projections.queries import Queries
-from projections.runner import Runner
+from projections.projector.runner import Runner
 from projections.writer import Committer
 from tests.fixtures.projections import RedisProcess, StoreProcess, wait_until
 from tests.integration.projections.helpers import append_market, checkpoint, config, head_for, in_thread, keyspace, run_to_end

@@ -7,12 +7,14 @@ from typing import Any
 import pytest
 import redis
 
-from projections import keys, runner as runner_module
+from projections import keys
+from projections.projector import runner as runner_module
 from projections.events import decode
 from projections.eventstore import EventStore, ProposedEvent
 from projections.queries import Queries
-from projections.parking import request_retry
-from projections.runner import Runner
+from projections.actions import retry_parked
+from projections.errors import NotParked
+from projections.projector.runner import Runner
 from tests.fixtures.projections import RedisProcess, StoreProcess, wait_until
 from tests.integration.projections.helpers import config, in_thread
 
@@ -39,15 +41,16 @@ def test_retry_by_id(redis_process: RedisProcess, store_process: StoreProcess, m
     thread, errors = in_thread(runner)
     wait_until(lambda: queries.parked_events("portfolio"), 20, what="the bad trade to be parked")
     (parked,) = queries.parked_events("portfolio")
-    assert (parked["field"], parked["stream"]) == ("amount", "trades-alice")
-    assert not request_retry(client, "portfolio", "not-parked")
+    assert (parked.field, parked.stream) == ("amount", "trades-alice")
+    with pytest.raises(NotParked):
+        retry_parked(client, "portfolio", "not-parked")
 
-    assert request_retry(client, "portfolio", parked["eventId"])
-    wait_until(lambda: json.loads(client.hget(keys.parked("portfolio"), parked["eventId"]))["retried"], 10, what="a failed retry")
+    retry_parked(client, "portfolio", parked.event_id)
+    wait_until(lambda: json.loads(client.hget(keys.parked("portfolio"), parked.event_id))["retried"], 10, what="a failed retry")
     assert queries.portfolio_summary("alice") is None
 
     monkeypatch.setattr(runner_module, "decode", lenient)
-    assert request_retry(client, "portfolio", parked["eventId"])
+    retry_parked(client, "portfolio", parked.event_id)
     wait_until(lambda: queries.portfolio_summary("alice") is not None, 10, what="the fixed event to be folded")
     summary = queries.portfolio_summary("alice")
     assert summary is not None and summary.positions == {"BTC-USD": 2.0} and summary.trade_count == 1

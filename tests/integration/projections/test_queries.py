@@ -46,24 +46,24 @@ def test_portfolio_and_leaderboards(queries: Queries) -> None:
     assert alice is not None and alice.positions == {"BTC-USD": 8.0} and alice.trade_count == 2
     assert alice.market_value == pytest.approx(800.0)  # marked at 100 when alice last traded
     assert alice.live_value == pytest.approx(880.0)  # marked at the newest price, 110
-    assert alice.last_trade_id == "t4" and [h["pair"] for h in alice.recent_history] == ["BTC-USD", "BTC-USD"]
+    assert alice.last_trade_id == "t4" and [h.pair for h in alice.recent_history] == ["BTC-USD", "BTC-USD"]
     assert queries.portfolio_summary("nobody") is None
-    assert [r.id for r in queries.top_portfolios(2)] == ["whale", "alice"]
-    assert queries.top_portfolios(1)[0].extra == {"positions": 1}
+    assert [r.user_id for r in queries.top_portfolios(2)] == ["whale", "alice"]
+    assert queries.top_portfolios(1)[0].positions == 1
     assert [(r.id, r.score) for r in queries.daily_volume_leaders()] == [("whale", 150_000.0), ("alice", 1200.0), ("bob", 500.0)]
-    assert {r.id for r in queries.strategy_performance()} == {"momo", "mean"}
+    assert {r.strategy_id for r in queries.strategy_performance()} == {"momo", "mean"}
     rank = queries.user_rank("alice")
-    assert (rank["portfolioRank"], rank["volumeRank"], rank["day"]) == (2, 2, DAY)
+    assert (rank.portfolio_rank, rank.volume_rank, rank.day) == (2, 2, DAY)
 
 
 def test_risk_queries(queries: Queries) -> None:
     (whale,) = queries.high_risk_users()
-    assert whale["userId"] == "whale" and whale["dailyExposure"] == 150_000.0 and whale["riskLevel"] in ("high", "critical")
+    assert whale.user_id == "whale" and whale.daily_exposure == 150_000.0 and whale.risk_level in ("high", "critical")
     alerts = queries.active_alerts()
-    assert [a["userId"] for a in alerts] == ["whale"]
-    assert alerts[0]["alertId"].startswith("alert-") and alerts[0]["alertId"] == alert_id_for(alerts[0]["eventId"])
+    assert [a.user_id for a in alerts] == ["whale"]
+    assert alerts[0].alert_id.startswith("alert-") and alerts[0].alert_id == alert_id_for(alerts[0].event_id)
     profile = queries.risk_profile("whale")
-    assert profile is not None and profile.rank == 1 and profile.active_alerts[0]["alertId"] == alerts[0]["alertId"]
+    assert profile is not None and profile.rank == 1 and profile.active_alerts[0].alert_id == alerts[0].alert_id
     with pytest.raises(InvalidIdentifier):
         queries.risk_profile("not a user")
 
@@ -71,11 +71,11 @@ def test_risk_queries(queries: Queries) -> None:
 def test_market_overview_filters_expired_arbitrage(queries: Queries) -> None:
     at_event = 1767607500000  # 2026-01-05T10:05:00Z; at 10:06 binance (110) vs kraken (102) opened 7.8%
     overview = queries.market_overview(now_ms=at_event + 60_000)
-    assert overview.latest_prices["BTC-USD"]["binance"]["price"] == 110.0
+    assert overview.latest_prices["BTC-USD"]["binance"].price == 110.0
     assert [g.id for g in overview.gainers] == ["BTC-USD"] and overview.losers == []
     (opportunity,) = overview.arbitrage
-    assert (opportunity["buyExchange"], opportunity["sellExchange"]) == ("kraken", "binance")
-    assert queries.market_overview(now_ms=opportunity["expiresAt"]).arbitrage == []
+    assert (opportunity.buy_exchange, opportunity.sell_exchange) == ("kraken", "binance")
+    assert queries.market_overview(now_ms=opportunity.expires_at).arbitrage == []
     assert queries.pair_detail("BTC-USD") is not None
 
 

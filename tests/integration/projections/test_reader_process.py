@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from projections.runner import Runner
+from projections.projector.runner import Runner
 from tests.fixtures.projections import RedisProcess, StoreProcess, wait_until
 from tests.integration.projections.helpers import append_market, checkpoint, config, head_for, keyspace, run_to_end
 
 
 def reader_pids(uri: str) -> list[int]:
-    """Live ``python -m projections.reader`` children reading from ``uri``."""
+    """Live ``python -m projections.projector.reader`` children reading from ``uri``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -25,7 +25,7 @@ def reader_pids(uri: str) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if b"projections.reader" in cmdline and any(uri.encode() in part for part in cmdline) and state != "Z":
+        if b"projections.projector.reader" in cmdline and any(uri.encode() in part for part in cmdline) and state != "Z":
             found.append(int(entry.name))
     return found
 
@@ -123,7 +123,7 @@ def test_a_reader_process_ends_when_its_projector_is_killed(store_process: Store
     import sys
 
     append_market(store_process.uri, 50)
-    script = ("import sys, time; from projections.reader import ReaderProcess; "
+    script = ("import sys, time; from projections.projector.reader import ReaderProcess; "
               f"r = ReaderProcess({store_process.uri!r}, None, ['TradeExecuted'], 30, flush_at=2**62); "
               "print('up', flush=True); time.sleep(60)")
     projector = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[3])

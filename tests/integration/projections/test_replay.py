@@ -5,8 +5,9 @@ import pytest
 import redis
 
 from projections import keys
+from projections.readmodels import PROJECTIONS
 from projections.queries import Queries
-from projections.runner import Runner
+from projections.projector.runner import Runner
 from tests.fixtures.projections import RedisProcess, StoreProcess
 from tests.integration.projections.helpers import append_market, checkpoint, config, dumps, keyspace, run_to_end
 
@@ -16,7 +17,7 @@ def test_two_replays_leave_identical_keyspaces(redis_process: RedisProcess, stor
     client = redis.Redis.from_url(redis_process.url)
     run_to_end(redis_process.url, store_process.uri)
     first, first_dump = keyspace(client), dumps(client)
-    assert all(checkpoint(client, p) > 0 for p in keys.PROJECTIONS)
+    assert all(checkpoint(client, p) > 0 for p in PROJECTIONS)
     assert checkpoint(client, "portfolio") == head
     client.flushdb()
     run_to_end(redis_process.url, store_process.uri)
@@ -32,7 +33,7 @@ def test_bad_events_are_parked_with_reason_and_checkpoint_moves_on(redis_process
     run_to_end(redis_process.url, store_process.uri, projections=("portfolio",))
     parked = Queries(client).parked_events("portfolio")
     assert parked, "the simulator's malformed events must be parked"
-    assert {"eventId", "stream", "position", "type", "field", "reason"} <= set(parked[0])
+    assert all(getattr(parked[0], name) not in ("", None) for name in ("event_id", "stream", "position", "type", "field", "reason"))
     assert checkpoint(client, "portfolio") == head
     (status,) = Queries(client).projection_status("portfolio")
     assert status.parked == len(parked) and status.checkpoint == head
@@ -55,7 +56,7 @@ def test_stop_policy_stops_before_the_bad_event(redis_process: RedisProcess, sto
 
 def test_an_operator_parks_the_bad_event_and_a_stopped_projection_resumes(redis_process: RedisProcess, store_process: StoreProcess) -> None:
     from projections.errors import NotStoppedOn
-    from projections.service import park_bad_event
+    from projections.actions import park_bad_event
     from tests.fixtures.projections import wait_until
     from tests.integration.projections.helpers import head_for, in_thread
 
@@ -66,7 +67,7 @@ def test_an_operator_parks_the_bad_event_and_a_stopped_projection_resumes(redis_
 
     def stopped() -> str:
         (status,) = Queries(client).projection_status("portfolio")
-        return status.last_error_event.split(" ", 1)[0] if status.state == "failed" and status.alive else ""
+        return status.stopped_on.event_id if status.stopped_on and status.alive else ""
 
     try:
         parked_ids = []
@@ -78,9 +79,9 @@ def test_an_operator_parks_the_bad_event_and_a_stopped_projection_resumes(redis_
             park_bad_event(client, "portfolio", event_id)
             wait_until(lambda: stopped() != event_id, 20, what="the projection moved past the parked event")
             parked_ids.append(event_id)
-        parked = {p["eventId"]: p for p in Queries(client).parked_events("portfolio")}
+        parked = {p.event_id: p for p in Queries(client).parked_events("portfolio")}
         assert set(parked_ids) <= set(parked)
-        assert all(parked[i]["decision"] == "parked by an operator (stop policy)" for i in parked_ids)
+        assert all(parked[i].decision == "parked by an operator (stop policy)" for i in parked_ids)
         assert not client.exists(keys.park_requests("portfolio"))  # decisions are consumed
         assert checkpoint(client, "portfolio") < head_for(store_process.uri, "portfolio")  # still stops on the next one
     finally:

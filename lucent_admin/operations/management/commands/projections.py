@@ -3,19 +3,18 @@ and ``projections park PROJECTION EVENT_ID`` (a stop-policy projection goes on p
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
-import redis
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lucent_admin.operations import audit
-from lucent_admin.operations.models import AuditEntry
-from projections.keys import PROJECTIONS
-from projections.errors import NotStoppedOn
-from projections.service import park_bad_event, parked_rows, retry_parked, status_rows
+from lucent_admin import bootstrap
+from lucent_admin.operations import actions
+from lucent_admin.operations.actions import Actor, Result
+from projections.readmodels import PROJECTIONS
 
-STATUS_COLUMNS = ("projection", "state", "alive", "checkpoint", "head", "lag_seconds", "events_behind", "throughput", "parked", "last_error")
+STATUS_COLUMNS = ("projection", "effective_state", "state", "alive", "checkpoint", "head", "lag_seconds", "events_behind", "throughput", "parked", "last_error")
+PARKED_COLUMNS = ("projection", "event_id", "stream", "position", "type", "field", "reason")
 
 
 class Command(BaseCommand):
@@ -34,31 +33,25 @@ class Command(BaseCommand):
         park.add_argument("event_id")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        client = redis.Redis.from_url(settings.REDIS_URL)
+        queries = bootstrap.queries()
         if options["action"] == "status":
-            self._print(status_rows(client), STATUS_COLUMNS, options["json"])
-            return
-        if options["action"] == "park":
-            target = f"{options['projection']}/{options['event_id']}"
-            try:
-                park_bad_event(client, options["projection"], options["event_id"])
-            except NotStoppedOn as exc:
-                audit.record_cli("parked.decide", target, AuditEntry.Outcome.FAILED, str(exc))
-                raise CommandError(str(exc)) from None
-            audit.record_cli("parked.decide", target)
-            self.stdout.write(f"{options['event_id']} will be parked; {options['projection']} resumes past it")
-            return
-        if options["retry"]:
+            rows = [{**asdict(s), "effective_state": s.effective_state} for s in queries.projection_status()]
+            self._print(rows, STATUS_COLUMNS, options["json"])
+        elif options["action"] == "park":
+            self._report(actions.do_park_bad_event(Actor.cli(), options["projection"], options["event_id"]))
+        elif options["retry"]:
             if not options["projection"]:
                 raise CommandError("--retry needs --projection (the projection that parked the event)")
-            target = f"{options['projection']}/{options['retry']}"
-            if not retry_parked(client, options["projection"], options["retry"]):
-                audit.record_cli("parked.retry", target, AuditEntry.Outcome.FAILED, "not parked")
-                raise CommandError(f"event {options['retry']} is not parked by {options['projection']}")
-            audit.record_cli("parked.retry", target)
-            self.stdout.write(f"retry of {options['retry']} requested; the running projector applies it")
-            return
-        self._print(parked_rows(client, options["projection"]), ("projection", "eventId", "stream", "position", "type", "field", "reason"), options["json"])
+            self._report(actions.do_retry_parked(Actor.cli(), options["projection"], options["retry"]))
+        else:
+            names = [options["projection"]] if options["projection"] else list(PROJECTIONS)
+            rows = [{"projection": name, **asdict(p)} for name in names for p in queries.parked_events(name)]
+            self._print(rows, PARKED_COLUMNS, options["json"])
+
+    def _report(self, result: Result) -> None:
+        if not result.ok:
+            raise CommandError(result.message)
+        self.stdout.write(result.message)
 
     def _print(self, rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bool) -> None:
         if as_json:

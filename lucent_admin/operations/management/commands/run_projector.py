@@ -1,7 +1,7 @@
 """``manage.py run_projector [--projection NAME ...] [--exit-when-caught-up]``: the projector process.
 
 Thin: builds runners from settings (one thread per projection, see
-``projections.service``), wires change notices to the Channels layer and
+``projections.projector.supervisor``), wires change notices to the Channels layer and
 stops cleanly on SIGTERM / Ctrl-C (the batch in flight is finished).
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from projections.errors import ProjectionError
-from projections.keys import PROJECTIONS
-from projections.notices import group_name
-from projections.runner import Notifier, RunnerConfig
-from projections.service import build_runners, run_all
+from projections.readmodels import PROJECTIONS
+from projections.projector.notices import group_name
+from projections.projector.runner import Notifier, RunnerConfig
+from projections.projector.supervisor import build_runners, run_all
 
 log = logging.getLogger(__name__)
 

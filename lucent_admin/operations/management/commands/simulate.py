@@ -12,11 +12,12 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from lucent_admin.operations.progress import ProgressBar
+
 from projections.errors import ProjectionError
 from projections.eventstore import EventStore
-from projections.progress import Progress
-from projections.simulate_run import append_events, run_live
-from projections.simulation import DEFAULT_START, Market, iso_utc
+from projections.simulation.appender import append_events, run_live
+from projections.simulation.market import DEFAULT_START, Market, iso_utc
 
 RELATIVE = re.compile(r"now(?:-(\d+)([smhd]))?")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -67,9 +68,11 @@ class Command(BaseCommand):
                 if live:
                     count = self._live(store, market, options["rate"], options["batch_size"], events)
                 else:
-                    progress = Progress(events)
-                    count = append_events(store, market.events(events), options["batch_size"], progress.update)
-                    progress.finish()
+                    bar = ProgressBar(events, "simulate", self.stderr._out)
+                    try:
+                        count = append_events(store, market.events(events), options["batch_size"], bar.update_to)
+                    finally:
+                        bar.close()
         except ProjectionError as exc:
             raise CommandError(f"simulate: {exc}") from exc
         self.stdout.write(_summary(market, count, time.monotonic() - began, start, live))
@@ -95,11 +98,11 @@ class Command(BaseCommand):
 
             for signum in (signal.SIGINT, signal.SIGTERM):
                 restore[signum] = signal.signal(signum, on_signal)
-        progress = Progress(limit, label="live")
+        bar = ProgressBar(limit, "live", self.stderr._out)
         try:
-            return run_live(store, market, rate, stop, batch_size, limit, progress.update)
+            return run_live(store, market, rate, stop, batch_size, limit, bar.update_to)
         finally:
-            progress.finish()
+            bar.close()
             for number, handler in restore.items():
                 signal.signal(number, handler)
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from projections.eventstore import ProposedEvent
-from projections.simulation_bad import BAD_KINDS, malformed
+from projections.simulation.faults import BAD_KINDS, malformed
 
 __all__ = ["DEFAULT_START", "Market", "iso_utc"]
 

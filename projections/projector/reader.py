@@ -5,7 +5,7 @@ hand-off between gRPC's threads and ours — about as much CPU time as folding
 the event. In one process (one GIL) the two add up; with the reading in a
 child process they overlap, and a long catch-up runs close to the speed of a
 bare ``read_all``. Live, events arrive one by one and the in-process
-subscription is used instead (see :mod:`projections.runner`).
+subscription is used instead (see :mod:`projections.projector.runner`).
 
 Contract of :class:`ReaderProcess`: iterating yields the same items as
 :meth:`projections.eventstore.EventStore.subscribe` — :class:`Recorded` events
@@ -15,7 +15,7 @@ items; at once when the caught-up marker or ``flush_at`` is reached). If the
 child fails or dies, iteration raises
 :class:`~projections.errors.EventStoreUnavailable`; ``stop()`` ends the child.
 
-The child is ``python -m projections.reader`` speaking pickle over its stdout
+The child is ``python -m projections.projector.reader`` speaking pickle over its stdout
 (our own process on both ends; nothing else writes to that pipe).
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ class ReaderProcess:
         request = {"uri": uri, "after": after, "types": list(event_types), "window": window, "flush_at": flush_at, "chunk": chunk}
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "projections.reader", json.dumps(request)],
+            [sys.executable, "-m", "projections.projector.reader", json.dumps(request)],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
         )
         assert self._process.stdout is not None
@@ -87,8 +87,6 @@ class ReaderProcess:
 def _widen(fd: int) -> None:
     """Let the child run a few batches ahead: a pipe holds 64 KiB (one chunk) by default, so
     the child would wait on every batch the projector folds and commits."""
-    if os.environ.get("LUCENT_READER_PIPE") == "default":  # for measuring the difference
-        return
     try:
         limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, min(PIPE_BYTES, limit))

@@ -14,7 +14,7 @@ from typing import Any
 from projections.errors import EventStoreUnavailable
 from projections.events import Recorded
 from projections.eventstore import Marker
-from projections.feed import EMPTY, END, Feed
+from projections.projector.feed import EMPTY, END, Feed
 
 Collected = tuple[list[Any], int, bool, bool]
 

@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 
 from projections.errors import EventStoreUnavailable
 from projections.eventstore import EventStore, ProposedEvent
-from projections.simulation import Market
+from projections.simulation.market import Market
 
 __all__ = ["append_events", "plan_appends", "run_live"]
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int], None]
+OnAppended = Callable[[int], None]  # called with the number of events appended so far
 RETRY_SECONDS = 1.0
 
 
@@ -47,7 +47,7 @@ def append_events(
     store: EventStore,
     items: Iterable[tuple[str, ProposedEvent]],
     batch_size: int = 100,
-    on_progress: Progress | None = None,
+    on_appended: OnAppended | None = None,
     window: int | None = None,
 ) -> int:
     """Append every item, batched per stream; return how many events were appended."""
@@ -55,8 +55,8 @@ def append_events(
     for stream, events in plan_appends(items, batch_size, window):
         store.append(stream, events)
         appended += len(events)
-        if on_progress is not None:
-            on_progress(appended)
+        if on_appended is not None:
+            on_appended(appended)
     return appended
 
 
@@ -83,7 +83,7 @@ def run_live(
     stop: threading.Event,
     batch_size: int = 100,
     limit: int | None = None,
-    on_progress: Progress | None = None,
+    on_appended: OnAppended | None = None,
 ) -> int:
     """Append ``rate`` events a second, stamped with the wall clock, until ``stop`` is set.
 
@@ -109,6 +109,6 @@ def run_live(
             if not _append_until_done(store, stream, events, stop):
                 return sent
             sent += len(events)
-            if on_progress is not None:
-                on_progress(sent)
+            if on_appended is not None:
+                on_appended(sent)
     return sent

@@ -22,48 +22,48 @@ from dataclasses import dataclass, field
 import redis
 
 from projections import keys
+from projections.events import Envelope
 from projections.eventstore import EventStore
+from projections.queries import ProjectionState, failing_event_to_json
 
 log = logging.getLogger(__name__)
 
-STATES = ("starting", "catching up", "live", "stalled", "rebuilding", "paused", "failed")
-
 
 @dataclass
-class Progress:
+class RunStatus:
     """Mutable figures the runner updates and the reporter publishes (single writer each)."""
 
     projection: str
     token: str
     generation: int = 1
-    state: str = "starting"
+    state: ProjectionState = ProjectionState.STARTING
     checkpoint: int = 0
     last_event_at: int = 0  # recorded time (ms) of the last applied event
     applied: int = 0
     parked: int = 0
     last_error: str = ""
-    last_error_event: str = ""
+    failing_event: Envelope | None = None
     started_at: float = field(default_factory=time.time)
     tick: float = field(default_factory=time.monotonic)
 
-    def fail(self, state: str, error: str, event: str = "") -> None:
-        self.state, self.last_error, self.last_error_event = state, error, event
+    def fail(self, state: ProjectionState, error: str, event: Envelope | None = None) -> None:
+        self.state, self.last_error, self.failing_event = state, error, event
 
 
 class Reporter(threading.Thread):
-    """Publishes :class:`Progress` to Redis until ``stop`` is set (see module doc)."""
+    """Publishes :class:`RunStatus` to Redis until ``stop`` is set (see module doc)."""
 
     def __init__(
         self,
-        progress: Progress,
+        status: RunStatus,
         client: redis.Redis,
         store_factory: Callable[[], EventStore],
         event_types: Sequence[str],
         interval: float = 1.0,
         bound: int = 1000,
     ) -> None:
-        super().__init__(name=f"status-{progress.projection}", daemon=True)
-        self.progress = progress
+        super().__init__(name=f"status-{status.projection}", daemon=True)
+        self.status = status
         self.client = client
         self.store_factory = store_factory
         self.event_types = tuple(event_types)
@@ -80,7 +80,7 @@ class Reporter(threading.Thread):
             try:
                 self.publish()
             except Exception as exc:  # noqa: BLE001 - observability must never kill the projector
-                log.debug("status of %s not published: %s", self.progress.projection, exc)
+                log.debug("status of %s not published: %s", self.status.projection, exc)
                 self._store = None
 
     def stop(self) -> None:
@@ -98,7 +98,7 @@ class Reporter(threading.Thread):
             pass
 
     def _lag(self) -> dict[str, str]:
-        p = self.progress
+        p = self.status
         if self._store is None:
             self._store = self.store_factory()
         head = self._store.head(self.event_types)
@@ -107,7 +107,7 @@ class Reporter(threading.Thread):
         # Counting reads up to ``bound`` events from the store: cheap when live, a real
         # load while catching up, so then only every tenth report refreshes it.
         self._reports += 1
-        if p.state == "live" or self._reports % 10 == 1 or self._behind is None:
+        if p.state is ProjectionState.LIVE or self._reports % 10 == 1 or self._behind is None:
             self._behind = self._store.count_after(p.checkpoint, self.event_types, self.bound)
         behind = self._behind
         lag = max(0.0, (head.recorded_at - p.last_event_at) / 1000) if p.last_event_at else 0.0
@@ -115,7 +115,7 @@ class Reporter(threading.Thread):
                 "eventsBehindBounded": "1" if behind >= self.bound else "0"}
 
     def publish(self, final: bool = False) -> None:
-        p = self.progress
+        p = self.status
         now = time.monotonic()
         then, applied_then = self._last
         self._last = (now, p.applied)
@@ -123,7 +123,8 @@ class Reporter(threading.Thread):
             "projection": p.projection, "projector": p.token, "generation": str(p.generation), "state": p.state,
             "checkpoint": str(p.checkpoint), "lastEventAt": str(p.last_event_at), "applied": str(p.applied),
             "throughput": f"{(p.applied - applied_then) / max(now - then, 1e-6):.1f}", "parked": str(p.parked),
-            "lastError": p.last_error, "lastErrorEvent": p.last_error_event,
+            "lastError": p.last_error,
+            "failingEvent": failing_event_to_json(p.failing_event) if p.failing_event else "",
             "startedAt": f"{p.started_at:.3f}", "updatedAt": f"{time.time():.3f}",
         }
         try:  # the final report too: a paused projection still shows how far behind it is

@@ -20,9 +20,14 @@ Contract:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from projections.readmodels.base import Ref, Rendered
+import redis
+
+from projections.keys import KeySpace
+from projections.readmodels.base import ReadModel, Ref, Rendered
+from projections.writer import Loaded, load_states
 
 
 class StateCache:
@@ -56,3 +61,17 @@ class StateCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+    def load(self, client: redis.Redis, model: ReadModel, ks: KeySpace, refs: Sequence[Ref]) -> Loaded:
+        """What a batch touching ``refs`` starts from: cached entities from here, the rest (with
+        the checkpoint and the state epoch) from Redis in one round trip; if the epoch moved, all
+        of them from Redis."""
+        cached = [ref for ref in refs if ref in self._entries]
+        loaded = load_states(client, model, ks, [ref for ref in refs if ref not in self._entries])
+        if cached and loaded.epoch != self.epoch:  # another writer changed states: nothing cached can be trusted
+            self.check_epoch(loaded.epoch)
+            return load_states(client, model, ks, refs)
+        self.check_epoch(loaded.epoch)
+        for ref in cached:
+            loaded.states[ref], loaded.images[ref] = self._entries[ref]
+        return loaded

@@ -1,4 +1,4 @@
-"""Running several projections in one process, and the operator functions the CLI calls.
+"""Running several projections in one process.
 
 Decision: one thread per projection, each with its own subscription,
 checkpoint and lease. Projections stay independent (one can be stopped by a
@@ -15,14 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-import redis
-
-from projections import keys
-from projections.errors import NotStoppedOn
-from projections.keys import PROJECTIONS
-from projections.queries import Queries
-from projections.parking import request_retry
-from projections.runner import Notifier, Runner, RunnerConfig
+from projections.projector.runner import Notifier, Runner, RunnerConfig
+from projections.readmodels import PROJECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -65,32 +59,3 @@ def run_all(runners: Sequence[Runner], stop: threading.Event) -> None:
     if failures:
         raise failures[0]
 
-
-def status_rows(client: redis.Redis) -> list[dict[str, Any]]:
-    """Every projection's status as plain dicts (for ``manage.py projections status``)."""
-    return [vars(s) for s in Queries(client).projection_status()]
-
-
-def parked_rows(client: redis.Redis, projection: str | None) -> list[dict[str, Any]]:
-    names = [projection] if projection else list(PROJECTIONS)
-    queries = Queries(client)
-    return [{"projection": name, **row} for name in names for row in queries.parked_events(name)]
-
-
-def retry_parked(client: redis.Redis, projection: str, event_id: str) -> bool:
-    """Ask the running projector of ``projection`` to retry parked event ``event_id``."""
-    return request_retry(client, projection, event_id)
-
-
-def park_bad_event(client: redis.Redis, projection: str, event_id: str) -> None:
-    """Decide to park the bad event a ``stop``-policy projection stopped on; the projector resumes past it.
-
-    Raises NotStoppedOn unless the projection's status says it is stopped on ``event_id``.
-    """
-    rows = Queries(client).projection_status(projection)
-    status = rows[0] if rows else None
-    stopped_on = status.last_error_event.split(" ", 1)[0] if status and status.state == "failed" else ""
-    if stopped_on != event_id:
-        now = f"it is stopped on {stopped_on}" if stopped_on else f"it is {status.state if status else 'not running'}"
-        raise NotStoppedOn(f"projection {projection!r} is not stopped on event {event_id!r} ({now}); nothing to park")
-    client.sadd(keys.park_requests(projection), event_id)

@@ -6,8 +6,8 @@ indexed by commit position in ``parked:index``; both are written in the same
 commit as the batch that moved the checkpoint past the event. Nothing here
 uses the wall clock, so a replay parks the same records.
 
-Retry: an operator adds the id to ``parked:retry`` (:func:`runner.request_retry`);
-the running projector re-reads the event from the store, decodes it again and,
+Retry: an operator adds the id to ``parked:retry``
+(:func:`projections.actions.retry_parked`); the running projector re-reads the event from the store, decodes it again and,
 if it now validates, folds it at the current state and unparks it in one
 commit (a rebuild would apply it at its place in ``$all``).
 """
@@ -23,7 +23,7 @@ from projections import keys
 from projections.errors import BadEvent
 from projections.events import envelope_of
 from projections.eventstore import EventStore
-from projections.writer import Command, parked_commands, text, unpark_commands
+from projections.writer import Write, parked_writes, text, unpark_writes
 
 
 class Parking:
@@ -31,7 +31,7 @@ class Parking:
         self.client = client
         self.projection = projection
 
-    def park_commands(self, raw: Any, error: BadEvent, retried: bool = False, decided: bool = False) -> list[Command]:
+    def park_writes(self, raw: Any, error: BadEvent, retried: bool = False, decided: bool = False) -> list[Write]:
         """Writes parking ``raw``; ``decided``: an operator's decision on a stopped projection (consumed here)."""
         env = envelope_of(raw)
         record = {
@@ -40,17 +40,17 @@ class Parking:
         }
         if decided:
             record["decision"] = "parked by an operator (stop policy)"
-        commands = parked_commands(self.projection, env.event_id, env.position, json.dumps(record, sort_keys=True))
+        commands = parked_writes(self.projection, env.event_id, env.position, json.dumps(record, sort_keys=True))
         if decided:
             commands.append(("SREM", keys.park_requests(self.projection), env.event_id))
         return commands
 
     def park_decided(self, event_id: str) -> bool:
-        """True if an operator decided to park ``event_id`` (see :func:`request_park`)."""
+        """True if an operator decided to park ``event_id`` (:func:`projections.actions.park_bad_event`)."""
         return bool(self.client.sismember(keys.park_requests(self.projection), event_id))
 
-    def unpark_commands(self, event_id: str) -> list[Command]:
-        return unpark_commands(self.projection, event_id)
+    def unpark_writes(self, event_id: str) -> list[Write]:
+        return unpark_writes(self.projection, event_id)
 
     def count(self) -> int:
         return int(cast(int, self.client.hlen(keys.parked(self.projection))))
@@ -68,10 +68,3 @@ class Parking:
                 if str(event.id) == event_id:
                     yield event_id, event
 
-
-def request_retry(client: redis.Redis, projection: str, event_id: str) -> bool:
-    """Ask the running projector to retry parked event ``event_id``; False if it is not parked."""
-    if not client.hexists(keys.parked(projection), event_id):
-        return False
-    client.sadd(keys.retry_requests(projection), event_id)
-    return True

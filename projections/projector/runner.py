@@ -8,11 +8,11 @@ Contract of :meth:`Runner.run`:
   types, after the stored checkpoint (checkpoint markers included);
 * per batch: decode, load the touched entities in one round trip (those
   committed by an earlier batch come from the state cache, see
-  :mod:`projections.cache`), fold in memory, commit writes + parked events +
+  :mod:`projections.projector.cache`), fold in memory, commit writes + parked events +
   checkpoint in one Lua script; catch-up batches fill up to ``batch_size``;
   live, a batch is flushed after ``live_flush_ms`` of quiet;
 * a catch-up longer than ``reader_process_after`` events goes on with the
-  reading in a child process (:mod:`projections.reader`), then back to an
+  reading in a child process (:mod:`projections.projector.reader`), then back to an
   in-process subscription to go live;
 * event store or Redis unreachable: retry with exponential backoff and full
   jitter, logged; the batch is re-read from the checkpoint, so an event is
@@ -39,21 +39,22 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.cache import StateCache
-from projections.errors import BadEvent, EventStoreUnavailable, Fenced, ProjectionStopped
+from projections.projector.cache import StateCache
+from projections.errors import BadEvent, CheckpointMoved, EventStoreUnavailable, Fenced, LeaseLost, ProjectionStopped
 from projections.events import DomainEvent, Ignored, Recorded, decode, envelope_of
 from projections.eventstore import EventStore, Marker, Subscription
-from projections.batches import Collected, collect_direct, collect_live
-from projections.feed import Feed, pump
-from projections.fold import fold_batch, touched_refs
+from projections.projector.batches import Collected, collect_direct, collect_live
+from projections.projector.feed import Feed, pump
+from projections.projector.fold import fold_batch, touched_refs
 from projections.keys import KeySpace
-from projections.lease import Lease, new_token
-from projections.notices import notice_for
-from projections.parking import Parking
-from projections.reader import ReaderProcess
+from projections.projector.lease import Lease, new_token
+from projections.projector.notices import notice_for
+from projections.projector.parking import Parking
+from projections.projector.reader import ReaderProcess
+from projections.queries import ProjectionState as State
 from projections.readmodels import model as model_named
-from projections.status import Progress, Reporter
-from projections.writer import CheckpointMoved, Committer, LeaseLost, load_states, plan, text
+from projections.projector.status import Reporter, RunStatus
+from projections.writer import Committer, load_states, plan, text
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Runner:
         self.stop_flag = threading.Event()
         self.token = new_token()
         self.redis = redis.Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
-        self.progress = Progress(config.projection, self.token)
+        self.status = RunStatus(config.projection, self.token)
         self.ks = KeySpace(config.projection)
         self.lease = Lease(self.redis, config.projection, self.token, config.lease_ms)
         self.committer = Committer(self.redis, config.projection, self.token, config.lease_ms)
@@ -113,7 +114,7 @@ class Runner:
         self.stop_flag.set()
 
     def run(self) -> None:
-        reporter = Reporter(self.progress, self.redis, self._new_store, self.model.event_types,
+        reporter = Reporter(self.status, self.redis, self._new_store, self.model.event_types,
                             self.config.status_interval, self.config.events_behind_bound)
         reporter.start()
         try:
@@ -122,21 +123,21 @@ class Runner:
                     self._run_with_retries()
                     return
                 except ProjectionStopped as exc:
-                    self.progress.fail("failed", str(exc), self.progress.last_error_event)
+                    self.status.fail(State.FAILED, str(exc), self.status.failing_event)
                     log.error("%s", exc)
                     if self.config.exit_when_caught_up:
                         raise
                     if not self._await_park_decision(exc.event_id):
                         return  # stopped while waiting: the status keeps the error and the failing event
                     log.info("projection %s: an operator parked %s; resuming", self.config.projection, exc.event_id)
-                    self.progress.fail("catching up", "", "")
+                    self.status.fail(State.CATCHING_UP, "")
         except Fenced as exc:
-            self.progress.fail("failed", str(exc), self.progress.last_error_event)
+            self.status.fail(State.FAILED, str(exc), self.status.failing_event)
             log.error("%s", exc)
             raise
         finally:
-            if self.progress.state != "failed":
-                self.progress.state = "paused"
+            if self.status.state is not State.FAILED:
+                self.status.state = State.PAUSED
             reporter.stop()
             self._release()
 
@@ -144,7 +145,7 @@ class Runner:
         """Stopped on a bad event: stay alive (heartbeat, state ``failed``) until an operator parks
         it (True: resume) or the projector is stopped (False)."""
         while not self.stop_flag.wait(0.5):
-            self.progress.tick = time.monotonic()
+            self.status.tick = time.monotonic()
             try:
                 if self.parking.park_decided(event_id):
                     return True
@@ -175,7 +176,7 @@ class Runner:
             except RETRYABLE as exc:
                 acquired = acquired and not isinstance(exc, (redis.ConnectionError, redis.TimeoutError, LeaseLost))
                 self._store = None if isinstance(exc, EventStoreUnavailable) else self._store
-                self.progress.fail("stalled", f"{type(exc).__name__}: {exc}")
+                self.status.fail(State.STALLED, f"{type(exc).__name__}: {exc}")
                 sleep = random.uniform(0, delay)  # full jitter: many projectors must not retry in step
                 log.warning("projection %s stalled (%s); retrying in %.2fs", self.config.projection, exc, sleep)
                 self.stop_flag.wait(sleep)
@@ -196,15 +197,15 @@ class Runner:
         """Process events until stopped (True), caught up with exit_when_caught_up (True) or an error."""
         self.ks = KeySpace(self.config.projection, self._generation())
         self.cache.clear()
-        self.progress.generation = self.ks.generation
+        self.status.generation = self.ks.generation
         self._checkpoint_text = text(self.redis.get(self.ks.checkpoint))
         checkpoint = int(self._checkpoint_text) if self._checkpoint_text else 0
-        self.progress.checkpoint = checkpoint
+        self.status.checkpoint = checkpoint
         if self._store is None:
             self._store = self._new_store()
         head = self._store.head(self.model.event_types)
         target = head.position if head else 0
-        self.progress.state = "catching up"
+        self.status.state = State.CATCHING_UP
         self.caught_up = False
         sub: Subscription | ReaderProcess = self._subscribe()
         feed = Feed(self.config.batch_size * 8)
@@ -212,7 +213,7 @@ class Runner:
         try:
             if target > checkpoint:
                 outcome = self._catch_up(iter(sub), target, self.config.reader_process_after)
-                if outcome == SWITCH:  # a long catch-up: read in a child process (see projections.reader)
+                if outcome == SWITCH:  # a long catch-up: read in a child process (see projections.projector.reader)
                     sub.stop()
                     sub = self._reader_process(target)
                     outcome = self._catch_up(iter(sub), target, None)
@@ -237,12 +238,12 @@ class Runner:
 
     def _subscribe(self) -> Subscription:
         assert self._store is not None
-        return self._store.subscribe(self.progress.checkpoint or None, self.model.event_types, window=self._window())
+        return self._store.subscribe(self.status.checkpoint or None, self.model.event_types, window=self._window())
 
     def _reader_process(self, target: int) -> ReaderProcess:
         log.info("projection %s: long catch-up from %s to %s continues in a reader process",
-                 self.config.projection, self.progress.checkpoint, target)
-        return ReaderProcess(self.config.eventstore_uri, self.progress.checkpoint or None, self.model.event_types,
+                 self.config.projection, self.status.checkpoint, target)
+        return ReaderProcess(self.config.eventstore_uri, self.status.checkpoint or None, self.model.event_types,
                              self._window(), flush_at=target)
 
     def _catch_up(self, stream: Iterator[Recorded | Marker], target: int, switch_after: int | None) -> str:
@@ -254,12 +255,12 @@ class Runner:
         """
         read = 0
         while True:
-            self.progress.tick = time.monotonic()
-            batch, marker, caught_up, ended = self._collect_direct(stream, target)
-            if batch or marker > self.progress.checkpoint:
+            self.status.tick = time.monotonic()
+            batch, marker, caught_up, ended = collect_direct(stream, self.config.batch_size, target)
+            if batch or marker > self.status.checkpoint:
                 self._apply(batch, marker)
             read += len(batch)
-            if caught_up or self.progress.checkpoint >= target:
+            if caught_up or self.status.checkpoint >= target:
                 self._live()
                 # exit_when_caught_up waits for the marker (or quiet) in the loop, which also
                 # applies the store's final checkpoint: the same checkpoint as a live run's
@@ -272,20 +273,17 @@ class Runner:
             if switch_after is not None and 0 <= switch_after <= read:
                 return SWITCH
 
-    def _collect_direct(self, stream: Iterator[Recorded | Marker], target: int) -> Collected:
-        return collect_direct(stream, self.config.batch_size, target)
-
     def _live(self) -> None:
         self.caught_up = True
-        self.progress.state = "live"
-        log.info("projection %s caught up at %s", self.config.projection, self.progress.checkpoint)
+        self.status.state = State.LIVE
+        log.info("projection %s caught up at %s", self.config.projection, self.status.checkpoint)
 
     def _loop(self, feed: Feed) -> bool:
         last_renew = last_item = time.monotonic()
         while True:
-            self.progress.tick = time.monotonic()
+            self.status.tick = time.monotonic()
             batch, marker, caught_up, ended = self._collect(feed)
-            if batch or marker > self.progress.checkpoint:
+            if batch or marker > self.status.checkpoint:
                 self._apply(batch, marker)
                 last_renew = time.monotonic()
             if caught_up and not self.caught_up:
@@ -313,7 +311,7 @@ class Runner:
     def _apply(self, raw: list[Recorded], marker: int) -> None:
         decoded: list[DomainEvent] = []
         parked: list[tuple[str, ...]] = []
-        end = max(self.progress.checkpoint, marker, raw[-1].envelope.position if raw else 0)  # raw is in $all order
+        end = max(self.status.checkpoint, marker, raw[-1].envelope.position if raw else 0)  # raw is in $all order
         for index, item in enumerate(raw):
             try:
                 event = decode(item)
@@ -321,17 +319,17 @@ class Runner:
                 env = item.envelope
                 if self.config.on_bad_event == "stop":
                     if self.parking.park_decided(env.event_id):
-                        parked.extend(self.parking.park_commands(item, exc, decided=True))
+                        parked.extend(self.parking.park_writes(item, exc, decided=True))
                         continue
                     self._commit(decoded, parked, env.position - 1, raw[:index])
-                    self.progress.fail("failed", str(exc), f"{env.event_id} {env.stream}@{env.position} {env.type}")
+                    self.status.fail(State.FAILED, str(exc), env)
                     raise ProjectionStopped(
                         f"projection {self.config.projection!r} stopped on bad event {env.event_id} "
                         f"({env.type} in {env.stream} at {env.position}): {exc}; to go on past it, park it: "
                         f"manage.py projections park {self.config.projection} {env.event_id} (or the console's "
                         "Projections page)", env.event_id,
                     ) from None
-                parked.extend(self.parking.park_commands(item, exc))
+                parked.extend(self.parking.park_writes(item, exc))
                 continue
             if not isinstance(event, Ignored):
                 decoded.append(event)
@@ -340,14 +338,14 @@ class Runner:
     def _commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int, raw: list[Recorded]) -> None:
         self.hook("read")
         try:
-            loaded = load_states(self.redis, self.model, self.ks, touched_refs(self.model, events), self.cache)
+            loaded = self.cache.load(self.redis, self.model, self.ks, touched_refs(self.model, events))
             if loaded.checkpoint != self._checkpoint_text:
                 raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
             result = fold_batch(self.model, self.ks, loaded.states, events)
             self.hook("fold")
             writes = plan(self.model, self.ks, loaded.states, result.changed, result.appends, loaded.images)
             self.hook("write")
-            self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.commands, *parked])
+            self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.writes, *parked])
         except BaseException:
             self.cache.clear()  # the outcome is unknown: Redis may not hold what the cache would
             raise
@@ -355,13 +353,13 @@ class Runner:
             self.cache.put(ref, state, writes.images[ref])
         self.hook("commit")
         self._checkpoint_text = str(checkpoint)
-        self.progress.checkpoint = checkpoint
-        self.progress.applied += len(raw)
-        self.progress.parked += sum(1 for command in parked if command[0] == "HSET")
+        self.status.checkpoint = checkpoint
+        self.status.applied += len(raw)
+        self.status.parked += sum(1 for command in parked if command[0] == "HSET")
         if raw:
-            self.progress.last_event_at = envelope_of(raw[-1]).recorded_at
-        if self.progress.state == "stalled":
-            self.progress.fail("live" if self.caught_up else "catching up", "")
+            self.status.last_event_at = envelope_of(raw[-1]).recorded_at
+        if self.status.state is State.STALLED:
+            self.status.fail(State.LIVE if self.caught_up else State.CATCHING_UP, "")
         self._notify(result.changed, writes.changed_zsets, checkpoint)
 
     def _notify(self, changed: dict[Any, Any], zsets: dict[str, set[str]], checkpoint: int) -> None:
@@ -373,17 +371,17 @@ class Runner:
             log.warning("change notice of %s not delivered: %s", self.config.projection, exc)
 
     def _retry_parked(self) -> None:
-        """Apply parked events an operator asked to retry (see :mod:`projections.parking`)."""
+        """Apply parked events an operator asked to retry (see :mod:`projections.projector.parking`)."""
         if self._store is None or not self._checkpoint_text:
             return
         for event_id, item in self.parking.due(self._store):
             try:
                 event = decode(item)
             except BadEvent as exc:
-                self._commit_retry([], self.parking.park_commands(item, exc, retried=True))
+                self._commit_retry([], self.parking.park_writes(item, exc, retried=True))
                 continue
             events = [] if isinstance(event, Ignored) else [event]
-            self._commit_retry(events, self.parking.unpark_commands(event_id))
+            self._commit_retry(events, self.parking.unpark_writes(event_id))
 
     def _commit_retry(self, events: list[DomainEvent], extra: list[tuple[str, ...]]) -> None:
         self.cache.clear()  # rare: simpler to reload than to keep the cache through it
@@ -393,6 +391,6 @@ class Runner:
             raise CheckpointMoved(f"checkpoint is {stored!r}, expected {self._checkpoint_text!r}")
         result = fold_batch(self.model, self.ks, loaded.states, events)
         writes = plan(self.model, self.ks, loaded.states, result.changed, result.appends)
-        self.committer.commit(self.ks, stored, int(stored), [*writes.commands, *extra])
-        self.progress.parked = self.parking.count()
+        self.committer.commit(self.ks, stored, int(stored), [*writes.writes, *extra])
+        self.status.parked = self.parking.count()
         self._notify(result.changed, writes.changed_zsets, int(stored))

@@ -1,0 +1,50 @@
+"""Wiring in one place: the Django side's Redis clients, event store and read side.
+
+Each is built once per process from settings and shared (redis-py's pool and
+esdbclient's channel are thread-safe); settings tests that swap REDIS_URL or
+EVENTSTORE_URI get a client of the new URL, since the caches are keyed by it.
+Nothing else on the Django side builds a Redis client.
+"""
+from __future__ import annotations
+
+import atexit
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+
+from projections.eventstore import EventStore
+from projections.queries import Queries
+
+
+@lru_cache(maxsize=16)
+def _redis(url: str, timeout: float) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=min(timeout, 2.0),
+                                health_check_interval=30)
+
+
+def redis_client(url: str | None = None, timeout: float = 5.0) -> redis.Redis:
+    """The shared client of ``url`` (default REDIS_URL) whose calls give up after ``timeout`` seconds."""
+    return _redis(url or settings.REDIS_URL, timeout)
+
+
+@lru_cache(maxsize=4)
+def _store(uri: str) -> EventStore:
+    store = EventStore(uri)
+    atexit.register(store.close)  # close before interpreter teardown, not in esdbclient's __del__
+    return store
+
+
+def event_store() -> EventStore:
+    """The shared client of EVENTSTORE_URI."""
+    return _store(settings.EVENTSTORE_URI)
+
+
+@lru_cache(maxsize=4)
+def _queries(url: str) -> Queries:
+    return Queries(_redis(url, 5.0))
+
+
+def queries() -> Queries:
+    """The read side over REDIS_URL (views read through it, never raw Redis)."""
+    return _queries(settings.REDIS_URL)

@@ -1,0 +1,164 @@
+"""The one path for operator actions: permission check, audit entry, one call into ``projections``.
+
+Every action is a ``do_*`` function that views, management commands and Celery
+tasks all call; they differ only in how they parse input and report the
+:class:`Result`. Nothing else writes an audit entry for an action. Each attempt
+is audited with its target — allowed, denied (a missing permission or a
+non-staff account) and failed (bad input, a refusal such as "not parked", or
+any error on the way: the event store, Redis) — and none raises: a failure is a
+Result whose message names the thing and the fix.
+
+The command line acts as ``cli:<os user>``: whoever can run ``manage.py`` on the
+machine holds its settings and secrets, so no permission is checked there.
+"""
+from __future__ import annotations
+
+import getpass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+
+from lucent_admin import bootstrap
+from lucent_admin.operations.models import AuditEntry
+from projections import actions
+from projections.errors import ProjectionError
+
+log = logging.getLogger(__name__)
+Outcome = AuditEntry.Outcome
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a signed-in account, or the command line (``user`` None)."""
+
+    name: str
+    user: AbstractBaseUser | AnonymousUser | None = None
+
+    @classmethod
+    def of(cls, user: AbstractBaseUser | AnonymousUser) -> Actor:
+        return cls(user.get_username() if user.is_authenticated else "anonymous", user)
+
+    @classmethod
+    def cli(cls) -> Actor:
+        return cls(f"cli:{getpass.getuser()}")
+
+    def refusal(self, permission: str) -> str:
+        """Why this actor may not act with ``permission``; empty if it may."""
+        user = self.user
+        if user is None:
+            return ""
+        if not user.is_authenticated:
+            return "you are not signed in"
+        if not getattr(user, "is_staff", False):
+            return "the console's actions are for staff accounts"
+        if not user.has_perm(permission):
+            return f"you need the permission {permission!r}"
+        return ""
+
+
+@dataclass(frozen=True)
+class Action:
+    """An operator action: its audit name and the permission it needs."""
+
+    name: str
+    permission: str
+
+
+ACKNOWLEDGE_ALERT = Action("risk.acknowledge", "operations.acknowledge_alert")
+RETRY_PARKED = Action("parked.retry", "operations.retry_parked_event")
+PARK_BAD_EVENT = Action("parked.decide", "operations.park_bad_event")
+SIGN_IN = Action("auth.login", "")
+SIGN_OUT = Action("auth.logout", "")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of an attempt: its outcome, a message for the operator and the call's value."""
+
+    outcome: str
+    message: str
+    value: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == Outcome.OK
+
+    @property
+    def denied(self) -> bool:
+        return self.outcome == Outcome.DENIED
+
+
+def _audit(actor: Actor, action: Action, target: str, outcome: str, detail: str, params: dict[str, Any]) -> None:
+    user = actor.user if actor.user is not None and actor.user.is_authenticated else None
+    AuditEntry.objects.create(actor=user, actor_name=actor.name, action=action.name, target=target[:200],
+                              params=params, outcome=outcome, detail=detail)
+
+
+def perform(
+    actor: Actor, action: Action, target: str, call: Callable[[], Any], done: str,
+    invalid: str = "", **params: Any,
+) -> Result:
+    """Check ``actor`` may do ``action``, refuse ``invalid`` input, run ``call``; audit the outcome.
+
+    ``done`` is the message on success; ``invalid`` (the input's errors, naming the fields) makes
+    the attempt fail before ``call`` runs.
+    """
+    refusal = actor.refusal(action.permission)
+    if refusal:
+        _audit(actor, action, target, Outcome.DENIED, refusal, params)
+        return Result(Outcome.DENIED, f"Not allowed: {refusal}.")
+    if invalid:
+        _audit(actor, action, target, Outcome.FAILED, invalid, params)
+        return Result(Outcome.FAILED, invalid)
+    try:
+        value = call()
+    except ProjectionError as exc:  # a refusal that names its reason
+        _audit(actor, action, target, Outcome.FAILED, str(exc), params)
+        return Result(Outcome.FAILED, str(exc))
+    except Exception as exc:  # noqa: BLE001 - an outage on the way is audited and reported, not a 500
+        log.exception("%s on %s by %s failed", action.name, target, actor.name)
+        detail = f"{type(exc).__name__}: {exc}"
+        _audit(actor, action, target, Outcome.FAILED, detail, params)
+        return Result(Outcome.FAILED, f"{detail} (nothing was changed; try again once the service is back)")
+    if isinstance(value, dict):
+        params = {**params, **value}
+    _audit(actor, action, target, Outcome.OK, "", params)
+    return Result(Outcome.OK, done, value, params)
+
+
+def do_acknowledge_alert(actor: Actor, user_id: str, alert_id: str, note: str = "", invalid: str = "") -> Result:
+    """Append RiskAlertAcknowledged for the alert (idempotent: its event id derives from the alert)."""
+
+    def call() -> dict[str, Any]:
+        return {"position": actions.acknowledge_alert(bootstrap.event_store(), user_id, alert_id, actor.name, note)}
+
+    return perform(actor, ACKNOWLEDGE_ALERT, f"{user_id}/{alert_id}" if user_id or alert_id else "", call,
+                   f"Alert {alert_id} of {user_id} acknowledged.", invalid, note=note)
+
+
+def do_retry_parked(actor: Actor, projection: str, event_id: str, invalid: str = "") -> Result:
+    """Ask the running projector to re-read, re-decode and fold a parked event."""
+    return perform(actor, RETRY_PARKED, f"{projection}/{event_id}",
+                   lambda: actions.retry_parked(bootstrap.redis_client(), projection, event_id),
+                   f"Retry of parked event {event_id} requested; the {projection} projector applies it next.", invalid)
+
+
+def do_park_bad_event(actor: Actor, projection: str, event_id: str, invalid: str = "") -> Result:
+    """Park the bad event a ``stop``-policy projection stopped on, so it resumes past it."""
+    return perform(actor, PARK_BAD_EVENT, f"{projection}/{event_id}",
+                   lambda: actions.park_bad_event(bootstrap.redis_client(), projection, event_id),
+                   f"Event {event_id} will be parked; the {projection} projector resumes past it.", invalid)
+
+
+def audit_sign_in(name: str, user: AbstractBaseUser | None, outcome: str = Outcome.OK, detail: str = "") -> None:
+    """A sign-in (or a refused one: ``outcome`` denied) is in the audit log too."""
+    _audit(Actor(name or "anonymous", user), SIGN_IN, name, outcome, detail, {})
+
+
+def audit_sign_out(user: AbstractBaseUser) -> None:
+    _audit(Actor.of(user), SIGN_OUT, user.get_username(), Outcome.OK, "", {})

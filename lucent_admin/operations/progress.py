@@ -1,0 +1,39 @@
+"""Command-line progress bars, drawn by tqdm: done/total, rate and ETA.
+
+On a terminal the bar redraws at most five times a second; on a pipe or a log
+file it stays silent and :meth:`ProgressBar.close` writes one summary line, so
+logs get the outcome without a line per redraw.
+"""
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from tqdm import tqdm
+
+
+class ProgressBar:
+    """Progress of ``total`` items (``None``: open-ended), drawn on ``stream``."""
+
+    def __init__(self, total: int | None, label: str, stream: TextIO, unit: str = "events") -> None:
+        self.total, self.label, self.stream, self.unit = total, label, stream, unit
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self.done = 0
+        self._bar = tqdm(total=total, desc=label, unit=f" {unit}", file=stream, disable=not self.tty,
+                         mininterval=0.2, dynamic_ncols=True, leave=True)
+
+    def update_to(self, done: int) -> None:
+        """Record ``done`` items so far (the bar redraws when due)."""
+        if self.tty:
+            self._bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        """Finish the bar on a terminal; elsewhere, write the single summary line."""
+        if self.tty:
+            self._bar.close()
+            return
+        elapsed = time.monotonic() - self.started
+        self.stream.write(tqdm.format_meter(self.done, self.total, elapsed, prefix=self.label, unit=f" {self.unit}") + "\n")
+        self.stream.flush()

@@ -1,0 +1,77 @@
+"""The operator commands the console, the command line and tasks call (framework-free).
+
+Each is one function: it validates its input, then appends a catalog event through
+the event store port (the projector folds it like any other event) or records a
+request the running projector consumes. They are idempotent: acknowledging an
+alert twice appends once (the event id derives from the alert), a repeated retry
+or park request is one member of a set. Permission checks and the audit log are
+the Django side's (``lucent_admin/operations/actions.py``), which calls these.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import redis
+
+from projections import keys
+from projections.errors import BadEvent, NotParked, NotStoppedOn
+from projections.events import NOTE_MAX, is_identifier
+from projections.eventstore import EventStore, ProposedEvent
+from projections.queries import Queries, check_projection
+
+_NAMESPACE = uuid.UUID("6f1c1d52-9a51-4f57-8c1e-4c7d2f0a9b31")
+
+
+def risk_stream(user_id: str) -> str:
+    return f"risk-{user_id}"
+
+
+def acknowledge_alert(
+    store: EventStore, user_id: str, alert_id: str, acknowledged_by: str, note: str = "",
+    at: datetime | None = None,
+) -> int:
+    """Append RiskAlertAcknowledged for ``alert_id`` of ``user_id``; return its commit position.
+
+    Acknowledging the same alert again is idempotent: the event id is derived from the alert.
+    """
+    for field, value in (("userId", user_id), ("alertId", alert_id), ("acknowledgedBy", acknowledged_by)):
+        if not is_identifier(value):
+            raise BadEvent(field, "must be 1-64 characters of letters, digits, '_', '.', '-'")
+    if len(note) > NOTE_MAX:
+        raise BadEvent("note", f"longer than {NOTE_MAX} characters")
+    when = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    event = ProposedEvent(
+        type="RiskAlertAcknowledged",
+        data={
+            "userId": user_id, "alertId": alert_id, "acknowledgedBy": acknowledged_by, "note": note,
+            "at": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        },
+        metadata={"source": "lucent-admin", "correlationId": alert_id, "causationId": alert_id},
+        id=uuid.uuid5(_NAMESPACE, f"ack:{user_id}:{alert_id}"),
+    )
+    return store.append(risk_stream(user_id), [event])
+
+
+def retry_parked(client: redis.Redis, projection: str, event_id: str) -> None:
+    """Ask the running projector of ``projection`` to retry parked event ``event_id``.
+
+    Raises NotParked unless the projection has parked that event.
+    """
+    name = check_projection(projection)
+    if not client.hexists(keys.parked(name), event_id):
+        raise NotParked(f"event {event_id} is not parked in the {name} projection; nothing to retry")
+    client.sadd(keys.retry_requests(name), event_id)
+
+
+def park_bad_event(client: redis.Redis, projection: str, event_id: str) -> None:
+    """Decide to park the bad event a ``stop``-policy projection stopped on; the projector resumes past it.
+
+    Raises NotStoppedOn unless the projection's status says it is stopped on ``event_id``.
+    """
+    (status,) = Queries(client).projection_status(check_projection(projection))
+    stopped_on = status.stopped_on.event_id if status.stopped_on else ""
+    if stopped_on != event_id:
+        now = f"it is stopped on {stopped_on}" if stopped_on else f"it is {status.effective_state}"
+        raise NotStoppedOn(f"projection {projection!r} is not stopped on event {event_id!r} ({now}); nothing to park")
+    client.sadd(keys.park_requests(projection), event_id)
