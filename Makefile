@@ -24,6 +24,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/vulture
 
 bench: $(STAMP)
 	@$(PY) benchmarks/run_all.py $(BENCH_ARGS)

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.start_services()
             seed(stack, events)
             stack.start_app()
-            user = Queries(redis.Redis.from_url(stack.redis_url)).top_portfolios(limit=1)[0].id
+            user = Queries(redis.Redis.from_url(stack.redis_url)).top_portfolios(limit=1)[0].user_id
             session = login_cookie(stack)
             pages = ["/", "/leaderboards/", "/risk/", "/market/", f"/user/?user={user}", "/projections/", "/audit/"]
             renders = bench_pages(stack, session, pages, requests, warmup)

@@ -42,12 +42,12 @@ from esdbclient.asyncio_client import AsyncEventStoreDBClient  # noqa: E402
 
 from lucent_admin.embedded import free_port, redis_server_command  # noqa: E402
 from projections import keys  # noqa: E402
-from projections.readmodels import PROJECTIONS  # noqa: E402
 from projections.events import PriceUpdated, TradeExecuted, decode  # noqa: E402
 from projections.eventstore import EventStore, ProposedEvent  # noqa: E402
-from projections.queries import Queries  # noqa: E402
 from projections.projector.runner import Runner, RunnerConfig  # noqa: E402
 from projections.projector.supervisor import build_runners, run_all  # noqa: E402
+from projections.queries import Queries  # noqa: E402
+from projections.readmodels import PROJECTIONS  # noqa: E402
 from projections.simulation.appender import append_events  # noqa: E402
 from projections.simulation.market import Market  # noqa: E402
 
@@ -255,10 +255,10 @@ def bench_freshness(s: Servers, seconds: float, rate: float) -> dict[str, float]
 
 def bench_queries(s: Servers, calls: int) -> dict[str, float]:
     q = Queries(redis.Redis.from_url(s.redis_url))
-    users = [r.id for r in q.top_portfolios(50)] or ["user-0001"]
+    users = [r.user_id for r in q.top_portfolios(50)] or ["user-0001"]
     out: dict[str, float] = {}
     for name, fn in (("portfolio_summary", lambda i: q.portfolio_summary(users[i % len(users)])),
-                     ("top10", lambda i: q.top_portfolios(10))):
+                     ("top10", lambda _: q.top_portfolios(10))):
         times = []
         for i in range(calls):
             start = time.perf_counter()

@@ -60,9 +60,3 @@ class Tail:
         if start == 0 and limit >= len(held):
             return list(held)
         return [held[i] for i in range(start, min(len(held), start + limit))]
-
-    def reset(self, floor: int) -> None:
-        """Forget every row: only events after ``floor`` will be held."""
-        self._rows.clear()
-        self._bytes = 0
-        self.floor = floor

@@ -27,9 +27,8 @@ from projections.readmodels.market import MODEL as MARKET
 from projections.readmodels.market import Opportunity, PairMarket, Quote, opportunity_from_json
 from projections.readmodels.portfolio import MODEL as PORTFOLIO
 from projections.readmodels.portfolio import Portfolio, value_of
-from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert
+from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert, Risk
 from projections.readmodels.risk import MODEL as RISK
-from projections.readmodels.risk import Risk
 from projections.writer import text
 
 GENERATION_CACHE_S = 1.0

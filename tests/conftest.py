@@ -1,5 +1,6 @@
 pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.eventstore",
+    "tests.fixtures.projections",
     "tests.fixtures.live",
 ]

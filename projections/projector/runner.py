@@ -39,21 +39,21 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.projector.cache import StateCache
 from projections.errors import BadEvent, CheckpointMoved, EventStoreUnavailable, Fenced, LeaseLost, ProjectionStopped
 from projections.events import DomainEvent, Ignored, Recorded, decode, envelope_of
 from projections.eventstore import EventStore, Marker, Subscription
+from projections.keys import KeySpace
 from projections.projector.batches import Collected, collect_direct, collect_live
+from projections.projector.cache import StateCache
 from projections.projector.feed import Feed, pump
 from projections.projector.fold import fold_batch, touched_refs
-from projections.keys import KeySpace
 from projections.projector.lease import Lease, new_token
 from projections.projector.notices import notice_for
 from projections.projector.parking import Parking
 from projections.projector.reader import ReaderProcess
+from projections.projector.status import Reporter, RunStatus
 from projections.queries import ProjectionState as State
 from projections.readmodels import model as model_named
-from projections.projector.status import Reporter, RunStatus
 from projections.writer import Committer, load_states, plan, text
 
 log = logging.getLogger(__name__)

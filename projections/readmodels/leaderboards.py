@@ -17,7 +17,20 @@ from typing import Any
 
 from projections.events import DomainEvent, TradeExecuted
 from projections.keys import KeySpace
-from projections.readmodels.base import DAY_MS, EPSILON, Ref, Rendered, day_start, dumps, fnum, inum, loads_map, no_appends, num, utc_day
+from projections.readmodels.base import (
+    DAY_MS,
+    EPSILON,
+    Ref,
+    Rendered,
+    day_start,
+    dumps,
+    fnum,
+    inum,
+    loads_map,
+    no_appends,
+    num,
+    utc_day,
+)
 from projections.readmodels.clock import CLOCK, Clock, evolve_clock, parse_clock, render_clock
 from projections.readmodels.portfolio import trade_costs
 

@@ -20,9 +20,9 @@ remove the sold fraction of the cost and realise the difference as PnL.
 from __future__ import annotations
 
 import json
-from math import fsum, isfinite
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from math import fsum, isfinite
 from typing import Any
 
 from projections.events import DomainEvent, PortfolioRebalanced, PositionClosed, PriceUpdated, TradeExecuted

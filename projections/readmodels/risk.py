@@ -20,8 +20,8 @@ active until a ``RiskAlertAcknowledged`` names it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from math import fsum
 from dataclasses import dataclass, field, replace
+from math import fsum
 from typing import Any
 
 from projections.events import DomainEvent, RiskAlertAcknowledged, TradeExecuted

@@ -1,7 +1,6 @@
 """The console in a real browser: live pushes, acknowledging an alert, retrying a parked event, reconnecting."""
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime, timezone
 
@@ -12,6 +11,7 @@ from django.contrib.auth import get_user_model
 from lucent_admin.operations.models import AuditEntry
 from projections.eventstore import EventStore, ProposedEvent
 from projections.queries import Queries
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -57,14 +57,6 @@ def console(live_stack, page):
     return page
 
 
-def wait_for(predicate, timeout: float = 20, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
-
-
 def open_live(page, url: str) -> None:
     page.goto(url)
     page.wait_for_selector("body[data-live='on']")
@@ -107,7 +99,7 @@ def test_parked_event_is_shown_and_retried(console, live_stack, append) -> None:
     console.wait_for_selector(".msg.success >> text=Retry of parked event")
     assert AuditEntry.objects.get(action="parked.retry").target == f"portfolio/{bad.id}"
     queries = Queries(redis.Redis.from_url(live_stack.env["REDIS_URL"]))
-    record = wait_for(lambda: next((p for p in queries.parked_events("portfolio")
+    record = wait_until(lambda: next((p for p in queries.parked_events("portfolio")
                                     if p.event_id == str(bad.id) and p.retried), None),
                       what="the projector to retry the parked event")
     assert record.field == "price"  # still bad: it stays parked, marked retried

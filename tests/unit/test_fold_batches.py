@@ -8,8 +8,8 @@ import pytest
 from esdbclient import RecordedEvent
 
 from projections.events import DomainEvent, Ignored, decode
-from projections.projector.fold import fold_batch, touched_refs
 from projections.keys import KeySpace
+from projections.projector.fold import fold_batch, touched_refs
 from projections.readmodels import model as model_of
 from projections.readmodels.base import Rendered
 from projections.simulation.market import Market

@@ -1,7 +1,6 @@
 """The market simulator: deterministic, catalog-valid, realistic, and faulty on request."""
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -15,8 +14,8 @@ import pytest
 
 from projections.eventstore import ProposedEvent
 from projections.simulation.appender import plan_appends
-from projections.simulation.market import DEFAULT_START, Market
 from projections.simulation.faults import BAD_KINDS
+from projections.simulation.market import DEFAULT_START, Market
 
 ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 PAIR = re.compile(r"[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\Z")
@@ -102,10 +101,6 @@ def catalog_problems(stream: str, event: ProposedEvent) -> list[str]:
     else:
         return [f"unexpected type {event.type}"]
     return [name for name, ok in checks.items() if not ok]
-
-
-def good(items: list[Item]) -> list[Item]:
-    return [(s, e) for s, e in items if "faultDrill" not in e.metadata]
 
 
 def event_time(event: ProposedEvent) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,14 +14,8 @@ import pytest
 from eventstore_lite.errors import ANY, NO_STREAM, StoreError, WrongExpectedVersion
 from eventstore_lite.group import GroupCommit
 from eventstore_lite.storage import Store, connect
-from eventstore_lite.stream_writer import JSON, Proposed, WriteResult, Writer
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.001)
+from eventstore_lite.stream_writer import JSON, Proposed, Writer, WriteResult
+from tests.waiting import wait_until
 
 
 class Calls:

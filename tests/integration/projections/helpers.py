@@ -7,9 +7,9 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.readmodels import PROJECTIONS
 from projections.eventstore import EventStore
 from projections.projector.runner import Runner, RunnerConfig
+from projections.readmodels import PROJECTIONS
 from projections.simulation.appender import append_events
 from projections.simulation.market import Market
 

@@ -7,11 +7,12 @@ import redis
 
 from projections import keys
 from projections.errors import Fenced
-from projections.queries import Queries
 from projections.projector.runner import Runner
+from projections.queries import Queries
 from projections.writer import Committer
-from tests.fixtures.projections import RedisProcess, StoreProcess, wait_until
+from tests.fixtures.projections import RedisProcess, StoreProcess
 from tests.integration.projections.helpers import append_market, checkpoint, config, head_for, in_thread, keyspace, run_to_end
+from tests.waiting import wait_until
 
 
 class Crash(BaseException):

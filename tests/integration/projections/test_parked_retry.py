@@ -8,15 +8,16 @@ import pytest
 import redis
 
 from projections import keys
-from projections.projector import runner as runner_module
-from projections.events import decode
-from projections.eventstore import EventStore, ProposedEvent
-from projections.queries import Queries
 from projections.actions import retry_parked
 from projections.errors import NotParked
+from projections.events import decode
+from projections.eventstore import EventStore, ProposedEvent
+from projections.projector import runner as runner_module
 from projections.projector.runner import Runner
-from tests.fixtures.projections import RedisProcess, StoreProcess, wait_until
+from projections.queries import Queries
+from tests.fixtures.projections import RedisProcess, StoreProcess
 from tests.integration.projections.helpers import config, in_thread
+from tests.waiting import wait_until
 
 TRADE = {"tradeId": "t1", "userId": "alice", "pair": "BTC-USD", "side": "buy", "amount": "2.0", "price": 100.0,
          "amountUsd": 200.0, "exchange": "binance", "executedAt": "2026-01-05T10:00:00Z"}

@@ -10,8 +10,9 @@ import pytest
 import redis
 
 from projections.projector.runner import Runner
-from tests.fixtures.projections import RedisProcess, StoreProcess, wait_until
+from tests.fixtures.projections import RedisProcess, StoreProcess
 from tests.integration.projections.helpers import append_market, checkpoint, config, head_for, keyspace, run_to_end
+from tests.waiting import wait_until
 
 
 def reader_pids(uri: str) -> list[int]:

@@ -5,11 +5,12 @@ import pytest
 import redis
 
 from projections import keys
-from projections.readmodels import PROJECTIONS
-from projections.queries import Queries
 from projections.projector.runner import Runner
+from projections.queries import Queries
+from projections.readmodels import PROJECTIONS
 from tests.fixtures.projections import RedisProcess, StoreProcess
 from tests.integration.projections.helpers import append_market, checkpoint, config, dumps, keyspace, run_to_end
+from tests.waiting import wait_until
 
 
 def test_two_replays_leave_identical_keyspaces(redis_process: RedisProcess, store_process: StoreProcess) -> None:
@@ -55,9 +56,8 @@ def test_stop_policy_stops_before_the_bad_event(redis_process: RedisProcess, sto
 
 
 def test_an_operator_parks_the_bad_event_and_a_stopped_projection_resumes(redis_process: RedisProcess, store_process: StoreProcess) -> None:
-    from projections.errors import NotStoppedOn
     from projections.actions import park_bad_event
-    from tests.fixtures.projections import wait_until
+    from projections.errors import NotStoppedOn
     from tests.integration.projections.helpers import head_for, in_thread
 
     append_market(store_process.uri, 800, bad_ratio=0.05)

@@ -18,10 +18,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from projections.errors import ProjectionError
-from projections.readmodels import PROJECTIONS
 from projections.projector.notices import group_name
 from projections.projector.runner import Notifier, RunnerConfig
 from projections.projector.supervisor import build_runners, run_all
+from projections.readmodels import PROJECTIONS
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import pytest
 
 from lucent_admin.embedded import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def start(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 from html import escape
-import time
 
 import pytest
 import redis
@@ -12,6 +11,7 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 
 from projections.queries import Queries
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -44,10 +44,8 @@ def test_overview_shows_a_tile_per_projection_with_its_status(staff: Client, mar
 
 def test_dead_projector_is_red_and_says_why(staff: Client, market: Queries) -> None:
     # the projector exited when caught up: once its heartbeats are gone every tile must say dead
-    deadline = time.monotonic() + 15
-    while any(s.alive for s in market.projection_status()):
-        assert time.monotonic() < deadline, "heartbeats of a stopped projector must expire"
-        time.sleep(0.1)
+    wait_until(lambda: not any(s.alive for s in market.projection_status()), 15,
+               what="the heartbeats of a stopped projector to expire")
     page = staff.get("/").content.decode()
     assert page.count("Projector dead: no heartbeat") == 4
     assert 'class="tile alarm"' in page

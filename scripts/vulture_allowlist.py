@@ -1,0 +1,16 @@
+"""Names vulture cannot see used: read by Django settings (not scanned), templates, or set on gRPC messages."""
+# ruff: noqa: B018
+from eventstore_lite import append
+from lucent_admin import config, embedded
+from projections import keys, queries
+
+# lucent_admin/settings.py and settings_test.py build the settings from these
+config.env_bool, config.env_int, config.env_list, config.all_services_default, config.database, config.secret_key
+embedded.start_private_redis
+keys.CELERY_PREFIX
+# read by the console's templates
+queries.HistoryEntry.amount_after, queries.UserRank.risk_rank, queries.ProjectionStatus.throughput
+# fields of esdbclient's protobuf messages, set by the embedded store's append handler
+_ = append
+_.current_revision, _.current_revision_20_6_0, _.expected_revision, _.expected_revision_20_6_0
+_.current_stream_revision, _.expected_stream_position
