@@ -9,7 +9,7 @@ Contract:
   HSET/HDEL, ZADD/ZREM, DEL and a capped ZADD + ZREMRANGEBYRANK for
   append-only history — never HINCRBY/ZINCRBY: applying a plan twice leaves
   the same keyspace as applying it once.
-* :func:`commit` applies a plan, the parked events and the new checkpoint in
+* :meth:`Committer.commit` applies a plan, the parked events and the new checkpoint in
   ONE Lua script, i.e. one atomic step: it first checks the fencing token
   (the projection's lease) and that the checkpoint is still the one the batch
   started from; otherwise nothing is written and :class:`Fenced` (another

@@ -202,3 +202,72 @@ def test_cli_park_is_audited_as_the_shell_user(redis_client) -> None:
     assert AuditEntry.objects.get(action="parked.decide").actor_name == f"cli:{getpass.getuser()}"
     with pytest.raises(CommandError, match="is not stopped on event"):
         call_command("projections", "park", "risk", "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a23")
+
+
+# -- the one action layer: every attempt audited with its target, no failure is a 500 ----------
+
+
+def test_a_non_staff_post_is_refused_and_audited_with_its_target(client: Client, store_settings, esdb_client) -> None:
+    user = get_user_model().objects.create_user("visitor", password="pw-visitor-123")  # signed in, not staff
+    user.user_permissions.add(*Permission.objects.filter(codename="acknowledge_alert"))
+    client.force_login(user)
+    response = client.post("/risk/acknowledge/", {"user_id": "ack-user-9", "alert_id": "alert-9"})
+    assert response.status_code == 403
+    entry = AuditEntry.objects.get(action="risk.acknowledge")
+    assert (entry.actor_name, entry.target, entry.outcome) == ("visitor", "ack-user-9/alert-9", "denied")
+    assert "staff" in entry.detail
+    assert risk_events(esdb_client, "ack-user-9") == []
+
+
+def test_a_denied_attempt_is_audited_with_its_target_and_the_missing_permission(client: Client, redis_client) -> None:
+    operator(client, "acknowledge_alert")
+    event_id = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a31"
+    assert client.post("/projections/retry/", {"projection": "market", "event_id": event_id}).status_code == 403
+    entry = AuditEntry.objects.get(action="parked.retry")
+    assert (entry.target, entry.outcome) == (f"market/{event_id}", "denied")
+    assert "operations.retry_parked_event" in entry.detail
+
+
+def test_acknowledging_on_a_tombstoned_stream_fails_with_a_message_and_is_audited(client: Client, store_settings,
+                                                                                   esdb_client) -> None:
+    from esdbclient import StreamState
+
+    esdb_client.tombstone_stream("risk-ack-user-10", current_version=StreamState.ANY)
+    operator(client, "acknowledge_alert")
+    response = client.post("/risk/acknowledge/", {"user_id": "ack-user-10", "alert_id": "alert-10"}, follow=True)
+    assert response.status_code == 200  # back on the page with a message, not a 500
+    assert b"Alert alert-10 not acknowledged" in response.content and b"tombstoned" in response.content
+    entry = AuditEntry.objects.get(action="risk.acknowledge")
+    assert (entry.target, entry.outcome) == ("ack-user-10/alert-10", "failed") and "deleted for good" in entry.detail
+
+
+def test_a_redis_outage_during_an_action_is_a_message_and_an_audit_entry(client: Client, settings) -> None:
+    from lucent_admin.embedded import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    operator(client, "retry_parked_event")
+    event_id = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a32"
+    response = client.post("/projections/retry/", {"projection": "risk", "event_id": event_id}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and response["HX-Redirect"] == "/projections/"
+    entry = AuditEntry.objects.get(action="parked.retry")
+    assert (entry.target, entry.outcome) == (f"risk/{event_id}", "failed") and "ConnectionError" in entry.detail
+
+
+def test_a_command_line_action_during_a_redis_outage_fails_in_one_message_and_is_audited(settings) -> None:
+    from lucent_admin.embedded import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    event_id = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a33"
+    with pytest.raises(CommandError, match="ConnectionError"):
+        call_command("projections", "parked", "--projection", "risk", "--retry", event_id)
+    entry = AuditEntry.objects.get(action="parked.retry")
+    assert (entry.actor_name, entry.target, entry.outcome) == (f"cli:{getpass.getuser()}", f"risk/{event_id}", "failed")
+
+
+def test_a_bad_projection_name_is_audited_with_the_field_named(client: Client, redis_client) -> None:
+    operator(client, "retry_parked_event")
+    event_id = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a34"
+    response = client.post("/projections/retry/", {"projection": "nope", "event_id": event_id}, follow=True)
+    assert b"projection: Projection must be one of portfolio, risk, market, leaderboards." in response.content
+    entry = AuditEntry.objects.get(action="parked.retry")
+    assert (entry.target, entry.outcome) == (f"nope/{event_id}", "failed")
