@@ -5,6 +5,12 @@ Contract of :func:`decode`: given a recorded event (anything with ``type``,
 returns one of the catalog's events, or :class:`Ignored` for a type the
 catalog does not know (new types are ignored on purpose, not parked), or
 raises :class:`~projections.errors.BadEvent` naming the field and the reason.
+Decoding is total: whatever bytes an event carries (numbers too large for a
+float, nesting too deep for a parser, lone surrogates, impossible dates), the
+only exception that leaves :func:`decode` is ``BadEvent`` — the runner parks
+it (DESIGN.md invariant 5) and nothing an event carries can stop a projector.
+A decoded event's numbers are finite floats (``-0.0`` is read as ``0.0``) and
+its times lie in years 1–9999 UTC.
 
 Times are carried as integer epoch milliseconds (UTC) taken from the event's
 own fields, so every fold computes days, hours and expiries from event time.
@@ -44,7 +50,32 @@ _ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 # BASE-QUOTE: two identifier-ish parts without dashes of their own.
 _PAIR = re.compile(r"[A-Za-z0-9_.]{1,31}-[A-Za-z0-9_.]{1,31}\Z")
 NOTE_MAX = 1000
-_JSON = json.JSONDecoder()  # the slow path: names the field of a NaN/Infinity that orjson rejects
+REASON_MAX = 200  # chars of an unexpected exception's message kept in a parked event's reason
+# Epoch ms of 0001-01-01T00:00Z and of the last whole ms of 9999-12-31 UTC: the folds turn
+# event times into UTC days, and a day outside years 1-9999 cannot be named.
+_MIN_MS = -62_135_596_800_000
+_MAX_MS = 253_402_300_799_999
+
+
+class _TooLarge:
+    """What the slow JSON path reads an integer as when Python refuses to convert it (over
+    ``sys.get_int_max_str_digits()`` digits), so the field check can name its field."""
+
+    __slots__ = ()
+
+
+_TOO_LARGE = _TooLarge()
+
+
+def _parse_int(text: str) -> int | _TooLarge:
+    try:
+        return int(text)
+    except ValueError:
+        return _TOO_LARGE
+
+
+# The slow path: names the field of a NaN/Infinity or a huge integer that orjson rejects.
+_JSON = json.JSONDecoder(parse_int=_parse_int)
 
 
 class RecordedLike(Protocol):
@@ -159,6 +190,19 @@ DomainEvent = TradeExecuted | PriceUpdated | PortfolioRebalanced | PositionClose
 Decoded = DomainEvent | Ignored
 
 
+def _printable(text: str) -> str:
+    """``text`` as is, or escaped where it holds what a field name must not (NUL, a lone surrogate)."""
+    return text if text.isascii() and text.isprintable() else ascii(text)[1:-1]
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def is_identifier(value: object) -> bool:
     """True for 1–64 chars of ``[A-Za-z0-9_.-]``."""
     return isinstance(value, str) and _ID.match(value) is not None
@@ -181,7 +225,7 @@ def _get(data: Mapping[str, Any], name: str) -> Any:
 def _ident(data: Mapping[str, Any], name: str) -> str:
     value = _get(data, name)
     if not isinstance(value, str):
-        raise BadEvent(name, f"expected a string, got {type(value).__name__}")
+        raise BadEvent(name, f"expected a string, got {_kind(value)}")
     if _ID.match(value) is None:
         raise BadEvent(name, "bad id: expected 1-64 chars of [A-Za-z0-9_.-]")
     return value
@@ -189,22 +233,32 @@ def _ident(data: Mapping[str, Any], name: str) -> str:
 
 def _pair_value(value: Any, name: str) -> str:
     if not isinstance(value, str):
-        raise BadEvent(name, f"expected a string, got {type(value).__name__}")
+        raise BadEvent(name, f"expected a string, got {_kind(value)}")
     if _PAIR.match(value) is None:
         raise BadEvent(name, "bad pair: expected BASE-QUOTE")
     return value
 
 
+def _kind(value: Any) -> str:
+    """The JSON kind of ``value`` for a message ("int" for an integer too large to convert)."""
+    return "int" if value is _TOO_LARGE else type(value).__name__
+
+
 def _number_value(value: Any, name: str, minimum: float | None, strict: bool) -> float:
     # bool is an int subclass; a JSON true is not a number.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadEvent(name, f"expected a number, got {type(value).__name__}")
-    number = float(value)
+        if value is _TOO_LARGE:
+            raise BadEvent(name, "out of range: too large for a number")
+        raise BadEvent(name, f"expected a number, got {_kind(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range (1.8e308): Python's JSON parser keeps it exact
+        raise BadEvent(name, "out of range: too large for a number") from None
     if not math.isfinite(number):
         raise BadEvent(name, "not a finite number")
     if minimum is not None and (number <= minimum if strict else number < minimum):
         raise BadEvent(name, f"out of range: must be {'>' if strict else '>='} {minimum:g}")
-    return number
+    return number or 0.0  # -0.0 is 0.0: a sign on zero must not show in a read model
 
 
 def _number(data: Mapping[str, Any], name: str, minimum: float | None = None, strict: bool = False) -> float:
@@ -214,14 +268,17 @@ def _number(data: Mapping[str, Any], name: str, minimum: float | None = None, st
 def _timestamp(data: Mapping[str, Any], name: str) -> int:
     value = _get(data, name)
     if not isinstance(value, str):
-        raise BadEvent(name, f"bad timestamp: expected an ISO-8601 string, got {type(value).__name__}")
+        raise BadEvent(name, f"bad timestamp: expected an ISO-8601 string, got {_kind(value)}")
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+    except ValueError:  # also year 0, month 13, an offset of 24 h or more, a NUL or a lone surrogate
         raise BadEvent(name, f"bad timestamp: {value[:40]!r} is not ISO-8601") from None
     if moment.tzinfo is None:
         raise BadEvent(name, "bad timestamp: no UTC offset")
-    return int(moment.timestamp() * 1000)
+    ms = int(moment.timestamp() * 1000)
+    if not _MIN_MS <= ms <= _MAX_MS:  # e.g. 0001-01-01T00:00+01:00 is still year 0 in UTC
+        raise BadEvent(name, "bad timestamp: out of range: before year 1 or after year 9999 in UTC")
+    return ms
 
 
 # -- one decoder per event type --------------------------------------------------------
@@ -263,10 +320,10 @@ def _price(env: Envelope, d: Mapping[str, Any]) -> PriceUpdated:
 def _rebalanced(env: Envelope, d: Mapping[str, Any]) -> PortfolioRebalanced:
     raw = _get(d, "newPositions")
     if not isinstance(raw, dict):
-        raise BadEvent("newPositions", f"expected an object, got {type(raw).__name__}")
+        raise BadEvent("newPositions", f"expected an object, got {_kind(raw)}")
     positions = {}
     for pair, amount in raw.items():
-        field = f"newPositions.{str(pair)[:40]}"
+        field = f"newPositions.{_printable(str(pair)[:40])}"
         positions[_pair_value(pair, field)] = _number_value(amount, field, None, False)
     return PortfolioRebalanced(
         envelope=env,
@@ -292,9 +349,12 @@ def _acknowledged(env: Envelope, d: Mapping[str, Any]) -> RiskAlertAcknowledged:
     if note is None:
         note = ""
     if not isinstance(note, str):
-        raise BadEvent("note", f"expected a string, got {type(note).__name__}")
+        raise BadEvent("note", f"expected a string, got {_kind(note)}")
     if len(note) > NOTE_MAX:
         raise BadEvent("note", f"out of range: longer than {NOTE_MAX} chars")
+    if not note.isascii() and not _is_unicode(note):
+        # only Python's JSON parser lets "\ud800" through; UTF-8 (Redis, the console) cannot carry it
+        raise BadEvent("note", "not valid Unicode: a lone surrogate")
     return RiskAlertAcknowledged(
         envelope=env,
         user_id=_ident(d, "userId"),
@@ -315,9 +375,12 @@ _DECODERS: dict[str, Callable[[Envelope, Mapping[str, Any]], DomainEvent]] = {
 EVENT_TYPES: tuple[str, ...] = tuple(_DECODERS)
 
 
-def envelope_of(raw: Recorded | RecordedLike) -> Envelope:
-    """The envelope of a recorded event (no validation of the payload)."""
-    if isinstance(raw, Recorded):
+_ENVELOPED = (Recorded, TradeExecuted, PriceUpdated, PortfolioRebalanced, PositionClosed, RiskAlertAcknowledged, Ignored)
+
+
+def envelope_of(raw: Recorded | Decoded | RecordedLike) -> Envelope:
+    """The envelope of a recorded or decoded event (no validation of the payload)."""
+    if isinstance(raw, _ENVELOPED):
         return raw.envelope
     recorded = raw.recorded_at
     if recorded is None:
@@ -334,26 +397,49 @@ def envelope_of(raw: Recorded | RecordedLike) -> Envelope:
 
 
 def decode(raw: Recorded | RecordedLike) -> Decoded:
-    """Decode and validate ``raw``; see the module docstring for the contract."""
+    """Decode and validate ``raw``; see the module docstring for the contract.
+
+    Total: any exception but ``BadEvent`` while reading the payload (a case the field readers
+    did not foresee) becomes ``BadEvent("data", "<ExceptionType>: <message>")``, because the
+    runner parks BadEvents and must never die of an event.
+    """
     env = envelope_of(raw)
     decoder = _DECODERS.get(env.type)
     if decoder is None:
         return Ignored(env)
+    try:  # free in CPython 3.11 when nothing is raised: the fast path stays fast
+        return decoder(env, _payload(raw.data))
+    except BadEvent:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence, see the docstring
+        raise BadEvent("data", _unexpected(exc)) from exc
+
+
+def _payload(data: bytes) -> dict[str, Any]:
     try:
-        data = orjson.loads(raw.data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError:
-        data = _lenient_json(raw.data)
-    if not isinstance(data, dict):
-        raise BadEvent("data", f"expected a JSON object, got {type(data).__name__}")
-    return decoder(env, data)
+        value = _lenient_json(data)
+    if not isinstance(value, dict):
+        raise BadEvent("data", f"expected a JSON object, got {_kind(value)}")
+    return value
 
 
 def _lenient_json(data: bytes) -> Any:
-    """Python's reader, which also takes NaN/Infinity, so the field check can name the field."""
+    """Python's reader, which also takes NaN/Infinity, huge integers and lone surrogates (all of
+    which orjson rejects), so the field check can name the field."""
     try:
         return _JSON.decode(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise BadEvent("data", "not JSON") from None
+    except RecursionError:  # orjson stops at 1024 levels; Python's parser recurses until the limit
+        raise BadEvent("data", "not JSON: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadEvent("data", f"not JSON: {_printable(str(exc)[:REASON_MAX])}") from None
+
+
+def _unexpected(exc: Exception) -> str:
+    """``<ExceptionType>: <message>``, short and printable (it is stored and shown as a reason)."""
+    message = _printable(str(exc)[:REASON_MAX])
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def event_time(event: DomainEvent) -> int:

@@ -264,6 +264,6 @@ def recorded_fields(read_event: Any) -> RecordedFields | None:
         event.stream_identifier.stream_name.decode("utf-8", "replace"),  # any bytes: never an exception
         event.commit_position,
         metadata.get("type", ""),
-        int(created) // 10_000 if created.isdigit() else 0,
+        int(created) // 10_000 if created.isascii() and created.isdigit() else 0,  # "²".isdigit(), yet int() refuses it
         event.data,
     )

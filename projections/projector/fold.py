@@ -4,22 +4,35 @@ Contract: ``fold_batch(model, ks, loaded, events)`` never does I/O; ``loaded``
 holds the state of every entity the events touch (missing ones start empty).
 It returns the new states of the entities that changed plus the append-only
 entries, so the writer can diff old vs new and commit once.
+
+An event whose fold raises (a valid but absurd event, e.g. a trade on
+0001-01-01 whose 30-day window starts before year 1) does not abort the batch:
+it leaves every state as it was before it, its appends are dropped, and it is
+returned in ``failed`` with a :class:`~projections.errors.BadEvent` for the
+runner to park (DESIGN.md invariant 5). The events after it are folded.
+A state can also fold fine and then fail to render (the runner finds that out
+when it plans the writes); the runner then folds the batch again with
+``check`` rendering every new state, which fails that event alone.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from projections.errors import BadEvent
 from projections.events import DomainEvent
 from projections.keys import KeySpace
 from projections.readmodels.base import Append, ReadModel, Ref
+
+REASON_MAX = 200  # chars of the fold's exception message kept in the parked event's reason
 
 
 @dataclass(frozen=True, slots=True)
 class FoldResult:
     changed: dict[Ref, Any]
     appends: list[Append]
+    failed: list[tuple[DomainEvent, BadEvent]] = field(default_factory=list)  # folds that raised, in batch order
 
 
 def touched_refs(model: ReadModel, events: Iterable[DomainEvent]) -> list[Ref]:
@@ -31,20 +44,42 @@ def touched_refs(model: ReadModel, events: Iterable[DomainEvent]) -> list[Ref]:
     return list(seen)
 
 
-def fold_batch(model: ReadModel, ks: KeySpace, loaded: Mapping[Ref, Any], events: Sequence[DomainEvent]) -> FoldResult:
+def fold_batch(
+    model: ReadModel, ks: KeySpace, loaded: Mapping[Ref, Any], events: Sequence[DomainEvent],
+    check: Callable[[Ref, Any], object] | None = None,
+) -> FoldResult:
+    """Fold ``events`` in order (see the module doc). ``check(ref, state)``, if given, is called on
+    each new state as part of its event's step, so a state it rejects (raises on) fails that event."""
     current: dict[Ref, Any] = dict(loaded)
     changed: dict[Ref, Any] = {}
     appends: list[Append] = []
+    failed: list[tuple[DomainEvent, BadEvent]] = []
     for event in events:
-        refs = model.touches(event)
-        if not refs:
+        mark = len(appends)
+        try:
+            refs = model.touches(event)
+            if not refs:
+                continue
+            for ref in refs:
+                if ref not in current:
+                    current[ref] = model.empty(ref)  # an empty state is what a missing entity is anyway
+            new = model.step({ref: current[ref] for ref in refs}, event)
+            for ref, state in new.items():
+                appends.extend(model.appends(ks, ref, event, state))
+                if check is not None and state is not current[ref]:
+                    check(ref, state)
+        except Exception as exc:  # noqa: BLE001 - one event's fold must not abort the batch (module doc)
+            del appends[mark:]
+            failed.append((event, _failure(exc)))
             continue
-        for ref in refs:
-            if ref not in current:
-                current[ref] = model.empty(ref)
-        new = model.step({ref: current[ref] for ref in refs}, event)
+        # Only now, with the whole step done, do the event's new states count (states are immutable).
         for ref, state in new.items():
             if state is not current[ref]:
                 current[ref] = changed[ref] = state
-            appends.extend(model.appends(ks, ref, event, state))
-    return FoldResult(changed, appends)
+    return FoldResult(changed, appends, failed)
+
+
+def _failure(exc: Exception) -> BadEvent:
+    """The BadEvent a failed fold is parked with: field ``data``, ``fold failed: <Type>: <message>``."""
+    message = str(exc)[:REASON_MAX]
+    return BadEvent("data", f"fold failed: {type(exc).__name__}: {message}" if message else f"fold failed: {type(exc).__name__}")

@@ -1,10 +1,11 @@
 """Parked events: bad events recorded with the reason, never lost, retryable by id.
 
-A parked event is recorded in the projection's ``parked`` hash (event id ->
-JSON: id, stream, position, type, field, reason, recorded time, retried) and
-indexed by commit position in ``parked:index``; both are written in the same
-commit as the batch that moved the checkpoint past the event. Nothing here
-uses the wall clock, so a replay parks the same records.
+A parked event (one that failed to decode or validate, or whose fold raised)
+is recorded in the projection's ``parked`` hash (event id -> JSON: id, stream,
+position, type, field, reason, recorded time, retried) and indexed by commit
+position in ``parked:index``; both are written in the same commit as the
+batch that moved the checkpoint past the event. Nothing here uses the wall
+clock, so a replay parks the same records.
 
 Retry: an operator adds the id to ``parked:retry``
 (:func:`projections.actions.retry_parked`); the running projector re-reads the event from the store, decodes it again and,
@@ -32,7 +33,9 @@ class Parking:
         self.projection = projection
 
     def park_writes(self, raw: Any, error: BadEvent, retried: bool = False, decided: bool = False) -> list[Write]:
-        """Writes parking ``raw``; ``decided``: an operator's decision on a stopped projection (consumed here)."""
+        """Writes parking ``raw`` (a recorded event, or a decoded one whose fold failed: anything
+        :func:`~projections.events.envelope_of` takes); ``decided``: an operator's decision on a
+        stopped projection (consumed here)."""
         env = envelope_of(raw)
         record = {
             "eventId": env.event_id, "stream": env.stream, "position": env.position, "type": env.type,

@@ -21,6 +21,10 @@ Contract of :meth:`Runner.run`:
   after committing everything before it; stopped, the runner stays alive and
   resumes once an operator decides to park that event (``exit_when_caught_up``
   raises :class:`ProjectionStopped` instead);
+* an event that decodes but whose fold raises (valid but absurd values, see
+  :mod:`projections.projector.fold`) is always parked, whatever the policy, in
+  the commit of its batch (reason ``fold failed: ...``): the states stay as
+  before it and the runner goes on — it never dies of an event;
 * the stop flag (SIGTERM / Ctrl-C) finishes the batch in flight and returns.
 
 ``hook(step)`` is called at "read", "fold", "write" and "commit" for fault
@@ -46,7 +50,7 @@ from projections.keys import KeySpace
 from projections.projector.batches import Collected, collect_direct, collect_live
 from projections.projector.cache import StateCache
 from projections.projector.feed import Feed, pump
-from projections.projector.fold import fold_batch, touched_refs
+from projections.projector.fold import FoldResult, fold_batch, touched_refs
 from projections.projector.lease import Lease, new_token
 from projections.projector.notices import notice_for
 from projections.projector.parking import Parking
@@ -54,7 +58,8 @@ from projections.projector.reader import ReaderProcess
 from projections.projector.status import Reporter, RunStatus
 from projections.queries import ProjectionState as State
 from projections.readmodels import model as model_named
-from projections.writer import Committer, load_states, plan, text
+from projections.readmodels.base import Ref, Rendered
+from projections.writer import Committer, Plan, load_states, plan, text
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +348,8 @@ class Runner:
                 raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
             result = fold_batch(self.model, self.ks, loaded.states, events)
             self.hook("fold")
-            writes = plan(self.model, self.ks, loaded.states, result.changed, result.appends, loaded.images)
+            result, writes = self._plan(loaded.states, events, result, loaded.images)
+            parked = [*parked, *self._park_failed(result.failed)]
             self.hook("write")
             self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.writes, *parked])
         except BaseException:
@@ -361,6 +367,33 @@ class Runner:
         if self.status.state is State.STALLED:
             self.status.fail(State.LIVE if self.caught_up else State.CATCHING_UP, "")
         self._notify(result.changed, writes.changed_zsets, checkpoint)
+
+    def _plan(self, states: dict[Ref, Any], events: list[DomainEvent], result: FoldResult,
+              images: dict[Ref, Rendered] | None = None) -> tuple[FoldResult, Plan]:
+        """The writes of ``result``. Planning is pure, so if it raises, a state folded from an
+        absurd event cannot be rendered (an overflow in a derived figure): fold again, rendering
+        each new state as part of its event's step, so that event fails alone and is parked.
+        The second pass costs a render per event, and only runs then."""
+        try:
+            return result, plan(self.model, self.ks, states, result.changed, result.appends, images)
+        except Exception as exc:  # noqa: BLE001 - see the docstring; a second failure is not an event's
+            log.warning("projection %s: a folded state cannot be rendered (%s: %s); finding the event",
+                        self.config.projection, type(exc).__name__, exc)
+        result = fold_batch(self.model, self.ks, states, events, check=self._renders)
+        return result, plan(self.model, self.ks, states, result.changed, result.appends, images)
+
+    def _renders(self, ref: Ref, state: Any) -> None:
+        self.model.render(self.ks, ref, state)
+
+    def _park_failed(self, failed: list[tuple[DomainEvent, BadEvent]], retried: bool = False) -> list[tuple[str, ...]]:
+        """Writes parking the events whose fold raised (always parked, whatever the policy)."""
+        writes: list[tuple[str, ...]] = []
+        for event, error in failed:
+            env = event.envelope
+            log.warning("projection %s: parked %s (%s in %s at %s): %s",
+                        self.config.projection, env.event_id, env.type, env.stream, env.position, error)
+            writes.extend(self.parking.park_writes(event, error, retried=retried))
+        return writes
 
     def _notify(self, changed: dict[Any, Any], zsets: dict[str, set[str]], checkpoint: int) -> None:
         if not changed:
@@ -384,13 +417,16 @@ class Runner:
             self._commit_retry(events, self.parking.unpark_writes(event_id))
 
     def _commit_retry(self, events: list[DomainEvent], extra: list[tuple[str, ...]]) -> None:
+        """Fold ``events`` at the current state and commit with ``extra`` (un/park writes). A retried
+        event whose fold fails stays parked, marked retried: its park writes come after ``extra``'s
+        unpark writes in the same script, so the record is rewritten, not lost."""
         self.cache.clear()  # rare: simpler to reload than to keep the cache through it
         loaded = load_states(self.redis, self.model, self.ks, touched_refs(self.model, events))
         stored = loaded.checkpoint
         if stored != self._checkpoint_text:
             raise CheckpointMoved(f"checkpoint is {stored!r}, expected {self._checkpoint_text!r}")
-        result = fold_batch(self.model, self.ks, loaded.states, events)
-        writes = plan(self.model, self.ks, loaded.states, result.changed, result.appends)
-        self.committer.commit(self.ks, stored, int(stored), [*writes.writes, *extra])
+        result, writes = self._plan(loaded.states, events, fold_batch(self.model, self.ks, loaded.states, events))
+        failed = self._park_failed(result.failed, retried=True)
+        self.committer.commit(self.ks, stored, int(stored), [*writes.writes, *extra, *failed])
         self.status.parked = self.parking.count()
         self._notify(result.changed, writes.changed_zsets, int(stored))

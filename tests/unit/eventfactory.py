@@ -79,5 +79,26 @@ def acknowledged(alert_id: str, at: datetime = T0, user: str = "alice") -> Domai
     return ok(recorded("RiskAlertAcknowledged", data, f"risk-{user}"))
 
 
+def valid_data(type_: str) -> dict[str, Any]:
+    """A valid payload of each catalog type (every field set), for tests that spoil one field."""
+    at = iso(T0)
+    return {
+        "TradeExecuted": trade_data,
+        "PriceUpdated": price_data,
+        "PortfolioRebalanced": lambda: {"userId": "alice", "newPositions": {"BTC-USD": 1.5}, "newTotalValue": 150.0, "rebalancedAt": at},
+        "PositionClosed": lambda: {"userId": "alice", "pair": "BTC-USD", "closureValue": 10.0, "closedAt": at},
+        "RiskAlertAcknowledged": lambda: {"userId": "alice", "alertId": "alert-1", "acknowledgedBy": "ops.jane",
+                                          "note": "called", "at": at},
+    }[type_]()
+
+
+def with_literal(data: dict[str, Any], field: str, literal: str) -> bytes:
+    """``data`` as JSON with ``field`` set to the raw JSON text ``literal`` (which json.dumps could
+    not write: a 5000-digit integer, a lone surrogate escape, ...)."""
+    marker = "@@lucent-literal@@"
+    text = json.dumps({**data, field: marker})
+    return text.replace(json.dumps(marker), literal).encode()
+
+
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
