@@ -18,16 +18,42 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from lucent_admin.console import pushes
-from lucent_admin.console.widgets import PAGES, Widget, page_widgets
+from lucent_admin.console.widgets import PAGES, Widget, page_params, page_widgets
 from projections.events import is_identifier
 from projections.projector.notices import group_name
 
 log = logging.getLogger(__name__)
 
-# Close codes in the application range: the browser learns why it was refused.
+# Close codes in the application range: the browser learns why it was refused, and htmx's
+# websocket extension (which retries on 1006, 1011, 1012 and 1013) does not retry.
+CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
-CLOSE_BAD_REQUEST = 4400
+
+
+class Refused(Exception):
+    """Why a socket is refused: a close code and the reason in words."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def live_params(page: str, query_string: bytes) -> dict[str, str]:
+    """The parameters the page's widgets need, from the socket's query; Refused if any is missing or bad."""
+    if page not in PAGES:
+        raise Refused(CLOSE_BAD_REQUEST, f"no live page {page!r}")
+    query = parse_qs(query_string.decode(errors="replace"))
+    params = {}
+    for name in sorted(page_params(page)):
+        value = query.get(name, [""])[0]
+        if not value:
+            raise Refused(CLOSE_BAD_REQUEST, f"the {page} page needs ?{name}=")
+        if not is_identifier(value):
+            raise Refused(CLOSE_BAD_REQUEST, f"{name} is not an identifier")
+        params[name] = value
+    return params
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
@@ -37,18 +63,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
     params: dict[str, str]
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        if not user.is_staff:
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
-        page = self.scope["url_route"]["kwargs"]["page"]
-        query = parse_qs(self.scope.get("query_string", b"").decode())
-        self.params = {k: v[0] for k, v in query.items() if k == "user" and v}
-        if page not in PAGES or not all(is_identifier(v) for v in self.params.values()):
-            await self.close(code=CLOSE_BAD_REQUEST)
+        try:
+            self.check_user()
+            page = self.scope["url_route"]["kwargs"]["page"]
+            self.params = live_params(page, self.scope.get("query_string", b""))
+        except Refused as refused:
+            await self.refuse(refused)
             return
         self.widgets = page_widgets(page)
         self.groups_joined = {group_name(p) for w in self.widgets for p in w.projections}
@@ -60,6 +80,23 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.last_sent: dict[str, float] = {}
         await self.accept()
         await self.send_widgets(self.widgets, fresh=True)
+
+    def check_user(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            raise Refused(CLOSE_UNAUTHENTICATED, "not signed in")
+        if not user.is_staff:
+            raise Refused(CLOSE_FORBIDDEN, "not staff")
+
+    async def refuse(self, refused: Refused) -> None:
+        """Accept, then close with the refusal's code: every refusal goes through here.
+
+        Closing before accepting makes daphne reject the HTTP handshake; the browser then sees
+        1006, which htmx retries for ever. Accepted then closed, it sees our code.
+        """
+        log.info("live socket %s refused with %s: %s", self.scope.get("path"), refused.code, refused.reason)
+        await self.accept()
+        await self.close(code=refused.code, reason=refused.reason)
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", ()):

@@ -34,6 +34,7 @@ class Widget:
     context: Callable[[Params], dict[str, Any]]
     projections: tuple[str, ...] = ()
     relevant: Callable[[Notice, Params], bool] = field(default=always)
+    needs: tuple[str, ...] = ()  # the parameters its context reads (the user page's ``user``)
 
     @property
     def dom_id(self) -> str:
@@ -55,8 +56,9 @@ WIDGETS: dict[str, Widget] = {
         Widget("movers", "console/widgets/movers.html", contexts.movers, ("market",)),
         Widget("arbitrage", "console/widgets/arbitrage.html", contexts.arbitrage, ("market",)),
         Widget("user-portfolio", "console/widgets/user_portfolio.html", contexts.user_portfolio,
-               ("portfolio", "leaderboards"), about_the_user),
-        Widget("user-risk", "console/widgets/user_risk.html", contexts.user_risk, ("risk",), about_the_user),
+               ("portfolio", "leaderboards"), about_the_user, needs=("user",)),
+        Widget("user-risk", "console/widgets/user_risk.html", contexts.user_risk, ("risk",), about_the_user,
+               needs=("user",)),
         Widget("projection-details", "console/widgets/projection_details.html", contexts.projection_details,
                PROJECTIONS),
     )
@@ -74,6 +76,11 @@ PAGES: dict[str, tuple[str, ...]] = {
 
 def page_widgets(page: str) -> list[Widget]:
     return [WIDGETS[name] for name in PAGES[page]]
+
+
+def page_params(page: str) -> set[str]:
+    """The parameters a page's widgets need: a socket for the page must carry every one."""
+    return {name for widget in page_widgets(page) for name in widget.needs}
 
 
 def render_widget(widget: Widget, params: Params, oob: bool = False) -> str:

@@ -92,3 +92,12 @@ def test_staff_sees_navigation_and_django_admin(staff: Client) -> None:
     admin = staff.get("/admin/")
     assert admin.status_code == 200
     assert b"Site administration" in admin.content
+
+
+def test_favicon_is_served_without_login(client: Client) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301, response.status_code
+    icon = client.get(response["Location"])
+    assert icon.status_code == 200
+    assert icon["Content-Type"].startswith("image/svg+xml")
+    assert b"<svg" in b"".join(icon.streaming_content if icon.streaming else [icon.content])

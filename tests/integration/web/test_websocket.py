@@ -44,19 +44,29 @@ async def receive_all(comm: WebsocketCommunicator, within: float) -> list[str]:
     return frames
 
 
+async def refused_with(comm: WebsocketCommunicator) -> int:
+    """The close code of a refused socket: accepted, then closed at once (so the browser sees the code)."""
+    assert await comm.connect() == (True, None)
+    message = await comm.receive_output(timeout=5)
+    assert message["type"] == "websocket.close", message
+    return int(message["code"])
+
+
 async def test_anonymous_connection_is_closed() -> None:
     comm = WebsocketCommunicator(application, "/ws/live/overview/", headers=[(b"origin", b"http://127.0.0.1:8000")])
-    assert await comm.connect() == (False, CLOSE_UNAUTHENTICATED)
+    assert await refused_with(comm) == CLOSE_UNAUTHENTICATED
 
 
 async def test_non_staff_connection_is_refused() -> None:
     user = await sync_to_async(get_user_model().objects.create_user)("bob", password="pw-bob-123")
-    assert await as_user(user, "/ws/live/overview/").connect() == (False, CLOSE_FORBIDDEN)
+    assert await refused_with(as_user(user, "/ws/live/overview/")) == CLOSE_FORBIDDEN
 
 
-@pytest.mark.parametrize("path", ["/ws/live/nope/", "/ws/live/user/?user=../x"])
-async def test_unknown_page_or_bad_user_id_is_refused(path: str) -> None:
-    assert await as_user(await staff_user(), path).connect() == (False, CLOSE_BAD_REQUEST)
+@pytest.mark.parametrize("path", [
+    "/ws/live/nope/", "/ws/live/user/?user=../x", "/ws/live/user/", "/ws/live/user/?user=", "/ws/live/user/?who=alice",
+])
+async def test_unknown_page_bad_or_missing_user_id_is_refused(path: str) -> None:
+    assert await refused_with(as_user(await staff_user(), path)) == CLOSE_BAD_REQUEST
 
 
 async def test_socket_catches_up_on_connect_then_pushes_only_affected_widgets(redis_client) -> None:
