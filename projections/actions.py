@@ -16,15 +16,11 @@ import redis
 
 from projections import keys
 from projections.errors import BadEvent, NotParked, NotStoppedOn
-from projections.events import NOTE_MAX, is_identifier
+from projections.events import NOTE_MAX, is_identifier, risk_stream
 from projections.eventstore import EventStore, ProposedEvent
 from projections.queries import Queries, check_projection
 
 _NAMESPACE = uuid.UUID("6f1c1d52-9a51-4f57-8c1e-4c7d2f0a9b31")
-
-
-def risk_stream(user_id: str) -> str:
-    return f"risk-{user_id}"
 
 
 def acknowledge_alert(

@@ -75,5 +75,17 @@ class CheckpointMoved(ProjectionError):
     """The checkpoint changed under a batch (a restart or a rebuild); reload and resume."""
 
 
+class EpochMoved(CheckpointMoved):
+    """Another writer (a per-user rebuild) changed entities under a batch: fold it again from Redis."""
+
+
 class LeaseLost(ProjectionError):
     """The lease expired and nobody holds it (e.g. Redis restarted): take it again and resume."""
+
+
+class JobCancelled(ProjectionError):
+    """An operator cancelled the job; it stopped at a safe point and wrote nothing more."""
+
+
+class RebuildContended(ProjectionError):
+    """A per-user rebuild kept losing the race with live events for the user; try again later."""

@@ -203,6 +203,16 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
+def risk_stream(user_id: str) -> str:
+    """The stream of a user's risk events (``RiskAlertAcknowledged``)."""
+    return f"risk-{user_id}"
+
+
+def user_streams(user_id: str) -> tuple[str, ...]:
+    """The streams that hold one user's events: trades, portfolio events, risk events (the catalog's)."""
+    return (f"trades-{user_id}", f"portfolio-{user_id}", risk_stream(user_id))
+
+
 def is_identifier(value: object) -> bool:
     """True for 1–64 chars of ``[A-Za-z0-9_.-]``."""
     return isinstance(value, str) and _ID.match(value) is not None

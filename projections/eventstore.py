@@ -123,6 +123,27 @@ class EventStore:
             kwargs["limit"] = limit
         return iter(self.client.read_all(**kwargs))
 
+    def read_stream(self, stream: str) -> Iterator[Recorded]:
+        """Every event of ``stream`` in order (none if the stream does not exist), as small
+        :class:`~projections.events.Recorded` events built straight from the gRPC messages."""
+        try:
+            response = self.client.read_stream(stream, timeout=self.timeout)
+        except (GrpcError, EventStoreDBClientException) as exc:
+            raise EventStoreUnavailable(f"reading stream {stream!r} failed: {exc}") from exc
+        return _read_items(response, f"stream {stream!r}")
+
+    def read_types(self, event_types: Sequence[str], after: int | None = None) -> Iterator[Recorded]:
+        """Events of ``event_types`` in ``$all`` after commit position ``after``, oldest first (a plain
+        read, no subscription: it ends at the head as the read began)."""
+        try:
+            response = self.client.read_all(commit_position=after or None, filter_include=type_filter(event_types),
+                                            timeout=None)
+        except (GrpcError, EventStoreDBClientException) as exc:
+            raise EventStoreUnavailable(f"reading $all after {after} failed: {exc}") from exc
+        for event in _read_items(response, "$all"):
+            if after is None or event.envelope.position > after:
+                yield event
+
     def subscribe(self, after: int | None, event_types: Sequence[str], window: int) -> Subscription:
         try:
             inner = self.client.subscribe_to_all(
@@ -246,6 +267,28 @@ class Subscription:
             self._inner.stop()
         except Exception:  # noqa: BLE001 - stopping a dead stream must not raise
             pass
+
+
+def _read_items(response: Any, what: str) -> Iterator[Recorded]:
+    """The events of a read's gRPC responses (esdbclient 1.1.7 maps errors; a missing stream is none)."""
+    next_response = response._get_next_read_resp
+    try:
+        while True:
+            try:
+                message = next_response()
+            except (StopIteration, CancelledByClient):
+                return
+            kind = message.WhichOneof("content")
+            if kind == "event":
+                fields = recorded_fields(message.event)
+                if fields is not None:
+                    yield Recorded(Envelope(*fields[:5]), fields[5])
+            elif kind == "stream_not_found":
+                return
+    except (GrpcError, EventStoreDBClientException) as exc:
+        raise EventStoreUnavailable(f"reading {what} failed: {exc}") from exc
+    finally:
+        response.stop()
 
 
 RecordedFields = tuple[str, str, int, str, int, bytes]  # event id, stream, position, type, recorded ms, data

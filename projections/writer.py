@@ -11,9 +11,14 @@ Contract:
   the same keyspace as applying it once.
 * :meth:`Committer.commit` applies a plan, the parked events and the new checkpoint in
   ONE Lua script, i.e. one atomic step: it first checks the fencing token
-  (the projection's lease) and that the checkpoint is still the one the batch
-  started from; otherwise nothing is written and :class:`Fenced` (another
-  projector) or :class:`CheckpointMoved` is raised.
+  (the projection's lease), that the checkpoint is still the one the batch
+  started from and that the generation's ``state-epoch`` has not moved since
+  the batch loaded its states (another writer, a per-user rebuild, changed
+  entities meanwhile); otherwise nothing is written and :class:`Fenced`
+  (another projector) or :class:`CheckpointMoved` is raised.
+* :func:`write_entity` is that other writer's commit: the absolute writes of
+  one entity, applied only if the entity's ``lastPosition`` is still the one
+  it read (compare-and-set), bumping ``state-epoch`` in the same script.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.errors import CheckpointMoved, Fenced, LeaseLost
+from projections.errors import CheckpointMoved, EpochMoved, Fenced, LeaseLost
 from projections.keys import KeySpace
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
 
@@ -39,10 +44,14 @@ if holder ~= ARGV[1] then
 end
 local cp = redis.call('GET', KEYS[2]) or ''
 if cp ~= ARGV[2] then
-  return redis.error_reply('MOVED ' .. cp)
+  return redis.error_reply('CHECKPOINT ' .. cp)
+end
+local epoch = redis.call('GET', KEYS[3]) or ''
+if epoch ~= ARGV[5] then
+  return redis.error_reply('EPOCH ' .. epoch)
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local i, n = 5, #ARGV
+local i, n = 6, #ARGV
 while i <= n do
   local c = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + c))
@@ -159,13 +168,15 @@ def load_states(client: redis.Redis, model: ReadModel, ks: KeySpace, refs: Seque
     An absent entity is left out (not parsed as empty): its old Redis image is nothing at all.
     """
     pipe = client.pipeline(transaction=False)
+    # The epoch first: an entity write landing between two of these replies then shows as a
+    # moved epoch at commit (refused), never as a new epoch over states read before it.
+    pipe.get(ks.state_epoch)
     for ref in refs:
         pipe.hgetall(model.main_key(ks, ref))
     pipe.get(ks.checkpoint)
-    pipe.get(ks.state_epoch)
     replies = pipe.execute()
-    states = {ref: model.parse(ref, _text_map(fields)) for ref, fields in zip(refs, replies) if fields}
-    return Loaded(states, {}, text(replies[-2]), text(replies[-1]))
+    states = {ref: model.parse(ref, _text_map(fields)) for ref, fields in zip(refs, replies[1:]) if fields}
+    return Loaded(states, {}, text(replies[-1]), text(replies[0]))
 
 
 def text(value: Any) -> str:
@@ -189,13 +200,12 @@ class Committer:
         self.lease_ms = lease_ms
         self._script = client.register_script(_COMMIT)
 
-    def commit(self, ks: KeySpace, expected: str, checkpoint: int, writes: Sequence[Write]) -> None:
-        args: list[str] = [self.token, expected, str(checkpoint), str(self.lease_ms)]
-        for write in writes:
-            args.append(str(len(write)))
-            args.extend(write)
+    def commit(self, ks: KeySpace, expected: str, checkpoint: int, writes: Sequence[Write], epoch: str) -> None:
+        """Apply ``writes`` and move the checkpoint from ``expected`` to ``checkpoint``, if the
+        lease, the checkpoint and the state epoch (as loaded: ``epoch``) are as expected."""
+        args: list[str] = [self.token, expected, str(checkpoint), str(self.lease_ms), epoch, *_flatten(writes)]
         try:
-            self._script(keys=[keys.lease(self.projection), ks.checkpoint], args=args)
+            self._script(keys=[keys.lease(self.projection), ks.checkpoint, ks.state_epoch], args=args)
         except redis.ResponseError as exc:
             text = str(exc)
             if text == "FENCED false":
@@ -205,9 +215,49 @@ class Committer:
                     f"projection {self.projection!r}: the lease is held by {text[7:]!r}, not this projector "
                     f"({self.token}); this projector stops — run one projector per projection"
                 ) from None
-            if text.startswith("MOVED"):
-                raise CheckpointMoved(f"projection {self.projection!r}: checkpoint is {text[6:]!r}, expected {expected!r}") from None
+            if text.startswith("CHECKPOINT"):  # not "MOVED": redis-py reads that as a cluster redirect
+                raise CheckpointMoved(f"projection {self.projection!r}: checkpoint is {text[11:]!r}, expected {expected!r}") from None
+            if text.startswith("EPOCH"):
+                raise EpochMoved(f"projection {self.projection!r}: another writer changed entities (state epoch "
+                                      f"{text[6:]!r}, loaded {epoch!r}); the batch is read again") from None
             raise
+
+
+def _flatten(writes: Sequence[Write]) -> list[str]:
+    """Writes as script arguments: each one's length, then its words."""
+    args: list[str] = []
+    for write in writes:
+        args.append(str(len(write)))
+        args.extend(write)
+    return args
+
+
+_WRITE_ENTITY = """
+local last = redis.call('HGET', KEYS[1], 'lastPosition') or ''
+if last ~= ARGV[1] then
+  return redis.error_reply('ENTITY ' .. last)
+end
+local i, n = 2, #ARGV
+while i <= n do
+  local c = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + c))
+  i = i + c + 1
+end
+return redis.call('INCR', KEYS[2])
+"""
+
+
+def write_entity(client: redis.Redis, ks: KeySpace, main_key: str, expected_last: str, writes: Sequence[Write]) -> bool:
+    """Apply ``writes`` (one entity's, all in ``ks``'s slot) if the entity's main hash still says
+    ``lastPosition`` = ``expected_last`` ('' for an absent entity), bumping the state epoch so the
+    projector's cache and batches in flight notice; False (nothing written) if it moved."""
+    try:
+        client.eval(_WRITE_ENTITY, 2, main_key, ks.state_epoch, expected_last, *_flatten(writes))
+    except redis.ResponseError as exc:
+        if str(exc).startswith("ENTITY"):
+            return False
+        raise
+    return True
 
 
 def parked_writes(projection: str, event_id: str, position: int, record: str) -> list[Write]:

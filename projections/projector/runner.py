@@ -43,7 +43,7 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.errors import BadEvent, CheckpointMoved, EventStoreUnavailable, Fenced, LeaseLost, ProjectionStopped
+from projections.errors import BadEvent, CheckpointMoved, EpochMoved, EventStoreUnavailable, Fenced, LeaseLost, ProjectionStopped
 from projections.events import DomainEvent, Ignored, Recorded, decode, envelope_of
 from projections.eventstore import EventStore, Marker, Subscription
 from projections.keys import KeySpace
@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 Notifier = Callable[[dict[str, Any]], None]
 Hook = Callable[[str], None]
 RETURN, LIVE, SWITCH = "return", "live", "switch"  # outcomes of Runner._catch_up
+EPOCH_RETRIES = 5  # a batch refolded at once when a per-user rebuild wrote entities under it
 RETRYABLE = (EventStoreUnavailable, redis.ConnectionError, redis.TimeoutError, CheckpointMoved, LeaseLost, OSError)
 
 
@@ -342,19 +343,18 @@ class Runner:
 
     def _commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int, raw: list[Recorded]) -> None:
         self.hook("read")
-        try:
-            loaded = self.cache.load(self.redis, self.model, self.ks, touched_refs(self.model, events))
-            if loaded.checkpoint != self._checkpoint_text:
-                raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
-            result = fold_batch(self.model, self.ks, loaded.states, events)
-            self.hook("fold")
-            result, writes = self._plan(loaded.states, events, result, loaded.images)
-            parked = [*parked, *self._park_failed(result.failed)]
-            self.hook("write")
-            self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.writes, *parked])
-        except BaseException:
-            self.cache.clear()  # the outcome is unknown: Redis may not hold what the cache would
-            raise
+        for attempt in range(1, EPOCH_RETRIES + 1):
+            try:
+                result, writes, parked_now = self._fold_and_commit(events, parked, checkpoint)
+                break
+            except EpochMoved:
+                self.cache.clear()  # a per-user rebuild wrote entities: fold this batch again from Redis
+                if attempt == EPOCH_RETRIES:
+                    raise
+            except BaseException:
+                self.cache.clear()  # the outcome is unknown: Redis may not hold what the cache would
+                raise
+        parked = parked_now
         for ref, state in result.changed.items():
             self.cache.put(ref, state, writes.images[ref])
         self.hook("commit")
@@ -367,6 +367,20 @@ class Runner:
         if self.status.state is State.STALLED:
             self.status.fail(State.LIVE if self.caught_up else State.CATCHING_UP, "")
         self._notify(result.changed, writes.changed_zsets, checkpoint)
+
+    def _fold_and_commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]],
+                         checkpoint: int) -> tuple[FoldResult, Plan, list[tuple[str, ...]]]:
+        """Load, fold, plan and commit one batch; the folded result, its plan and what it parked."""
+        loaded = self.cache.load(self.redis, self.model, self.ks, touched_refs(self.model, events))
+        if loaded.checkpoint != self._checkpoint_text:
+            raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
+        result = fold_batch(self.model, self.ks, loaded.states, events)
+        self.hook("fold")
+        result, writes = self._plan(loaded.states, events, result, loaded.images)
+        parked = [*parked, *self._park_failed(result.failed)]
+        self.hook("write")
+        self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.writes, *parked], loaded.epoch)
+        return result, writes, parked
 
     def _plan(self, states: dict[Ref, Any], events: list[DomainEvent], result: FoldResult,
               images: dict[Ref, Rendered] | None = None) -> tuple[FoldResult, Plan]:
@@ -427,6 +441,6 @@ class Runner:
             raise CheckpointMoved(f"checkpoint is {stored!r}, expected {self._checkpoint_text!r}")
         result, writes = self._plan(loaded.states, events, fold_batch(self.model, self.ks, loaded.states, events))
         failed = self._park_failed(result.failed, retried=True)
-        self.committer.commit(self.ks, stored, int(stored), [*writes.writes, *extra, *failed])
+        self.committer.commit(self.ks, stored, int(stored), [*writes.writes, *extra, *failed], loaded.epoch)
         self.status.parked = self.parking.count()
         self._notify(result.changed, writes.changed_zsets, int(stored))

@@ -13,7 +13,8 @@ marks table, the clock). For each entity the module gives:
 * ``render(ks, ref, state)``: the entity's whole Redis image — hashes it owns,
   its members in shared sorted sets and its fields in shared hashes;
 * ``appends(ks, ref, event, state)``: append-only entries (capped sorted sets
-  such as position history), keyed by commit position so re-applying is a no-op.
+  such as position history), keyed by commit position so re-applying is a no-op;
+* ``user_kind``: which entities are one user's (a per-user rebuild rebuilds those).
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ class ReadModel(Protocol):
 
     name: str
     event_types: tuple[str, ...]
+    user_kind: str | None  # the kind of Ref that is one user's entity ("user", "trader"), if the model has one
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]: ...
     def empty(self, ref: Ref) -> Any: ...

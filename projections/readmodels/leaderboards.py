@@ -95,6 +95,7 @@ def evolve_strategy(s: Strategy, e: TradeExecuted) -> Strategy:
 class LeaderboardsModel:
     name = NAME
     event_types = EVENT_TYPES
+    user_kind: str | None = "trader"
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]:
         if not isinstance(event, TradeExecuted):

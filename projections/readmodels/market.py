@@ -192,6 +192,7 @@ def _int_keys(d: Mapping[str, Any]) -> dict[int, float]:
 class MarketModel:
     name = NAME
     event_types = EVENT_TYPES
+    user_kind: str | None = None
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]:
         if isinstance(event, PriceUpdated):

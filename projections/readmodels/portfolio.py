@@ -156,6 +156,7 @@ def evolve_marks(m: Marks, e: PriceUpdated) -> Marks:
 class PortfolioModel:
     name = NAME
     event_types = EVENT_TYPES
+    user_kind: str | None = "user"
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]:
         if isinstance(event, PriceUpdated):

@@ -198,6 +198,7 @@ def evolve_acknowledged(r: Risk, e: RiskAlertAcknowledged) -> Risk:
 class RiskModel:
     name = NAME
     event_types = EVENT_TYPES
+    user_kind: str | None = "user"
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]:
         if isinstance(event, TradeExecuted):

@@ -73,7 +73,7 @@ def test_a_stale_projector_cannot_commit(redis_process: RedisProcess) -> None:
     client.set(keys.lease("risk"), "someone-else")
     ks = keys.KeySpace("risk")
     with pytest.raises(Fenced, match="someone-else"):
-        Committer(client, "risk", "me", 1000).commit(ks, "", 10, [("HSET", ks.user_risk("u"), "a", "1")])
+        Committer(client, "risk", "me", 1000).commit(ks, "", 10, [("HSET", ks.user_risk("u"), "a", "1")], "")
     assert client.exists(ks.user_risk("u")) == 0 and client.get(ks.checkpoint) is None
 
 

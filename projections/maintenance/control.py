@@ -1,0 +1,36 @@
+"""What a long operation is given by whoever runs it (a job, the command line, a test).
+
+The engine calls :meth:`Control.report` as it goes and :meth:`Control.check` at
+every safe point; ``check`` raises :class:`~projections.errors.JobCancelled` once a
+cancel was asked for, and the engine leaves everything as it was before it
+(its writes are atomic per entity, or go to a generation nobody reads).
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+from projections.errors import JobCancelled
+
+
+class Control(Protocol):
+    def report(self, done: int, total: int | None, phase: str = "") -> None:
+        """``done`` units of ``total`` (None: not known yet); ``phase`` says what is being done."""
+
+    def cancelled(self) -> bool:
+        """True once a cancel was asked for (cheap: it is called often)."""
+
+
+class Unattended:
+    """A control that reports nowhere and never cancels (tests, the command line's quiet mode)."""
+
+    def report(self, done: int, total: int | None, phase: str = "") -> None:
+        return None
+
+    def cancelled(self) -> bool:
+        return False
+
+
+def check(control: Control) -> None:
+    """Raise JobCancelled if ``control`` was asked to cancel."""
+    if control.cancelled():
+        raise JobCancelled("cancelled by an operator; nothing of this step was written")

@@ -1,0 +1,288 @@
+"""Per-user rebuild: one user's read models in every projection, refolded from the event store.
+
+For each projection whose read model has user entities (``ReadModel.user_kind``):
+
+1. *Snapshot*, in one MULTI/EXEC: the live generation's checkpoint C and the
+   entity's ``lastPosition`` L ('' when its hash is missing).
+2. *Events*: the user's own streams (``events.user_streams``), keeping the
+   projection's types whose entity is this user and whose position is at most C
+   — what the live projector has applied. The portfolio also needs every
+   ``PriceUpdated`` before the user's last such event: a full replay values the
+   positions at the marks of each of the user's events, and so does this.
+3. *Fold* with the same pure folds (``projector/fold.py``) → the entity's state,
+   its Redis image and its history entries.
+4. *Observe* what Redis holds for the entity now: its own hashes, its members in
+   the shared rankings and hashes — also where the image no longer puts it (a
+   stray member of an old day's leaderboard, an alert of the user left behind) —
+   and turn that into the replayed image with absolute writes (``writer.diff``).
+5. *Write* with :func:`~projections.writer.write_entity`: only if L is still the
+   entity's ``lastPosition``, i.e. the live projector applied no event of the user
+   since the snapshot (then the state as of C is the state now); the same script
+   bumps ``state-epoch``, so the projector's cache and its batch in flight notice.
+   If L moved, go again from 1 (a bounded number of times).
+
+Everything else (the market, strategies, the clocks) is not one user's and is
+left alone: a full rebuild refolds those. Replays have no side effects: no change
+notice is sent (the console re-reads on the next one) and nothing is published.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from projections import keys
+from projections.errors import BadEvent, RebuildContended
+from projections.events import DomainEvent, Ignored, PriceUpdated, Recorded, decode, user_streams
+from projections.eventstore import EventStore
+from projections.keys import KeySpace
+from projections.maintenance.control import Control, Unattended, check
+from projections.projector.fold import fold_batch
+from projections.readmodels import PROJECTIONS, model
+from projections.readmodels.base import Append, ReadModel, Ref, Rendered
+from projections.writer import Plan, diff, text, write_entity
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 5  # snapshots tried before giving up to live traffic (each loses only if the user traded meanwhile)
+CHUNK = 2000  # events folded per call (states are carried from one chunk to the next)
+
+
+@dataclass(frozen=True)
+class EntityRebuilt:
+    """What a per-user rebuild did in one projection."""
+
+    projection: str
+    checkpoint: int  # the position the entity was rebuilt at
+    events: int  # the user's events folded
+    writes: int  # Redis writes it took (0: Redis already held exactly the replay)
+    attempts: int
+
+
+@dataclass(frozen=True)
+class UserRebuilt:
+    user_id: str
+    projections: tuple[EntityRebuilt, ...]
+
+    @property
+    def writes(self) -> int:
+        return sum(p.writes for p in self.projections)
+
+
+def user_projections() -> tuple[str, ...]:
+    """The projections that keep per-user read models."""
+    return tuple(name for name in PROJECTIONS if model(name).user_kind)
+
+
+def rebuild_user(
+    client: redis.Redis, store: EventStore, user_id: str, projections: Sequence[str] | None = None,
+    control: Control | None = None,
+) -> UserRebuilt:
+    """Rebuild ``user_id``'s read models in ``projections`` (default: every one with user entities).
+
+    Raises RebuildContended if live events for the user kept winning the race, JobCancelled
+    between projections if ``control`` asks (each projection's write is atomic: a cancel leaves
+    every projection either rebuilt or untouched).
+    """
+    control = control or Unattended()
+    names = tuple(projections) if projections else user_projections()
+    done = []
+    for i, name in enumerate(names):
+        check(control)
+        control.report(i, len(names), f"rebuilding {user_id} in {name}")
+        done.append(_rebuild_one(client, store, model(name), user_id))
+    control.report(len(names), len(names), f"rebuilt {user_id}")
+    return UserRebuilt(user_id, tuple(done))
+
+
+@dataclass
+class _Fold:
+    """A fold of one user's events carried from one attempt to the next: a retry only folds what
+    the live projector applied since (events and, for the portfolio, prices)."""
+
+    states: dict[Ref, Any] = field(default_factory=dict)
+    appends: list[Append] = field(default_factory=list)
+    events_upto: int = 0  # every event of the user at or before this position is folded
+    prices_upto: int = 0  # every price at or before this position is folded
+    count: int = 0
+
+
+def _rebuild_one(client: redis.Redis, store: EventStore, m: ReadModel, user_id: str) -> EntityRebuilt:
+    ks = _live_keyspace(client, m.name)
+    ref: Ref = (str(m.user_kind), user_id)
+    main = m.main_key(ks, ref)
+    fold = _Fold()
+    for attempt in range(1, ATTEMPTS + 1):
+        checkpoint, last = _snapshot(client, ks, main)
+        _advance(fold, store, m, ks, ref, checkpoint)  # the user's events are read after the snapshot: all <= C are stored
+        state = fold.states.get(ref)
+        image = Rendered() if state is None else m.render(ks, ref, state)
+        history = _history(fold.appends)
+        plan = Plan()
+        diff(_observe(client, m, ks, ref, image, history), _with_history(image, history), plan)
+        if not plan.writes or write_entity(client, ks, main, last, plan.writes):
+            return EntityRebuilt(m.name, checkpoint, fold.count, len(plan.writes), attempt)
+        log.info("per-user rebuild of %s in %s: a live event moved it (attempt %d); again", user_id, m.name, attempt)
+    raise RebuildContended(f"user {user_id!r} in {m.name}: live events kept moving the entity during {ATTEMPTS} "
+                           "attempts; try again when the user is quieter")
+
+
+def _advance(fold: _Fold, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref, checkpoint: int) -> None:
+    """Fold the user's events in (``fold.events_upto``, ``checkpoint``] into ``fold``."""
+    new = [e for e in _user_events(store, ref[1]) if fold.events_upto < e.envelope.position <= checkpoint
+           and e.envelope.type in m.event_types and ref in m.touches(e)]
+    fold.events_upto = max(fold.events_upto, checkpoint)
+    if not new:
+        return
+    for chunk in _chunks(_with_prices(store, m, fold, new)):
+        result = fold_batch(m, ks, fold.states, chunk)
+        fold.states.update(result.changed)
+        fold.appends.extend(result.appends)  # only the user's events add entries (prices add none)
+    fold.count += len(new)
+
+
+def _user_events(store: EventStore, user_id: str) -> list[DomainEvent]:
+    """The user's decodable events from their streams, in ``$all`` order (bad ones are parked
+    by the live projector and skipped here, as a replay skips them)."""
+    found: list[DomainEvent] = []
+    for stream in user_streams(user_id):
+        found.extend(_decoded(store.read_stream(stream)))
+    return sorted(found, key=lambda e: e.envelope.position)
+
+
+def _decoded(items: Iterable[Recorded]) -> Iterator[DomainEvent]:
+    for item in items:
+        try:
+            event = decode(item)
+        except BadEvent:
+            continue
+        if not isinstance(event, Ignored):
+            yield event
+
+
+def _live_keyspace(client: redis.Redis, projection: str) -> KeySpace:
+    return KeySpace(projection, int(text(client.get(keys.generation_pointer(projection))) or 1))
+
+
+def _snapshot(client: redis.Redis, ks: KeySpace, main: str) -> tuple[int, str]:
+    """The checkpoint and the entity's lastPosition, read atomically."""
+    pipe = client.pipeline(transaction=True)
+    pipe.get(ks.checkpoint)
+    pipe.hget(main, "lastPosition")
+    checkpoint, last = pipe.execute()
+    return int(text(checkpoint) or 0), text(last)
+
+
+def _with_prices(store: EventStore, m: ReadModel, fold: _Fold, new: list[DomainEvent]) -> Iterator[DomainEvent]:
+    """``new`` merged in ``$all`` order with the prices since ``fold.prices_upto`` up to the last of
+    them — for the portfolio, whose folds value positions at the marks of each event; the other
+    user models fold no prices."""
+    if "PriceUpdated" not in m.event_types:
+        yield from new
+        return
+    until = new[-1].envelope.position
+    queue = iter(new)
+    pending = next(queue, None)
+    for price in _decoded(store.read_types(["PriceUpdated"], after=fold.prices_upto or None)):
+        if price.envelope.position > until:
+            break
+        while pending is not None and pending.envelope.position < price.envelope.position:
+            yield pending
+            pending = next(queue, None)
+        if isinstance(price, PriceUpdated):
+            yield price
+    fold.prices_upto = until
+    while pending is not None:
+        yield pending
+        pending = next(queue, None)
+
+
+def _chunks(events: Iterable[DomainEvent]) -> Iterator[list[DomainEvent]]:
+    chunk: list[DomainEvent] = []
+    for event in events:
+        chunk.append(event)
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _own_append_keys(m: ReadModel, ks: KeySpace, ref: Ref) -> set[str]:
+    """The append-only keys that are the entity's own (the portfolio's position history)."""
+    return {ks.portfolio_history(ref[1])} if m.name == "portfolio" else set()
+
+
+def _history(appends: list[Append]) -> dict[str, dict[str, float]]:
+    """Each append-only key's entries as a full replay leaves them: the newest ``cap`` by score."""
+    out: dict[str, dict[str, float]] = {}
+    caps: dict[str, int] = {}
+    for entry in appends:
+        out.setdefault(entry.key, {})[entry.member] = entry.score
+        caps[entry.key] = entry.cap
+    return {key: dict(sorted(members.items(), key=lambda kv: kv[1])[-caps[key]:]) for key, members in out.items()}
+
+
+def _with_history(image: Rendered, history: dict[str, dict[str, float]]) -> Rendered:
+    return Rendered(owned=image.owned, zsets={**image.zsets, **history}, hfields=image.hfields)
+
+
+def _observe(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, image: Rendered,
+             history: dict[str, dict[str, float]]) -> Rendered:
+    """What Redis holds for the entity: over the keys of the replayed image, of the image its
+    current hash describes, and the stray places found by scanning (see the module doc)."""
+    current: dict[Any, Any] = client.hgetall(m.main_key(ks, ref))  # type: ignore[assignment]  # sync client
+    before = m.render(ks, ref, m.parse(ref, {text(k): text(v) for k, v in current.items()})) if current else Rendered()
+    owned = {*image.owned, *before.owned}
+    zsets: dict[str, set[str]] = {}
+    hfields: dict[str, set[str]] = {}
+    for source in (image, before):
+        for key, members in source.zsets.items():
+            zsets.setdefault(key, set()).update(members)
+        for key, names in source.hfields.items():
+            hfields.setdefault(key, set()).update(names)
+    _strays(client, m, ks, ref, zsets, hfields)
+    whole = set(history) | _own_append_keys(m, ks, ref)
+    pipe = client.pipeline(transaction=True)
+    for key in sorted(owned):
+        pipe.hgetall(key)
+    for key in sorted(whole):
+        pipe.zrange(key, 0, -1, withscores=True)
+    pairs = [(key, member) for key in sorted(zsets) if key not in whole for member in sorted(zsets[key])]
+    for key, member in pairs:
+        pipe.zscore(key, member)
+    wanted = [(key, sorted(names)) for key, names in sorted(hfields.items()) if names]
+    for key, field_names in wanted:
+        pipe.hmget(key, field_names)
+    replies = iter(pipe.execute())
+    seen_owned = {key: {text(f): text(v) for f, v in next(replies).items()} for key in sorted(owned)}
+    seen_z: dict[str, dict[str, float]] = {key: {text(mb): float(s) for mb, s in next(replies)} for key in sorted(whole)}
+    for key, member in pairs:
+        score = next(replies)
+        if score is not None:
+            seen_z.setdefault(key, {})[member] = float(score)
+    seen_h: dict[str, dict[str, str]] = {}
+    for key, field_names in wanted:
+        for name, value in zip(field_names, next(replies)):
+            if value is not None:
+                seen_h.setdefault(key, {})[name] = text(value)
+    return Rendered(owned={k: v for k, v in seen_owned.items() if v}, zsets=seen_z, hfields=seen_h)
+
+
+def _strays(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref,
+            zsets: dict[str, set[str]], hfields: dict[str, set[str]]) -> None:
+    """Add the places the entity may have been left in that no image names: for a trader, every
+    day's volume leaderboard; for a user's risk, alerts whose details name the user."""
+    user = ref[1]
+    if m.name == "leaderboards":
+        for key in client.scan_iter(match=ks.daily_volume_leaders("*"), count=1000):
+            zsets.setdefault(text(key), set()).add(user)
+    elif m.name == "risk":
+        needle = f'"userId":"{user}"'  # in the details' JSON (HSCAN's MATCH looks at field names only)
+        for field, value in client.hscan_iter(ks.risk_alert_details(), count=1000):
+            if needle in text(value):
+                hfields.setdefault(ks.risk_alert_details(), set()).add(text(field))
+                zsets.setdefault(ks.risk_alerts(), set()).add(text(field))
