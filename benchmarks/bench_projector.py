@@ -142,7 +142,7 @@ def bench_catchup(s: Servers, name: str, rss: list[float]) -> dict[str, float]:
     runner.run()
     elapsed = time.perf_counter() - start
     done.set()
-    return {"events": runner.progress.applied, "seconds": round(elapsed, 3), "events_per_s": round(runner.progress.applied / elapsed, 1)}
+    return {"events": runner.status.applied, "seconds": round(elapsed, 3), "events_per_s": round(runner.status.applied / elapsed, 1)}
 
 
 def bench_all_threads(s: Servers) -> dict[str, float]:
@@ -151,7 +151,7 @@ def bench_all_threads(s: Servers) -> dict[str, float]:
     start = time.perf_counter()
     run_all(runners, threading.Event())
     elapsed = time.perf_counter() - start
-    applied = sum(r.progress.applied for r in runners)
+    applied = sum(r.status.applied for r in runners)
     return {"seconds": round(elapsed, 3), "deliveries_per_s": round(applied / elapsed, 1)}
 
 
@@ -228,7 +228,7 @@ def bench_freshness(s: Servers, seconds: float, rate: float) -> dict[str, float]
                     notifier=lambda n: notices.append((n["checkpoint"], time.time())))
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
-    while runner.progress.state != "live":
+    while runner.status.state != "live":
         time.sleep(0.05)
     n = int(seconds * rate)
     t0 = time.time() + 3  # the appender starts sending on this clock, once it is up

@@ -198,3 +198,8 @@ def latest_price_field(exchange: str, pair: str) -> str:
 def lag_history(projection: str) -> str:
     """Sorted set of lag samples (member ``<at ms>:<lag seconds>``, score at ms), trimmed to LAG_HISTORY_MS."""
     return f"{tag(projection)}:lag-history"
+
+
+def job_lease(job_id: int) -> str:
+    """Fencing token of the worker running job ``job_id`` (a job never runs twice at once)."""
+    return f"{PREFIX}:jobs:{job_id}:lease"

@@ -14,3 +14,7 @@ queries.HistoryEntry.amount_after, queries.UserRank.risk_rank, queries.Projectio
 _ = append
 _.current_revision, _.current_revision_20_6_0, _.expected_revision, _.expected_revision_20_6_0
 _.current_stream_revision, _.expected_stream_position
+# job fields the console's templates and the jobs command show
+from lucent_admin.operations import models  # noqa: E402
+
+models.Job.eta_seconds, models.Job.created_at, models.Job.finished_at

@@ -7,6 +7,7 @@ outcome goes back to the page with a message.
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -68,6 +69,30 @@ def retry_parked(request: HttpRequest) -> HttpResponse:
 @require_POST
 def park_bad_event(request: HttpRequest) -> HttpResponse:
     return _event_action(request, actions.do_park_bad_event, "Event {event_id} not parked")
+
+
+@require_POST
+def rebuild_user(request: HttpRequest) -> HttpResponse:
+    form = UserLookupForm({"user": request.POST.get("user_id", "")})
+    valid = form.is_valid()
+    user = form.cleaned_data["user"] if valid else request.POST.get("user_id", "")[:64]
+    result = actions.do_rebuild_users(Actor.of(request.user), [user], invalid="" if valid else _form_errors(form))
+    if result.denied:
+        raise PermissionDenied(result.message)
+    (messages.success if result.ok else messages.error)(request, result.message if result.ok else
+                                                         f"{user} not rebuilt: {result.message}")
+    url = f"{reverse('console:user')}?{urlencode({'user': user})}" if valid else reverse("console:jobs")
+    return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else redirect(url)
+
+
+@require_POST
+def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    result = actions.do_cancel_job(Actor.of(request.user), job_id)
+    if result.denied:
+        raise PermissionDenied(result.message)
+    (messages.success if result.ok else messages.error)(request, result.message)
+    url = reverse("console:job", args=[job_id])
+    return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else redirect(url)
 
 
 @require_GET

@@ -12,6 +12,7 @@ from typing import Any
 
 from lucent_admin.bootstrap import queries as q
 from lucent_admin.console.charts import sparkline
+from lucent_admin.operations.models import Job
 from projections.queries import ProjectionState, ProjectionStatus
 from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert
 
@@ -163,3 +164,29 @@ def user_risk(params: Params) -> dict[str, Any]:
         return {"found": False}
     return {"found": True, "r": profile, "concentration_pct": profile.concentration * 100,
             "alerts": [_alert(a) for a in [*profile.active_alerts, *profile.acknowledged_alerts]]}
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+def _job_row(job: Job) -> dict[str, Any]:
+    return {"job": job, "percent": None if job.fraction is None else job.fraction * 100}
+
+
+def jobs(params: Params) -> dict[str, Any]:
+    return {"rows": [_job_row(j) for j in Job.objects.all()[:50]]}
+
+
+def user_jobs(params: Params) -> dict[str, Any]:
+    user = params["user"]
+    mine = [j for j in Job.objects.filter(kind=Job.Kind.REBUILD_USERS, target__contains=user)[:20]
+            if user in j.params.get("users", ())]
+    return {"user": user, "rows": [_job_row(j) for j in mine[:5]]}
+
+
+def job_detail(params: Params) -> dict[str, Any]:
+    ident = str(params["job"])
+    job = Job.objects.filter(pk=int(ident)).first() if ident.isdigit() else None
+    if job is None:
+        return {"found": False, "job_id": params["job"]}
+    return {"found": True, "job": job, "row": _job_row(job), "events": list(job.events.all()),
+            "users": job.result.get("users", {})}

@@ -14,5 +14,9 @@ urlpatterns = [
     path("projections/", views.projections, name="projections"),
     path("projections/retry/", actions.retry_parked, name="retry-parked"),
     path("projections/park/", actions.park_bad_event, name="park-bad-event"),
+    path("user/rebuild/", actions.rebuild_user, name="rebuild-user"),
+    path("jobs/", views.jobs, name="jobs"),
+    path("jobs/<int:job_id>/", views.job, name="job"),
+    path("jobs/<int:job_id>/cancel/", actions.cancel_job, name="job-cancel"),
     path("audit/", views.audit, name="audit"),
 ]

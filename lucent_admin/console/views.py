@@ -1,6 +1,8 @@
 """Console pages. Views read through projections/queries.py (via contexts), never raw Redis."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -17,7 +19,7 @@ def _page(request: HttpRequest, page: str, title: str, params: dict[str, str] | 
     params = params or {}
     widgets = [render_widget(w, params) for w in page_widgets(page)]
     return render(request, "console/page.html", {
-        "page": page, "title": title, "widgets": widgets, "live_params": params, **extra,
+        "page": page, "title": title, "widgets": widgets, "live_query": urlencode(params), **extra,
     })
 
 
@@ -50,6 +52,16 @@ def user(request: HttpRequest) -> HttpResponse:
                       status=400 if request.GET else 200)
     return _page(request, "user", f"User {form.cleaned_data['user']}", {"user": form.cleaned_data["user"]},
                  form=form, tools="console/tools/user.html")
+
+
+@staff_required
+def jobs(request: HttpRequest) -> HttpResponse:
+    return _page(request, "jobs", "Jobs")
+
+
+@staff_required
+def job(request: HttpRequest, job_id: int) -> HttpResponse:
+    return _page(request, "job", f"Job {job_id}", {"job": str(job_id)})
 
 
 @staff_required

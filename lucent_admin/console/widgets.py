@@ -23,6 +23,10 @@ def always(notice: Notice, params: Params) -> bool:
     return True
 
 
+def about_the_job(notice: Notice, params: Params) -> bool:
+    return params.get("job", "") in notice.get("jobs", ())
+
+
 def about_the_user(notice: Notice, params: Params) -> bool:
     return bool(notice.get("truncated")) or params.get("user", "") in notice.get("users", ())
 
@@ -56,9 +60,13 @@ WIDGETS: dict[str, Widget] = {
         Widget("movers", "console/widgets/movers.html", contexts.movers, ("market",)),
         Widget("arbitrage", "console/widgets/arbitrage.html", contexts.arbitrage, ("market",)),
         Widget("user-portfolio", "console/widgets/user_portfolio.html", contexts.user_portfolio,
-               ("portfolio", "leaderboards"), about_the_user, needs=("user",)),
-        Widget("user-risk", "console/widgets/user_risk.html", contexts.user_risk, ("risk",), about_the_user,
+               ("portfolio", "leaderboards", "jobs"), about_the_user, needs=("user",)),
+        Widget("user-risk", "console/widgets/user_risk.html", contexts.user_risk, ("risk", "jobs"), about_the_user,
                needs=("user",)),
+        Widget("jobs", "console/widgets/jobs.html", contexts.jobs, ("jobs",)),
+        Widget("user-jobs", "console/widgets/user_jobs.html", contexts.user_jobs, ("jobs",), about_the_user,
+               needs=("user",)),
+        Widget("job", "console/widgets/job.html", contexts.job_detail, ("jobs",), about_the_job, needs=("job",)),
         Widget("projection-details", "console/widgets/projection_details.html", contexts.projection_details,
                PROJECTIONS),
     )
@@ -69,8 +77,10 @@ PAGES: dict[str, tuple[str, ...]] = {
     "leaderboards": ("top-portfolios", "volume-leaders", "strategies"),
     "risk": ("alerts", "high-risk"),
     "market": ("prices", "movers", "arbitrage"),
-    "user": ("user-portfolio", "user-risk"),
+    "user": ("user-portfolio", "user-risk", "user-jobs"),
     "projections": ("projection-details",),
+    "jobs": ("jobs",),
+    "job": ("job",),
 }
 
 

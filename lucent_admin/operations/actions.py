@@ -26,6 +26,7 @@ from lucent_admin import bootstrap
 from lucent_admin.operations.models import AuditEntry
 from projections import actions
 from projections.errors import ProjectionError
+from projections.events import is_identifier
 
 log = logging.getLogger(__name__)
 Outcome = AuditEntry.Outcome
@@ -45,6 +46,17 @@ class Actor:
     @classmethod
     def cli(cls) -> Actor:
         return cls(f"cli:{getpass.getuser()}")
+
+    @classmethod
+    def cli_as(cls, username: str) -> Actor:
+        """The command line acting with the permissions of account ``username`` (``--as``)."""
+        from django.contrib.auth import get_user_model
+
+        account = get_user_model().objects.filter(username=username).first()
+        if account is None:
+            raise LookupError(f"--as: there is no account {username!r}; create it (manage.py ensure_operator) or "
+                              "name another with --as")
+        return cls(f"cli:{getpass.getuser()} as {username}", account)
 
     def refusal(self, permission: str) -> str:
         """Why this actor may not act with ``permission``; empty if it may."""
@@ -71,6 +83,8 @@ class Action:
 ACKNOWLEDGE_ALERT = Action("risk.acknowledge", "operations.acknowledge_alert")
 RETRY_PARKED = Action("parked.retry", "operations.retry_parked_event")
 PARK_BAD_EVENT = Action("parked.decide", "operations.park_bad_event")
+REBUILD_USERS = Action("rebuild.users", "operations.run_rebuild")
+CANCEL_JOB = Action("job.cancel", "operations.run_rebuild")
 SIGN_IN = Action("auth.login", "")
 SIGN_OUT = Action("auth.logout", "")
 
@@ -153,6 +167,58 @@ def do_park_bad_event(actor: Actor, projection: str, event_id: str, invalid: str
     return perform(actor, PARK_BAD_EVENT, f"{projection}/{event_id}",
                    lambda: actions.park_bad_event(bootstrap.redis_client(), projection, event_id),
                    f"Event {event_id} will be parked; the {projection} projector resumes past it.", invalid)
+
+
+MAX_USERS_PER_JOB = 10_000
+
+
+def do_rebuild_users(actor: Actor, users: list[str], invalid: str = "") -> Result:
+    """Queue a per-user rebuild of ``users`` (a job). Asking again while the same one is queued or
+    running answers with that job instead of a second one."""
+    from lucent_admin.operations import jobs
+    from lucent_admin.operations.models import Job
+
+    wanted = list(dict.fromkeys(users))  # keep the order, drop repeats
+    if not invalid and not wanted:
+        invalid = "users: give at least one user id"
+    if not invalid and len(wanted) > MAX_USERS_PER_JOB:
+        invalid = f"users: at most {MAX_USERS_PER_JOB:,} users per job, got {len(wanted):,}; split the list"
+    bad = [u for u in wanted if not is_identifier(u)]
+    if not invalid and bad:
+        invalid = f"users: {bad[0]!r} is not a user id (1-64 characters of letters, digits, '_', '.', '-')"
+    target = ",".join(wanted)[:200]
+
+    def call() -> dict[str, Any]:
+        running = Job.objects.filter(kind=Job.Kind.REBUILD_USERS, target=target,
+                                     state__in=[Job.State.QUEUED, Job.State.RUNNING]).first()
+        job = running or jobs.create(Job.Kind.REBUILD_USERS, target, {"users": wanted}, actor.name, len(wanted), "users")
+        return {"job": job.pk, "again": running is not None}
+
+    result = perform(actor, REBUILD_USERS, target, call, "", invalid, users=len(wanted))
+    if result.ok:
+        job_id, again = result.value["job"], result.value["again"]
+        names = wanted[0] if len(wanted) == 1 else f"{len(wanted):,} users"
+        message = (f"The rebuild of {names} is already job {job_id}." if again
+                   else f"Rebuild of {names} queued as job {job_id}.")
+        return Result(result.outcome, message, result.value, result.params)
+    return result
+
+
+def do_cancel_job(actor: Actor, job_id: int) -> Result:
+    """Ask job ``job_id`` to stop (within a second); one not started yet is cancelled at once."""
+    from lucent_admin.operations import jobs
+    from lucent_admin.operations.models import Job
+
+    job = Job.objects.filter(pk=job_id).first()
+    invalid = "" if job is not None else f"job: there is no job {job_id}"
+    outcome: list[str] = []
+
+    def call() -> None:
+        assert job is not None
+        outcome.append(jobs.request_cancel(job, actor.name))
+
+    result = perform(actor, CANCEL_JOB, f"job {job_id}", call, "", invalid)
+    return Result(result.outcome, outcome[0], result.value, result.params) if result.ok else result
 
 
 def audit_sign_in(name: str, user: AbstractBaseUser | None, outcome: str = Outcome.OK, detail: str = "") -> None:

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from lucent_admin.operations.models import AuditEntry
+from lucent_admin.operations.models import AuditEntry, Job, JobEvent
 
 
 @admin.register(AuditEntry)
@@ -11,6 +11,35 @@ class AuditEntryAdmin(admin.ModelAdmin):
     date_hierarchy = "at"
 
     def has_add_permission(self, request) -> bool:  # the log is append-only from the console
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ("at", "state", "message")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    """Jobs are read-only here: they are started, approved and cancelled in the console (audited)."""
+
+    list_display = ("id", "kind", "target", "state", "done", "total", "requested_by", "created_at")
+    list_filter = ("kind", "state")
+    search_fields = ("target", "requested_by")
+    inlines = [JobEventInline]
+
+    def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:

@@ -32,3 +32,65 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.target} → {self.outcome}"
+
+
+class Job(models.Model):
+    """A long operation run by a Celery worker: its progress, outcome and history (DESIGN invariant 10)."""
+
+    class Kind(models.TextChoices):
+        REBUILD_USERS = "rebuild-users", "Per-user rebuild"
+
+    class State(models.TextChoices):
+        PENDING_APPROVAL = "pending approval", "Pending approval"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    target = models.CharField(max_length=200)
+    params = models.JSONField(default=dict, blank=True)
+    requested_by = models.CharField(max_length=150)
+    state = models.CharField(max_length=24, choices=State.choices, default=State.QUEUED, db_index=True)
+    done = models.BigIntegerField(default=0)
+    total = models.BigIntegerField(null=True, blank=True)
+    unit = models.CharField(max_length=16, default="users")
+    rate = models.FloatField(default=0.0)  # units a second, recent
+    eta_seconds = models.FloatField(null=True, blank=True)
+    phase = models.CharField(max_length=200, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} {self.kind} {self.target} ({self.state})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (self.State.SUCCEEDED, self.State.FAILED, self.State.CANCELLED)
+
+    @property
+    def fraction(self) -> float | None:
+        return min(1.0, self.done / self.total) if self.total else None
+
+
+class JobEvent(models.Model):
+    """One line of a job's history: a state it entered, or what it did."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=24, choices=Job.State.choices)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]

@@ -7,7 +7,7 @@ logs get the outcome without a line per redraw.
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -37,3 +37,21 @@ class ProgressBar:
         elapsed = time.monotonic() - self.started
         self.stream.write(tqdm.format_meter(self.done, self.total, elapsed, prefix=self.label, unit=f" {self.unit}") + "\n")
         self.stream.flush()
+
+
+def follow_job(job_id: int, stream: TextIO, poll: float = 0.2) -> Any:
+    """Draw job ``job_id``'s progress on ``stream`` until it finishes; return the finished Job."""
+    from lucent_admin.operations.models import Job
+
+    job = Job.objects.get(pk=job_id)
+    bar = ProgressBar(job.total, f"job {job_id}", stream, unit=job.unit)
+    try:
+        while not job.finished:
+            bar.total = bar._bar.total = job.total
+            bar.update_to(job.done)
+            time.sleep(poll)  # polling the job's row: the worker writes it at most twice a second
+            job.refresh_from_db()
+        bar.update_to(job.done)
+    finally:
+        bar.close()
+    return job

@@ -7,6 +7,7 @@ import time
 from celery import shared_task
 
 from lucent_admin.bootstrap import redis_client
+from lucent_admin.operations import jobs
 from projections.projector.lag import record_samples
 from projections.readmodels import PROJECTIONS
 
@@ -15,6 +16,12 @@ from projections.readmodels import PROJECTIONS
 def ping() -> dict[str, str]:
     """Prove a worker is consuming: answers with the worker's host name."""
     return {"pong": socket.gethostname()}
+
+
+@shared_task(name="lucent.run_job", ignore_result=True)
+def run_job(job_id: int) -> str:
+    """Run a job by id (a redelivered task resumes it; one running elsewhere is not run twice)."""
+    return jobs.run(job_id)
 
 
 @shared_task(name="lucent.sample_lag", ignore_result=True)

@@ -38,12 +38,13 @@ def new_token() -> str:
 
 
 class Lease:
-    def __init__(self, client: redis.Redis, projection: str, token: str, ttl_ms: int) -> None:
+    def __init__(self, client: redis.Redis, projection: str, token: str, ttl_ms: int, key: str | None = None) -> None:
+        """The lease of ``projection`` (``key``: of something else, e.g. a job, named ``projection`` in messages)."""
         self.client = client
         self.projection = projection
         self.token = token
         self.ttl_ms = ttl_ms
-        self.key = keys.lease(projection)
+        self.key = key or keys.lease(projection)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
