@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import redis
 
 from projections import keys
-from projections.errors import BadEvent, NotParked, NotStoppedOn
+from projections.errors import BadEvent, NotParked, NotRunning, NotStoppedOn
 from projections.events import NOTE_MAX, is_identifier, risk_stream
 from projections.eventstore import EventStore, ProposedEvent
 from projections.queries import Queries, check_projection
@@ -58,6 +58,19 @@ def retry_parked(client: redis.Redis, projection: str, event_id: str) -> None:
     if not client.hexists(keys.parked(name), event_id):
         raise NotParked(f"event {event_id} is not parked in the {name} projection; nothing to retry")
     client.sadd(keys.retry_requests(name), event_id)
+
+
+RESYNC_TTL_S = 60  # a request no projector picks up within this long is dropped
+
+
+def request_resync(client: redis.Redis, projection: str) -> None:
+    """Ask the running projector of ``projection`` to drop its in-memory state and resubscribe from its
+    checkpoint (for a projector alive but stuck). Raises NotRunning if none beats for it."""
+    (status,) = Queries(client).projection_status(check_projection(projection))
+    if not status.alive:
+        raise NotRunning(f"no projector is running {projection!r} ({status.effective_state}); start one with "
+                         "manage.py run_projector, which subscribes afresh anyway")
+    client.set(keys.resync_request(projection), "1", ex=RESYNC_TTL_S)
 
 
 def park_bad_event(client: redis.Redis, projection: str, event_id: str) -> None:

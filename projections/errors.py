@@ -83,6 +83,14 @@ class LeaseLost(ProjectionError):
     """The lease expired and nobody holds it (e.g. Redis restarted): take it again and resume."""
 
 
+class ResyncRequested(ProjectionError):
+    """An operator asked the projector to drop its in-memory state and resubscribe from its checkpoint."""
+
+
+class NotRunning(ProjectionError):
+    """The action needs a running projector and none beats for the projection."""
+
+
 class JobCancelled(ProjectionError):
     """An operator cancelled the job; it stopped at a safe point and wrote nothing more."""
 

@@ -76,6 +76,11 @@ def park_requests(projection: str) -> str:
     return f"{tag(projection)}:parked:decided"
 
 
+def resync_request(projection: str) -> str:
+    """Set (with a TTL) when an operator asks the running projector to drop its state and resubscribe."""
+    return f"{tag(projection)}:resync"
+
+
 def generation_prefix(projection: str, generation: int) -> str:
     return f"{tag(projection)}:g{generation}"
 

@@ -236,6 +236,7 @@ class ProjectionStatus:
     failing_event: Envelope | None  # the event a failed projection stopped on
     projector: str
     updated_at: float
+    sessions: int = 0  # subscriptions the projector started (retries and resyncs start new ones)
 
     @property
     def effective_state(self) -> ProjectionState:
@@ -498,4 +499,5 @@ def _status(name: str, f: dict[str, str], beat: Any, parked: int, generation: in
         _i(f.get("head")), _f(f.get("lagSeconds")), _i(f.get("eventsBehind")), f.get("eventsBehindBounded") == "1",
         _f(f.get("throughput")), _i(f.get("applied")), parked, f.get("lastError", ""),
         failing_event_from_json(f.get("failingEvent", "")), f.get("projector", ""), _f(f.get("updatedAt")),
+        _i(f.get("sessions")),
     )

@@ -23,6 +23,7 @@ from lucent_admin.console.forms import AcknowledgeForm, RetryParkedForm, UserLoo
 from lucent_admin.console.permissions import staff_required
 from lucent_admin.operations import actions
 from lucent_admin.operations.actions import Actor, Result
+from projections.readmodels import PROJECTIONS
 
 
 def _form_errors(form: Form) -> str:
@@ -69,6 +70,14 @@ def retry_parked(request: HttpRequest) -> HttpResponse:
 @require_POST
 def park_bad_event(request: HttpRequest) -> HttpResponse:
     return _event_action(request, actions.do_park_bad_event, "Event {event_id} not parked")
+
+
+@require_POST
+def resync(request: HttpRequest) -> HttpResponse:
+    projection = request.POST.get("projection", "")
+    invalid = "" if projection in PROJECTIONS else f"projection: must be one of {', '.join(PROJECTIONS)}"
+    result = actions.do_resync(Actor.of(request.user), projection[:32], invalid)
+    return _report(request, result, f"{projection[:32]} not resynced", "console:projections")
 
 
 @require_POST

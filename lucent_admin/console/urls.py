@@ -14,6 +14,7 @@ urlpatterns = [
     path("projections/", views.projections, name="projections"),
     path("projections/retry/", actions.retry_parked, name="retry-parked"),
     path("projections/park/", actions.park_bad_event, name="park-bad-event"),
+    path("projections/resync/", actions.resync, name="resync"),
     path("user/rebuild/", actions.rebuild_user, name="rebuild-user"),
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/<int:job_id>/", views.job, name="job"),

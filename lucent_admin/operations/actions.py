@@ -83,6 +83,7 @@ class Action:
 ACKNOWLEDGE_ALERT = Action("risk.acknowledge", "operations.acknowledge_alert")
 RETRY_PARKED = Action("parked.retry", "operations.retry_parked_event")
 PARK_BAD_EVENT = Action("parked.decide", "operations.park_bad_event")
+RESYNC = Action("projection.resync", "operations.resync_projection")
 REBUILD_USERS = Action("rebuild.users", "operations.run_rebuild")
 CANCEL_JOB = Action("job.cancel", "operations.run_rebuild")
 SIGN_IN = Action("auth.login", "")
@@ -167,6 +168,13 @@ def do_park_bad_event(actor: Actor, projection: str, event_id: str, invalid: str
     return perform(actor, PARK_BAD_EVENT, f"{projection}/{event_id}",
                    lambda: actions.park_bad_event(bootstrap.redis_client(), projection, event_id),
                    f"Event {event_id} will be parked; the {projection} projector resumes past it.", invalid)
+
+
+def do_resync(actor: Actor, projection: str, invalid: str = "") -> Result:
+    """Make the running projector of ``projection`` drop its in-memory state and resubscribe."""
+    return perform(actor, RESYNC, projection, lambda: actions.request_resync(bootstrap.redis_client(), projection),
+                   f"Resync of {projection} requested; its projector resubscribes from its checkpoint within a second.",
+                   invalid)
 
 
 MAX_USERS_PER_JOB = 10_000

@@ -28,6 +28,7 @@ class AuditEntry(models.Model):
             ("retry_parked_event", "Can retry parked events"),
             ("park_bad_event", "Can park the bad event a stopped projection stopped on"),
             ("run_rebuild", "Can rebuild read models"),
+            ("resync_projection", "Can make a running projector drop its state and resubscribe"),
         ]
 
     def __str__(self) -> str:

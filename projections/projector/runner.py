@@ -43,7 +43,16 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.errors import BadEvent, CheckpointMoved, EpochMoved, EventStoreUnavailable, Fenced, LeaseLost, ProjectionStopped
+from projections.errors import (
+    BadEvent,
+    CheckpointMoved,
+    EpochMoved,
+    EventStoreUnavailable,
+    Fenced,
+    LeaseLost,
+    ProjectionStopped,
+    ResyncRequested,
+)
 from projections.events import DomainEvent, Ignored, Recorded, decode, envelope_of
 from projections.eventstore import EventStore, Marker, Subscription
 from projections.keys import KeySpace
@@ -66,6 +75,7 @@ log = logging.getLogger(__name__)
 Notifier = Callable[[dict[str, Any]], None]
 Hook = Callable[[str], None]
 RETURN, LIVE, SWITCH = "return", "live", "switch"  # outcomes of Runner._catch_up
+RESYNC_POLL_S = 0.5  # how often a running projector looks for an operator's resync request
 EPOCH_RETRIES = 5  # a batch refolded at once when a per-user rebuild wrote entities under it
 RETRYABLE = (EventStoreUnavailable, redis.ConnectionError, redis.TimeoutError, CheckpointMoved, LeaseLost, OSError)
 
@@ -135,7 +145,8 @@ class Runner:
                         raise
                     if not self._await_park_decision(exc.event_id):
                         return  # stopped while waiting: the status keeps the error and the failing event
-                    log.info("projection %s: an operator parked %s; resuming", self.config.projection, exc.event_id)
+                    log.info("projection %s: an operator parked %s (or asked for a resync); resuming", self.config.projection,
+                             exc.event_id)
                     self.status.fail(State.CATCHING_UP, "")
         except Fenced as exc:
             self.status.fail(State.FAILED, str(exc), self.status.failing_event)
@@ -153,7 +164,7 @@ class Runner:
         while not self.stop_flag.wait(0.5):
             self.status.tick = time.monotonic()
             try:
-                if self.parking.park_decided(event_id):
+                if self.parking.park_decided(event_id) or self._resync_asked():
                     return True
             except redis.RedisError:
                 continue
@@ -179,14 +190,32 @@ class Runner:
                 if self._session():
                     return
                 delay = self.config.backoff_initial
+            except ResyncRequested as exc:
+                log.info("projection %s: %s", self.config.projection, exc)
+                self.status.fail(State.CATCHING_UP, "")
+                delay = self.config.backoff_initial
             except RETRYABLE as exc:
                 acquired = acquired and not isinstance(exc, (redis.ConnectionError, redis.TimeoutError, LeaseLost))
                 self._store = None if isinstance(exc, EventStoreUnavailable) else self._store
                 self.status.fail(State.STALLED, f"{type(exc).__name__}: {exc}")
                 sleep = random.uniform(0, delay)  # full jitter: many projectors must not retry in step
                 log.warning("projection %s stalled (%s); retrying in %.2fs", self.config.projection, exc, sleep)
-                self.stop_flag.wait(sleep)
+                self._back_off(sleep)
                 delay = min(self.config.backoff_max, delay * 2)
+
+    def _back_off(self, seconds: float) -> None:
+        """Wait ``seconds`` before a retry, cut short by a stop or by an operator's resync."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stop_flag.wait(min(left, RESYNC_POLL_S)) or self._resync_asked():
+                return
+
+    def _resync_asked(self) -> bool:
+        """True (once: the request is consumed) if an operator asked this projection to resync."""
+        try:
+            return bool(self.redis.getdel(keys.resync_request(self.config.projection)))
+        except redis.RedisError:
+            return False
 
     def _generation(self) -> int:
         """The generation this runner writes: the configured one, else the live pointer's (default 1)."""
@@ -203,6 +232,7 @@ class Runner:
         """Process events until stopped (True), caught up with exit_when_caught_up (True) or an error."""
         self.ks = KeySpace(self.config.projection, self._generation())
         self.cache.clear()
+        self.status.sessions += 1
         self.status.generation = self.ks.generation
         self._checkpoint_text = text(self.redis.get(self.ks.checkpoint))
         checkpoint = int(self._checkpoint_text) if self._checkpoint_text else 0
@@ -285,9 +315,13 @@ class Runner:
         log.info("projection %s caught up at %s", self.config.projection, self.status.checkpoint)
 
     def _loop(self, feed: Feed) -> bool:
-        last_renew = last_item = time.monotonic()
+        last_renew = last_item = resync_checked = time.monotonic()
         while True:
             self.status.tick = time.monotonic()
+            if self.status.tick - resync_checked > RESYNC_POLL_S:
+                resync_checked = self.status.tick
+                if self._resync_asked():
+                    raise ResyncRequested("an operator asked for a resync: state dropped, resubscribing from the checkpoint")
             batch, marker, caught_up, ended = self._collect(feed)
             if batch or marker > self.status.checkpoint:
                 self._apply(batch, marker)

@@ -43,6 +43,7 @@ class RunStatus:
     parked: int = 0
     last_error: str = ""
     failing_event: Envelope | None = None
+    sessions: int = 0  # subscriptions started: one, plus one per retry or resync
     started_at: float = field(default_factory=time.time)
     tick: float = field(default_factory=time.monotonic)
 
@@ -122,7 +123,7 @@ class Reporter(threading.Thread):
         fields = {
             "projection": p.projection, "projector": p.token, "generation": str(p.generation), "state": p.state,
             "checkpoint": str(p.checkpoint), "lastEventAt": str(p.last_event_at), "applied": str(p.applied),
-            "throughput": f"{(p.applied - applied_then) / max(now - then, 1e-6):.1f}", "parked": str(p.parked),
+            "throughput": f"{(p.applied - applied_then) / max(now - then, 1e-6):.1f}", "parked": str(p.parked), "sessions": str(p.sessions),
             "lastError": p.last_error,
             "failingEvent": failing_event_to_json(p.failing_event) if p.failing_event else "",
             "startedAt": f"{p.started_at:.3f}", "updatedAt": f"{time.time():.3f}",

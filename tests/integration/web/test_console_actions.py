@@ -271,3 +271,27 @@ def test_a_bad_projection_name_is_audited_with_the_field_named(client: Client, r
     assert b"projection: Projection must be one of portfolio, risk, market, leaderboards." in response.content
     entry = AuditEntry.objects.get(action="parked.retry")
     assert (entry.target, entry.outcome) == (f"nope/{event_id}", "failed")
+
+
+def test_resync_from_the_projections_page_is_permission_checked_and_audited(client: Client, redis_client) -> None:
+    redis_client.set(keys.heartbeat("market"), '{"at": 0, "projector": "t", "state": "stalled"}', ex=30)
+    redis_client.hset(keys.status("market"), mapping={"state": "stalled", "lastError": "EventStoreUnavailable: x"})
+    operator(client, "acknowledge_alert")
+    assert client.post("/projections/resync/", {"projection": "market"}).status_code == 403
+    assert not redis_client.exists(keys.resync_request("market"))
+    client.logout()
+    operator(client, "resync_projection", name="ops2")
+    assert b"Resync" in client.get("/projections/").content
+    response = client.post("/projections/resync/", {"projection": "market"}, follow=True)
+    assert b"Resync of market requested" in response.content
+    assert redis_client.exists(keys.resync_request("market"))
+    outcomes = list(AuditEntry.objects.filter(action="projection.resync").order_by("id").values_list("actor_name", "outcome"))
+    assert outcomes == [("ops", "denied"), ("ops2", "ok")]
+    response = client.post("/projections/resync/", {"projection": "risk"}, follow=True)  # nothing runs risk
+    assert b"risk not resynced: no projector is running" in response.content
+
+
+def test_command_line_resync_is_audited(redis_client) -> None:
+    with pytest.raises(CommandError, match="no projector is running 'risk'"):
+        call_command("projections", "resync", "risk")
+    assert AuditEntry.objects.get(action="projection.resync").outcome == "failed"

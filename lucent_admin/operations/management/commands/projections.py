@@ -1,5 +1,6 @@
-"""``manage.py projections status [--json]``, ``projections parked [--projection P] [--retry ID]``
-and ``projections park PROJECTION EVENT_ID`` (a stop-policy projection goes on past its bad event)."""
+"""``manage.py projections status [--json]``, ``projections parked [--projection P] [--retry ID]``,
+``projections park PROJECTION EVENT_ID`` (a stop-policy projection goes on past its bad event) and
+``projections resync PROJECTION`` (a projector alive but stuck drops its state and resubscribes)."""
 from __future__ import annotations
 
 import json
@@ -31,12 +32,16 @@ class Command(BaseCommand):
         park = sub.add_parser("park", help="park the bad event a stop-policy projection stopped on, so it resumes")
         park.add_argument("projection", choices=PROJECTIONS)
         park.add_argument("event_id")
+        resync = sub.add_parser("resync", help="make the running projector drop its state and resubscribe")
+        resync.add_argument("projection", choices=PROJECTIONS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         queries = bootstrap.queries()
         if options["action"] == "status":
             rows = [{**asdict(s), "effective_state": s.effective_state} for s in queries.projection_status()]
             self._print(rows, STATUS_COLUMNS, options["json"])
+        elif options["action"] == "resync":
+            self._report(actions.do_resync(Actor.cli(), options["projection"]))
         elif options["action"] == "park":
             self._report(actions.do_park_bad_event(Actor.cli(), options["projection"], options["event_id"]))
         elif options["retry"]:
