@@ -53,7 +53,9 @@ def _applications(env: dict[str, str], data: Path) -> dict[str, str]:
         "worker": f"{wait} exec {bin_dir / 'celery'} -A lucent_admin worker --loglevel=INFO --concurrency=2",
         "beat": f"{wait} exec {bin_dir / 'celery'} -A lucent_admin beat --loglevel=INFO --schedule={beat_schedule}",
         "projector": f"{wait} exec {PY} manage.py run_projector",
-        "simulator": f"{wait} exec {PY} manage.py simulate --live --rate {rate} --bad-ratio {bad_ratio}",
+        # an empty store first gets a day of market ending now, so every page has data at first sign-in
+        "simulator": f"{wait} exec {PY} manage.py simulate --live --rate {rate} --bad-ratio {bad_ratio} "
+                     f"--history {shlex.quote(env.get('LUCENT_SIMULATOR_HISTORY', '24h'))}",
     }
 
 

@@ -94,6 +94,7 @@ class Market:
         exchanges: int = 3,
         start: datetime | None = None,
         bad_ratio: float = 0.0,
+        mean_interval_ms: int = MEAN_INTERVAL_MS,
     ) -> None:
         if not 1 <= users <= 100_000:
             raise ValueError(f"users must be 1..100000, got {users}")
@@ -103,8 +104,11 @@ class Market:
             raise ValueError(f"exchanges must be 2..20 (arbitrage needs two), got {exchanges}")
         if not 0.0 <= bad_ratio <= 1.0:
             raise ValueError(f"bad_ratio must be within 0..1, got {bad_ratio}")
+        if mean_interval_ms < 1:
+            raise ValueError(f"mean_interval_ms must be at least 1, got {mean_interval_ms}")
         self.seed = seed
         self.bad_ratio = bad_ratio
+        self.mean_interval_ms = mean_interval_ms
         self.now = (start or DEFAULT_START).astimezone(UTC)
         key = f"lucent-simulator:{seed}:{users}:{pairs}:{exchanges}:{bad_ratio}:{iso_utc(self.now)}"
         self.namespace = uuid.uuid5(uuid.NAMESPACE_URL, key)
@@ -146,13 +150,18 @@ class Market:
     ) -> Iterator[tuple[str, ProposedEvent]]:
         """Yield ``n`` (or endless) ``(stream, event)`` pairs, advancing the market.
 
-        Event times come from a simulated clock (``MEAN_INTERVAL_MS`` apart on
+        Event times come from a simulated clock (``mean_interval_ms`` apart on
         average) unless ``clock`` is given, e.g. the wall clock for a live run.
         """
         produced = 0
         while n is None or produced < n:
             yield self.next_event(clock)
             produced += 1
+
+    def events_until(self, end: datetime) -> Iterator[tuple[str, ProposedEvent]]:
+        """Events on the simulated clock until it reaches ``end`` (a history ending then)."""
+        while self.now < end:
+            yield self.next_event()
 
     def next_event(self, clock: Callable[[], datetime] | None = None) -> tuple[str, ProposedEvent]:
         self._advance(clock)
@@ -172,7 +181,7 @@ class Market:
 
     def _advance(self, clock: Callable[[], datetime] | None) -> None:
         if clock is None:
-            step = timedelta(milliseconds=max(1, round(self.rng.expovariate(1.0 / MEAN_INTERVAL_MS))))
+            step = timedelta(milliseconds=max(1, round(self.rng.expovariate(1.0 / self.mean_interval_ms))))
         else:
             step = max(timedelta(0), clock().astimezone(UTC) - self.now)
         self.now += step

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from lucent_admin.embedded import free_port
+from projections.queries import Queries
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,6 +98,12 @@ def test_make_run_serves_login_and_ctrl_c_stops_every_child(stack, tmp_path: Pat
         assert re.search(rf"system\s+\| {name} started", text), f"{name} did not start:\n{text[-3000:]}"
     assert re.search(r"^\S+ eventstore\s+\| eventstore_lite listening", text, re.M), "log lines carry the process name"
     assert len(processes_of(tmp_path)) >= 7
+
+    # an empty store got a day of market: every page has data within a minute of the login page
+    queries = Queries(redis.Redis(port=int(env["LUCENT_REDIS_PORT"])))
+    wait_until(lambda: queries.top_portfolios(1) and queries.daily_volume_leaders(limit=1) and queries.active_alerts(1)
+               and queries.market_overview().latest_prices and queries.strategy_performance(1), 60,
+               "a day of history on every page")
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 0, log.read_text()[-2000:]

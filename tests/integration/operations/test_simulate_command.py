@@ -124,3 +124,25 @@ def test_a_relative_start_puts_the_history_just_behind_now(store: EventStore) ->
     assert abs(moment - (datetime.now(UTC) - timedelta(hours=1))) < timedelta(minutes=1)
     with pytest.raises(CommandError, match="--start"):
         call_command("simulate", events=10, start="yesterday")
+
+
+def test_live_run_on_an_empty_store_first_writes_a_history_ending_now(store_process, settings: Any) -> None:
+    settings.EVENTSTORE_URI = store_process.uri
+    err = io.StringIO()
+    started = datetime.now(UTC)
+    call_command("simulate", live=True, rate=200, events=5, history="2h", history_interval_ms=5000,
+                 stdout=io.StringIO(), stderr=err)
+    with EventStore(store_process.uri) as store:
+        events = [e for e in store.read_all() if not e.stream_name.startswith("$")]
+        times = [json.loads(e.data).get("timestamp") or json.loads(e.data).get("executedAt") for e in events]
+    stamped = sorted(datetime.fromisoformat(t) for t in times if t)
+    assert 1200 <= len(events) <= 1700  # two hours at one event every 5 s on average, then 5 live ones
+    assert stamped[0] < started - timedelta(minutes=110) and stamped[-1] > started - timedelta(minutes=1)
+    assert "events of history" in err.getvalue()
+    again = io.StringIO()
+    call_command("simulate", live=True, rate=200, events=5, history="2h", stdout=io.StringIO(), stderr=again)
+    assert "no history written" in again.getvalue()  # a restart goes live at once
+    with EventStore(store_process.uri) as store:
+        assert sum(1 for e in store.read_all() if not e.stream_name.startswith("$")) == len(events) + 5
+    with pytest.raises(CommandError, match="--history 'yesterday' is not a duration"):
+        call_command("simulate", live=True, events=1, history="yesterday")

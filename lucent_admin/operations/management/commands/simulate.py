@@ -16,9 +16,10 @@ from lucent_admin.operations.progress import ProgressBar
 from projections.errors import ProjectionError
 from projections.eventstore import EventStore
 from projections.simulation.appender import append_events, run_live
-from projections.simulation.market import DEFAULT_START, Market, iso_utc
+from projections.simulation.market import DEFAULT_START, MEAN_INTERVAL_MS, Market, iso_utc
 
 RELATIVE = re.compile(r"now(?:-(\d+)([smhd]))?")
+DURATION = re.compile(r"(\d+)([smhd])")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # option -> (lowest, highest) accepted value
 LIMITS: dict[str, tuple[float, float]] = {
@@ -29,6 +30,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "exchanges": (2, 20),
     "bad_ratio": (0.0, 1.0),
     "batch_size": (1, 1000),
+    "history_interval_ms": (10, 600_000),
 }
 
 
@@ -48,6 +50,11 @@ class Command(BaseCommand):
         parser.add_argument("--exchanges", type=int, default=3)
         parser.add_argument("--bad-ratio", type=float, default=0.0, help="fraction of malformed events, 0..1")
         parser.add_argument("--batch-size", type=int, default=100, help="events per append (default 100)")
+        parser.add_argument("--history", metavar="DURATION",
+                            help="with --live: if the store holds no events yet, first write a history of DURATION "
+                                 "(e.g. 24h, 90m) ending now, then go live")
+        parser.add_argument("--history-interval-ms", type=int, default=2500,
+                            help="mean simulated time between two history events (default 2500: ~35k events a day)")
         parser.add_argument(
             "--start",
             help=f"start of the simulated clock: ISO-8601, now, or now-90m / now-2h (default {iso_utc(DEFAULT_START)})",
@@ -56,16 +63,22 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         self._validate(options)
         live, events = options["live"], options["events"]
-        start = datetime.now(UTC) if live else _parse_start(options["start"])
+        history = _parse_duration(options["history"]) if options["history"] else None
+        start = datetime.now(UTC) - (history or timedelta(0)) if live else _parse_start(options["start"])
         market = Market(
             options["seed"], users=options["users"], pairs=options["pairs"], exchanges=options["exchanges"],
             start=start, bad_ratio=options["bad_ratio"],
+            mean_interval_ms=options["history_interval_ms"] if history else MEAN_INTERVAL_MS,
         )
         began = time.monotonic()
         try:
             with EventStore(settings.EVENTSTORE_URI) as store:
                 if live:
-                    count = self._live(store, market, options["rate"], options["batch_size"], events)
+                    written = 0
+                    if history:
+                        written = self._history(store, market, history, options["history_interval_ms"],
+                                                options["batch_size"])
+                    count = written + self._live(store, market, options["rate"], options["batch_size"], events)
                 else:
                     bar = ProgressBar(events, "simulate", self.stderr._out)
                     try:
@@ -81,11 +94,30 @@ class Command(BaseCommand):
             raise CommandError("give --events N for a bulk history, or --live for a continuous market")
         if options["live"] and options["start"]:
             raise CommandError("--start applies to bulk runs; --live stamps events with the wall clock")
+        if options["history"] and not options["live"]:
+            raise CommandError("--history goes with --live (a bulk run takes --start and --events)")
+        if options["history"]:
+            _parse_duration(options["history"])
         for name, (low, high) in LIMITS.items():
             value = options[name]
             if value is not None and not low <= value <= high:
                 flag = "--" + name.replace("_", "-")
                 raise CommandError(f"{flag} must be between {low:g} and {high:g}, got {value}")
+
+    def _history(self, store: EventStore, market: Market, span: timedelta, interval_ms: int, batch_size: int) -> int:
+        """A history of ``span`` ending now, written only into an empty store (a restart goes live at once)."""
+        if store.head(()) is not None:
+            self.stderr.write("simulate: the store already holds events; no history written, going live")
+            return 0
+        now = datetime.now(UTC)
+        expected = int(span.total_seconds() * 1000 / interval_ms)
+        bar = ProgressBar(expected, "history", self.stderr._out)
+        try:
+            count = append_events(store, market.events_until(now), batch_size, bar.update_to)
+        finally:
+            bar.close()
+        self.stderr.write(f"simulate: wrote {count:,} events of history ({iso_utc(now - span)} to {iso_utc(now)}); going live")
+        return count
 
     def _live(self, store: EventStore, market: Market, rate: float, batch_size: int, limit: int | None) -> int:
         stop = threading.Event()
@@ -104,6 +136,13 @@ class Command(BaseCommand):
             bar.close()
             for number, handler in restore.items():
                 signal.signal(number, handler)
+
+
+def _parse_duration(text: str) -> timedelta:
+    match = DURATION.fullmatch(text.strip())
+    if not match or int(match[1]) == 0:
+        raise CommandError(f"--history {text!r} is not a duration; use e.g. 24h, 90m or 2d")
+    return timedelta(seconds=int(match[1]) * UNIT_SECONDS[match[2]])
 
 
 def _parse_start(text: str | None) -> datetime:
