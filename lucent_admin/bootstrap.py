@@ -14,6 +14,7 @@ import redis
 from django.conf import settings
 
 from projections.eventstore import EventStore
+from projections.projector.runner import RunnerConfig
 from projections.queries import Queries
 
 
@@ -38,6 +39,17 @@ def _store(uri: str) -> EventStore:
 def event_store() -> EventStore:
     """The shared client of EVENTSTORE_URI."""
     return _store(settings.EVENTSTORE_URI)
+
+
+def runner_config(projection: str, exit_when_caught_up: bool = False) -> RunnerConfig:
+    """The projector's settings for ``projection`` (the live projector's and a rebuild's)."""
+    return RunnerConfig(
+        projection=projection, redis_url=settings.REDIS_URL, eventstore_uri=settings.EVENTSTORE_URI,
+        on_bad_event=str(settings.LUCENT_PROJECTIONS.get(projection, {}).get("on_bad_event", "park")),
+        batch_size=int(settings.LUCENT_BATCH_SIZE), live_flush_ms=int(settings.LUCENT_LIVE_FLUSH_MS),
+        reader_process_after=int(settings.LUCENT_READER_PROCESS_AFTER),
+        state_cache_entries=int(settings.LUCENT_STATE_CACHE_ENTRIES), exit_when_caught_up=exit_when_caught_up,
+    )
 
 
 @lru_cache(maxsize=4)

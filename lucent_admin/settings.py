@@ -129,6 +129,11 @@ LUCENT_LIVE_FLUSH_MS = config.env_int("LUCENT_LIVE_FLUSH_MS", 2, 0)
 LUCENT_READER_PROCESS_AFTER = config.env_int("LUCENT_READER_PROCESS_AFTER", 5000, -1)
 LUCENT_STATE_CACHE_ENTRIES = config.env_int("LUCENT_STATE_CACHE_ENTRIES", 20000, 0)
 LUCENT_STARTUP_WAIT = config.env_int("LUCENT_STARTUP_WAIT", 5, 0)
+# Full rebuilds: slow down while the live projector is this many seconds behind; flip only if a sample
+# of entities differs in at most this many fields (else the operator starts it again with "flip anyway").
+LUCENT_REBUILD_MAX_LAG_S = config.env_int("LUCENT_REBUILD_MAX_LAG_S", 2, 0)
+LUCENT_REBUILD_DIFF_BUDGET = config.env_int("LUCENT_REBUILD_DIFF_BUDGET", 0, 0)
+LUCENT_GENERATION_RETENTION_HOURS = config.env_int("LUCENT_GENERATION_RETENTION_HOURS", 24, 0)
 
 LOGGING = {
     "version": 1,
@@ -141,4 +146,5 @@ LOGGING = {
 
 CELERY_BEAT_SCHEDULE = {
     "sample-lag": {"task": "lucent.sample_lag", "schedule": float(config.env_int("LUCENT_LAG_SAMPLE_SECONDS", 15, 1))},
+    "drop-kept-generations": {"task": "lucent.drop_kept_generations", "schedule": 600.0},
 }

@@ -48,6 +48,10 @@ class Fenced(ProjectionError):
     """
 
 
+class Flipped(Fenced):
+    """The generation this (rebuild) writer filled was flipped live: the live projector writes it now."""
+
+
 class ProjectionStopped(ProjectionError):
     """The projection stopped on a bad event because its policy is ``stop``.
 

@@ -81,8 +81,23 @@ def resync_request(projection: str) -> str:
     return f"{tag(projection)}:resync"
 
 
+def flip(projection: str) -> str:
+    """Hash of a flip in progress: from, to, state (requested, paused, done, aborted), at, job."""
+    return f"{tag(projection)}:flip"
+
+
+def generation_lease(projection: str, generation: int) -> str:
+    """Fencing token of the job writing a generation that is not live (a rebuild's, a rollback's)."""
+    return f"{generation_prefix(projection, generation)}-lease"
+
+
 def generation_prefix(projection: str, generation: int) -> str:
     return f"{tag(projection)}:g{generation}"
+
+
+def generation_pattern(projection: str, generation: int) -> str:
+    """SCAN pattern matching every key of one generation."""
+    return f"{generation_prefix(projection, generation)}:*"
 
 
 def projection_pattern(projection: str) -> str:

@@ -31,7 +31,7 @@ from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert, Risk
 from projections.readmodels.risk import MODEL as RISK
 from projections.writer import text
 
-GENERATION_CACHE_S = 1.0
+GENERATION_CACHE_S = 0.05  # short: after a flip, readers move to the new generation within 50 ms
 
 
 class ProjectionState(StrEnum):

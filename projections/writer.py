@@ -30,10 +30,11 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.errors import CheckpointMoved, EpochMoved, Fenced, LeaseLost
+from projections.errors import CheckpointMoved, EpochMoved, Fenced, Flipped, LeaseLost
 from projections.keys import KeySpace
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
 
+FLIPPED = "flipped"  # the lease token a flip leaves on a rebuild's generation: its writer is fenced for good
 Write = tuple[str, ...]  # one Redis write: the command name and its arguments
 CHUNK = 400  # members per write: keeps every Lua unpack() far below its stack limit
 
@@ -193,11 +194,12 @@ def _text_map(fields: Mapping[Any, Any]) -> dict[str, str]:
 class Committer:
     """Commits batches for one projection holding lease ``token`` (see module doc)."""
 
-    def __init__(self, client: redis.Redis, projection: str, token: str, lease_ms: int) -> None:
+    def __init__(self, client: redis.Redis, projection: str, token: str, lease_ms: int, lease_key: str | None = None) -> None:
         self.client = client
         self.projection = projection
         self.token = token
         self.lease_ms = lease_ms
+        self.lease_key = lease_key or keys.lease(projection)
         self._script = client.register_script(_COMMIT)
 
     def commit(self, ks: KeySpace, expected: str, checkpoint: int, writes: Sequence[Write], epoch: str) -> None:
@@ -205,11 +207,14 @@ class Committer:
         lease, the checkpoint and the state epoch (as loaded: ``epoch``) are as expected."""
         args: list[str] = [self.token, expected, str(checkpoint), str(self.lease_ms), epoch, *_flatten(writes)]
         try:
-            self._script(keys=[keys.lease(self.projection), ks.checkpoint, ks.state_epoch], args=args)
+            self._script(keys=[self.lease_key, ks.checkpoint, ks.state_epoch], args=args)
         except redis.ResponseError as exc:
             text = str(exc)
             if text == "FENCED false":
                 raise LeaseLost(f"projection {self.projection!r}: the lease expired") from None
+            if text == f"FENCED {FLIPPED}":
+                raise Flipped(f"projection {self.projection!r}: generation {ks.generation} was flipped live; "
+                              "the live projector writes it from here") from None
             if text.startswith("FENCED"):
                 raise Fenced(
                     f"projection {self.projection!r}: the lease is held by {text[7:]!r}, not this projector "

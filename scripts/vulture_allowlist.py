@@ -18,3 +18,7 @@ _.current_stream_revision, _.expected_stream_position
 from lucent_admin.operations import models  # noqa: E402
 
 models.Job.eta_seconds, models.Job.created_at, models.Job.finished_at
+# the rebuild job's result (shown on the job page)
+from projections.maintenance import generations  # noqa: E402
+
+generations.SwitchResult.differences

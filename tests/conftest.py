@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.eventstore",
     "tests.fixtures.projections",
     "tests.fixtures.live",
+    "tests.fixtures.jobs",
 ]

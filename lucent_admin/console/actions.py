@@ -81,6 +81,15 @@ def resync(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+def rollback(request: HttpRequest, projection: str) -> HttpResponse:
+    result = actions.do_rollback(Actor.of(request.user), projection[:32], request.POST.get("confirm", ""))
+    if result.ok:
+        messages.success(request, result.message)
+        return redirect("console:job", result.value["job"])
+    return _report(request, result, f"{projection[:32]} not rolled back", "console:projections")
+
+
+@require_POST
 def rebuild_user(request: HttpRequest) -> HttpResponse:
     form = UserLookupForm({"user": request.POST.get("user_id", "")})
     valid = form.is_valid()

@@ -11,8 +11,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lucent_admin.bootstrap import queries as q
+from lucent_admin.bootstrap import redis_client
 from lucent_admin.console.charts import sparkline
+from lucent_admin.operations.actions import GENERATION_KINDS
 from lucent_admin.operations.models import Job
+from projections.maintenance.generations import kept_generation
 from projections.queries import ProjectionState, ProjectionStatus
 from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert
 
@@ -75,12 +78,16 @@ def projection_details(params: Params) -> dict[str, Any]:
     out = []
     for s in q().projection_status():
         state = s.effective_state
+        job = Job.objects.filter(kind__in=GENERATION_KINDS, target=s.projection).first()
         out.append({
             **_common(s),
             "shown_state": f"dead (last: {s.state})" if state is ProjectionState.DEAD else str(state),
             "failing_event": failing_event_text(s),
             "stopped_on": s.stopped_on.event_id if s.stopped_on else "",
             "parked": q().parked_events(s.projection),
+            "kept": kept_generation(redis_client(), s.projection),
+            "generation_job": job,
+            "generation_job_row": _job_row(job) if job else None,
         })
     return {"projections": out}
 

@@ -3,13 +3,20 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 
+from lucent_admin import bootstrap
 from lucent_admin.console.forms import AuditFilterForm, UserLookupForm
 from lucent_admin.console.permissions import staff_required
 from lucent_admin.console.widgets import page_widgets, render_widget
-from lucent_admin.operations.models import AuditEntry
+from lucent_admin.operations import actions
+from lucent_admin.operations.actions import Actor
+from lucent_admin.operations.models import AuditEntry, Job
+from projections.maintenance.generations import plan_rebuild
+from projections.readmodels import PROJECTIONS
 
 AUDIT_PAGE_SIZE = 50
 
@@ -62,6 +69,29 @@ def jobs(request: HttpRequest) -> HttpResponse:
 @staff_required
 def job(request: HttpRequest, job_id: int) -> HttpResponse:
     return _page(request, "job", f"Job {job_id}", {"job": str(job_id)})
+
+
+@staff_required
+def rebuild(request: HttpRequest, projection: str) -> HttpResponse:
+    """The rebuild's dry run (GET), and its start (POST: the typed name, the permission, audited)."""
+    if projection not in PROJECTIONS:
+        raise Http404(f"no projection {projection!r}")
+    if request.method == "POST":
+        result = actions.do_rebuild(Actor.of(request.user), projection, request.POST.get("confirm", ""),
+                                    request.POST.get("flip_anyway") == "1")
+        if result.denied:
+            raise PermissionDenied(result.message)
+        if result.ok:
+            messages.success(request, result.message)
+            return redirect("console:job", result.value["job"])
+        messages.error(request, f"{projection} not rebuilt: {result.message}")
+    plan = plan_rebuild(bootstrap.redis_client(), bootstrap.runner_config(projection))
+    last = Job.objects.filter(kind=Job.Kind.REBUILD, target=projection, state=Job.State.SUCCEEDED).first()
+    rate = (last.result.get("applied", 0) / last.result["seconds"]) if last and last.result.get("seconds") else None
+    return render(request, "console/rebuild.html", {
+        "title": f"Rebuild {projection}", "plan": plan, "eta": plan.eta_seconds(rate), "busy": actions.running_generation_job(projection),
+        "estimated_mib": plan.estimated_bytes / 2**20, "used_mib": plan.used_bytes / 2**20, "max_mib": plan.max_bytes / 2**20,
+    })
 
 
 @staff_required

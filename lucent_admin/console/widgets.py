@@ -68,7 +68,7 @@ WIDGETS: dict[str, Widget] = {
                needs=("user",)),
         Widget("job", "console/widgets/job.html", contexts.job_detail, ("jobs",), about_the_job, needs=("job",)),
         Widget("projection-details", "console/widgets/projection_details.html", contexts.projection_details,
-               PROJECTIONS),
+               (*PROJECTIONS, "jobs")),
     )
 }
 

@@ -85,6 +85,9 @@ RETRY_PARKED = Action("parked.retry", "operations.retry_parked_event")
 PARK_BAD_EVENT = Action("parked.decide", "operations.park_bad_event")
 RESYNC = Action("projection.resync", "operations.resync_projection")
 REBUILD_USERS = Action("rebuild.users", "operations.run_rebuild")
+REBUILD = Action("rebuild.projection", "operations.run_rebuild")
+ROLLBACK = Action("rebuild.rollback", "operations.run_rebuild")
+DROP_GENERATION = Action("rebuild.drop", "operations.run_rebuild")
 CANCEL_JOB = Action("job.cancel", "operations.run_rebuild")
 SIGN_IN = Action("auth.login", "")
 SIGN_OUT = Action("auth.logout", "")
@@ -210,6 +213,70 @@ def do_rebuild_users(actor: Actor, users: list[str], invalid: str = "") -> Resul
                    else f"Rebuild of {names} queued as job {job_id}.")
         return Result(result.outcome, message, result.value, result.params)
     return result
+
+
+GENERATION_KINDS = ("rebuild", "rollback", "drop-generation")
+
+
+def running_generation_job(projection: str) -> Any:
+    from lucent_admin.operations.models import Job
+
+    return Job.objects.filter(kind__in=GENERATION_KINDS, target=projection,
+                              state__in=[Job.State.QUEUED, Job.State.RUNNING, Job.State.PENDING_APPROVAL]).first()
+
+
+def _generation_job(actor: Actor, action: Action, kind: str, projection: str, confirm: str | None, params: dict[str, Any],
+                    done: str, invalid: str = "") -> Result:
+    """Queue a job that writes or flips a projection's generations: one at a time per projection."""
+    from lucent_admin.operations import jobs
+    from projections.readmodels import PROJECTIONS
+
+    if not invalid and projection not in PROJECTIONS:
+        invalid = f"projection: must be one of {', '.join(PROJECTIONS)}"
+    if not invalid and confirm is not None and confirm != projection:
+        invalid = f"confirm: type the projection's name ({projection!r}) to confirm"
+
+    def call() -> dict[str, Any]:
+        running = running_generation_job(projection)
+        if running is not None:
+            raise Busy(f"{projection} already has {running.get_kind_display().lower()} job {running.pk} ({running.state}); "
+                       "wait for it or cancel it")
+        job = jobs.create(kind, projection, {"projection": projection, **params}, actor.name, None, "positions")
+        return {"job": job.pk}
+
+    result = perform(actor, action, projection, call, "", invalid, **params)
+    if result.ok:
+        return Result(result.outcome, done.format(job=result.value["job"]), result.value, result.params)
+    return result
+
+
+class Busy(ProjectionError):
+    """Another job already writes this projection's generations."""
+
+
+def do_rebuild(actor: Actor, projection: str, confirm: str | None, flip_anyway: bool = False) -> Result:
+    """Queue a full rebuild of ``projection`` (``confirm``: its name typed; None from the CLI's --yes)."""
+    return _generation_job(actor, REBUILD, "rebuild", projection, confirm, {"flip_anyway": flip_anyway},
+                           f"Full rebuild of {projection} queued as job {{job}}; the live read models stay in use until "
+                           "the flip.")
+
+
+def do_rollback(actor: Actor, projection: str, confirm: str | None) -> Result:
+    """Queue a rollback of ``projection`` to the generation its last flip left behind."""
+    from lucent_admin import bootstrap
+    from projections.maintenance.generations import kept_generation
+
+    kept = kept_generation(bootstrap.redis_client(), projection) if projection else None
+    invalid = "" if kept is not None else f"projection: {projection} has no kept generation to roll back to"
+    return _generation_job(actor, ROLLBACK, "rollback", projection, confirm,
+                           {"generation": kept.generation if kept else 0},
+                           f"Rollback of {projection} queued as job {{job}}.", invalid)
+
+
+def do_drop_generation(actor: Actor, projection: str, generation: int) -> Result:
+    """Queue the drop of a kept generation (UNLINK in chunks): a rollback to it is then impossible."""
+    return _generation_job(actor, DROP_GENERATION, "drop-generation", projection, None, {"generation": generation},
+                           f"Drop of generation {generation} of {projection} queued as job {{job}}.")
 
 
 def do_cancel_job(actor: Actor, job_id: int) -> Result:

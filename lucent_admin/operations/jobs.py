@@ -24,10 +24,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -36,6 +38,13 @@ from lucent_admin.operations.models import Job, JobEvent
 from projections import keys
 from projections.errors import Fenced, JobCancelled, ProjectionError
 from projections.maintenance.control import Control
+from projections.maintenance.generations import (
+    drop_generation,
+    kept_generation,
+    live_generation,
+    next_generation,
+    switch_to,
+)
 from projections.maintenance.user_rebuild import rebuild_user
 from projections.projector.lease import Lease
 from projections.projector.notices import group_name
@@ -202,6 +211,23 @@ def _run_claimed(job_id: int, worker: str) -> str:
     return f"job {job_id} {job.state}"
 
 
+def drop_expired_generations(now_ms: int | None = None) -> list[int]:
+    """Drop jobs for the generations kept longer than LUCENT_GENERATION_RETENTION_HOURS (as the system)."""
+    from lucent_admin.operations.actions import Actor, do_drop_generation
+    from projections.readmodels import PROJECTIONS
+
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    retention_ms = int(settings.LUCENT_GENERATION_RETENTION_HOURS) * 3_600_000
+    queued = []
+    for projection in PROJECTIONS:
+        kept = kept_generation(bootstrap.redis_client(), projection)
+        if kept is not None and kept.flipped_at_ms + retention_ms <= now:
+            result = do_drop_generation(Actor("system: retention"), projection, kept.generation)
+            if result.ok:
+                queued.append(result.value["job"])
+    return queued
+
+
 def _rebuild_users(job: Job, control: JobControl) -> dict[str, Any]:
     """Per-user rebuild of ``params["users"]``, one after the other, resuming after ``done``."""
     users: list[str] = list(job.params["users"])
@@ -219,6 +245,54 @@ def _rebuild_users(job: Job, control: JobControl) -> dict[str, Any]:
                                          f"{len(users) - repaired:,} already equal to a full replay"}
 
 
+def _rebuild(job: Job, control: JobControl) -> dict[str, Any]:
+    """Full rebuild into a new generation, verified and flipped; a cancel or a failure drops it."""
+    projection = job.params["projection"]
+    client = bootstrap.redis_client()
+    generation = job.params.get("generation")
+    if generation is None:  # the first delivery picks it; a redelivery resumes filling the same one
+        generation = next_generation(client, projection)
+        job.params = {**job.params, "generation": generation}
+        Job.objects.filter(pk=job.pk).update(params=job.params)
+        JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"folding the history into generation {generation}")
+    try:
+        done = switch_to(client, bootstrap.runner_config(projection), generation, control,
+                         budget=int(settings.LUCENT_REBUILD_DIFF_BUDGET), flip_anyway=bool(job.params.get("flip_anyway")),
+                         max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S))
+    except BaseException:
+        if live_generation(client, projection) != generation:  # never live: drop what the job wrote
+            drop_generation(client, projection, generation, _Unstoppable())
+        raise
+    return {**asdict(done), "summary": f"generation {generation} is live (was {done.from_generation}) after "
+                                       f"{done.applied:,} events in {done.seconds:,.1f} s; {done.difference_count} "
+                                       f"differences on {done.compared} entities compared; the live projector paused "
+                                       f"{done.pause_ms:,.1f} ms for the flip; generation {done.from_generation} is kept "
+                                       "for a rollback"}
+
+
+def _rollback(job: Job, control: JobControl) -> dict[str, Any]:
+    """Back to the kept generation, caught up from its own checkpoint, then flipped."""
+    projection, generation = job.params["projection"], int(job.params["generation"])
+    done = switch_to(bootstrap.redis_client(), bootstrap.runner_config(projection), generation, control, verify=False,
+                     max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S))
+    return {**asdict(done), "summary": f"generation {generation} is live again (was {done.from_generation}), caught up "
+                                       f"by {done.applied:,} events"}
+
+
+def _drop(job: Job, control: JobControl) -> dict[str, Any]:
+    projection, generation = job.params["projection"], int(job.params["generation"])
+    dropped = drop_generation(bootstrap.redis_client(), projection, generation, control)
+    return {"dropped": dropped, "summary": f"dropped generation {generation} of {projection}: {dropped:,} keys"}
+
+
+class _Unstoppable(Control):
+    def report(self, done: int, total: int | None, phase: str = "") -> None:
+        return None
+
+    def cancelled(self) -> bool:
+        return False
+
+
 class _CancelOnly(Control):
     """Passes cancel checks through, keeps the engine's own progress out of the job's."""
 
@@ -234,4 +308,7 @@ class _CancelOnly(Control):
 
 ENGINES: dict[str, Callable[[Job, JobControl], dict[str, Any]]] = {
     Job.Kind.REBUILD_USERS: _rebuild_users,
+    Job.Kind.REBUILD: _rebuild,
+    Job.Kind.ROLLBACK: _rollback,
+    Job.Kind.DROP_GENERATION: _drop,
 }

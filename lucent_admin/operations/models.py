@@ -40,6 +40,9 @@ class Job(models.Model):
 
     class Kind(models.TextChoices):
         REBUILD_USERS = "rebuild-users", "Per-user rebuild"
+        REBUILD = "rebuild", "Full rebuild"
+        ROLLBACK = "rollback", "Rollback"
+        DROP_GENERATION = "drop-generation", "Drop a generation"
 
     class State(models.TextChoices):
         PENDING_APPROVAL = "pending approval", "Pending approval"

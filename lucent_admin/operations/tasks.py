@@ -24,6 +24,12 @@ def run_job(job_id: int) -> str:
     return jobs.run(job_id)
 
 
+@shared_task(name="lucent.drop_kept_generations", ignore_result=True)
+def drop_kept_generations() -> list[int]:
+    """Queue the drop of every generation kept past the retention period (scheduled by beat)."""
+    return jobs.drop_expired_generations()
+
+
 @shared_task(name="lucent.sample_lag", ignore_result=True)
 def sample_lag() -> None:
     """Record each projection's lag for the overview's lag chart (scheduled by beat)."""

@@ -49,6 +49,7 @@ from projections.errors import (
     EpochMoved,
     EventStoreUnavailable,
     Fenced,
+    Flipped,
     LeaseLost,
     ProjectionStopped,
     ResyncRequested,
@@ -75,6 +76,8 @@ log = logging.getLogger(__name__)
 Notifier = Callable[[dict[str, Any]], None]
 Hook = Callable[[str], None]
 RETURN, LIVE, SWITCH = "return", "live", "switch"  # outcomes of Runner._catch_up
+FLIP_PAUSE_S = 5.0  # the longest the live projector waits for a flip it paused for
+FLIP_POLL_S = 0.002  # how often it looks, paused (the pause is what readers feel)
 RESYNC_POLL_S = 0.5  # how often a running projector looks for an operator's resync request
 EPOCH_RETRIES = 5  # a batch refolded at once when a per-user rebuild wrote entities under it
 RETRYABLE = (EventStoreUnavailable, redis.ConnectionError, redis.TimeoutError, CheckpointMoved, LeaseLost, OSError)
@@ -98,6 +101,7 @@ class RunnerConfig:
     backoff_max: float = 10.0
     exit_when_caught_up: bool = False
     generation: int | None = None  # None: the live generation (its pointer); a rebuild names a new one
+    publish_status: bool = True  # the live projector's status hash and heartbeat (a rebuild's runner has none)
 
 
 def _noop(_: Any) -> None:
@@ -115,8 +119,9 @@ class Runner:
         self.redis = redis.Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.status = RunStatus(config.projection, self.token)
         self.ks = KeySpace(config.projection)
-        self.lease = Lease(self.redis, config.projection, self.token, config.lease_ms)
-        self.committer = Committer(self.redis, config.projection, self.token, config.lease_ms)
+        lease_key = None if config.generation is None else keys.generation_lease(config.projection, config.generation)
+        self.lease = Lease(self.redis, config.projection, self.token, config.lease_ms, key=lease_key)
+        self.committer = Committer(self.redis, config.projection, self.token, config.lease_ms, lease_key)
         self.parking = Parking(self.redis, config.projection)
         self.caught_up = False
         self.cache = StateCache(config.state_cache_entries)
@@ -132,7 +137,8 @@ class Runner:
     def run(self) -> None:
         reporter = Reporter(self.status, self.redis, self._new_store, self.model.event_types,
                             self.config.status_interval, self.config.events_behind_bound)
-        reporter.start()
+        if self.config.publish_status:
+            reporter.start()
         try:
             while True:
                 try:
@@ -148,6 +154,8 @@ class Runner:
                     log.info("projection %s: an operator parked %s (or asked for a resync); resuming", self.config.projection,
                              exc.event_id)
                     self.status.fail(State.CATCHING_UP, "")
+        except Flipped as exc:
+            log.info("%s", exc)  # a rebuild's writer after its flip: done, not a failure
         except Fenced as exc:
             self.status.fail(State.FAILED, str(exc), self.status.failing_event)
             log.error("%s", exc)
@@ -155,7 +163,8 @@ class Runner:
         finally:
             if self.status.state is not State.FAILED:
                 self.status.state = State.PAUSED
-            reporter.stop()
+            if self.config.publish_status:
+                reporter.stop()
             self._release()
 
     def _await_park_decision(self, event_id: str) -> bool:
@@ -209,6 +218,43 @@ class Runner:
         while (left := deadline - time.monotonic()) > 0:
             if self.stop_flag.wait(min(left, RESYNC_POLL_S)) or self._resync_asked():
                 return
+
+    def _operator_requests(self) -> None:
+        """Act on a resync asked by an operator, or a flip asked by a job (the live projector only)."""
+        if self._resync_asked():
+            raise ResyncRequested("an operator asked for a resync: state dropped, resubscribing from the checkpoint")
+        if self.config.generation is not None:
+            return
+        stored: dict[Any, Any] = self.redis.hgetall(keys.flip(self.config.projection))  # type: ignore[assignment]
+        flip = {text(k): text(v) for k, v in stored.items()}
+        if flip.get("state") == "requested" and flip.get("from") == str(self.ks.generation):
+            self._pause_for_flip(flip)
+
+    def _pause_for_flip(self, flip: dict[str, str]) -> None:
+        """Stop applying at the checkpoint and wait for the job to flip the pointer (see
+        ``projections/maintenance/generations.py``): raises ResyncRequested to continue on the new
+        generation once it is done; resumes here if the flip is aborted or takes too long."""
+        key = keys.flip(self.config.projection)
+        self.redis.hset(key, mapping={"state": "paused", "at": self._checkpoint_text})
+        log.info("projection %s: paused at %s for a flip to generation %s", self.config.projection,
+                 self._checkpoint_text, flip.get("to"))
+        deadline = time.monotonic() + FLIP_PAUSE_S
+        renewed = time.monotonic()
+        while not self.stop_flag.wait(FLIP_POLL_S):
+            self.status.tick = now = time.monotonic()
+            state = text(self.redis.hget(key, "state"))
+            if state == "done":
+                raise ResyncRequested(f"flipped to generation {flip.get('to')}: continuing there")
+            if state != "paused" or now > deadline:
+                if state == "paused":
+                    self.redis.hset(key, mapping={"state": "aborted", "reason": f"not flipped within {FLIP_PAUSE_S:g} s"})
+                log.warning("projection %s: flip to %s aborted (%s); going on", self.config.projection, flip.get("to"),
+                            state or "request withdrawn")
+                return
+            if now - renewed > self.config.lease_ms / 3000:
+                renewed = now
+                if not self.lease.renew():
+                    raise Fenced(f"projection {self.config.projection!r}: lease lost during a flip")
 
     def _resync_asked(self) -> bool:
         """True (once: the request is consumed) if an operator asked this projection to resync."""
@@ -320,8 +366,7 @@ class Runner:
             self.status.tick = time.monotonic()
             if self.status.tick - resync_checked > RESYNC_POLL_S:
                 resync_checked = self.status.tick
-                if self._resync_asked():
-                    raise ResyncRequested("an operator asked for a resync: state dropped, resubscribing from the checkpoint")
+                self._operator_requests()
             batch, marker, caught_up, ended = self._collect(feed)
             if batch or marker > self.status.checkpoint:
                 self._apply(batch, marker)

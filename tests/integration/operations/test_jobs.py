@@ -6,51 +6,20 @@ import io
 import time
 
 import pytest
-import redis
-from celery.contrib.testing.worker import start_worker
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from lucent_admin.celery import app
 from lucent_admin.operations import actions, jobs
 from lucent_admin.operations.actions import Actor
 from lucent_admin.operations.models import AuditEntry, Job
 from projections import keys
 from projections.keys import KeySpace
 from projections.queries import Queries
+from tests.fixtures.jobs import finished
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker thread must see the committed job rows
-
-
-@pytest.fixture
-def projected(settings, eventstore_uri: str, redis_client: redis.Redis) -> Queries:
-    """A simulated market appended to the session's store and projected into the test Redis."""
-    settings.EVENTSTORE_URI = eventstore_uri
-    redis_client.flushdb()
-    call_command("simulate", events=1500, seed=23, users=12, stderr=io.StringIO(), stdout=io.StringIO())
-    call_command("run_projector", exit_when_caught_up=True, stderr=io.StringIO())
-    return Queries(redis_client)
-
-
-@pytest.fixture
-def worker(redis_client):
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        yield
-
-
-@pytest.fixture
-def ops():
-    user = get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename="run_rebuild"))
-    return user
-
-
-def finished(job_id: int) -> Job | None:
-    job = Job.objects.get(pk=job_id)
-    return job if job.finished else None
 
 
 def test_a_rebuild_job_restores_a_users_deleted_read_models(projected: Queries, worker, ops, redis_client) -> None:

@@ -17,9 +17,10 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from lucent_admin.bootstrap import runner_config
 from projections.errors import ProjectionError
 from projections.projector.notices import group_name
-from projections.projector.runner import Notifier, RunnerConfig
+from projections.projector.runner import Notifier
 from projections.projector.supervisor import build_runners, run_all
 from projections.readmodels import PROJECTIONS
 
@@ -47,13 +48,7 @@ class Command(BaseCommand):
         parser.add_argument("--exit-when-caught-up", action="store_true", help="return once every projection is live")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        base = RunnerConfig(
-            projection="", redis_url=settings.REDIS_URL, eventstore_uri=settings.EVENTSTORE_URI,
-            batch_size=int(settings.LUCENT_BATCH_SIZE), live_flush_ms=int(settings.LUCENT_LIVE_FLUSH_MS),
-            reader_process_after=int(settings.LUCENT_READER_PROCESS_AFTER),
-            state_cache_entries=int(settings.LUCENT_STATE_CACHE_ENTRIES),
-            exit_when_caught_up=bool(options["exit_when_caught_up"]),
-        )
+        base = runner_config("", exit_when_caught_up=bool(options["exit_when_caught_up"]))
         runners = build_runners(options["projection"], base, settings.LUCENT_PROJECTIONS, channel_notifier)
         stop = threading.Event()
 

@@ -1,0 +1,348 @@
+"""Generations: a projection folded into another generation beside the live one, then one atomic flip.
+
+:func:`switch_to` is the engine of a full rebuild (into a new, empty generation) and of a
+rollback (back to an older generation, caught up from its own checkpoint):
+
+1. *Fold.* A :class:`~projections.projector.runner.Runner` writes generation G under G's own
+   lease, with no status hash and no change notices (replays have no side effects), from G's
+   checkpoint on, and stays live once it reaches the head. Between batches it slows down while
+   the live projector's lag is above ``max_lag_s``, reports progress and checks for a cancel.
+2. *Verify* (a rebuild): entities sampled from the live generation are compared field by field
+   with G's where both stand at the same position; the differences go into the result, and above
+   ``budget`` there is no flip unless ``flip_anyway``.
+3. *Flip.* The live projector is asked to pause (``keys.flip``); once it paused at checkpoint C
+   and G has applied everything up to C, one Lua script sets the pointer to G, fences G's runner
+   (its lease becomes ``flipped``) and marks the flip done. The live projector then resubscribes
+   on G from G's checkpoint: nothing lost, nothing applied twice, and readers (who resolve the
+   pointer at most 50 ms late) never see time go backwards. With no live projector beating, the
+   pointer is flipped at once, G being at least at the live generation's checkpoint.
+
+:func:`drop_generation` removes a generation that is not live, in chunks (UNLINK over SCAN).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import redis
+
+from projections import keys
+from projections.errors import ProjectionError
+from projections.eventstore import EventStore
+from projections.keys import KeySpace
+from projections.maintenance.control import Control, check
+from projections.projector.runner import Runner, RunnerConfig
+from projections.writer import FLIPPED, text
+
+log = logging.getLogger(__name__)
+
+PAUSE_WAIT_S = 10.0  # how long to wait for the live projector to pause for the flip
+CATCH_UP_WAIT_S = 3.0  # how long G may take to reach the paused checkpoint
+SAMPLE = 200  # entities compared before a flip
+DIFFERENCES_KEPT = 20
+
+_FLIP = """
+-- KEYS: pointer, flip, live checkpoint, G's checkpoint, G's lease; ARGV: from, to, paused-at, paused ('1'/'0'), fence, now (ms)
+if ARGV[4] == '1' then
+  if redis.call('HGET', KEYS[2], 'state') ~= 'paused' then
+    return redis.error_reply('FLIP the live projector is no longer paused')
+  end
+  if (redis.call('GET', KEYS[3]) or '') ~= ARGV[3] then
+    return redis.error_reply('FLIP the live checkpoint moved')
+  end
+end
+if (redis.call('GET', KEYS[1]) or '1') ~= ARGV[1] then
+  return redis.error_reply('FLIP the live generation is no longer ' .. ARGV[1])
+end
+if tonumber(redis.call('GET', KEYS[4]) or '0') < tonumber(ARGV[3] ~= '' and ARGV[3] or '0') then
+  return redis.error_reply('FLIP the new generation is behind')
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[5], ARGV[5])
+redis.call('HSET', KEYS[2], 'state', 'done', 'from', ARGV[1], 'to', ARGV[2], 'flipped_at', ARGV[6])
+return 1
+"""
+
+
+class FlipFailed(ProjectionError):
+    """The flip could not be made (the live projector did not pause, or moved); nothing changed."""
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    projection: str
+    from_generation: int
+    to_generation: int
+    checkpoint: int  # G's checkpoint at the flip
+    applied: int  # events G's runner applied
+    seconds: float
+    sampled: int = 0
+    compared: int = 0
+    differences: list[dict[str, str]] = field(default_factory=list)
+    difference_count: int = 0
+    flipped: bool = True
+    pause_ms: float = 0.0  # how long the live projector stood still for the flip
+
+
+def live_generation(client: redis.Redis, projection: str) -> int:
+    return int(text(client.get(keys.generation_pointer(projection))) or 1)
+
+
+def switch_to(
+    client: redis.Redis, base: RunnerConfig, generation: int, control: Control, *, verify: bool = True,
+    budget: int = 0, flip_anyway: bool = False, max_lag_s: float = 2.0,
+) -> SwitchResult:
+    """Fold ``base.projection`` into ``generation`` and flip the pointer to it (see the module doc)."""
+    projection = base.projection
+    live = live_generation(client, projection)
+    if generation == live:
+        raise ProjectionError(f"generation {generation} of {projection} is already live; nothing to switch to")
+    lease = keys.generation_lease(projection, generation)
+    if text(client.get(lease)) == FLIPPED:  # this generation was flipped live before: its old writer is long done
+        client.delete(lease)
+    started = time.monotonic()
+    head = _head(base, projection)
+    between = _Between(client, projection, control, max_lag_s)
+    # a rebuild parks bad events whatever the live policy: it must not wait for an operator midway
+    runner = Runner(replace(base, generation=generation, publish_status=False, exit_when_caught_up=False,
+                            on_bad_event="park"), hook=between.hook)
+    between.position = lambda: runner.status.checkpoint
+    failures: list[BaseException] = []
+    thread = threading.Thread(target=_run, args=(runner, failures), daemon=True, name=f"switch-{projection}-g{generation}")
+    thread.start()
+    try:
+        while not runner.caught_up:
+            _raise_failure(failures)
+            check(control)
+            control.report(runner.status.checkpoint, max(head, runner.status.checkpoint), "folding the history")
+            time.sleep(0.1)
+        control.report(runner.status.checkpoint, max(head, runner.status.checkpoint), "caught up; verifying")
+        sample = compare(client, projection, live, generation) if verify else _Sample()
+        if sample.count > budget and not flip_anyway:
+            raise FlipFailed(f"{sample.count} differences between generation {live} and {generation} on a sample of "
+                             f"{sample.compared} entities, above the budget of {budget}; not flipped (start it again "
+                             f"with flip anyway to flip regardless). First: {sample.kept[:3]}")
+        control.report(runner.status.checkpoint, max(head, runner.status.checkpoint), "flipping")
+        pause_ms = flip(client, projection, live, generation, runner, failures)
+    finally:
+        runner.stop()
+        thread.join(30)
+    return SwitchResult(projection, live, generation, runner.status.checkpoint, runner.status.applied,
+                        round(time.monotonic() - started, 3), sample.sampled, sample.compared, sample.kept, sample.count,
+                        True, pause_ms)
+
+
+def _run(runner: Runner, failures: list[BaseException]) -> None:
+    try:
+        runner.run()
+    except BaseException as exc:  # noqa: BLE001 - handed to the job, which decides
+        failures.append(exc)
+
+
+def _raise_failure(failures: list[BaseException]) -> None:
+    if failures:
+        raise failures[0]
+
+
+def _head(base: RunnerConfig, projection: str) -> int:
+    from projections.readmodels import model
+
+    with EventStore(base.eventstore_uri) as store:
+        found = store.head(model(projection).event_types)
+    return found.position if found else 0
+
+
+class _Between:
+    """Runs between two of G's batches: progress, cancel, and a pause while the live projector lags."""
+
+    def __init__(self, client: redis.Redis, projection: str, control: Control, max_lag_s: float) -> None:
+        self.client, self.projection, self.control, self.max_lag_s = client, projection, control, max_lag_s
+        self.checked = 0.0
+        self.position: Callable[[], int] = lambda: 0
+
+    def hook(self, step: str) -> None:
+        if step != "commit":
+            return
+        check(self.control)
+        now = time.monotonic()
+        if now - self.checked < 0.5:
+            return
+        self.checked = now
+        while (lag := float(text(self.client.hget(keys.status(self.projection), "lagSeconds")) or 0)) > self.max_lag_s:
+            self.control.report(self.position(), None,
+                                f"throttled: the live projector is {lag:.1f} s behind (over {self.max_lag_s:g} s)")
+            check(self.control)
+            time.sleep(0.2)
+
+
+def flip(client: redis.Redis, projection: str, live: int, generation: int, runner: Runner,
+         failures: list[BaseException]) -> float:
+    """Pause the live projector, wait for G to reach its checkpoint, flip; the pause in ms."""
+    g = KeySpace(projection, generation)
+    pointer, flip_key = keys.generation_pointer(projection), keys.flip(projection)
+    script = client.register_script(_FLIP)
+    beating = bool(client.exists(keys.heartbeat(projection)))
+    client.delete(flip_key)
+    if not beating:  # nobody writes the live generation: flip at its checkpoint
+        at = text(client.get(KeySpace(projection, live).checkpoint))
+        _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(at or 0), CATCH_UP_WAIT_S, failures)
+        script(keys=[pointer, flip_key, KeySpace(projection, live).checkpoint, g.checkpoint,
+                     keys.generation_lease(projection, generation)], args=[str(live), str(generation), at, "0", FLIPPED, str(int(time.time() * 1000))])
+        return 0.0
+    client.hset(flip_key, mapping={"from": str(live), "to": str(generation), "state": "requested"})
+    try:
+        if not _wait_for(lambda: text(client.hget(flip_key, "state")) == "paused", PAUSE_WAIT_S, failures):
+            raise FlipFailed(f"the live {projection} projector did not pause for the flip within {PAUSE_WAIT_S:g} s")
+        paused = time.monotonic()
+        at = text(client.hget(flip_key, "at"))
+        if not _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(at or 0), CATCH_UP_WAIT_S, failures):
+            raise FlipFailed(f"generation {generation} did not reach the live checkpoint {at} within {CATCH_UP_WAIT_S:g} s")
+        script(keys=[pointer, flip_key, KeySpace(projection, live).checkpoint, g.checkpoint,
+                     keys.generation_lease(projection, generation)], args=[str(live), str(generation), at, "1", FLIPPED, str(int(time.time() * 1000))])
+        return round((time.monotonic() - paused) * 1000, 2)
+    except BaseException:
+        if text(client.hget(flip_key, "state")) != "done":
+            client.hset(flip_key, mapping={"state": "aborted"})  # the live projector goes on where it paused
+        raise
+
+
+def _wait_for(condition: Any, seconds: float, failures: list[BaseException]) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _raise_failure(failures)
+        if condition():
+            return True
+        time.sleep(0.001)
+    return bool(condition())
+
+
+@dataclass
+class _Sample:
+    sampled: int = 0
+    compared: int = 0
+    count: int = 0
+    kept: list[dict[str, str]] = field(default_factory=list)
+
+
+def compare(client: redis.Redis, projection: str, live: int, generation: int, size: int = SAMPLE) -> _Sample:
+    """Entity hashes of the live generation against G's, where both say the same ``lastPosition``."""
+    a, b = KeySpace(projection, live), KeySpace(projection, generation)
+    out = _Sample()
+    names = []
+    for key in client.scan_iter(match=keys.generation_pattern(projection, live), count=1000, _type="hash"):
+        names.append(a.name_of(text(key)))
+        if len(names) >= size:
+            break
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(a.key(name))
+        pipe.hgetall(b.key(name))
+    replies = pipe.execute()
+    for i, name in enumerate(names):
+        old = {text(k): text(v) for k, v in replies[2 * i].items()}
+        new = {text(k): text(v) for k, v in replies[2 * i + 1].items()}
+        out.sampled += 1
+        if "lastPosition" not in old or old.get("lastPosition") != new.get("lastPosition"):
+            continue  # not an entity at one position in both (moved since, or a table without one)
+        out.compared += 1
+        for field_name in sorted({*old, *new}):
+            if old.get(field_name) != new.get(field_name):
+                out.count += 1
+                if len(out.kept) < DIFFERENCES_KEPT:
+                    out.kept.append({"key": name, "field": field_name, "live": old.get(field_name, "")[:200],
+                                     "rebuilt": new.get(field_name, "")[:200]})
+    return out
+
+
+@dataclass(frozen=True)
+class Kept:
+    """The generation the last flip left behind, kept for a rollback until it is dropped."""
+
+    generation: int
+    flipped_at_ms: int
+
+
+def kept_generation(client: redis.Redis, projection: str) -> Kept | None:
+    """The generation a rollback goes back to (the last flip's source), if its keys are still there."""
+    done: dict[Any, Any] = client.hgetall(keys.flip(projection))  # type: ignore[assignment]
+    flip_state = {text(k): text(v) for k, v in done.items()}
+    source = flip_state.get("from", "")
+    if flip_state.get("state") != "done" or not source.isdigit() or int(source) == live_generation(client, projection):
+        return None
+    if not client.exists(KeySpace(projection, int(source)).checkpoint):
+        return None
+    return Kept(int(source), int(flip_state.get("flipped_at") or 0))
+
+
+def next_generation(client: redis.Redis, projection: str) -> int:
+    """A generation number no key uses yet: one past the live one and every one kept beside it."""
+    numbers = {live_generation(client, projection)}
+    for key in client.scan_iter(match=f"{keys.tag(projection)}:g*:checkpoint", count=1000):
+        name = text(key).split(":")[2]
+        if name[1:].isdigit():
+            numbers.add(int(name[1:]))
+    return max(numbers) + 1
+
+
+def drop_generation(client: redis.Redis, projection: str, generation: int, control: Control, chunk: int = 500) -> int:
+    """UNLINK every key of a generation that is not live, ``chunk`` keys at a time; how many."""
+    if generation == live_generation(client, projection):
+        raise ProjectionError(f"generation {generation} of {projection} is live; flip to another before dropping it")
+    dropped = 0
+    batch: list[Any] = []
+    for key in client.scan_iter(match=keys.generation_pattern(projection, generation), count=chunk):
+        batch.append(key)
+        if len(batch) >= chunk:
+            check(control)
+            dropped += int(client.unlink(*batch))  # type: ignore[arg-type]
+            batch = []
+            control.report(dropped, None, f"dropping generation {generation}")
+    if batch:
+        dropped += int(client.unlink(*batch))  # type: ignore[arg-type]
+    client.delete(keys.generation_lease(projection, generation))
+    control.report(dropped, dropped, f"dropped generation {generation}")
+    return dropped
+
+
+
+
+@dataclass(frozen=True)
+class RebuildPlan:
+    """What a full rebuild would do, shown before it starts (a dry run)."""
+
+    projection: str
+    live: int
+    target: int
+    events: int  # an upper bound: the commit position of the head of the projection's events
+    keys: int  # keys of the live generation (a rebuild writes as many again)
+    estimated_bytes: int
+    used_bytes: int
+    max_bytes: int  # 0: no maxmemory set
+    refusal: str  # why it would not fit; empty when it can start
+
+    def eta_seconds(self, rate: float | None) -> float | None:
+        return self.events / rate if rate else None
+
+
+def plan_rebuild(client: redis.Redis, base: RunnerConfig, sample: int = 200) -> RebuildPlan:
+    """The dry run of a rebuild of ``base.projection``: events to read and the memory a second generation takes."""
+    projection = base.projection
+    live = live_generation(client, projection)
+    count, sizes = 0, list[int]()
+    for key in client.scan_iter(match=keys.generation_pattern(projection, live), count=1000):
+        count += 1
+        if len(sizes) < sample:
+            sizes.append(int(client.memory_usage(key) or 0))  # type: ignore[arg-type]
+    estimate = int(sum(sizes) / len(sizes) * count) if sizes else 0
+    memory: dict[str, Any] = client.info("memory")  # type: ignore[assignment]
+    used, most = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+    refusal = ""
+    if most and used + estimate > most * 0.95:
+        refusal = (f"a second generation needs about {estimate / 2**20:,.1f} MiB and Redis has {used / 2**20:,.1f} of "
+                   f"{most / 2**20:,.1f} MiB in use: drop a kept generation or raise maxmemory first")
+    return RebuildPlan(projection, live, next_generation(client, projection), _head(base, projection), count, estimate,
+                       used, most, refusal)

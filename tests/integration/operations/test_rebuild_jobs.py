@@ -1,0 +1,99 @@
+"""Full rebuild and rollback as jobs on a real Celery worker: dry run, typed confirmation, single-flight, flip, rollback."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import redis
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from lucent_admin.operations import actions, jobs
+from lucent_admin.operations.actions import Actor
+from lucent_admin.operations.models import AuditEntry, Job
+from projections import keys
+from projections.keys import KeySpace
+from projections.maintenance.generations import kept_generation, live_generation
+from projections.queries import Queries
+from tests.fixtures.jobs import finished
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_dry_run_then_a_rebuild_from_the_projections_page_flips_and_rolls_back(
+        client: Client, projected: Queries, worker, ops, redis_client: redis.Redis) -> None:
+    client.force_login(ops)
+    before = projected.top_portfolios(5)
+    plan = client.get("/projections/portfolio/rebuild/").content.decode()
+    assert "generation 2, beside the live generation 1" in plan and 'data-field="plan-memory"' in plan
+    wrong = client.post("/projections/portfolio/rebuild/", {"confirm": "portfolios"}).content.decode()
+    assert "type the projection&#x27;s name" in wrong and not Job.objects.exists()
+
+    response = client.post("/projections/portfolio/rebuild/", {"confirm": "portfolio"}, follow=True)
+
+    job_id = Job.objects.get().pk
+    assert response.redirect_chain[-1][0] == f"/jobs/{job_id}/"
+    again = actions.do_rebuild(Actor.of(ops), "portfolio", "portfolio")
+    assert not again.ok and f"job {job_id}" in again.message  # single-flight
+    job = wait_until(lambda: finished(job_id), 60, what="the rebuild to finish")
+    assert job.state == Job.State.SUCCEEDED, job.error
+    assert live_generation(redis_client, "portfolio") == 2 and projected.top_portfolios(5) == before
+    assert job.result["to_generation"] == 2 and job.result["difference_count"] == 0
+    kept = kept_generation(redis_client, "portfolio")
+    assert kept is not None and kept.generation == 1
+    page = client.get("/projections/").content.decode()
+    assert "Roll back to generation 1" in page and 'data-field="live-generation">2<' in page
+
+    response = client.post("/projections/portfolio/rollback/", {"confirm": "portfolio"}, follow=True)
+
+    rollback_id = Job.objects.filter(kind=Job.Kind.ROLLBACK).get().pk
+    job = wait_until(lambda: finished(rollback_id), 60, what="the rollback to finish")
+    assert job.state == Job.State.SUCCEEDED, job.error
+    assert live_generation(redis_client, "portfolio") == 1 and projected.top_portfolios(5) == before
+    audited = list(AuditEntry.objects.filter(action__startswith="rebuild.").values_list("action", "outcome"))
+    assert ("rebuild.projection", "ok") in audited and ("rebuild.rollback", "ok") in audited
+    assert ("rebuild.projection", "failed") in audited  # the wrong name, and the second request
+
+
+def test_kept_generations_are_dropped_after_the_retention_and_nothing_else(
+        projected: Queries, worker, ops, redis_client: redis.Redis, settings) -> None:
+    job_id = actions.do_rebuild(Actor.of(ops), "risk", "risk").value["job"]
+    assert wait_until(lambda: finished(job_id), 60, what="the rebuild").state == Job.State.SUCCEEDED
+    live_keys = {k for k in redis_client.scan_iter(match=keys.generation_pattern("risk", 2))}
+    settings.LUCENT_GENERATION_RETENTION_HOURS = 0
+
+    (drop_id,) = jobs.drop_expired_generations()
+
+    job = wait_until(lambda: finished(drop_id), 30, what="the drop")
+    assert job.state == Job.State.SUCCEEDED and job.requested_by == "system: retention"
+    assert not list(redis_client.scan_iter(match=keys.generation_pattern("risk", 1)))
+    assert {k for k in redis_client.scan_iter(match=keys.generation_pattern("risk", 2))} == live_keys
+    assert redis_client.exists(KeySpace("portfolio", 1).checkpoint)  # other projections untouched
+    assert kept_generation(redis_client, "risk") is None and jobs.drop_expired_generations() == []
+
+
+def test_the_command_line_dry_run_and_refusals(projected: Queries) -> None:
+    get_user_model().objects.create_superuser("operator", password="pw-op-123")
+    out = io.StringIO()
+    call_command("rebuild", "market", "--dry-run", stdout=out)
+    assert "into generation 2 beside generation 1" in out.getvalue() and not Job.objects.exists()
+    with pytest.raises(CommandError, match="has no kept generation"):
+        call_command("rollback", "market", "--yes")
+    out = io.StringIO()
+    call_command("rebuild", "market", "--yes", stdout=out)
+    assert "queued as job" in out.getvalue()
+    entry = AuditEntry.objects.get(action="rebuild.projection")
+    assert entry.actor_name.endswith(" as operator") and entry.target == "market"
+
+
+def test_without_the_permission_the_rebuild_page_offers_nothing_and_a_post_is_denied(client: Client, projected: Queries) -> None:
+    viewer = get_user_model().objects.create_user("viewer", password="pw-view-123", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="acknowledge_alert"))
+    client.force_login(viewer)
+    plan = client.get("/projections/portfolio/rebuild/").content.decode()
+    assert "You need the permission" in plan and "Start the rebuild" not in plan
+    assert client.post("/projections/portfolio/rebuild/", {"confirm": "portfolio"}).status_code == 403
+    assert AuditEntry.objects.get(action="rebuild.projection").outcome == "denied"
