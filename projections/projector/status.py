@@ -104,7 +104,8 @@ class Reporter(threading.Thread):
             self._store = self.store_factory()
         head = self._store.head(self.event_types)
         if head is None or head.position <= p.checkpoint:
-            return {"head": str(head.position if head else 0), "lagSeconds": "0", "eventsBehind": "0"}
+            return {"head": str(head.position if head else 0), "lagSeconds": "0", "eventsBehind": "0",
+                    "eventsBehindBounded": "0"}  # every field, so no earlier report's figure lingers
         # Counting reads up to ``bound`` events from the store: cheap when live, a real
         # load while catching up, so then only every tenth report refreshes it.
         self._reports += 1
