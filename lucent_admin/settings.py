@@ -147,4 +147,5 @@ LOGGING = {
 CELERY_BEAT_SCHEDULE = {
     "sample-lag": {"task": "lucent.sample_lag", "schedule": float(config.env_int("LUCENT_LAG_SAMPLE_SECONDS", 15, 1))},
     "drop-kept-generations": {"task": "lucent.drop_kept_generations", "schedule": 600.0},
+    "requeue-orphaned-jobs": {"task": "lucent.requeue_orphaned_jobs", "schedule": 20.0},
 }

@@ -211,6 +211,23 @@ def _run_claimed(job_id: int, worker: str) -> str:
     return f"job {job_id} {job.state}"
 
 
+def requeue_orphans() -> list[int]:
+    """Queue again every job the database says is running but no worker holds (its worker died, e.g. killed
+    with -9): the task resumes it from its own progress. The broker would redeliver it too, but only after
+    its visibility timeout (hours, for long rebuilds); a job queued twice still runs once at a time."""
+    from lucent_admin.operations.tasks import run_job
+
+    client = bootstrap.redis_client()
+    requeued = []
+    for job in Job.objects.filter(state=State.RUNNING):
+        if client.exists(keys.job_lease(job.pk)):
+            continue
+        JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"its worker {job.worker} is gone; queued again")
+        run_job.delay(job.pk)
+        requeued.append(job.pk)
+    return requeued
+
+
 def drop_expired_generations(now_ms: int | None = None) -> list[int]:
     """Drop jobs for the generations kept longer than LUCENT_GENERATION_RETENTION_HOURS (as the system)."""
     from lucent_admin.operations.actions import Actor, do_drop_generation

@@ -24,6 +24,12 @@ def run_job(job_id: int) -> str:
     return jobs.run(job_id)
 
 
+@shared_task(name="lucent.requeue_orphaned_jobs", ignore_result=True)
+def requeue_orphaned_jobs() -> list[int]:
+    """Queue again the running jobs whose worker died (scheduled by beat)."""
+    return jobs.requeue_orphans()
+
+
 @shared_task(name="lucent.drop_kept_generations", ignore_result=True)
 def drop_kept_generations() -> list[int]:
     """Queue the drop of every generation kept past the retention period (scheduled by beat)."""

@@ -97,3 +97,18 @@ def in_thread(runner: Runner) -> tuple[threading.Thread, list[BaseException]]:
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread, errors
+
+
+def generation_content(client: redis.Redis, generation: int, projection: str = "portfolio") -> dict[str, Any]:
+    """Every read-model key of one generation of ``projection``, by its name after the generation prefix."""
+    ks = keys.KeySpace(projection, generation)
+    out: dict[str, Any] = {}
+    for raw in client.scan_iter(match=keys.generation_pattern(projection, generation), count=1000):
+        key = raw.decode()
+        name = ks.name_of(key)
+        if name == "state-epoch":
+            continue
+        kind = client.type(key).decode()
+        out[name] = client.hgetall(key) if kind == "hash" else client.zrange(key, 0, -1, withscores=True) \
+            if kind == "zset" else client.get(key)
+    return out

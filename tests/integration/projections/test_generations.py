@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import pytest
 import redis
@@ -17,25 +16,18 @@ from projections.projector.runner import Runner
 from projections.simulation.appender import append_events
 from projections.simulation.market import Market
 from tests.fixtures.projections import RedisProcess, StoreProcess
-from tests.integration.projections.helpers import append_market, checkpoint, config, head_for, in_thread, run_to_end
+from tests.integration.projections.helpers import (
+    append_market,
+    checkpoint,
+    config,
+    generation_content,
+    head_for,
+    in_thread,
+    run_to_end,
+)
 from tests.waiting import wait_until
 
 P = "portfolio"
-
-
-def generation_content(client: redis.Redis, generation: int) -> dict[str, Any]:
-    """Every read-model key of one portfolio generation, by its name after the generation prefix."""
-    ks = KeySpace(P, generation)
-    out: dict[str, Any] = {}
-    for raw in client.scan_iter(match=keys.generation_pattern(P, generation), count=1000):
-        key = raw.decode()
-        name = ks.name_of(key)
-        if name == "state-epoch":
-            continue
-        kind = client.type(key).decode()
-        out[name] = client.hgetall(key) if kind == "hash" else client.zrange(key, 0, -1, withscores=True) \
-            if kind == "zset" else client.get(key)
-    return out
 
 
 class Appender(threading.Thread):
