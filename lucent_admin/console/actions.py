@@ -82,10 +82,11 @@ def resync(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def rollback(request: HttpRequest, projection: str) -> HttpResponse:
-    result = actions.do_rollback(Actor.of(request.user), projection[:32], request.POST.get("confirm", ""))
+    result = actions.do_rollback(Actor.of(request.user), projection[:32], None)  # one click (and the browser's confirm)
     if result.ok:
         messages.success(request, result.message)
-        return redirect("console:job", result.value["job"])
+        url = reverse("console:job", args=[result.value["job"]])
+        return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else redirect(url)
     return _report(request, result, f"{projection[:32]} not rolled back", "console:projections")
 
 

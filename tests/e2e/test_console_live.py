@@ -114,3 +114,14 @@ def test_banner_while_disconnected_then_page_catches_up(console, live_stack, app
     console.wait_for_selector("#live-banner", state="hidden", timeout=30_000)
     console.wait_for_selector('#w-volume-leaders tr[data-user="erin-e2e"]')
     assert console.evaluate("window.__notReloaded") is True
+
+
+def test_a_note_being_typed_survives_a_live_redraw_of_the_alerts(console, live_stack, append) -> None:
+    open_live(console, f"{live_stack.url}/risk/")
+    append(trade("dora-e2e", 2_000_000))
+    note = console.locator("#w-alerts tr", has_text="dora-e2e").locator("input[name='note']")
+    note.wait_for()
+    note.fill("calling them now")
+    append(trade("erin-e2e", 3_000_000))  # another alert: the whole widget is pushed again (an out-of-band swap)
+    console.locator("#w-alerts tr", has_text="erin-e2e").wait_for()
+    assert console.locator("#w-alerts tr", has_text="dora-e2e").locator("input[name='note']").input_value() == "calling them now"

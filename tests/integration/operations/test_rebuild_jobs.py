@@ -47,7 +47,7 @@ def test_the_dry_run_then_a_rebuild_from_the_projections_page_flips_and_rolls_ba
     page = client.get("/projections/").content.decode()
     assert "Roll back to generation 1" in page and 'data-field="live-generation">2<' in page
 
-    response = client.post("/projections/portfolio/rollback/", {"confirm": "portfolio"}, follow=True)
+    response = client.post("/projections/portfolio/rollback/", follow=True)  # one click
 
     rollback_id = Job.objects.filter(kind=Job.Kind.ROLLBACK).get().pk
     job = wait_until(lambda: finished(rollback_id), 60, what="the rollback to finish")
