@@ -22,3 +22,8 @@ models.Job.eta_seconds, models.Job.created_at, models.Job.finished_at
 from projections.maintenance import generations  # noqa: E402
 
 generations.SwitchResult.differences
+# the number formats, registered as template filters
+from lucent_admin.console.templatetags import numbers  # noqa: E402
+
+numbers.money, numbers.price, numbers.amount, numbers.change, numbers.percent, numbers.count, numbers.score
+numbers.seconds, numbers.rate

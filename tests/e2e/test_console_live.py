@@ -6,11 +6,11 @@ from datetime import datetime, timezone
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
 
 from lucent_admin.operations.models import AuditEntry
 from projections.eventstore import EventStore, ProposedEvent
 from projections.queries import Queries
+from tests.fixtures.live import sign_in
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
@@ -47,14 +47,8 @@ def append(store):
 @pytest.fixture
 def console(live_stack, page):
     """A superuser signed in, with the projector running."""
-    get_user_model().objects.create_superuser("chief", password="browser-pw-2")
     live_stack.start_projector()
-    page.goto(f"{live_stack.url}/login/")
-    page.fill("#id_username", "chief")
-    page.fill("#id_password", "browser-pw-2")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_stack.url}/")
-    return page
+    return sign_in(page, live_stack, "chief", "browser-pw-2")
 
 
 def open_live(page, url: str) -> None:

@@ -5,7 +5,6 @@ import io
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import override_settings
 
@@ -13,6 +12,7 @@ from lucent_admin.operations.models import Job
 from projections.eventstore import EventStore
 from projections.maintenance.generations import live_generation
 from projections.queries import Queries
+from tests.fixtures.live import sign_in
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
@@ -29,12 +29,7 @@ def test_rebuild_then_roll_back_from_the_projections_page(live_stack, page) -> N
         head = store.client.get_commit_position()
     wait_until(lambda: queries.projection_status("portfolio")[0].checkpoint == head, 60, what="the projector to catch up")
     top = [r.user_id for r in queries.top_portfolios(5)]
-    get_user_model().objects.create_superuser("chief", password="browser-pw-4")
-    page.goto(f"{live_stack.url}/login/")
-    page.fill("#id_username", "chief")
-    page.fill("#id_password", "browser-pw-4")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_stack.url}/")
+    sign_in(page, live_stack, "chief", "browser-pw-4")
 
     page.goto(f"{live_stack.url}/projections/")
     page.click("#p-portfolio a[data-action='rebuild']")

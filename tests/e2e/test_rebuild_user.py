@@ -5,7 +5,6 @@ import io
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import override_settings
 
@@ -13,6 +12,7 @@ from lucent_admin.operations.models import Job
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.queries import Queries
+from tests.fixtures.live import sign_in
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
@@ -31,12 +31,7 @@ def test_rebuild_a_user_from_the_user_page(live_stack, page) -> None:
     wait_until(lambda: queries.projection_status("portfolio")[0].checkpoint == head, 60, what="the projector to catch up")
     user = queries.top_portfolios(1)[0].user_id
     value = queries.portfolio_summary(user).market_value
-    get_user_model().objects.create_superuser("chief", password="browser-pw-3")
-    page.goto(f"{live_stack.url}/login/")
-    page.fill("#id_username", "chief")
-    page.fill("#id_password", "browser-pw-3")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_stack.url}/")
+    sign_in(page, live_stack, "chief", "browser-pw-3")
 
     client.delete(KeySpace("portfolio").portfolio(user))  # the user's portfolio is lost
     page.goto(f"{live_stack.url}/user/?user={user}")

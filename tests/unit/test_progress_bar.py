@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from lucent_admin.operations.progress import ProgressBar
+from lucent_admin.operations.cli import ProgressBar
 
 
 class Terminal(io.StringIO):

@@ -20,6 +20,7 @@ identifiers, printed as they are.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from django import template
 
@@ -38,52 +39,31 @@ def _significant(value: float, digits: int) -> str:
     return f"{value:,.{decimals}f}"
 
 
-@register.filter
-def money(value: float | None) -> str:
-    return NONE if _missing(value) else f"{float(value):,.2f}"  # type: ignore[arg-type]
+def _kind(name: str, render: Callable[[float], str]) -> Callable[[object], str]:
+    """Register the filter ``name``: "—" for a missing value, else ``render`` of it as a float."""
+
+    def format_value(value: object) -> str:
+        return NONE if _missing(value) else render(float(value))  # type: ignore[arg-type]
+
+    register.filter(name, format_value)
+    return format_value
 
 
-@register.filter
-def price(value: float | None) -> str:
-    if _missing(value):
-        return NONE
-    v = float(value)  # type: ignore[arg-type]
+def _price(v: float) -> str:
     return f"{v:,.2f}" if abs(v) >= 1 else _significant(v, 4)
 
 
-@register.filter
-def amount(value: float | None) -> str:
-    if _missing(value):
-        return NONE
-    text = _significant(float(value), 6)  # type: ignore[arg-type]
+def _amount(v: float) -> str:
+    text = _significant(v, 6)
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-@register.filter
-def change(value: float | None) -> str:
-    return NONE if _missing(value) else f"{float(value):+.2f}%"  # type: ignore[arg-type]
-
-
-@register.filter
-def percent(value: float | None) -> str:
-    return NONE if _missing(value) else f"{float(value):.2f}%"  # type: ignore[arg-type]
-
-
-@register.filter
-def count(value: int | None) -> str:
-    return NONE if _missing(value) else f"{int(value):,}"  # type: ignore[arg-type]
-
-
-@register.filter
-def score(value: float | None) -> str:
-    return NONE if _missing(value) else f"{float(value):.2f}"  # type: ignore[arg-type]
-
-
-@register.filter
-def seconds(value: float | None) -> str:
-    return NONE if _missing(value) else f"{float(value):.1f} s"  # type: ignore[arg-type]
-
-
-@register.filter
-def rate(value: float | None) -> str:
-    return NONE if _missing(value) else f"{float(value):,.0f}/s"  # type: ignore[arg-type]
+money = _kind("money", lambda v: f"{v:,.2f}")
+price = _kind("price", _price)
+amount = _kind("amount", _amount)
+change = _kind("change", lambda v: f"{v:+.2f}%")
+percent = _kind("percent", lambda v: f"{v:.2f}%")
+count = _kind("count", lambda v: f"{int(v):,}")
+score = _kind("score", lambda v: f"{v:.2f}")
+seconds = _kind("seconds", lambda v: f"{v:.1f} s")
+rate = _kind("rate", lambda v: f"{v:,.0f}/s")

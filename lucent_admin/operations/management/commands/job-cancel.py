@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lucent_admin.operations import actions
-from lucent_admin.operations.actions import Actor
+from lucent_admin.operations.cli import actor_as
 
 
 class Command(BaseCommand):
@@ -18,10 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--as", dest="as_user", default=os.environ.get("LUCENT_OPERATOR_USER", "operator"))
 
     def handle(self, *args: Any, job_id: int, as_user: str, **options: Any) -> None:
-        try:
-            result = actions.do_cancel_job(Actor.cli_as(as_user), job_id)
-        except LookupError as exc:
-            raise CommandError(str(exc)) from None
+        result = actions.do_cancel_job(actor_as(as_user), job_id)
         if not result.ok:
             raise CommandError(result.message)
         self.stdout.write(result.message)

@@ -8,8 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lucent_admin import bootstrap
 from lucent_admin.operations import actions
-from lucent_admin.operations.actions import Actor
-from lucent_admin.operations.progress import follow_job
+from lucent_admin.operations.cli import actor_as, report_job
 from projections.maintenance.generations import plan_rebuild
 from projections.readmodels import PROJECTIONS
 
@@ -37,16 +36,6 @@ class Command(BaseCommand):
         if dry_run:
             return
         confirm = None if yes else input(f"type {projection!r} to start: ").strip()
-        try:
-            actor = Actor.cli_as(as_user)
-        except LookupError as exc:
-            raise CommandError(str(exc)) from None
+        actor = actor_as(as_user)
         result = actions.do_rebuild(actor, projection, confirm, flip_anyway)
-        if not result.ok:
-            raise CommandError(result.message)
-        self.stdout.write(result.message)
-        if wait:
-            job = follow_job(result.value["job"], self.stderr._out)
-            if job.state != job.State.SUCCEEDED:
-                raise CommandError(f"job {job.pk} {job.state}: {job.error or job.events.last().message}")
-            self.stdout.write(f"job {job.pk} succeeded: {job.events.last().message}")
+        report_job(self, result, wait)

@@ -4,11 +4,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from lucent_admin.operations import actions
-from lucent_admin.operations.actions import Actor
-from lucent_admin.operations.progress import follow_job
+from lucent_admin.operations.cli import actor_as, report_job
 from projections.readmodels import PROJECTIONS
 
 
@@ -23,16 +22,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, projection: str, yes: bool, wait: bool, as_user: str, **options: Any) -> None:
         confirm = None if yes else input(f"type {projection!r} to roll back: ").strip()
-        try:
-            actor = Actor.cli_as(as_user)
-        except LookupError as exc:
-            raise CommandError(str(exc)) from None
+        actor = actor_as(as_user)
         result = actions.do_rollback(actor, projection, confirm)
-        if not result.ok:
-            raise CommandError(result.message)
-        self.stdout.write(result.message)
-        if wait:
-            job = follow_job(result.value["job"], self.stderr._out)
-            if job.state != job.State.SUCCEEDED:
-                raise CommandError(f"job {job.pk} {job.state}: {job.error or job.events.last().message}")
-            self.stdout.write(f"job {job.pk} succeeded: {job.events.last().message}")
+        report_job(self, result, wait)

@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lucent_admin.operations.progress import ProgressBar
+from lucent_admin.operations.cli import ProgressBar
 from projections.errors import ProjectionError
 from projections.eventstore import EventStore
 from projections.simulation.appender import append_events, run_live

@@ -1,4 +1,5 @@
-"""Command-line progress bars, drawn by tqdm: done/total, rate and ETA.
+"""What the management commands share: progress bars (drawn by tqdm: done/total, rate and ETA),
+following a job to its end, and the ``--as`` account they act as.
 
 On a terminal the bar redraws at most five times a second; on a pipe or a log
 file it stays silent and :meth:`ProgressBar.close` writes one summary line, so
@@ -55,3 +56,32 @@ def follow_job(job_id: int, stream: TextIO, poll: float = 0.2) -> Any:
     finally:
         bar.close()
     return job
+
+
+def report_job(command: Any, result: Any, wait: bool) -> None:
+    """What a command that queues a job prints: the action's message; with ``wait``, the job followed
+    with a progress bar to its end. CommandError (exit status 1) unless all went well."""
+    from django.core.management.base import CommandError
+
+    if not result.ok:
+        raise CommandError(result.message)
+    command.stdout.write(result.message)
+    if not wait:
+        return
+    job = follow_job(result.value["job"], command.stderr._out)
+    last = job.events.last()
+    if job.state != job.State.SUCCEEDED:
+        raise CommandError(f"job {job.pk} {job.state}: {job.error or (last.message if last else '')}")
+    command.stdout.write(f"job {job.pk} succeeded: {last.message if last else ''}")
+
+
+def actor_as(username: str) -> Any:
+    """The action layer's actor for ``--as username``; CommandError naming the fix if there is no such account."""
+    from django.core.management.base import CommandError
+
+    from lucent_admin.operations.actions import Actor
+
+    try:
+        return Actor.cli_as(username)
+    except LookupError as exc:
+        raise CommandError(str(exc)) from None
