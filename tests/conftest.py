@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.projections",
     "tests.fixtures.live",
     "tests.fixtures.jobs",
+    "tests.fixtures.market",
 ]

@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.test import Client, override_settings
+from django.test import Client
 
 from lucent_admin.console.templatetags import numbers
 from projections.eventstore import EventStore, ProposedEvent
@@ -21,18 +21,6 @@ pytestmark = pytest.mark.django_db
 NUM_CELL = re.compile(r'<(td|dd) class="num[^"]*"[^>]*>(.*?)</\1>', re.S)
 UNGROUPED = re.compile(r"\d{4,}\.\d{2}\b")
 GROUPED = re.compile(r"\b\d{1,3}(,\d{3})+\.\d{2}\b")
-
-
-@pytest.fixture(scope="module")
-def market(eventstore_uri: str, redis_url: str):
-    """A simulated market appended and projected, once for this module."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    with override_settings(EVENTSTORE_URI=eventstore_uri):
-        call_command("simulate", events=3000, seed=11, users=20, bad_ratio=0.02, stderr=io.StringIO(), stdout=io.StringIO())
-        call_command("run_projector", exit_when_caught_up=True, stderr=io.StringIO())
-        yield Queries(client)
-    client.close()
 
 
 def staff_client(client: Client) -> Client:

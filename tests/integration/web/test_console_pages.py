@@ -1,31 +1,16 @@
 """Console pages over read models the projector built from a simulated market."""
 from __future__ import annotations
 
-import io
 from html import escape
 
 import pytest
-import redis
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
-from django.test import Client, override_settings
+from django.test import Client
 
 from projections.queries import Queries
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def market(eventstore_uri: str, redis_url: str):
-    """A simulated market (with 2% malformed events) appended and projected, once for this module."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    with override_settings(EVENTSTORE_URI=eventstore_uri):
-        call_command("simulate", events=3000, seed=11, users=20, bad_ratio=0.02, stderr=io.StringIO(), stdout=io.StringIO())
-        call_command("run_projector", exit_when_caught_up=True, stderr=io.StringIO())
-        yield Queries(client)
-    client.close()
 
 
 @pytest.fixture
