@@ -134,6 +134,8 @@ LUCENT_STARTUP_WAIT = config.env_int("LUCENT_STARTUP_WAIT", 5, 0)
 LUCENT_REBUILD_MAX_LAG_S = config.env_int("LUCENT_REBUILD_MAX_LAG_S", 2, 0)
 LUCENT_REBUILD_DIFF_BUDGET = config.env_int("LUCENT_REBUILD_DIFF_BUDGET", 0, 0)
 LUCENT_GENERATION_RETENTION_HOURS = config.env_int("LUCENT_GENERATION_RETENTION_HOURS", 24, 0)
+# Two-person approval: a full rebuild or a rollback waits until a second operator approves it.
+LUCENT_REBUILD_APPROVAL = config.env_bool("LUCENT_REBUILD_APPROVAL", False)
 
 LOGGING = {
     "version": 1,

@@ -21,5 +21,6 @@ urlpatterns = [
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/<int:job_id>/", views.job, name="job"),
     path("jobs/<int:job_id>/cancel/", actions.cancel_job, name="job-cancel"),
+    path("jobs/<int:job_id>/approve/", actions.approve_job, name="job-approve"),
     path("audit/", views.audit, name="audit"),
 ]

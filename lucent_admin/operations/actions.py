@@ -58,6 +58,11 @@ class Actor:
                               "name another with --as")
         return cls(f"cli:{getpass.getuser()} as {username}", account)
 
+    @property
+    def account(self) -> str:
+        """The account acting ('' for the bare command line): what two-person approval compares."""
+        return self.user.get_username() if self.user is not None and self.user.is_authenticated else ""
+
     def refusal(self, permission: str) -> str:
         """Why this actor may not act with ``permission``; empty if it may."""
         user = self.user
@@ -89,6 +94,7 @@ REBUILD = Action("rebuild.projection", "operations.run_rebuild")
 ROLLBACK = Action("rebuild.rollback", "operations.run_rebuild")
 DROP_GENERATION = Action("rebuild.drop", "operations.run_rebuild")
 CANCEL_JOB = Action("job.cancel", "operations.run_rebuild")
+APPROVE_JOB = Action("job.approve", "operations.approve_job")
 SIGN_IN = Action("auth.login", "")
 SIGN_OUT = Action("auth.logout", "")
 
@@ -241,12 +247,19 @@ def _generation_job(actor: Actor, action: Action, kind: str, projection: str, co
         if running is not None:
             raise Busy(f"{projection} already has {running.get_kind_display().lower()} job {running.pk} ({running.state}); "
                        "wait for it or cancel it")
-        job = jobs.create(kind, projection, {"projection": projection, **params}, actor.name, None, "positions")
-        return {"job": job.pk}
+        from django.conf import settings
+
+        approval = bool(settings.LUCENT_REBUILD_APPROVAL) and kind in ("rebuild", "rollback")
+        job = jobs.create(kind, projection, {"projection": projection, **params, "account": actor.account}, actor.name,
+                          None, "positions", approval=approval)
+        return {"job": job.pk, "pending": approval}
 
     result = perform(actor, action, projection, call, "", invalid, **params)
     if result.ok:
-        return Result(result.outcome, done.format(job=result.value["job"]), result.value, result.params)
+        message = done.format(job=result.value["job"])
+        if result.value["pending"]:
+            message += " It starts once a second operator approves it."
+        return Result(result.outcome, message, result.value, result.params)
     return result
 
 
@@ -293,6 +306,27 @@ def do_cancel_job(actor: Actor, job_id: int) -> Result:
         outcome.append(jobs.request_cancel(job, actor.name))
 
     result = perform(actor, CANCEL_JOB, f"job {job_id}", call, "", invalid)
+    return Result(result.outcome, outcome[0], result.value, result.params) if result.ok else result
+
+
+def do_approve_job(actor: Actor, job_id: int) -> Result:
+    """Approve a job another operator asked for (two-person approval); it then starts."""
+    from lucent_admin.operations import jobs
+    from lucent_admin.operations.models import Job
+
+    job = Job.objects.filter(pk=job_id).first()
+    invalid = "" if job is not None else f"job: there is no job {job_id}"
+    if not invalid and job is not None and job.state != Job.State.PENDING_APPROVAL:
+        invalid = f"job: job {job_id} is {job.state}, not waiting for an approval"
+    if not invalid and job is not None and job.params.get("account", "") in ("", actor.account):
+        invalid = f"job: job {job_id} was asked for by {job.requested_by}; a second operator must approve it"
+    outcome: list[str] = []
+
+    def call() -> None:
+        assert job is not None
+        outcome.append(jobs.approve(job, actor.name))
+
+    result = perform(actor, APPROVE_JOB, f"job {job_id}", call, "", invalid)
     return Result(result.outcome, outcome[0], result.value, result.params) if result.ok else result
 
 

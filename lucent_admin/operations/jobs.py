@@ -89,16 +89,32 @@ def record(job: Job, state: str, message: str, **fields: Any) -> None:
     transaction.on_commit(lambda: notify(job))
 
 
-def create(kind: str, target: str, params: dict[str, Any], requested_by: str, total: int | None, unit: str) -> Job:
-    """A new queued job, enqueued on the workers once the transaction commits."""
-    from lucent_admin.operations.tasks import run_job
-
+def create(kind: str, target: str, params: dict[str, Any], requested_by: str, total: int | None, unit: str,
+           approval: bool = False) -> Job:
+    """A new job, enqueued on the workers once the transaction commits — or, with ``approval``, waiting
+    for a second operator's (:func:`approve`)."""
+    state = State.PENDING_APPROVAL if approval else State.QUEUED
     job = Job.objects.create(kind=kind, target=target[:200], params=params, requested_by=requested_by, total=total,
-                             unit=unit, state=State.QUEUED)
-    JobEvent.objects.create(job=job, state=State.QUEUED, message=f"requested by {requested_by}")
-    transaction.on_commit(lambda: run_job.delay(job.pk))
+                             unit=unit, state=state)
+    waits = "; it waits for a second operator's approval" if approval else ""
+    JobEvent.objects.create(job=job, state=state, message=f"requested by {requested_by}{waits}")
+    if not approval:
+        _enqueue(job)
     transaction.on_commit(lambda: notify(job))
     return job
+
+
+def _enqueue(job: Job) -> None:
+    from lucent_admin.operations.tasks import run_job
+
+    transaction.on_commit(lambda: run_job.delay(job.pk))
+
+
+def approve(job: Job, by: str) -> str:
+    """Let a job waiting for approval start; what happened, in words."""
+    record(job, State.QUEUED, f"approved by {by}", approved_by=by)
+    _enqueue(job)
+    return f"job {job.pk} approved; it starts on a worker"
 
 
 def request_cancel(job: Job, by: str) -> str:

@@ -29,6 +29,7 @@ class AuditEntry(models.Model):
             ("park_bad_event", "Can park the bad event a stopped projection stopped on"),
             ("run_rebuild", "Can rebuild read models"),
             ("resync_projection", "Can make a running projector drop its state and resubscribe"),
+            ("approve_job", "Can approve another operator's rebuild (two-person approval)"),
         ]
 
     def __str__(self) -> str:
@@ -56,6 +57,7 @@ class Job(models.Model):
     target = models.CharField(max_length=200)
     params = models.JSONField(default=dict, blank=True)
     requested_by = models.CharField(max_length=150)
+    approved_by = models.CharField(max_length=150, blank=True)  # two-person approval: who let it start
     state = models.CharField(max_length=24, choices=State.choices, default=State.QUEUED, db_index=True)
     done = models.BigIntegerField(default=0)
     total = models.BigIntegerField(null=True, blank=True)

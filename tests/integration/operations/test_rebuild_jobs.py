@@ -97,3 +97,30 @@ def test_without_the_permission_the_rebuild_page_offers_nothing_and_a_post_is_de
     assert "You need the permission" in plan and "Start the rebuild" not in plan
     assert client.post("/projections/portfolio/rebuild/", {"confirm": "portfolio"}).status_code == 403
     assert AuditEntry.objects.get(action="rebuild.projection").outcome == "denied"
+
+
+def test_with_two_person_approval_a_second_operator_starts_the_rebuild(client: Client, projected: Queries, worker, ops,
+                                                                       redis_client: redis.Redis, settings) -> None:
+    settings.LUCENT_REBUILD_APPROVAL = True
+    asked = actions.do_rebuild(Actor.of(ops), "leaderboards", "leaderboards")
+    job = Job.objects.get(pk=asked.value["job"])
+    assert asked.ok and "second operator approves" in asked.message and job.state == Job.State.PENDING_APPROVAL
+    ops.user_permissions.add(*Permission.objects.filter(codename="approve_job"))
+    ops = get_user_model().objects.get(pk=ops.pk)  # permissions are cached per instance
+    mine = actions.do_approve_job(Actor.of(ops), job.pk)
+    assert not mine.ok and "a second operator must approve it" in mine.message  # not the one who asked
+    other = get_user_model().objects.create_user("ops2", password="pw-ops2-123", is_staff=True)
+    assert actions.do_approve_job(Actor.of(other), job.pk).denied  # without the approve permission
+    other.user_permissions.add(*Permission.objects.filter(codename="approve_job"))
+    other = get_user_model().objects.get(pk=other.pk)  # permissions are cached per instance
+    client.force_login(other)
+    assert "Waits for a second operator" in client.get(f"/jobs/{job.pk}/").content.decode()
+
+    response = client.post(f"/jobs/{job.pk}/approve/", follow=True)
+
+    assert b"approved; it starts on a worker" in response.content
+    job = wait_until(lambda: finished(job.pk), 60, what="the approved rebuild to finish")
+    assert job.state == Job.State.SUCCEEDED and job.approved_by == "ops2"
+    assert live_generation(redis_client, "leaderboards") == 2
+    outcomes = list(AuditEntry.objects.filter(action="job.approve").order_by("id").values_list("actor_name", "outcome"))
+    assert outcomes == [("ops", "failed"), ("ops2", "denied"), ("ops2", "ok")]
