@@ -193,6 +193,11 @@ def flip(client: redis.Redis, projection: str, live: int, generation: int, runne
         script(keys=[pointer, flip_key, KeySpace(projection, live).checkpoint, g.checkpoint,
                      keys.generation_lease(projection, generation)], args=[str(live), str(generation), at, "0", FLIPPED, str(int(time.time() * 1000))])
         return 0.0
+    # First let G draw level with the live projector while it still runs: the pause then only waits for the
+    # events of one batch, not for G's runner settling into its live subscription after a long catch-up.
+    live_checkpoint = KeySpace(projection, live).checkpoint
+    _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(text(client.get(live_checkpoint)) or 0),
+              CATCH_UP_WAIT_S, failures)
     client.hset(flip_key, mapping={"from": str(live), "to": str(generation), "state": "requested"})
     try:
         if not _wait_for(lambda: text(client.hget(flip_key, "state")) == "paused", PAUSE_WAIT_S, failures):
