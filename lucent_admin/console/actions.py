@@ -105,6 +105,12 @@ def rebuild_user(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+def flip_anyway(request: HttpRequest, job_id: int) -> HttpResponse:
+    result = actions.do_flip_anyway(Actor.of(request.user), job_id)
+    return _report(request, result, f"Job {job_id} not flipped", "console:jobs")
+
+
+@require_POST
 def approve_job(request: HttpRequest, job_id: int) -> HttpResponse:
     result = actions.do_approve_job(Actor.of(request.user), job_id)
     return _report(request, result, f"Job {job_id} not approved", "console:jobs")

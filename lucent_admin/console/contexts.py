@@ -14,6 +14,7 @@ from lucent_admin.bootstrap import queries as q
 from lucent_admin.bootstrap import redis_client
 from lucent_admin.console.charts import sparkline
 from lucent_admin.operations.actions import GENERATION_KINDS
+from lucent_admin.operations.jobs import AWAITING_DECISION
 from lucent_admin.operations.models import Job
 from projections.maintenance.generations import kept_generation
 from projections.queries import ProjectionState, ProjectionStatus
@@ -195,5 +196,6 @@ def job_detail(params: Params) -> dict[str, Any]:
     job = Job.objects.filter(pk=int(ident)).first() if ident.isdigit() else None
     if job is None:
         return {"found": False, "job_id": params["job"]}
-    return {"found": True, "job": job, "row": _job_row(job), "events": list(job.events.all()),
+    awaiting = job.state == Job.State.RUNNING and job.phase.startswith(AWAITING_DECISION)
+    return {"found": True, "job": job, "row": _job_row(job), "events": list(job.events.all()), "awaiting_decision": awaiting,
             "users": job.result.get("users", {})}

@@ -22,5 +22,6 @@ urlpatterns = [
     path("jobs/<int:job_id>/", views.job, name="job"),
     path("jobs/<int:job_id>/cancel/", actions.cancel_job, name="job-cancel"),
     path("jobs/<int:job_id>/approve/", actions.approve_job, name="job-approve"),
+    path("jobs/<int:job_id>/flip-anyway/", actions.flip_anyway, name="job-flip-anyway"),
     path("audit/", views.audit, name="audit"),
 ]

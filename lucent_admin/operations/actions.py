@@ -309,6 +309,27 @@ def do_cancel_job(actor: Actor, job_id: int) -> Result:
     return Result(result.outcome, outcome[0], result.value, result.params) if result.ok else result
 
 
+FLIP_ANYWAY = Action("rebuild.flip_anyway", "operations.run_rebuild")
+
+
+def do_flip_anyway(actor: Actor, job_id: int) -> Result:
+    """Decide that a rebuild waiting on differences above the budget flips anyway."""
+    from lucent_admin.operations.models import Job
+
+    job = Job.objects.filter(pk=job_id).first()
+    from lucent_admin.operations.jobs import AWAITING_DECISION
+
+    waiting = job is not None and job.state == Job.State.RUNNING and job.phase.startswith(AWAITING_DECISION)
+    invalid = "" if waiting else f"job: job {job_id} is not a rebuild waiting for a decision"
+
+    def call() -> None:
+        assert job is not None
+        Job.objects.filter(pk=job_id).update(params={**job.params, "decision": "flip"})
+
+    return perform(actor, FLIP_ANYWAY, f"job {job_id}", call, f"Job {job_id} flips anyway; it goes on within a second.",
+                   invalid)
+
+
 def do_approve_job(actor: Actor, job_id: int) -> Result:
     """Approve a job another operator asked for (two-person approval); it then starts."""
     from lucent_admin.operations import jobs

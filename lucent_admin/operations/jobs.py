@@ -39,6 +39,7 @@ from projections import keys
 from projections.errors import Fenced, JobCancelled, ProjectionError
 from projections.maintenance.control import Control
 from projections.maintenance.generations import (
+    Sample,
     drop_generation,
     kept_generation,
     live_generation,
@@ -291,7 +292,8 @@ def _rebuild(job: Job, control: JobControl) -> dict[str, Any]:
     try:
         done = switch_to(client, bootstrap.runner_config(projection), generation, control,
                          budget=int(settings.LUCENT_REBUILD_DIFF_BUDGET), flip_anyway=bool(job.params.get("flip_anyway")),
-                         max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S))
+                         max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S),
+                         decide=lambda sample: _await_decision(job, control, sample))
     except BaseException:
         if live_generation(client, projection) != generation:  # never live: drop what the job wrote
             drop_generation(client, projection, generation, _Unstoppable())
@@ -301,6 +303,28 @@ def _rebuild(job: Job, control: JobControl) -> dict[str, Any]:
                                        f"differences on {done.compared} entities compared; the live projector paused "
                                        f"{done.pause_ms:,.1f} ms for the flip; generation {done.from_generation} is kept "
                                        "for a rollback"}
+
+
+DECISION_POLL_S = 0.3
+AWAITING_DECISION = "waiting for an operator"  # how a rebuild's phase starts while it waits for flip anyway / cancel
+
+
+def _await_decision(job: Job, control: JobControl, sample: Sample) -> bool:
+    """Above the budget: show the differences and wait for an operator's "flip anyway" (True) or a
+    cancel (JobCancelled); the new generation keeps following the head meanwhile."""
+    found = {"differences": sample.kept, "difference_count": sample.count, "compared": sample.compared}
+    Job.objects.filter(pk=job.pk).update(result=found, phase=f"{AWAITING_DECISION}: {sample.count} differences "
+                                                            f"on {sample.compared} entities (flip anyway, or cancel)")
+    JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"{sample.count} differences on a sample of "
+                            f"{sample.compared} entities, above the budget: waiting for an operator to flip anyway or cancel")
+    notify(job)
+    while True:
+        if control.cancelled():
+            raise JobCancelled("cancelled by an operator after the verification; nothing was flipped")
+        if Job.objects.filter(pk=job.pk).values_list("params", flat=True).first().get("decision") == "flip":
+            JobEvent.objects.create(job_id=job.pk, state=job.state, message="an operator decided to flip anyway")
+            return True
+        time.sleep(DECISION_POLL_S)
 
 
 def _rollback(job: Job, control: JobControl) -> dict[str, Any]:

@@ -95,8 +95,13 @@ def live_generation(client: redis.Redis, projection: str) -> int:
 def switch_to(
     client: redis.Redis, base: RunnerConfig, generation: int, control: Control, *, verify: bool = True,
     budget: int = 0, flip_anyway: bool = False, max_lag_s: float = 2.0,
+    decide: Callable[[Sample], bool] | None = None,
 ) -> SwitchResult:
-    """Fold ``base.projection`` into ``generation`` and flip the pointer to it (see the module doc)."""
+    """Fold ``base.projection`` into ``generation`` and flip the pointer to it (see the module doc).
+
+    Above ``budget`` differences, ``decide(sample)`` (an operator's decision; it may block while G's
+    runner keeps following the head) says whether to flip anyway; without it, or if it says no,
+    FlipFailed."""
     projection = base.projection
     live = live_generation(client, projection)
     if generation == live:
@@ -121,8 +126,8 @@ def switch_to(
             control.report(runner.status.checkpoint, max(head, runner.status.checkpoint), "folding the history")
             time.sleep(0.1)
         control.report(runner.status.checkpoint, max(head, runner.status.checkpoint), "caught up; verifying")
-        sample = compare(client, projection, live, generation) if verify else _Sample()
-        if sample.count > budget and not flip_anyway:
+        sample = compare(client, projection, live, generation) if verify else Sample()
+        if sample.count > budget and not flip_anyway and not (decide is not None and decide(sample)):
             raise FlipFailed(f"{sample.count} differences between generation {live} and {generation} on a sample of "
                              f"{sample.compared} entities, above the budget of {budget}; not flipped (start it again "
                              f"with flip anyway to flip regardless). First: {sample.kept[:3]}")
@@ -226,17 +231,19 @@ def _wait_for(condition: Any, seconds: float, failures: list[BaseException]) -> 
 
 
 @dataclass
-class _Sample:
+class Sample:
+    """Entities compared before a flip, and the differing fields (the first DIFFERENCES_KEPT kept)."""
+
     sampled: int = 0
     compared: int = 0
     count: int = 0
     kept: list[dict[str, str]] = field(default_factory=list)
 
 
-def compare(client: redis.Redis, projection: str, live: int, generation: int, size: int = SAMPLE) -> _Sample:
+def compare(client: redis.Redis, projection: str, live: int, generation: int, size: int = SAMPLE) -> Sample:
     """Entity hashes of the live generation against G's, where both say the same ``lastPosition``."""
     a, b = KeySpace(projection, live), KeySpace(projection, generation)
-    out = _Sample()
+    out = Sample()
     names = []
     for key in client.scan_iter(match=keys.generation_pattern(projection, live), count=1000, _type="hash"):
         names.append(a.name_of(text(key)))

@@ -124,3 +124,27 @@ def test_with_two_person_approval_a_second_operator_starts_the_rebuild(client: C
     assert live_generation(redis_client, "leaderboards") == 2
     outcomes = list(AuditEntry.objects.filter(action="job.approve").order_by("id").values_list("actor_name", "outcome"))
     assert outcomes == [("ops", "failed"), ("ops2", "denied"), ("ops2", "ok")]
+
+
+def test_differences_above_the_budget_wait_for_an_operator_who_flips_anyway(client: Client, projected: Queries, worker,
+                                                                             ops, redis_client: redis.Redis) -> None:
+    from lucent_admin.operations.jobs import AWAITING_DECISION
+
+    user = projected.top_portfolios(1)[0].user_id
+    redis_client.hset(KeySpace("portfolio").portfolio(user), "tradeCount", "424242")  # the live generation is damaged
+    job_id = actions.do_rebuild(Actor.of(ops), "portfolio", "portfolio").value["job"]
+    wait_until(lambda: Job.objects.get(pk=job_id).phase.startswith(AWAITING_DECISION), 60,
+               what="the rebuild to stop at the differences")
+    assert live_generation(redis_client, "portfolio") == 1  # nothing flipped yet
+    client.force_login(ops)
+    page = client.get(f"/jobs/{job_id}/").content.decode()
+    assert "Flip anyway" in page and "tradeCount" in page and "424242" in page
+
+    response = client.post(f"/jobs/{job_id}/flip-anyway/", follow=True)
+
+    assert b"flips anyway" in response.content
+    job = wait_until(lambda: finished(job_id), 60, what="the rebuild to flip")
+    assert job.state == Job.State.SUCCEEDED and job.result["difference_count"] >= 1
+    assert live_generation(redis_client, "portfolio") == 2
+    assert projected.portfolio_summary(user).trade_count != 424242  # the rebuilt, right value is live
+    assert AuditEntry.objects.get(action="rebuild.flip_anyway").outcome == "ok"
