@@ -292,42 +292,42 @@ def do_drop_generation(actor: Actor, projection: str, generation: int) -> Result
                            f"Drop of generation {generation} of {projection} queued as job {{job}}.")
 
 
-def do_cancel_job(actor: Actor, job_id: int) -> Result:
-    """Ask job ``job_id`` to stop (within a second); one not started yet is cancelled at once."""
-    from lucent_admin.operations import jobs
+FLIP_ANYWAY = Action("rebuild.flip_anyway", "operations.run_rebuild")
+
+
+def _on_job(actor: Actor, action: Action, job_id: int, refuse: Callable[[Any], str], do: Callable[[Any], str]) -> Result:
+    """An action on job ``job_id``: ``refuse(job)`` says why not (the input's error) or "", ``do(job)`` acts
+    and says what happened."""
     from lucent_admin.operations.models import Job
 
     job = Job.objects.filter(pk=job_id).first()
-    invalid = "" if job is not None else f"job: there is no job {job_id}"
-    outcome: list[str] = []
-
-    def call() -> None:
-        assert job is not None
-        outcome.append(jobs.request_cancel(job, actor.name))
-
-    result = perform(actor, CANCEL_JOB, f"job {job_id}", call, "", invalid)
-    return Result(result.outcome, outcome[0], result.value, result.params) if result.ok else result
+    invalid = f"job: there is no job {job_id}" if job is None else refuse(job)
+    said: list[str] = []
+    result = perform(actor, action, f"job {job_id}", lambda: said.append(do(job)), "", invalid)
+    return Result(result.outcome, said[0], result.value, result.params) if result.ok else result
 
 
-FLIP_ANYWAY = Action("rebuild.flip_anyway", "operations.run_rebuild")
+def do_cancel_job(actor: Actor, job_id: int) -> Result:
+    """Ask job ``job_id`` to stop (within a second); one not started yet is cancelled at once."""
+    from lucent_admin.operations import jobs
+
+    return _on_job(actor, CANCEL_JOB, job_id, lambda _: "", lambda job: jobs.request_cancel(job, actor.name))
 
 
 def do_flip_anyway(actor: Actor, job_id: int) -> Result:
     """Decide that a rebuild waiting on differences above the budget flips anyway."""
+    from lucent_admin.operations.jobs import AWAITING_DECISION
     from lucent_admin.operations.models import Job
 
-    job = Job.objects.filter(pk=job_id).first()
-    from lucent_admin.operations.jobs import AWAITING_DECISION
+    def refuse(job: Any) -> str:
+        waiting = job.state == Job.State.RUNNING and job.phase.startswith(AWAITING_DECISION)
+        return "" if waiting else f"job: job {job_id} is not a rebuild waiting for a decision"
 
-    waiting = job is not None and job.state == Job.State.RUNNING and job.phase.startswith(AWAITING_DECISION)
-    invalid = "" if waiting else f"job: job {job_id} is not a rebuild waiting for a decision"
-
-    def call() -> None:
-        assert job is not None
+    def flip(job: Any) -> str:
         Job.objects.filter(pk=job_id).update(params={**job.params, "decision": "flip"})
+        return f"Job {job_id} flips anyway; it goes on within a second."
 
-    return perform(actor, FLIP_ANYWAY, f"job {job_id}", call, f"Job {job_id} flips anyway; it goes on within a second.",
-                   invalid)
+    return _on_job(actor, FLIP_ANYWAY, job_id, refuse, flip)
 
 
 def do_approve_job(actor: Actor, job_id: int) -> Result:
@@ -335,20 +335,14 @@ def do_approve_job(actor: Actor, job_id: int) -> Result:
     from lucent_admin.operations import jobs
     from lucent_admin.operations.models import Job
 
-    job = Job.objects.filter(pk=job_id).first()
-    invalid = "" if job is not None else f"job: there is no job {job_id}"
-    if not invalid and job is not None and job.state != Job.State.PENDING_APPROVAL:
-        invalid = f"job: job {job_id} is {job.state}, not waiting for an approval"
-    if not invalid and job is not None and job.params.get("account", "") in ("", actor.account):
-        invalid = f"job: job {job_id} was asked for by {job.requested_by}; a second operator must approve it"
-    outcome: list[str] = []
+    def refuse(job: Any) -> str:
+        if job.state != Job.State.PENDING_APPROVAL:
+            return f"job: job {job_id} is {job.state}, not waiting for an approval"
+        if job.params.get("account", "") in ("", actor.account):
+            return f"job: job {job_id} was asked for by {job.requested_by}; a second operator must approve it"
+        return ""
 
-    def call() -> None:
-        assert job is not None
-        outcome.append(jobs.approve(job, actor.name))
-
-    result = perform(actor, APPROVE_JOB, f"job {job_id}", call, "", invalid)
-    return Result(result.outcome, outcome[0], result.value, result.params) if result.ok else result
+    return _on_job(actor, APPROVE_JOB, job_id, refuse, lambda job: jobs.approve(job, actor.name))
 
 
 def audit_sign_in(name: str, user: AbstractBaseUser | None, outcome: str = Outcome.OK, detail: str = "") -> None:

@@ -8,6 +8,7 @@ logs get the outcome without a line per redraw.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from tqdm import tqdm
@@ -85,3 +86,25 @@ def actor_as(username: str) -> Any:
         return Actor.cli_as(username)
     except LookupError as exc:
         raise CommandError(str(exc)) from None
+
+
+def job_command(help_text: str, action: Callable[[Any, int], Any]) -> type:
+    """A management command ``ID [--as OPERATOR]`` that applies ``action(actor, job_id)`` to one job."""
+    import os
+
+    from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+    class Command(BaseCommand):
+        help = help_text
+
+        def add_arguments(self, parser: CommandParser) -> None:
+            parser.add_argument("job_id", type=int, metavar="ID")
+            parser.add_argument("--as", dest="as_user", default=os.environ.get("LUCENT_OPERATOR_USER", "operator"))
+
+        def handle(self, *args: Any, job_id: int, as_user: str, **options: Any) -> None:
+            result = action(actor_as(as_user), job_id)
+            if not result.ok:
+                raise CommandError(result.message)
+            self.stdout.write(result.message)
+
+    return Command

@@ -16,6 +16,7 @@ when it plans the writes); the runner then folds the batch again with
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,10 @@ from typing import Any
 from projections.errors import BadEvent
 from projections.events import DomainEvent
 from projections.keys import KeySpace
-from projections.readmodels.base import Append, ReadModel, Ref
+from projections.readmodels.base import Append, ReadModel, Ref, Rendered
+from projections.writer import Plan, plan
+
+log = logging.getLogger(__name__)
 
 REASON_MAX = 200  # chars of the fold's exception message kept in the parked event's reason
 
@@ -83,3 +87,21 @@ def _failure(exc: Exception) -> BadEvent:
     """The BadEvent a failed fold is parked with: field ``data``, ``fold failed: <Type>: <message>``."""
     message = str(exc)[:REASON_MAX]
     return BadEvent("data", f"fold failed: {type(exc).__name__}: {message}" if message else f"fold failed: {type(exc).__name__}")
+
+
+def fold_and_plan(
+    model: ReadModel, ks: KeySpace, states: Mapping[Ref, Any], events: Sequence[DomainEvent],
+    result: FoldResult | None = None, images: Mapping[Ref, Rendered] | None = None,
+) -> tuple[FoldResult, Plan]:
+    """Fold ``events`` (unless ``result`` is that fold already) and plan its writes. Planning is pure,
+    so if it raises, a state folded from an absurd event cannot be rendered (an overflow in a derived
+    figure): fold again, rendering each new state as part of its event's step, so that event fails
+    alone and is parked. The second pass costs a render per event, and only runs then."""
+    result = result if result is not None else fold_batch(model, ks, states, events)
+    try:
+        return result, plan(model, ks, states, result.changed, result.appends, images)
+    except Exception as exc:  # noqa: BLE001 - see the docstring; a second failure is not an event's
+        log.warning("projection %s: a folded state cannot be rendered (%s: %s); finding the event",
+                    model.name, type(exc).__name__, exc)
+    result = fold_batch(model, ks, states, events, check=lambda ref, state: model.render(ks, ref, state))
+    return result, plan(model, ks, states, result.changed, result.appends, images)

@@ -60,25 +60,23 @@ from projections.keys import KeySpace
 from projections.projector.batches import Collected, collect_direct, collect_live
 from projections.projector.cache import StateCache
 from projections.projector.feed import Feed, pump
-from projections.projector.fold import FoldResult, fold_batch, touched_refs
+from projections.projector.fold import FoldResult, fold_and_plan, fold_batch, touched_refs
 from projections.projector.lease import Lease, new_token
 from projections.projector.notices import notice_for
 from projections.projector.parking import Parking
 from projections.projector.reader import ReaderProcess
+from projections.projector.requests import POLL_S as REQUEST_POLL_S
+from projections.projector.requests import Requests
 from projections.projector.status import Reporter, RunStatus
 from projections.queries import ProjectionState as State
 from projections.readmodels import model as model_named
-from projections.readmodels.base import Ref, Rendered
-from projections.writer import Committer, Plan, load_states, plan, text
+from projections.writer import Committer, Plan, load_states, text
 
 log = logging.getLogger(__name__)
 
 Notifier = Callable[[dict[str, Any]], None]
 Hook = Callable[[str], None]
 RETURN, LIVE, SWITCH = "return", "live", "switch"  # outcomes of Runner._catch_up
-FLIP_PAUSE_S = 5.0  # the longest the live projector waits for a flip it paused for
-FLIP_POLL_S = 0.002  # how often it looks, paused (the pause is what readers feel)
-RESYNC_POLL_S = 0.5  # how often a running projector looks for an operator's resync request
 EPOCH_RETRIES = 5  # a batch refolded at once when a per-user rebuild wrote entities under it
 RETRYABLE = (EventStoreUnavailable, redis.ConnectionError, redis.TimeoutError, CheckpointMoved, LeaseLost, OSError)
 
@@ -123,6 +121,7 @@ class Runner:
         self.lease = Lease(self.redis, config.projection, self.token, config.lease_ms, key=lease_key)
         self.committer = Committer(self.redis, config.projection, self.token, config.lease_ms, lease_key)
         self.parking = Parking(self.redis, config.projection)
+        self.requests = Requests(self.redis, config.projection, self.lease, config.lease_ms, self.stop_flag, self._tick)
         self.caught_up = False
         self.cache = StateCache(config.state_cache_entries)
         self._store: EventStore | None = None
@@ -173,7 +172,7 @@ class Runner:
         while not self.stop_flag.wait(0.5):
             self.status.tick = time.monotonic()
             try:
-                if self.parking.park_decided(event_id) or self._resync_asked():
+                if self.parking.park_decided(event_id) or self.requests.resync_asked():
                     return True
             except redis.RedisError:
                 continue
@@ -209,59 +208,11 @@ class Runner:
                 self.status.fail(State.STALLED, f"{type(exc).__name__}: {exc}")
                 sleep = random.uniform(0, delay)  # full jitter: many projectors must not retry in step
                 log.warning("projection %s stalled (%s); retrying in %.2fs", self.config.projection, exc, sleep)
-                self._back_off(sleep)
+                self.requests.back_off(sleep)
                 delay = min(self.config.backoff_max, delay * 2)
 
-    def _back_off(self, seconds: float) -> None:
-        """Wait ``seconds`` before a retry, cut short by a stop or by an operator's resync."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            if self.stop_flag.wait(min(left, RESYNC_POLL_S)) or self._resync_asked():
-                return
-
-    def _operator_requests(self) -> None:
-        """Act on a resync asked by an operator, or a flip asked by a job (the live projector only)."""
-        if self._resync_asked():
-            raise ResyncRequested("an operator asked for a resync: state dropped, resubscribing from the checkpoint")
-        if self.config.generation is not None:
-            return
-        stored: dict[Any, Any] = self.redis.hgetall(keys.flip(self.config.projection))  # type: ignore[assignment]
-        flip = {text(k): text(v) for k, v in stored.items()}
-        if flip.get("state") == "requested" and flip.get("from") == str(self.ks.generation):
-            self._pause_for_flip(flip)
-
-    def _pause_for_flip(self, flip: dict[str, str]) -> None:
-        """Stop applying at the checkpoint and wait for the job to flip the pointer (see
-        ``projections/maintenance/generations.py``): raises ResyncRequested to continue on the new
-        generation once it is done; resumes here if the flip is aborted or takes too long."""
-        key = keys.flip(self.config.projection)
-        self.redis.hset(key, mapping={"state": "paused", "at": self._checkpoint_text})
-        log.info("projection %s: paused at %s for a flip to generation %s", self.config.projection,
-                 self._checkpoint_text, flip.get("to"))
-        deadline = time.monotonic() + FLIP_PAUSE_S
-        renewed = time.monotonic()
-        while not self.stop_flag.wait(FLIP_POLL_S):
-            self.status.tick = now = time.monotonic()
-            state = text(self.redis.hget(key, "state"))
-            if state == "done":
-                raise ResyncRequested(f"flipped to generation {flip.get('to')}: continuing there")
-            if state != "paused" or now > deadline:
-                if state == "paused":
-                    self.redis.hset(key, mapping={"state": "aborted", "reason": f"not flipped within {FLIP_PAUSE_S:g} s"})
-                log.warning("projection %s: flip to %s aborted (%s); going on", self.config.projection, flip.get("to"),
-                            state or "request withdrawn")
-                return
-            if now - renewed > self.config.lease_ms / 3000:
-                renewed = now
-                if not self.lease.renew():
-                    raise Fenced(f"projection {self.config.projection!r}: lease lost during a flip")
-
-    def _resync_asked(self) -> bool:
-        """True (once: the request is consumed) if an operator asked this projection to resync."""
-        try:
-            return bool(self.redis.getdel(keys.resync_request(self.config.projection)))
-        except redis.RedisError:
-            return False
+    def _tick(self) -> None:
+        self.status.tick = time.monotonic()
 
     def _generation(self) -> int:
         """The generation this runner writes: the configured one, else the live pointer's (default 1)."""
@@ -364,9 +315,9 @@ class Runner:
         last_renew = last_item = resync_checked = time.monotonic()
         while True:
             self.status.tick = time.monotonic()
-            if self.status.tick - resync_checked > RESYNC_POLL_S:
+            if self.status.tick - resync_checked > REQUEST_POLL_S:
                 resync_checked = self.status.tick
-                self._operator_requests()
+                self.requests.act(self.ks.generation, self._checkpoint_text, self.config.generation is None)
             batch, marker, caught_up, ended = self._collect(feed)
             if batch or marker > self.status.checkpoint:
                 self._apply(batch, marker)
@@ -455,28 +406,11 @@ class Runner:
             raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
         result = fold_batch(self.model, self.ks, loaded.states, events)
         self.hook("fold")
-        result, writes = self._plan(loaded.states, events, result, loaded.images)
+        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, result, loaded.images)
         parked = [*parked, *self._park_failed(result.failed)]
         self.hook("write")
         self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.writes, *parked], loaded.epoch)
         return result, writes, parked
-
-    def _plan(self, states: dict[Ref, Any], events: list[DomainEvent], result: FoldResult,
-              images: dict[Ref, Rendered] | None = None) -> tuple[FoldResult, Plan]:
-        """The writes of ``result``. Planning is pure, so if it raises, a state folded from an
-        absurd event cannot be rendered (an overflow in a derived figure): fold again, rendering
-        each new state as part of its event's step, so that event fails alone and is parked.
-        The second pass costs a render per event, and only runs then."""
-        try:
-            return result, plan(self.model, self.ks, states, result.changed, result.appends, images)
-        except Exception as exc:  # noqa: BLE001 - see the docstring; a second failure is not an event's
-            log.warning("projection %s: a folded state cannot be rendered (%s: %s); finding the event",
-                        self.config.projection, type(exc).__name__, exc)
-        result = fold_batch(self.model, self.ks, states, events, check=self._renders)
-        return result, plan(self.model, self.ks, states, result.changed, result.appends, images)
-
-    def _renders(self, ref: Ref, state: Any) -> None:
-        self.model.render(self.ks, ref, state)
 
     def _park_failed(self, failed: list[tuple[DomainEvent, BadEvent]], retried: bool = False) -> list[tuple[str, ...]]:
         """Writes parking the events whose fold raised (always parked, whatever the policy)."""
@@ -518,7 +452,7 @@ class Runner:
         stored = loaded.checkpoint
         if stored != self._checkpoint_text:
             raise CheckpointMoved(f"checkpoint is {stored!r}, expected {self._checkpoint_text!r}")
-        result, writes = self._plan(loaded.states, events, fold_batch(self.model, self.ks, loaded.states, events))
+        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events)
         failed = self._park_failed(result.failed, retried=True)
         self.committer.commit(self.ks, stored, int(stored), [*writes.writes, *extra, *failed], loaded.epoch)
         self.status.parked = self.parking.count()
