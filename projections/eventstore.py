@@ -144,6 +144,25 @@ class EventStore:
             if after is None or event.envelope.position > after:
                 yield event
 
+    def read_types_before(self, event_types: Sequence[str], before: int, page: int = 64) -> Iterator[Recorded]:
+        """Events of ``event_types`` in ``$all`` before commit position ``before``, newest first, read in
+        pages of growing size (a caller that stops early has read little more than it used)."""
+        while True:
+            try:
+                response = self.client.read_all(commit_position=before, backwards=True, limit=page,
+                                                filter_include=type_filter(event_types), timeout=self.timeout)
+            except (GrpcError, EventStoreDBClientException) as exc:
+                raise EventStoreUnavailable(f"reading $all backwards from {before} failed: {exc}") from exc
+            seen = 0
+            for event in _read_items(response, "$all"):
+                seen += 1
+                if event.envelope.position < before:
+                    before = event.envelope.position
+                    yield event
+            if seen < page:
+                return
+            page = min(page * 4, 4096)
+
     def subscribe(self, after: int | None, event_types: Sequence[str], window: int) -> Subscription:
         try:
             inner = self.client.subscribe_to_all(

@@ -6,9 +6,13 @@ For each projection whose read model has user entities (``ReadModel.user_kind``)
    entity's ``lastPosition`` L ('' when its hash is missing).
 2. *Events*: the user's own streams (``events.user_streams``), keeping the
    projection's types whose entity is this user and whose position is at most C
-   — what the live projector has applied. The portfolio also needs every
-   ``PriceUpdated`` before the user's last such event: a full replay values the
-   positions at the marks of each of the user's events, and so does this.
+   — what the live projector has applied. The events are read once, after every
+   projection's snapshot, for all of them. The portfolio also needs marks: a full
+   replay values positions at the marks of each of the user's events, but only a
+   rebalance's and the last event's outlive the next event
+   (``portfolio.marks_outlive``), so before each of those the last price of each
+   pair the user named is read backwards from the event (:func:`with_marks`): one
+   short read each, not every price of the user's history.
 3. *Fold* with the same pure folds (``projector/fold.py``) → the entity's state,
    its Redis image and its history entries.
 4. *Observe* what Redis holds for the entity now: its own hashes, its members in
@@ -28,7 +32,7 @@ notice is sent (the console re-reads on the next one) and nothing is published.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +47,7 @@ from projections.maintenance.control import Control, Unattended, check
 from projections.projector.fold import fold_batch
 from projections.readmodels import PROJECTIONS, model
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
+from projections.readmodels.portfolio import marks_outlive, pairs_of
 from projections.writer import Plan, diff, text, write_entity
 
 log = logging.getLogger(__name__)
@@ -88,36 +93,43 @@ def rebuild_user(
     every projection either rebuilt or untouched).
     """
     control = control or Unattended()
-    names = tuple(projections) if projections else user_projections()
+    models = [model(name) for name in (tuple(projections) if projections else user_projections())]
+    spaces = [_live_keyspace(client, m.name) for m in models]
+    refs: list[Ref] = [(str(m.user_kind), user_id) for m in models]
+    mains = [m.main_key(ks, ref) for m, ks, ref in zip(models, spaces, refs)]
+    snapshots = _snapshots(client, [(ks, main) for ks, main in zip(spaces, mains)])
+    events = _user_events(store, user_id)  # after every snapshot, once for all the projections (module doc, 2)
     done = []
-    for i, name in enumerate(names):
+    for i, m in enumerate(models):
         check(control)
-        control.report(i, len(names), f"rebuilding {user_id} in {name}")
-        done.append(_rebuild_one(client, store, model(name), user_id))
-    control.report(len(names), len(names), f"rebuilt {user_id}")
+        control.report(i, len(models), f"rebuilding {user_id} in {m.name}")
+        done.append(_rebuild_one(client, store, m, spaces[i], refs[i], snapshots[i], events))
+    control.report(len(models), len(models), f"rebuilt {user_id}")
     return UserRebuilt(user_id, tuple(done))
 
 
 @dataclass
 class _Fold:
     """A fold of one user's events carried from one attempt to the next: a retry only folds what
-    the live projector applied since (events and, for the portfolio, prices)."""
+    the live projector applied since."""
 
     states: dict[Ref, Any] = field(default_factory=dict)
     appends: list[Append] = field(default_factory=list)
     events_upto: int = 0  # every event of the user at or before this position is folded
-    prices_upto: int = 0  # every price at or before this position is folded
+    pairs: set[str] = field(default_factory=set)  # every pair the folded events named (for the marks)
     count: int = 0
 
 
-def _rebuild_one(client: redis.Redis, store: EventStore, m: ReadModel, user_id: str) -> EntityRebuilt:
-    ks = _live_keyspace(client, m.name)
-    ref: Ref = (str(m.user_kind), user_id)
+def _rebuild_one(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref,
+                 snapshot: tuple[int, str], events: list[DomainEvent]) -> EntityRebuilt:
     main = m.main_key(ks, ref)
     fold = _Fold()
     for attempt in range(1, ATTEMPTS + 1):
-        checkpoint, last = _snapshot(client, ks, main)
-        _advance(fold, store, m, ks, ref, checkpoint)  # the user's events are read after the snapshot: all <= C are stored
+        if attempt > 1:
+            snapshot = _snapshots(client, [(ks, main)])[0]
+            events = _user_events(store, ref[1])  # read after the snapshot: all <= C are stored
+        checkpoint, last = snapshot
+        _advance(fold, store, m, ks, ref, checkpoint, events)
         state = fold.states.get(ref)
         image = Rendered() if state is None else m.render(ks, ref, state)
         history = _history(fold.appends)
@@ -125,23 +137,54 @@ def _rebuild_one(client: redis.Redis, store: EventStore, m: ReadModel, user_id: 
         diff(_observe(client, m, ks, ref, image, history), _with_history(image, history), plan)
         if not plan.writes or write_entity(client, ks, main, last, plan.writes):
             return EntityRebuilt(m.name, checkpoint, fold.count, len(plan.writes), attempt)
-        log.info("per-user rebuild of %s in %s: a live event moved it (attempt %d); again", user_id, m.name, attempt)
-    raise RebuildContended(f"user {user_id!r} in {m.name}: live events kept moving the entity during {ATTEMPTS} "
+        log.info("per-user rebuild of %s in %s: a live event moved it (attempt %d); again", ref[1], m.name, attempt)
+    raise RebuildContended(f"user {ref[1]!r} in {m.name}: live events kept moving the entity during {ATTEMPTS} "
                            "attempts; try again when the user is quieter")
 
 
-def _advance(fold: _Fold, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref, checkpoint: int) -> None:
-    """Fold the user's events in (``fold.events_upto``, ``checkpoint``] into ``fold``."""
-    new = [e for e in _user_events(store, ref[1]) if fold.events_upto < e.envelope.position <= checkpoint
+def _advance(fold: _Fold, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref, checkpoint: int,
+             events: list[DomainEvent]) -> None:
+    """Fold the user's ``events`` in (``fold.events_upto``, ``checkpoint``] into ``fold``."""
+    new = [e for e in events if fold.events_upto < e.envelope.position <= checkpoint
            and e.envelope.type in m.event_types and ref in m.touches(e)]
     fold.events_upto = max(fold.events_upto, checkpoint)
     if not new:
         return
-    for chunk in _chunks(_with_prices(store, m, fold, new)):
+    marked: Iterable[DomainEvent] = new
+    if "PriceUpdated" in m.event_types:
+        marked = with_marks(new, fold.pairs, lambda before, pairs: latest_prices(store, before, pairs))
+    for chunk in _chunks(marked):
         result = fold_batch(m, ks, fold.states, chunk)
         fold.states.update(result.changed)
         fold.appends.extend(result.appends)  # only the user's events add entries (prices add none)
     fold.count += len(new)
+
+
+def with_marks(events: Sequence[DomainEvent], pairs: set[str],
+               latest: Callable[[int, set[str]], list[PriceUpdated]]) -> Iterator[DomainEvent]:
+    """The portfolio's events of one user, in order, each one whose marks matter (a rebalance, and the
+    last: ``portfolio.marks_outlive``) preceded by ``latest(position, pairs)``: the last price before it
+    of every pair the user has named so far (``pairs``, updated). Folded, that gives exactly a full
+    replay's state for the user, at the cost of one short backwards read per such event instead of
+    every price in the user's history."""
+    for i, event in enumerate(events):
+        pairs.update(pairs_of(event))
+        if marks_outlive(event) or i == len(events) - 1:
+            yield from latest(event.envelope.position, set(pairs))
+        yield event
+
+
+def latest_prices(store: EventStore, before: int, pairs: set[str]) -> list[PriceUpdated]:
+    """The last ``PriceUpdated`` of each of ``pairs`` before commit position ``before``, oldest first
+    (a pair never priced reads back to the start of ``$all``; bad events are skipped, as a replay
+    skips them)."""
+    found: dict[str, PriceUpdated] = {}
+    for price in _decoded(store.read_types_before(["PriceUpdated"], before)):
+        if isinstance(price, PriceUpdated) and price.pair in pairs and price.pair not in found:
+            found[price.pair] = price
+            if len(found) == len(pairs):
+                break
+    return sorted(found.values(), key=lambda p: p.envelope.position)
 
 
 def _user_events(store: EventStore, user_id: str) -> list[DomainEvent]:
@@ -167,37 +210,14 @@ def _live_keyspace(client: redis.Redis, projection: str) -> KeySpace:
     return KeySpace(projection, int(text(client.get(keys.generation_pointer(projection))) or 1))
 
 
-def _snapshot(client: redis.Redis, ks: KeySpace, main: str) -> tuple[int, str]:
-    """The checkpoint and the entity's lastPosition, read atomically."""
+def _snapshots(client: redis.Redis, entities: Sequence[tuple[KeySpace, str]]) -> list[tuple[int, str]]:
+    """Each projection's checkpoint and its entity's lastPosition, all read in one MULTI/EXEC."""
     pipe = client.pipeline(transaction=True)
-    pipe.get(ks.checkpoint)
-    pipe.hget(main, "lastPosition")
-    checkpoint, last = pipe.execute()
-    return int(text(checkpoint) or 0), text(last)
-
-
-def _with_prices(store: EventStore, m: ReadModel, fold: _Fold, new: list[DomainEvent]) -> Iterator[DomainEvent]:
-    """``new`` merged in ``$all`` order with the prices since ``fold.prices_upto`` up to the last of
-    them — for the portfolio, whose folds value positions at the marks of each event; the other
-    user models fold no prices."""
-    if "PriceUpdated" not in m.event_types:
-        yield from new
-        return
-    until = new[-1].envelope.position
-    queue = iter(new)
-    pending = next(queue, None)
-    for price in _decoded(store.read_types(["PriceUpdated"], after=fold.prices_upto or None)):
-        if price.envelope.position > until:
-            break
-        while pending is not None and pending.envelope.position < price.envelope.position:
-            yield pending
-            pending = next(queue, None)
-        if isinstance(price, PriceUpdated):
-            yield price
-    fold.prices_upto = until
-    while pending is not None:
-        yield pending
-        pending = next(queue, None)
+    for ks, main in entities:
+        pipe.get(ks.checkpoint)
+        pipe.hget(main, "lastPosition")
+    replies = pipe.execute()
+    return [(int(text(replies[2 * i]) or 0), text(replies[2 * i + 1])) for i in range(len(entities))]
 
 
 def _chunks(events: Iterable[DomainEvent]) -> Iterator[list[DomainEvent]]:

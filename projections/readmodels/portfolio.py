@@ -147,6 +147,24 @@ def evolve_closed(p: Portfolio, e: PositionClosed, marks: Marks) -> Portfolio:
     )
 
 
+def marks_outlive(event: DomainEvent) -> bool:
+    """Whether the marks one of a user's events is folded with can still show in the user's state after
+    the user's next event. Only a rebalance's: it splits its cost by them. Every other event uses the
+    marks for the market value alone, which the user's next event recomputes. So a replay of one user
+    is exact given the true marks at its rebalances and at its last event, and any marks elsewhere
+    (the per-user rebuild relies on this; ``tests/unit/test_portfolio_fold.py`` checks it)."""
+    return isinstance(event, PortfolioRebalanced)
+
+
+def pairs_of(event: DomainEvent) -> tuple[str, ...]:
+    """The pairs one of a user's events gives the user a position in (or takes it out of)."""
+    if isinstance(event, (TradeExecuted, PositionClosed)):
+        return (event.pair,)
+    if isinstance(event, PortfolioRebalanced):
+        return tuple(event.new_positions)
+    return ()
+
+
 def evolve_marks(m: Marks, e: PriceUpdated) -> Marks:
     if m.prices.get(e.pair) == e.price:
         return m

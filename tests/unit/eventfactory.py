@@ -9,7 +9,8 @@ from typing import Any
 
 from esdbclient import RecordedEvent
 
-from projections.events import Decoded, DomainEvent, decode
+from projections.events import Decoded, DomainEvent, Ignored, decode
+from projections.simulation.market import Market
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 _positions = itertools.count(100)
@@ -102,3 +103,16 @@ def with_literal(data: dict[str, Any], field: str, literal: str) -> bytes:
 
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
+
+
+def simulated(n: int, seed: int = 5, users: int = 12) -> list[DomainEvent]:
+    """``n`` events of a small simulated market, decoded, at commit positions 7, 14, ..."""
+    out: list[DomainEvent] = []
+    for i, (stream, proposed) in enumerate(Market(seed=seed, users=users, pairs=3, exchanges=3).events(n)):
+        new = proposed.to_new_event()
+        event = decode(RecordedEvent(type=new.type, data=new.data, metadata=new.metadata, content_type=new.content_type,
+                                     id=new.id, stream_name=stream, stream_position=0, commit_position=(i + 1) * 7,
+                                     prepare_position=(i + 1) * 7))
+        if not isinstance(event, Ignored):
+            out.append(event)
+    return out

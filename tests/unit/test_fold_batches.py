@@ -7,29 +7,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from esdbclient import RecordedEvent
 
-from projections.events import DomainEvent, Ignored, decode
+from projections.events import DomainEvent
 from projections.keys import KeySpace
 from projections.projector.fold import fold_batch, touched_refs
 from projections.readmodels import model as model_of
 from projections.readmodels.base import Append, Ref, Rendered
-from projections.simulation.market import Market
 from projections.writer import Plan, diff, plan
-from tests.unit.eventfactory import T0, minutes, trade
-
-
-def simulated(n: int) -> list[DomainEvent]:
-    out: list[DomainEvent] = []
-    for i, (stream, proposed) in enumerate(Market(seed=5, users=12, pairs=3, exchanges=3).events(n)):
-        new = proposed.to_new_event()
-        recorded = RecordedEvent(type=new.type, data=new.data, metadata=new.metadata, content_type=new.content_type,
-                                 id=new.id, stream_name=stream, stream_position=0, commit_position=(i + 1) * 7,
-                                 prepare_position=(i + 1) * 7)
-        event = decode(recorded)
-        if not isinstance(event, Ignored):
-            out.append(event)
-    return out
+from tests.unit.eventfactory import T0, minutes, simulated, trade
 
 
 def images(name: str, states: dict[Any, Any]) -> dict[Any, Rendered]:

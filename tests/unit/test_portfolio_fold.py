@@ -5,7 +5,10 @@ from dataclasses import replace
 
 import pytest
 
+from projections.events import PortfolioRebalanced, PriceUpdated
 from projections.keys import KeySpace
+from projections.maintenance.user_rebuild import with_marks
+from projections.projector.fold import fold_batch
 from projections.readmodels.portfolio import (
     HISTORY_CAP,
     MARKS,
@@ -17,7 +20,7 @@ from projections.readmodels.portfolio import (
     evolve_rebalanced,
     evolve_trade,
 )
-from tests.unit.eventfactory import T0, closed, minutes, price, rebalanced, trade
+from tests.unit.eventfactory import T0, closed, minutes, price, rebalanced, simulated, trade
 
 KS = KeySpace("portfolio")
 NO_MARKS = Marks()
@@ -107,3 +110,23 @@ def test_codec_round_trip_is_exact() -> None:
     rendered = MODEL.render(KS, ref, p)
     assert rendered.zsets[KS.portfolio_values()] == {"alice": p.market_value}
     assert rendered.owned[KS.portfolio_positions("alice")] == {"BTC-USD": repr(0.1)}
+
+
+def test_one_users_fold_with_marks_only_where_they_outlive_equals_the_full_replay() -> None:
+    events = [e for e in simulated(6000, seed=9, users=6) if e.envelope.type in MODEL.event_types]
+    assert any(isinstance(e, PortfolioRebalanced) for e in events)  # the case the shortcut is about
+    whole = fold_batch(MODEL, KS, {}, events).changed
+    prices = [e for e in events if isinstance(e, PriceUpdated)]
+    lookups = []
+
+    def latest(before: int, pairs: set[str]) -> list[PriceUpdated]:
+        lookups.append(before)
+        last = {p.pair: p for p in prices if p.envelope.position < before and p.pair in pairs}
+        return sorted(last.values(), key=lambda p: p.envelope.position)
+
+    users = sorted({ref for ref in whole if ref != MARKS})
+    for ref in users:
+        own = [e for e in events if ref in MODEL.touches(e) and not isinstance(e, PriceUpdated)]
+        alone = fold_batch(MODEL, KS, {}, list(with_marks(own, set(), latest))).changed
+        assert MODEL.render(KS, ref, alone[ref]) == MODEL.render(KS, ref, whole[ref])
+    assert len(lookups) < sum(1 for e in events if not isinstance(e, PriceUpdated)) / 3  # marks read only where they count

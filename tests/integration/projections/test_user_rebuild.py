@@ -7,9 +7,10 @@ from typing import Any
 import redis
 
 from projections import keys
+from projections.events import PriceUpdated, decode
 from projections.eventstore import EventStore, ProposedEvent
 from projections.keys import KeySpace
-from projections.maintenance.user_rebuild import rebuild_user
+from projections.maintenance.user_rebuild import latest_prices, rebuild_user
 from projections.projector.runner import Runner
 from projections.queries import Queries
 from tests.fixtures.projections import RedisProcess, StoreProcess
@@ -123,3 +124,19 @@ def test_a_live_event_for_the_user_during_the_rebuild_is_not_overwritten(
     assert live == fresh  # no live trade lost, none applied twice, no rebuild wrote over a newer state
     assert int(client.hget(KeySpace("portfolio").portfolio(user), "tradeCount")) > 0
     assert keys.KeySpace("portfolio").state_epoch not in keyspace(client)  # a replay writes no epoch
+
+
+def test_the_latest_prices_before_a_position_come_from_one_short_backwards_read(store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 3000, bad_ratio=0.0)
+    with EventStore(store_process.uri) as store:
+        prices = [e for e in map(decode, store.read_types(["PriceUpdated"])) if isinstance(e, PriceUpdated)]
+        everything = list(store.read_types(["TradeExecuted", "PriceUpdated"]))
+        before = everything[len(everything) // 2].envelope.position
+        pairs = {p.pair for p in prices}
+        expected = {p.pair: p for p in prices if p.envelope.position < before}
+        found = latest_prices(store, before, pairs | {"NEVER-PRICED"})
+        newest_first = [e.envelope.position for e in store.read_types_before(["PriceUpdated"], before, page=7)]
+    assert [(p.pair, p.envelope.position) for p in found] == sorted(
+        ((p.pair, p.envelope.position) for p in expected.values()), key=lambda t: t[1])
+    older = [p.envelope.position for p in prices if p.envelope.position < before]
+    assert newest_first == older[::-1]  # pages of 7 growing: every earlier price once, newest first
