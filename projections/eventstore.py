@@ -144,7 +144,7 @@ class EventStore:
             if after is None or event.envelope.position > after:
                 yield event
 
-    def read_types_before(self, event_types: Sequence[str], before: int, page: int = 64) -> Iterator[Recorded]:
+    def read_types_before(self, event_types: Sequence[str], before: int, page: int = 16) -> Iterator[Recorded]:
         """Events of ``event_types`` in ``$all`` before commit position ``before``, newest first, read in
         pages of growing size (a caller that stops early has read little more than it used)."""
         while True:

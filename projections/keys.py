@@ -143,6 +143,10 @@ class KeySpace:
     def marks(self) -> str:
         return self.key("marks")
 
+    def rebalance_marks(self) -> str:
+        """The marks each rebalance was folded with, by commit position (the per-user rebuild's index)."""
+        return self.key("rebalance-marks")
+
     # risk
     def user_risk(self, user_id: str) -> str:
         return self.key("user-risk", user_id)

@@ -10,9 +10,11 @@ For each projection whose read model has user entities (``ReadModel.user_kind``)
    projection's snapshot, for all of them. The portfolio also needs marks: a full
    replay values positions at the marks of each of the user's events, but only a
    rebalance's and the last event's outlive the next event
-   (``portfolio.marks_outlive``), so before each of those the last price of each
-   pair the user named is read backwards from the event (:func:`with_marks`): one
-   short read each, not every price of the user's history.
+   (``portfolio.marks_outlive``). A rebalance's marks come from the portfolio's
+   ``rebalance-marks`` index (what the projector folded it with, replay-exact);
+   the last event's, and a rebalance's the index no longer keeps, are the last
+   price of each pair read backwards from the event (:func:`marks_at`): one
+   pipelined read and a short one, not every price of the user's history.
 3. *Fold* with the same pure folds (``projector/fold.py``) → the entity's state,
    its Redis image and its history entries.
 4. *Observe* what Redis holds for the entity now: its own hashes, its members in
@@ -32,7 +34,7 @@ notice is sent (the console re-reads on the next one) and nothing is published.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +49,7 @@ from projections.maintenance.control import Control, Unattended, check
 from projections.projector.fold import fold_batch
 from projections.readmodels import PROJECTIONS, model
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
-from projections.readmodels.portfolio import marks_outlive, pairs_of
+from projections.readmodels.portfolio import MARKS, Marks, marks_outlive, pairs_of, parse_rebalance_marks
 from projections.writer import Plan, diff, text, write_entity
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,7 @@ def _rebuild_one(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySp
             snapshot = _snapshots(client, [(ks, main)])[0]
             events = _user_events(store, ref[1])  # read after the snapshot: all <= C are stored
         checkpoint, last = snapshot
-        _advance(fold, store, m, ks, ref, checkpoint, events)
+        _advance(fold, client, store, m, ks, ref, checkpoint, events)
         state = fold.states.get(ref)
         image = Rendered() if state is None else m.render(ks, ref, state)
         history = _history(fold.appends)
@@ -142,36 +144,77 @@ def _rebuild_one(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySp
                            "attempts; try again when the user is quieter")
 
 
-def _advance(fold: _Fold, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref, checkpoint: int,
-             events: list[DomainEvent]) -> None:
+def _advance(fold: _Fold, client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref,
+             checkpoint: int, events: list[DomainEvent]) -> None:
     """Fold the user's ``events`` in (``fold.events_upto``, ``checkpoint``] into ``fold``."""
     new = [e for e in events if fold.events_upto < e.envelope.position <= checkpoint
            and e.envelope.type in m.event_types and ref in m.touches(e)]
     fold.events_upto = max(fold.events_upto, checkpoint)
     if not new:
         return
-    marked: Iterable[DomainEvent] = new
+    marks: dict[int, dict[str, float]] = {}
     if "PriceUpdated" in m.event_types:
-        marked = with_marks(new, fold.pairs, lambda before, pairs: latest_prices(store, before, pairs))
-    for chunk in _chunks(marked):
+        marks = marks_at(client, store, ks, marks_needed(new, fold.pairs))
+    own = _own_append_keys(m, ks, ref)
+    for chunk, at in segments(new, marks):
+        if at is not None:
+            fold.states[MARKS] = Marks(at)  # the marks as a full replay has them at this event
         result = fold_batch(m, ks, fold.states, chunk)
         fold.states.update(result.changed)
-        fold.appends.extend(result.appends)  # only the user's events add entries (prices add none)
+        fold.appends.extend(a for a in result.appends if a.key in own)  # not the shared rebalance-marks index
     fold.count += len(new)
 
 
-def with_marks(events: Sequence[DomainEvent], pairs: set[str],
-               latest: Callable[[int, set[str]], list[PriceUpdated]]) -> Iterator[DomainEvent]:
-    """The portfolio's events of one user, in order, each one whose marks matter (a rebalance, and the
-    last: ``portfolio.marks_outlive``) preceded by ``latest(position, pairs)``: the last price before it
-    of every pair the user has named so far (``pairs``, updated). Folded, that gives exactly a full
-    replay's state for the user, at the cost of one short backwards read per such event instead of
-    every price in the user's history."""
+Need = tuple[int, frozenset[str]]  # the marks of these pairs just before this commit position
+
+
+def marks_needed(events: Sequence[DomainEvent], pairs: set[str]) -> list[Need]:
+    """Where one user's portfolio fold needs the true marks: before each event whose marks outlive the
+    next event (a rebalance: of its pairs) and before the last one (of every pair the user has named so
+    far, ``pairs``, updated); see ``portfolio.marks_outlive``. Anywhere else, any marks give the same
+    final state."""
+    needs: list[Need] = []
     for i, event in enumerate(events):
         pairs.update(pairs_of(event))
-        if marks_outlive(event) or i == len(events) - 1:
-            yield from latest(event.envelope.position, set(pairs))
-        yield event
+        if marks_outlive(event):
+            needs.append((event.envelope.position, frozenset(pairs_of(event))))
+        elif i == len(events) - 1:
+            needs.append((event.envelope.position, frozenset(pairs)))
+    return needs
+
+
+def segments(events: Sequence[DomainEvent], marks: dict[int, dict[str, float]]
+             ) -> Iterator[tuple[list[DomainEvent], dict[str, float] | None]]:
+    """``events`` cut into folds: each event with marks in ``marks`` alone, with them, the others in
+    runs of at most ``CHUNK``."""
+    chunk: list[DomainEvent] = []
+    for event in events:
+        at = marks.get(event.envelope.position)
+        if chunk and (at is not None or len(chunk) >= CHUNK):
+            yield chunk, None
+            chunk = []
+        if at is not None:
+            yield [event], at
+        else:
+            chunk.append(event)
+    if chunk:
+        yield chunk, None
+
+
+def marks_at(client: redis.Redis, store: EventStore, ks: KeySpace, needs: Sequence[Need]) -> dict[int, dict[str, float]]:
+    """The marks of each need. A rebalance's come from the ``rebalance-marks`` index (one pipelined read
+    for all of them); the rest (the last event, a rebalance older than the index keeps) are read
+    backwards from the store (:func:`latest_prices`)."""
+    pipe = client.pipeline(transaction=False)
+    for position, _ in needs:
+        pipe.zrangebyscore(ks.rebalance_marks(), position, position)
+    found: dict[int, dict[str, float]] = {}
+    for (position, pairs), members in zip(needs, pipe.execute()):
+        if members:
+            found[position] = parse_rebalance_marks(text(members[0]))[1]
+        else:
+            found[position] = {p.pair: p.price for p in latest_prices(store, position, set(pairs))}
+    return found
 
 
 def latest_prices(store: EventStore, before: int, pairs: set[str]) -> list[PriceUpdated]:
@@ -218,17 +261,6 @@ def _snapshots(client: redis.Redis, entities: Sequence[tuple[KeySpace, str]]) ->
         pipe.hget(main, "lastPosition")
     replies = pipe.execute()
     return [(int(text(replies[2 * i]) or 0), text(replies[2 * i + 1])) for i in range(len(entities))]
-
-
-def _chunks(events: Iterable[DomainEvent]) -> Iterator[list[DomainEvent]]:
-    chunk: list[DomainEvent] = []
-    for event in events:
-        chunk.append(event)
-        if len(chunk) >= CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _own_append_keys(m: ReadModel, ks: KeySpace, ref: Ref) -> set[str]:

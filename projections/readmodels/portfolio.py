@@ -32,6 +32,7 @@ from projections.readmodels.base import EPSILON, Append, Ref, Rendered, dumps, f
 NAME: str = "portfolio"
 EVENT_TYPES: tuple[str, ...] = ("TradeExecuted", "PriceUpdated", "PortfolioRebalanced", "PositionClosed")
 HISTORY_CAP = 1000
+REBALANCE_MARKS_CAP = 200_000  # rebalances whose marks are indexed (older ones are read from the store)
 MARKS: Ref = ("marks", "all")
 
 
@@ -193,8 +194,8 @@ class PortfolioModel:
         ref = ("user", getattr(event, "user_id"))
         if isinstance(event, TradeExecuted):
             return {ref: evolve_trade(states[ref], event, marks)}
-        if isinstance(event, PortfolioRebalanced):
-            return {ref: evolve_rebalanced(states[ref], event, marks)}
+        if isinstance(event, PortfolioRebalanced):  # the marks come back unchanged, for their index entry
+            return {ref: evolve_rebalanced(states[ref], event, marks), MARKS: marks}
         if isinstance(event, PositionClosed):
             return {ref: evolve_closed(states[ref], event, marks)}
         return {}
@@ -250,9 +251,14 @@ class PortfolioModel:
         )
 
     def appends(self, ks: KeySpace, ref: Ref, event: DomainEvent, s: Any) -> Sequence[Append]:
-        """One history entry per changed pair, scored by commit position (replay-exact)."""
+        """One history entry per changed pair, scored by commit position (replay-exact); for a
+        rebalance, also the marks it split its cost by, in the ``rebalance-marks`` index."""
         if ref == MARKS:
-            return ()
+            if not isinstance(event, PortfolioRebalanced):
+                return ()
+            used = {pair: s.prices[pair] for pair in sorted(event.new_positions) if pair in s.prices}
+            member = rebalance_marks_member(event.envelope.position, used)
+            return (Append(ks.rebalance_marks(), member, event.envelope.position, REBALANCE_MARKS_CAP),)
         p: Portfolio = s
         env = event.envelope
         if isinstance(event, (TradeExecuted, PositionClosed)):
@@ -266,6 +272,16 @@ class PortfolioModel:
             Append(key, history_member(env.position, pair, p.positions.get(pair, 0.0), p.updated_at, env.type), env.position, HISTORY_CAP)
             for pair in pairs
         )
+
+
+def rebalance_marks_member(position: int, marks: Mapping[str, float]) -> str:
+    return f"{position}:{dumps(marks)}"
+
+
+def parse_rebalance_marks(member: str) -> tuple[int, dict[str, float]]:
+    """(position, marks) of a ``rebalance-marks`` entry."""
+    position, _, marks = member.partition(":")
+    return int(position), {k: float(v) for k, v in loads_map(marks).items()}
 
 
 def history_member(position: int, pair: str, amount: float, at: int, kind: str) -> str:

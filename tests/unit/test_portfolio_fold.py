@@ -7,7 +7,7 @@ import pytest
 
 from projections.events import PortfolioRebalanced, PriceUpdated
 from projections.keys import KeySpace
-from projections.maintenance.user_rebuild import with_marks
+from projections.maintenance.user_rebuild import marks_needed, segments
 from projections.projector.fold import fold_batch
 from projections.readmodels.portfolio import (
     HISTORY_CAP,
@@ -19,6 +19,7 @@ from projections.readmodels.portfolio import (
     evolve_marks,
     evolve_rebalanced,
     evolve_trade,
+    parse_rebalance_marks,
 )
 from tests.unit.eventfactory import T0, closed, minutes, price, rebalanced, simulated, trade
 
@@ -114,19 +115,24 @@ def test_codec_round_trip_is_exact() -> None:
 
 def test_one_users_fold_with_marks_only_where_they_outlive_equals_the_full_replay() -> None:
     events = [e for e in simulated(6000, seed=9, users=6) if e.envelope.type in MODEL.event_types]
-    assert any(isinstance(e, PortfolioRebalanced) for e in events)  # the case the shortcut is about
-    whole = fold_batch(MODEL, KS, {}, events).changed
+    rebalances = [e for e in events if isinstance(e, PortfolioRebalanced)]
+    assert rebalances  # the case the shortcut is about
+    full = fold_batch(MODEL, KS, {}, events)
+    index = dict(parse_rebalance_marks(a.member) for a in full.appends if a.key == KS.rebalance_marks())
+    assert sorted(index) == [e.envelope.position for e in rebalances]  # one entry per rebalance, replay-exact
     prices = [e for e in events if isinstance(e, PriceUpdated)]
-    lookups = []
 
-    def latest(before: int, pairs: set[str]) -> list[PriceUpdated]:
-        lookups.append(before)
-        last = {p.pair: p for p in prices if p.envelope.position < before and p.pair in pairs}
-        return sorted(last.values(), key=lambda p: p.envelope.position)
+    def latest(before: int, pairs: frozenset[str]) -> dict[str, float]:
+        return {p.pair: p.price for p in prices if p.envelope.position < before and p.pair in pairs}
 
-    users = sorted({ref for ref in whole if ref != MARKS})
-    for ref in users:
+    for ref in sorted(ref for ref in full.changed if ref != MARKS):
         own = [e for e in events if ref in MODEL.touches(e) and not isinstance(e, PriceUpdated)]
-        alone = fold_batch(MODEL, KS, {}, list(with_marks(own, set(), latest))).changed
-        assert MODEL.render(KS, ref, alone[ref]) == MODEL.render(KS, ref, whole[ref])
-    assert len(lookups) < sum(1 for e in events if not isinstance(e, PriceUpdated)) / 3  # marks read only where they count
+        needs = marks_needed(own, set())
+        assert len(needs) == sum(1 for e in own if isinstance(e, PortfolioRebalanced)) + (not isinstance(own[-1], PortfolioRebalanced))
+        marks = {at: index[at] if at in index else latest(at, pairs) for at, pairs in needs}
+        states: dict = {}
+        for chunk, at in segments(own, marks):
+            if at is not None:
+                states[MARKS] = Marks(at)
+            states.update(fold_batch(MODEL, KS, states, chunk).changed)
+        assert MODEL.render(KS, ref, states[ref]) == MODEL.render(KS, ref, full.changed[ref])
