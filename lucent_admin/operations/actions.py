@@ -251,7 +251,7 @@ def _generation_job(actor: Actor, action: Action, kind: str, projection: str, co
 
         approval = bool(settings.LUCENT_REBUILD_APPROVAL) and kind in ("rebuild", "rollback")
         job = jobs.create(kind, projection, {"projection": projection, **params, "account": actor.account}, actor.name,
-                          None, "positions", approval=approval)
+                          None, "keys" if kind == "drop-generation" else "events", approval=approval)
         return {"job": job.pk, "pending": approval}
 
     result = perform(actor, action, projection, call, "", invalid, **params)

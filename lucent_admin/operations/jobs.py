@@ -293,7 +293,7 @@ def _rebuild(job: Job, control: JobControl) -> dict[str, Any]:
         done = switch_to(client, bootstrap.runner_config(projection), generation, control,
                          budget=int(settings.LUCENT_REBUILD_DIFF_BUDGET), flip_anyway=bool(job.params.get("flip_anyway")),
                          max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S),
-                         decide=lambda sample: _await_decision(job, control, sample))
+                         decide=lambda sample: _await_decision(job, control, sample), resumed=job.done)
     except BaseException:
         if live_generation(client, projection) != generation:  # never live: drop what the job wrote
             drop_generation(client, projection, generation, _Unstoppable())
@@ -331,7 +331,7 @@ def _rollback(job: Job, control: JobControl) -> dict[str, Any]:
     """Back to the kept generation, caught up from its own checkpoint, then flipped."""
     projection, generation = job.params["projection"], int(job.params["generation"])
     done = switch_to(bootstrap.redis_client(), bootstrap.runner_config(projection), generation, control, verify=False,
-                     max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S))
+                     max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S), resumed=job.done)
     return {**asdict(done), "summary": f"generation {generation} is live again (was {done.from_generation}), caught up "
                                        f"by {done.applied:,} events"}
 

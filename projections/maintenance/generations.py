@@ -95,7 +95,7 @@ def live_generation(client: redis.Redis, projection: str) -> int:
 def switch_to(
     client: redis.Redis, base: RunnerConfig, generation: int, control: Control, *, verify: bool = True,
     budget: int = 0, flip_anyway: bool = False, max_lag_s: float = 2.0,
-    decide: Callable[[Sample], bool] | None = None,
+    decide: Callable[[Sample], bool] | None = None, resumed: int = 0,
 ) -> SwitchResult:
     """Fold ``base.projection`` into ``generation`` and flip the pointer to it (see the module doc).
 
@@ -111,11 +111,12 @@ def switch_to(
         client.delete(lease)
     started = time.monotonic()
     head = _head(base, projection)
+    start = int(text(client.get(KeySpace(projection, generation).checkpoint)) or 0)
     between = _Between(client, projection, control, max_lag_s)
     # a rebuild parks bad events whatever the live policy: it must not wait for an operator midway
     runner = Runner(replace(base, generation=generation, publish_status=False, exit_when_caught_up=False,
                             on_bad_event="park"), hook=between.hook)
-    between.position = lambda: runner.status.checkpoint
+    between.progress = lambda: _progress(runner, start, head, resumed)
     failures: list[BaseException] = []
     thread = threading.Thread(target=_run, args=(runner, failures), daemon=True, name=f"switch-{projection}-g{generation}")
     thread.start()
@@ -123,15 +124,16 @@ def switch_to(
         while not runner.caught_up:
             _raise_failure(failures)
             check(control)
-            control.report(runner.status.checkpoint, max(head, runner.status.checkpoint), "folding the history")
+            control.report(*_progress(runner, start, head, resumed), "folding the history")
             time.sleep(0.1)
-        control.report(runner.status.checkpoint, max(head, runner.status.checkpoint), "caught up; verifying")
+        done = resumed + runner.status.applied
+        control.report(done, done, "caught up; verifying")
         sample = compare(client, projection, live, generation) if verify else Sample()
         if sample.count > budget and not flip_anyway and not (decide is not None and decide(sample)):
             raise FlipFailed(f"{sample.count} differences between generation {live} and {generation} on a sample of "
                              f"{sample.compared} entities, above the budget of {budget}; not flipped (start it again "
                              f"with flip anyway to flip regardless). First: {sample.kept[:3]}")
-        control.report(runner.status.checkpoint, max(head, runner.status.checkpoint), "flipping")
+        control.report(done, done, "flipping")
         pause_ms = flip(client, projection, live, generation, runner, failures)
     finally:
         runner.stop()
@@ -139,6 +141,15 @@ def switch_to(
     return SwitchResult(projection, live, generation, runner.status.checkpoint, runner.status.applied,
                         round(time.monotonic() - started, 3), sample.sampled, sample.compared, sample.kept, sample.count,
                         True, pause_ms)
+
+
+def _progress(runner: Runner, start: int, head: int, resumed: int) -> tuple[int, int | None]:
+    """(events done, estimated total): the rest extrapolated from the commit positions covered so far."""
+    done = resumed + runner.status.applied
+    covered = runner.status.checkpoint - start
+    if covered <= 0 or runner.status.applied == 0:
+        return done, None
+    return done, done + round(runner.status.applied * max(0, head - runner.status.checkpoint) / covered)
 
 
 def _run(runner: Runner, failures: list[BaseException]) -> None:
@@ -167,7 +178,7 @@ class _Between:
     def __init__(self, client: redis.Redis, projection: str, control: Control, max_lag_s: float) -> None:
         self.client, self.projection, self.control, self.max_lag_s = client, projection, control, max_lag_s
         self.checked = 0.0
-        self.position: Callable[[], int] = lambda: 0
+        self.progress: Callable[[], tuple[int, int | None]] = lambda: (0, None)
 
     def hook(self, step: str) -> None:
         if step != "commit":
@@ -178,7 +189,7 @@ class _Between:
             return
         self.checked = now
         while (lag := float(text(self.client.hget(keys.status(self.projection), "lagSeconds")) or 0)) > self.max_lag_s:
-            self.control.report(self.position(), None,
+            self.control.report(*self.progress(),
                                 f"throttled: the live projector is {lag:.1f} s behind (over {self.max_lag_s:g} s)")
             check(self.control)
             time.sleep(0.2)
