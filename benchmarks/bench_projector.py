@@ -196,7 +196,7 @@ def append_paced(uri: str, n: int, rate: float, t0: float) -> list[tuple[int, fl
     so a slow store shows as latency, not as a slower rate. esdbclient's asyncio client is used
     because its sync client starts a thread per streaming call, which on two cores costs the load
     generator more CPU (~0.8 ms per append) than the projector under test."""
-    items = list(Market(seed=99, users=200, pairs=6, exchanges=3).events(n))
+    items = list(Market(seed=int(t0 * 1000) % 2**31, users=200, pairs=6, exchanges=3).events(n))  # new ids every pass
     return asyncio.run(_append_paced(items, uri, t0, rate))
 
 

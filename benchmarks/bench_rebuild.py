@@ -239,6 +239,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="20,000 events")
     parser.add_argument("--rate", type=float, default=200.0, help="appends a second during the rebuilds")
+    parser.add_argument("--store", type=Path, help="a directory to keep the store in and reuse on the next run "
+                        "(its events are appended once; Redis starts empty each run)")
     parser.add_argument("--live", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--paced", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--switch", nargs=3, help=argparse.SUPPRESS)
@@ -252,13 +254,23 @@ def main() -> None:
     n = 20_000 if args.quick else args.events
     result: dict[str, Any] = {"events": n, "append_rate_during_rebuild": args.rate, "projections": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        s = Servers(Path(tmp))
+        kept = args.store / "counts.json" if args.store else None
+        if args.store:
+            args.store.mkdir(parents=True, exist_ok=True)
+        s = Servers(args.store or Path(tmp))
         servers = {s.redis.pid, s.store.pid}
         try:
-            say(f"appending {n:,} simulated events")
             users: Counter[str] = Counter()
-            with EventStore(s.uri) as store:
-                append_events(store, counted(Market(seed=7, users=1000, pairs=8, exchanges=4).events(n), users), batch_size=500)
+            if kept is not None and kept.exists():
+                say(f"reusing the store in {args.store}")
+                users.update(json.loads(kept.read_text()))
+            else:
+                say(f"appending {n:,} simulated events")
+                with EventStore(s.uri) as store:
+                    append_events(store, counted(Market(seed=7, users=1000, pairs=8, exchanges=4).events(n), users),
+                                  batch_size=500)
+                if kept is not None:
+                    kept.write_text(json.dumps(users))
             for name in PROJECTIONS:
                 say(f"{name}: plain catch-up, then a full rebuild beside the live projector at {args.rate:g} appends/s")
                 a = catch_up(s, name)
