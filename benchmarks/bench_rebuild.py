@@ -241,6 +241,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="appends a second during the rebuilds")
     parser.add_argument("--store", type=Path, help="a directory to keep the store in and reuse on the next run "
                         "(its events are appended once; Redis starts empty each run)")
+    parser.add_argument("--only", nargs="*", default=list(PROJECTIONS), help="the projections rebuilt one by one")
     parser.add_argument("--live", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--paced", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--switch", nargs=3, help=argparse.SUPPRESS)
@@ -271,7 +272,7 @@ def main() -> None:
                                   batch_size=500)
                 if kept is not None:
                     kept.write_text(json.dumps(users))
-            for name in PROJECTIONS:
+            for name in args.only:
                 say(f"{name}: plain catch-up, then a full rebuild beside the live projector at {args.rate:g} appends/s")
                 a = catch_up(s, name)
                 r = rebuild(s, Path(tmp), name, args.rate, servers)

@@ -41,7 +41,9 @@ from projections.writer import FLIPPED, text
 log = logging.getLogger(__name__)
 
 PAUSE_WAIT_S = 10.0  # how long to wait for the live projector to pause for the flip
-CATCH_UP_WAIT_S = 3.0  # how long G may take to reach the paused checkpoint
+CATCH_UP_WAIT_S = 3.0  # how long G may take to reach the paused checkpoint (the live projector stands still)
+DRAW_LEVEL_WAIT_S = 60.0  # how long G may take to draw level with the running live projector before a pause
+FLIP_ATTEMPTS = 5  # pauses tried before the job fails (each aborted one costs the live projector CATCH_UP_WAIT_S)
 SAMPLE = 200  # entities compared before a flip
 DIFFERENCES_KEPT = 20
 
@@ -70,6 +72,10 @@ return 1
 
 class FlipFailed(ProjectionError):
     """The flip could not be made (the live projector did not pause, or moved); nothing changed."""
+
+
+class FlipBehind(FlipFailed):
+    """G did not reach the paused live checkpoint in time; the pause was aborted, the flip can be tried again."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ def switch_to(
     runner = Runner(replace(base, generation=generation, publish_status=False, exit_when_caught_up=False,
                             on_bad_event="park"), hook=between.hook)
     between.progress = lambda: _progress(runner, start, head, resumed)
+    between.caught_up = lambda: runner.caught_up
     failures: list[BaseException] = []
     thread = threading.Thread(target=_run, args=(runner, failures), daemon=True, name=f"switch-{projection}-g{generation}")
     thread.start()
@@ -134,7 +141,15 @@ def switch_to(
                              f"{sample.compared} entities, above the budget of {budget}; not flipped (start it again "
                              f"with flip anyway to flip regardless). First: {sample.kept[:3]}")
         control.report(done, done, "flipping")
-        pause_ms = flip(client, projection, live, generation, runner, failures)
+        for attempt in range(1, FLIP_ATTEMPTS + 1):
+            try:
+                pause_ms = flip(client, projection, live, generation, runner, failures)
+                break
+            except FlipBehind as exc:
+                if attempt == FLIP_ATTEMPTS:
+                    raise
+                log.warning("%s; trying the flip again (%d of %d)", exc, attempt + 1, FLIP_ATTEMPTS)
+                check(control)
     finally:
         runner.stop()
         thread.join(30)
@@ -179,13 +194,14 @@ class _Between:
         self.client, self.projection, self.control, self.max_lag_s = client, projection, control, max_lag_s
         self.checked = 0.0
         self.progress: Callable[[], tuple[int, int | None]] = lambda: (0, None)
+        self.caught_up: Callable[[], bool] = lambda: False
 
     def hook(self, step: str) -> None:
         if step != "commit":
             return
         check(self.control)
         now = time.monotonic()
-        if now - self.checked < 0.5:
+        if now - self.checked < 0.5 or self.caught_up():  # at the head G must keep up, for the flip
             return
         self.checked = now
         while (lag := float(text(self.client.hget(keys.status(self.projection), "lagSeconds")) or 0)) > self.max_lag_s:
@@ -213,7 +229,7 @@ def flip(client: redis.Redis, projection: str, live: int, generation: int, runne
     # events of one batch, not for G's runner settling into its live subscription after a long catch-up.
     live_checkpoint = KeySpace(projection, live).checkpoint
     _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(text(client.get(live_checkpoint)) or 0),
-              CATCH_UP_WAIT_S, failures)
+              DRAW_LEVEL_WAIT_S, failures)
     client.hset(flip_key, mapping={"from": str(live), "to": str(generation), "state": "requested"})
     try:
         if not _wait_for(lambda: text(client.hget(flip_key, "state")) == "paused", PAUSE_WAIT_S, failures):
@@ -221,7 +237,7 @@ def flip(client: redis.Redis, projection: str, live: int, generation: int, runne
         paused = time.monotonic()
         at = text(client.hget(flip_key, "at"))
         if not _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(at or 0), CATCH_UP_WAIT_S, failures):
-            raise FlipFailed(f"generation {generation} did not reach the live checkpoint {at} within {CATCH_UP_WAIT_S:g} s")
+            raise FlipBehind(f"generation {generation} did not reach the live checkpoint {at} within {CATCH_UP_WAIT_S:g} s")
         script(keys=[pointer, flip_key, KeySpace(projection, live).checkpoint, g.checkpoint,
                      keys.generation_lease(projection, generation)], args=[str(live), str(generation), at, "1", FLIPPED, str(int(time.time() * 1000))])
         return round((time.monotonic() - paused) * 1000, 2)
