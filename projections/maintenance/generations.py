@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 PAUSE_WAIT_S = 10.0  # how long to wait for the live projector to pause for the flip
 CATCH_UP_WAIT_S = 3.0  # how long G may take to reach the paused checkpoint (the live projector stands still)
 DRAW_LEVEL_WAIT_S = 60.0  # how long G may take to draw level with the running live projector before a pause
+QUIET_S = 5.0  # G level with the live generation as far as it gets when its checkpoint stands still this long
 FLIP_ATTEMPTS = 5  # pauses tried before the job fails (each aborted one costs the live projector CATCH_UP_WAIT_S)
 SAMPLE = 200  # entities compared before a flip
 DIFFERENCES_KEPT = 20
@@ -133,6 +134,8 @@ def switch_to(
             check(control)
             control.report(*_progress(runner, start, head, resumed), "folding the history")
             time.sleep(0.1)
+        _draw_level(client, KeySpace(projection, live).checkpoint, runner, control, failures,
+                    lambda: _progress(runner, start, head, resumed))
         done = resumed + runner.status.applied
         control.report(done, done, "caught up; verifying")
         sample = compare(client, projection, live, generation) if verify else Sample()
@@ -156,6 +159,23 @@ def switch_to(
     return SwitchResult(projection, live, generation, runner.status.checkpoint, runner.status.applied,
                         round(time.monotonic() - started, 3), sample.sampled, sample.compared, sample.kept, sample.count,
                         True, pause_ms)
+
+
+def _draw_level(client: redis.Redis, live_checkpoint: str, runner: Runner, control: Control,
+                failures: list[BaseException], progress: Callable[[], tuple[int, int | None]]) -> None:
+    """Wait while G applies what the live projector applied meanwhile: G's runner is "caught up" at the
+    head as its session began, which after a long rebuild is far behind the live generation, and both
+    the verification (entities at one position in both) and the flip's pause need G level with it."""
+    moved, seen = time.monotonic(), runner.status.checkpoint
+    while runner.status.checkpoint < int(text(client.get(live_checkpoint)) or 0):
+        if runner.status.checkpoint != seen:
+            moved, seen = time.monotonic(), runner.status.checkpoint
+        elif time.monotonic() - moved > QUIET_S:  # nothing more to apply (a checkpoint G's subscription has not sent yet)
+            return
+        _raise_failure(failures)
+        check(control)
+        control.report(*progress(), "drawing level with the live generation")
+        time.sleep(0.1)
 
 
 def _progress(runner: Runner, start: int, head: int, resumed: int) -> tuple[int, int | None]:
