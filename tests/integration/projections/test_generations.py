@@ -15,6 +15,7 @@ from projections.maintenance.generations import drop_generation, live_generation
 from projections.projector.runner import Runner
 from projections.simulation.appender import append_events
 from projections.simulation.market import Market
+from projections.writer import text
 from tests.fixtures.projections import RedisProcess, StoreProcess
 from tests.integration.projections.helpers import (
     append_market,
@@ -143,3 +144,31 @@ def test_rollback_catches_the_old_generation_up_and_flips_back(redis_process: Re
     assert generation_content(client, 1) == generation_content(client, 2)
     with pytest.raises(Exception, match="is live"):
         drop_generation(client, P, 1, Unattended())
+
+
+def test_a_flip_pause_the_new_generation_misses_is_aborted_and_tried_again(
+        redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 800, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    run_to_end(redis_process.url, store_process.uri, (P,))
+    client.set(keys.heartbeat(P), "1", px=60_000)  # a live projector "beats": the flip must pause it
+    live_at = checkpoint(client, P)
+    answers: list[str] = []
+    halt = threading.Event()
+
+    def stand_in_live_projector() -> None:  # pauses as the real one does; first at a checkpoint G cannot reach
+        while not halt.wait(0.005):
+            if text(client.hget(keys.flip(P), "state")) == "requested":
+                at = str(live_at + 10**12) if not answers else str(live_at)
+                answers.append(at)
+                client.hset(keys.flip(P), mapping={"state": "paused", "at": at})
+
+    stand_in = threading.Thread(target=stand_in_live_projector, daemon=True)
+    stand_in.start()
+    try:
+        done = switch_to(client, config(P, redis_process.url, store_process.uri), 2, Unattended(), verify=False)
+    finally:
+        halt.set()
+        stand_in.join(5)
+    assert len(answers) == 2 and done.flipped  # the missed pause was aborted, the second one flipped
+    assert live_generation(client, P) == 2 and int(text(client.get(KeySpace(P, 2).checkpoint))) >= live_at
