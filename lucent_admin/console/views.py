@@ -15,7 +15,7 @@ from lucent_admin.console.widgets import page_widgets, render_widget
 from lucent_admin.operations import actions
 from lucent_admin.operations.actions import Actor
 from lucent_admin.operations.models import AuditEntry, Job
-from projections.maintenance.generations import plan_rebuild
+from projections.maintenance.plan import plan_rebuild
 from projections.readmodels import PROJECTIONS
 
 AUDIT_PAGE_SIZE = 50

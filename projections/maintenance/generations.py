@@ -17,7 +17,8 @@ rollback (back to an older generation, caught up from its own checkpoint):
    pointer at most 50 ms late) never see time go backwards. With no live projector beating, the
    pointer is flipped at once, G being at least at the live generation's checkpoint.
 
-:func:`drop_generation` removes a generation that is not live, in chunks (UNLINK over SCAN).
+:func:`drop_generation` removes a generation that is not live, in chunks (UNLINK over SCAN). The dry
+run of a rebuild is :mod:`projections.maintenance.plan`.
 """
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ def switch_to(
     if text(client.get(lease)) == FLIPPED:  # this generation was flipped live before: its old writer is long done
         client.delete(lease)
     started = time.monotonic()
-    head = _head(base, projection)
+    head = head_position(base)
     start = int(text(client.get(KeySpace(projection, generation).checkpoint)) or 0)
     between = _Between(client, projection, control, max_lag_s)
     # a rebuild parks bad events whatever the live policy: it must not wait for an operator midway
@@ -199,11 +200,12 @@ def _raise_failure(failures: list[BaseException]) -> None:
         raise failures[0]
 
 
-def _head(base: RunnerConfig, projection: str) -> int:
+def head_position(base: RunnerConfig) -> int:
+    """The commit position of the newest event of ``base.projection``'s types (0: none)."""
     from projections.readmodels import model
 
     with EventStore(base.eventstore_uri) as store:
-        found = store.head(model(projection).event_types)
+        found = store.head(model(base.projection).event_types)
     return found.position if found else 0
 
 
@@ -365,43 +367,3 @@ def drop_generation(client: redis.Redis, projection: str, generation: int, contr
     client.delete(keys.generation_lease(projection, generation))
     control.report(dropped, dropped, f"dropped generation {generation}")
     return dropped
-
-
-
-
-@dataclass(frozen=True)
-class RebuildPlan:
-    """What a full rebuild would do, shown before it starts (a dry run)."""
-
-    projection: str
-    live: int
-    target: int
-    events: int  # an upper bound: the commit position of the head of the projection's events
-    keys: int  # keys of the live generation (a rebuild writes as many again)
-    estimated_bytes: int
-    used_bytes: int
-    max_bytes: int  # 0: no maxmemory set
-    refusal: str  # why it would not fit; empty when it can start
-
-    def eta_seconds(self, rate: float | None) -> float | None:
-        return self.events / rate if rate else None
-
-
-def plan_rebuild(client: redis.Redis, base: RunnerConfig, sample: int = 200) -> RebuildPlan:
-    """The dry run of a rebuild of ``base.projection``: events to read and the memory a second generation takes."""
-    projection = base.projection
-    live = live_generation(client, projection)
-    count, sizes = 0, list[int]()
-    for key in client.scan_iter(match=keys.generation_pattern(projection, live), count=1000):
-        count += 1
-        if len(sizes) < sample:
-            sizes.append(int(client.memory_usage(key) or 0))  # type: ignore[arg-type]
-    estimate = int(sum(sizes) / len(sizes) * count) if sizes else 0
-    memory: dict[str, Any] = client.info("memory")  # type: ignore[assignment]
-    used, most = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
-    refusal = ""
-    if most and used + estimate > most * 0.95:
-        refusal = (f"a second generation needs about {estimate / 2**20:,.1f} MiB and Redis has {used / 2**20:,.1f} of "
-                   f"{most / 2**20:,.1f} MiB in use: drop a kept generation or raise maxmemory first")
-    return RebuildPlan(projection, live, next_generation(client, projection), _head(base, projection), count, estimate,
-                       used, most, refusal)

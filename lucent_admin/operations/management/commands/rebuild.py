@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from lucent_admin import bootstrap
 from lucent_admin.operations import actions
 from lucent_admin.operations.cli import actor_as, report_job
-from projections.maintenance.generations import plan_rebuild
+from projections.maintenance.plan import plan_rebuild
 from projections.readmodels import PROJECTIONS
 
 
