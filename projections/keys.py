@@ -227,3 +227,8 @@ def lag_history(projection: str) -> str:
 def job_lease(job_id: int) -> str:
     """Fencing token of the worker running job ``job_id`` (a job never runs twice at once)."""
     return f"{PREFIX}:jobs:{job_id}:lease"
+
+
+def consistency_cursor(projection: str) -> str:
+    """Where the rolling sample of scheduled consistency checks of ``projection`` has got to (a counter)."""
+    return f"{tag(projection)}:consistency-cursor"

@@ -96,22 +96,22 @@ def rebuild_user(
     """
     control = control or Unattended()
     models = [model(name) for name in (tuple(projections) if projections else user_projections())]
-    spaces = [_live_keyspace(client, m.name) for m in models]
+    spaces = [live_keyspace(client, m.name) for m in models]
     refs: list[Ref] = [(str(m.user_kind), user_id) for m in models]
     mains = [m.main_key(ks, ref) for m, ks, ref in zip(models, spaces, refs)]
-    snapshots = _snapshots(client, [(ks, main) for ks, main in zip(spaces, mains)])
-    events = _user_events(store, user_id)  # after every snapshot, once for all the projections (module doc, 2)
+    shots = snapshots(client, [(ks, main) for ks, main in zip(spaces, mains)])
+    events = user_events(store, user_id)  # after every snapshot, once for all the projections (module doc, 2)
     done = []
     for i, m in enumerate(models):
         check(control)
         control.report(i, len(models), f"rebuilding {user_id} in {m.name}")
-        done.append(_rebuild_one(client, store, m, spaces[i], refs[i], snapshots[i], events))
+        done.append(_rebuild_one(client, store, m, spaces[i], refs[i], shots[i], events))
     control.report(len(models), len(models), f"rebuilt {user_id}")
     return UserRebuilt(user_id, tuple(done))
 
 
 @dataclass
-class _Fold:
+class Fold:
     """A fold of one user's events carried from one attempt to the next: a retry only folds what
     the live projector applied since."""
 
@@ -120,23 +120,22 @@ class _Fold:
     events_upto: int = 0  # every event of the user at or before this position is folded
     pairs: set[str] = field(default_factory=set)  # every pair the folded events named (for the marks)
     count: int = 0
+    events: list[DomainEvent] = field(default_factory=list)  # the events folded, in order
+    marks: dict[int, dict[str, float]] = field(default_factory=dict)  # the true marks set before these positions
 
 
 def _rebuild_one(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref,
                  snapshot: tuple[int, str], events: list[DomainEvent]) -> EntityRebuilt:
     main = m.main_key(ks, ref)
-    fold = _Fold()
+    fold = Fold()
     for attempt in range(1, ATTEMPTS + 1):
         if attempt > 1:
-            snapshot = _snapshots(client, [(ks, main)])[0]
-            events = _user_events(store, ref[1])  # read after the snapshot: all <= C are stored
+            snapshot = snapshots(client, [(ks, main)])[0]
+            events = user_events(store, ref[1])  # read after the snapshot: all <= C are stored
         checkpoint, last = snapshot
-        _advance(fold, client, store, m, ks, ref, checkpoint, events)
-        state = fold.states.get(ref)
-        image = Rendered() if state is None else m.render(ks, ref, state)
-        history = _history(fold.appends)
+        expected = replay(fold, client, store, m, ks, ref, checkpoint, events)
         plan = Plan()
-        diff(_observe(client, m, ks, ref, image, history), _with_history(image, history), plan)
+        diff(observe(client, m, ks, ref, expected), expected, plan)
         if not plan.writes or write_entity(client, ks, main, last, plan.writes):
             return EntityRebuilt(m.name, checkpoint, fold.count, len(plan.writes), attempt)
         log.info("per-user rebuild of %s in %s: a live event moved it (attempt %d); again", ref[1], m.name, attempt)
@@ -144,7 +143,17 @@ def _rebuild_one(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySp
                            "attempts; try again when the user is quieter")
 
 
-def _advance(fold: _Fold, client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref,
+def replay(fold: Fold, client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref,
+           checkpoint: int, events: list[DomainEvent]) -> Rendered:
+    """The entity's image (its position history included) as a full replay up to ``checkpoint``
+    leaves it, folding into ``fold`` what it has not folded yet."""
+    _advance(fold, client, store, m, ks, ref, checkpoint, events)
+    state = fold.states.get(ref)
+    image = Rendered() if state is None else m.render(ks, ref, state)
+    return _with_history(image, _history(fold.appends))
+
+
+def _advance(fold: Fold, client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref,
              checkpoint: int, events: list[DomainEvent]) -> None:
     """Fold the user's ``events`` in (``fold.events_upto``, ``checkpoint``] into ``fold``."""
     new = [e for e in events if fold.events_upto < e.envelope.position <= checkpoint
@@ -155,7 +164,9 @@ def _advance(fold: _Fold, client: redis.Redis, store: EventStore, m: ReadModel, 
     marks: dict[int, dict[str, float]] = {}
     if "PriceUpdated" in m.event_types:
         marks = marks_at(client, store, ks, marks_needed(new, fold.pairs))
-    own = _own_append_keys(m, ks, ref)
+    own = own_append_keys(m, ks, ref)
+    fold.events.extend(new)
+    fold.marks.update(marks)
     for chunk, at in segments(new, marks):
         if at is not None:
             fold.states[MARKS] = Marks(at)  # the marks as a full replay has them at this event
@@ -230,7 +241,7 @@ def latest_prices(store: EventStore, before: int, pairs: set[str]) -> list[Price
     return sorted(found.values(), key=lambda p: p.envelope.position)
 
 
-def _user_events(store: EventStore, user_id: str) -> list[DomainEvent]:
+def user_events(store: EventStore, user_id: str) -> list[DomainEvent]:
     """The user's decodable events from their streams, in ``$all`` order (bad ones are parked
     by the live projector and skipped here, as a replay skips them)."""
     found: list[DomainEvent] = []
@@ -249,11 +260,11 @@ def _decoded(items: Iterable[Recorded]) -> Iterator[DomainEvent]:
             yield event
 
 
-def _live_keyspace(client: redis.Redis, projection: str) -> KeySpace:
+def live_keyspace(client: redis.Redis, projection: str) -> KeySpace:
     return KeySpace(projection, int(text(client.get(keys.generation_pointer(projection))) or 1))
 
 
-def _snapshots(client: redis.Redis, entities: Sequence[tuple[KeySpace, str]]) -> list[tuple[int, str]]:
+def snapshots(client: redis.Redis, entities: Sequence[tuple[KeySpace, str]]) -> list[tuple[int, str]]:
     """Each projection's checkpoint and its entity's lastPosition, all read in one MULTI/EXEC."""
     pipe = client.pipeline(transaction=True)
     for ks, main in entities:
@@ -263,7 +274,7 @@ def _snapshots(client: redis.Redis, entities: Sequence[tuple[KeySpace, str]]) ->
     return [(int(text(replies[2 * i]) or 0), text(replies[2 * i + 1])) for i in range(len(entities))]
 
 
-def _own_append_keys(m: ReadModel, ks: KeySpace, ref: Ref) -> set[str]:
+def own_append_keys(m: ReadModel, ks: KeySpace, ref: Ref) -> set[str]:
     """The append-only keys that are the entity's own (the portfolio's position history)."""
     return {ks.portfolio_history(ref[1])} if m.name == "portfolio" else set()
 
@@ -282,10 +293,11 @@ def _with_history(image: Rendered, history: dict[str, dict[str, float]]) -> Rend
     return Rendered(owned=image.owned, zsets={**image.zsets, **history}, hfields=image.hfields)
 
 
-def _observe(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, image: Rendered,
-             history: dict[str, dict[str, float]]) -> Rendered:
-    """What Redis holds for the entity: over the keys of the replayed image, of the image its
-    current hash describes, and the stray places found by scanning (see the module doc)."""
+def observe(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, image: Rendered) -> Rendered:
+    """What Redis holds for the entity, read in one MULTI/EXEC: over the keys of the replayed
+    ``image``, of the image its current hash describes, and the stray places found by scanning (see
+    the module doc); the entity's own append-only keys whole."""
+    history = {key: members for key, members in image.zsets.items() if key in own_append_keys(m, ks, ref)}
     current: dict[Any, Any] = client.hgetall(m.main_key(ks, ref))  # type: ignore[assignment]  # sync client
     before = m.render(ks, ref, m.parse(ref, {text(k): text(v) for k, v in current.items()})) if current else Rendered()
     owned = {*image.owned, *before.owned}
@@ -297,7 +309,7 @@ def _observe(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, image: R
         for key, names in source.hfields.items():
             hfields.setdefault(key, set()).update(names)
     _strays(client, m, ks, ref, zsets, hfields)
-    whole = set(history) | _own_append_keys(m, ks, ref)
+    whole = set(history) | own_append_keys(m, ks, ref)
     pipe = client.pipeline(transaction=True)
     for key in sorted(owned):
         pipe.hgetall(key)

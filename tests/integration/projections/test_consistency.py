@@ -1,0 +1,161 @@
+"""Consistency checks: each kind of corruption seeded into a projected store is found, classified and
+explained by the event behind it; a repair makes the next check clean; live traffic causes no false
+difference."""
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from projections.eventstore import EventStore, ProposedEvent
+from projections.keys import KeySpace
+from projections.maintenance.consistency import (
+    MEMBER_EXTRA,
+    MISSING_KEY,
+    SCORE_DIFFERS,
+    VALUE_DIFFERS,
+    Difference,
+    check_users,
+    rolling_sample,
+    users_of,
+)
+from projections.maintenance.user_rebuild import rebuild_user
+from projections.projector.runner import Runner
+from projections.queries import Queries
+from projections.simulation.appender import append_events
+from projections.simulation.market import Market
+from tests.fixtures.projections import RedisProcess, StoreProcess
+from tests.integration.projections.helpers import append_market, checkpoint, config, head_for, in_thread, run_to_end
+from tests.waiting import wait_until
+
+USER_PROJECTIONS = ("portfolio", "risk", "leaderboards")
+
+
+def busiest(client: redis.Redis, n: int) -> list[str]:
+    return [r.user_id for r in Queries(client).top_portfolios(n)]
+
+
+def by_user(differences: list[Difference]) -> dict[str, set[tuple[str, str, str, str]]]:
+    out: dict[str, set[tuple[str, str, str, str]]] = {}
+    for d in differences:
+        out.setdefault(d.user, set()).add((d.projection, d.key, d.field, d.kind))
+    return out
+
+
+def test_each_seeded_corruption_is_found_classified_explained_and_repaired(
+        redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 2500, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    run_to_end(redis_process.url, store_process.uri)
+    store = EventStore(store_process.uri)
+    everyone = users_of(client, "portfolio")
+    clean = check_users(client, store, everyone)
+    assert clean.differences == [] and clean.checked == 3 * len(everyone) and clean.score == 1.0
+
+    gone, edited, stray, rescored = busiest(client, 4)
+    pf, lb = KeySpace("portfolio"), KeySpace("leaderboards")
+    client.delete(pf.portfolio(gone), pf.portfolio_positions(gone))  # evicted, or lost in a failover
+    client.hset(pf.portfolio(edited), "tradeCount", "99999")  # an outside writer
+    client.zadd(lb.daily_volume_leaders("2001-01-01"), {stray: 5.0})  # a day the user never traded
+    true_score = client.zscore(pf.portfolio_values(), rescored)
+    client.zadd(pf.portfolio_values(), {rescored: 123.0})
+
+    report = check_users(client, store, everyone)
+
+    found = by_user(report.differences)
+    assert set(found) == {gone, edited, stray, rescored}
+    assert ("portfolio", f"portfolio:{gone}", "", MISSING_KEY) in found[gone]
+    assert found[edited] == {("portfolio", f"portfolio:{edited}", "tradeCount", VALUE_DIFFERS)}
+    assert found[stray] == {("leaderboards", "daily-volume-leaders:2001-01-01", stray, MEMBER_EXTRA)}
+    assert found[rescored] == {("portfolio", "portfolio-values", rescored, SCORE_DIFFERS)}
+    assert sorted(report.users_to_repair) == sorted(found)
+    assert report.score is not None and 0 < report.score < 1
+    assert report.checked - report.consistent == 4 and report.difference_count == len(report.differences)
+
+    edit = next(d for d in report.differences if d.user == edited)
+    assert (edit.expected, edit.actual) != ("", "") and edit.actual == "99999"
+    assert edit.event is not None and edit.event.type == "TradeExecuted" and edit.event.stream == f"trades-{edited}"
+    assert "outside writer" in edit.cause
+    missing = next(d for d in report.differences if d.user == gone and d.kind == MISSING_KEY)
+    assert "checkpoint is intact" in missing.cause and missing.event is not None
+    rescore = next(d for d in report.differences if d.user == rescored)
+    assert (float(rescore.expected), float(rescore.actual)) == (true_score, 123.0)
+    stray_one = next(d for d in report.differences if d.user == stray)
+    assert stray_one.event is None and "outside writer" in stray_one.cause
+
+    for user in report.users_to_repair:  # the repair: a per-user rebuild of each
+        rebuild_user(client, store, user)
+    again = check_users(client, store, everyone)
+    assert again.score == 1.0 and again.differences == []
+
+
+def test_events_the_checkpoint_passed_but_redis_lost_are_named(
+        redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 1500, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    run_to_end(redis_process.url, store_process.uri, projections=("portfolio",))
+    (user,) = busiest(client, 1)
+    pf = KeySpace("portfolio")
+    older = client.hgetall(pf.portfolio(user))
+    with EventStore(store_process.uri) as store:
+        trade = {"tradeId": "late-1", "userId": user, "pair": "BTC-USD", "side": "buy", "amount": 0.5, "price": 60000.0,
+                 "amountUsd": 30000.0, "exchange": "binance", "executedAt": "2026-01-09T00:00:00Z"}
+        store.append(f"trades-{user}", [ProposedEvent("TradeExecuted", trade)])
+    run_to_end(redis_process.url, store_process.uri, projections=("portfolio",))
+    client.hset(pf.portfolio(user), mapping={k.decode(): v for k, v in older.items()})  # a failover lost the last write
+
+    report = check_users(client, EventStore(store_process.uri), [user], ["portfolio"])
+
+    counted = next(d for d in report.differences if d.field == "tradeCount")
+    assert counted.event is not None and counted.event.stream == f"trades-{user}"
+    assert "lost writes" in counted.cause and counted.event.position > int(older[b"lastPosition"])
+
+
+def test_a_consistent_store_under_live_appends_reports_no_difference(
+        redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 2000, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    runners = [Runner(config(name, redis_process.url, store_process.uri, exit_when_caught_up=False))
+               for name in USER_PROJECTIONS]
+    threads = [in_thread(r) for r in runners]
+    wait_until(lambda: all(r.caught_up for r in runners), 60, what="the live projectors to catch up")
+    stop = threading.Event()
+
+    def append_live() -> None:  # ~200 appends a second, the same users trading on
+        events = Market(seed=5, users=40, pairs=4, exchanges=2).events(1_000_000)
+        with EventStore(store_process.uri) as store:
+            while not stop.is_set():
+                append_events(store, (next(events) for _ in range(10)), batch_size=1)
+                stop.wait(0.05)
+
+    appender = threading.Thread(target=append_live, daemon=True)
+    appender.start()
+    try:
+        store = EventStore(store_process.uri)
+        users = busiest(client, 30)
+        reports = [check_users(client, store, users) for _ in range(3)]
+    finally:
+        stop.set()
+        appender.join(10)
+        for runner in runners:
+            runner.stop()
+        for thread, errors in threads:
+            thread.join(15)
+            assert errors == []
+    assert [r.differences for r in reports] == [[], [], []]
+    assert all(r.score == 1.0 and r.checked == 3 * len(users) for r in reports)
+    assert checkpoint(client, "portfolio") > 0 and head_for(store_process.uri, "portfolio") > 0
+
+
+def test_the_rolling_sample_covers_every_user(redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 800, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    run_to_end(redis_process.url, store_process.uri, projections=("portfolio",))
+    everyone = users_of(client, "portfolio")
+    size = max(1, len(everyone) // 3)
+    seen: set[str] = set()
+    for _ in range(len(everyone) // size + 1):
+        sample = rolling_sample(client, "portfolio", size)
+        assert len(sample) == size
+        seen.update(sample)
+    assert seen == set(everyone)
