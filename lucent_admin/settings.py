@@ -136,6 +136,12 @@ LUCENT_REBUILD_DIFF_BUDGET = config.env_int("LUCENT_REBUILD_DIFF_BUDGET", 0, 0)
 LUCENT_GENERATION_RETENTION_HOURS = config.env_int("LUCENT_GENERATION_RETENTION_HOURS", 24, 0)
 # Two-person approval: a full rebuild or a rollback waits until a second operator approves it.
 LUCENT_REBUILD_APPROVAL = config.env_bool("LUCENT_REBUILD_APPROVAL", False)
+# Consistency checks: beat checks the next LUCENT_CONSISTENCY_SAMPLE users of each projection (a rolling
+# sample: every user in turn) every LUCENT_CONSISTENCY_EVERY_S seconds (a sample of 0: no scheduled checks);
+# with auto repair, the inconsistent users a scheduled check finds are rebuilt at once.
+LUCENT_CONSISTENCY_SAMPLE = config.env_int("LUCENT_CONSISTENCY_SAMPLE", 25, 0)
+LUCENT_CONSISTENCY_EVERY_S = config.env_int("LUCENT_CONSISTENCY_EVERY_S", 300, 10)
+LUCENT_CONSISTENCY_AUTO_REPAIR = config.env_bool("LUCENT_CONSISTENCY_AUTO_REPAIR", False)
 
 LOGGING = {
     "version": 1,
@@ -151,3 +157,6 @@ CELERY_BEAT_SCHEDULE = {
     "drop-kept-generations": {"task": "lucent.drop_kept_generations", "schedule": 600.0},
     "requeue-orphaned-jobs": {"task": "lucent.requeue_orphaned_jobs", "schedule": 20.0},
 }
+if LUCENT_CONSISTENCY_SAMPLE:
+    CELERY_BEAT_SCHEDULE["consistency-sample"] = {"task": "lucent.scheduled_consistency_check",
+                                                  "schedule": float(LUCENT_CONSISTENCY_EVERY_S)}

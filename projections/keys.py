@@ -229,6 +229,6 @@ def job_lease(job_id: int) -> str:
     return f"{PREFIX}:jobs:{job_id}:lease"
 
 
-def consistency_cursor(projection: str) -> str:
-    """Where the rolling sample of scheduled consistency checks of ``projection`` has got to (a counter)."""
-    return f"{tag(projection)}:consistency-cursor"
+def consistency_cursor() -> str:
+    """Where the rolling sample of scheduled consistency checks has got to (a counter)."""
+    return f"{PREFIX}:consistency:cursor"

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from lucent_admin.console import contexts
-from lucent_admin.console.forms import AcknowledgeForm, RetryParkedForm, UserLookupForm
+from lucent_admin.console.forms import AcknowledgeForm, ConsistencyCheckForm, RetryParkedForm, UserLookupForm
 from lucent_admin.console.permissions import staff_required
 from lucent_admin.operations import actions
 from lucent_admin.operations.actions import Actor, Result
@@ -102,6 +102,36 @@ def rebuild_user(request: HttpRequest) -> HttpResponse:
                                                          f"{user} not rebuilt: {result.message}")
     url = f"{reverse('console:user')}?{urlencode({'user': user})}" if valid else reverse("console:jobs")
     return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else redirect(url)
+
+
+def _to_job(request: HttpRequest, result: Result, failed: str, back: str) -> HttpResponse:
+    """403 for a denied attempt; the job's page when one was queued, else back to ``back`` with the message."""
+    if result.denied:
+        raise PermissionDenied(result.message)
+    (messages.success if result.ok else messages.error)(request, result.message if result.ok else f"{failed}: {result.message}")
+    url = reverse("console:job", args=[result.value["job"]]) if result.ok else back
+    return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else redirect(url)
+
+
+@require_POST
+def check_consistency(request: HttpRequest) -> HttpResponse:
+    form = ConsistencyCheckForm(request.POST)
+    valid = form.is_valid()
+    data = form.cleaned_data if valid else {}
+    scope = data.get("scope", "")
+    user = data.get("user_id") or request.POST.get("user_id", "")[:64]
+    result = actions.do_check_consistency(Actor.of(request.user), data.get("projection", ""),
+                                          [user] if scope == "user" else [], (data.get("sample") or 0) if scope == "sample" else 0,
+                                          scope == "all", invalid="" if valid else _form_errors(form))
+    back = (f"{reverse('console:user')}?{urlencode({'user': user})}" if request.POST.get("scope") == "user" and user
+            else reverse("console:consistency"))
+    return _to_job(request, result, "Consistency not checked", back)
+
+
+@require_POST
+def repair(request: HttpRequest, job_id: int) -> HttpResponse:
+    result = actions.do_repair(Actor.of(request.user), job_id)
+    return _to_job(request, result, "Not repaired", reverse("console:job", args=[job_id]))
 
 
 @require_POST

@@ -13,8 +13,8 @@ from typing import Any
 from lucent_admin.bootstrap import queries as q
 from lucent_admin.bootstrap import redis_client
 from lucent_admin.console.charts import sparkline
+from lucent_admin.console.jobs import job_row, latest_scores
 from lucent_admin.operations.actions import GENERATION_KINDS
-from lucent_admin.operations.jobs import AWAITING_DECISION
 from lucent_admin.operations.models import Job
 from projections.maintenance.generations import kept_generation
 from projections.queries import ProjectionState, ProjectionStatus
@@ -69,9 +69,10 @@ def _common(s: ProjectionStatus) -> dict[str, Any]:
 def projection_tiles(params: Params) -> dict[str, Any]:
     now = now_ms()
     tiles = []
+    scores = latest_scores()
     for s in q().projection_status():
         spark, lag_max = sparkline(q().lag_history(s.projection, now), now)
-        tiles.append({**_common(s), "spark": spark, "lag_max": lag_max})
+        tiles.append({**_common(s), "spark": spark, "lag_max": lag_max, "consistency": scores.get(s.projection)})
     return {"tiles": tiles}
 
 
@@ -88,7 +89,7 @@ def projection_details(params: Params) -> dict[str, Any]:
             "parked": q().parked_events(s.projection),
             "kept": kept_generation(redis_client(), s.projection),
             "generation_job": job,
-            "generation_job_row": _job_row(job) if job else None,
+            "generation_job_row": job_row(job) if job else None,
         })
     return {"projections": out}
 
@@ -172,30 +173,3 @@ def user_risk(params: Params) -> dict[str, Any]:
         return {"found": False}
     return {"found": True, "r": profile, "concentration_pct": profile.concentration * 100,
             "alerts": [_alert(a) for a in [*profile.active_alerts, *profile.acknowledged_alerts]]}
-
-
-# -- jobs ------------------------------------------------------------------------------------
-
-def _job_row(job: Job) -> dict[str, Any]:
-    return {"job": job, "percent": None if job.fraction is None else job.fraction * 100}
-
-
-def jobs(params: Params) -> dict[str, Any]:
-    return {"rows": [_job_row(j) for j in Job.objects.all()[:50]]}
-
-
-def user_jobs(params: Params) -> dict[str, Any]:
-    user = params["user"]
-    mine = [j for j in Job.objects.filter(kind=Job.Kind.REBUILD_USERS, target__contains=user)[:20]
-            if user in j.params.get("users", ())]
-    return {"user": user, "rows": [_job_row(j) for j in mine[:5]]}
-
-
-def job_detail(params: Params) -> dict[str, Any]:
-    ident = str(params["job"])
-    job = Job.objects.filter(pk=int(ident)).first() if ident.isdigit() else None
-    if job is None:
-        return {"found": False, "job_id": params["job"]}
-    awaiting = job.state == Job.State.RUNNING and job.phase.startswith(AWAITING_DECISION)
-    return {"found": True, "job": job, "row": _job_row(job), "events": list(job.events.all()), "awaiting_decision": awaiting,
-            "users": job.result.get("users", {})}

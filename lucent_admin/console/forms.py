@@ -41,3 +41,31 @@ class AuditFilterForm(forms.Form):
     action = forms.CharField(required=False, max_length=64)
     outcome = forms.ChoiceField(required=False, choices=[("", "any outcome"), ("ok", "ok"), ("denied", "denied"), ("failed", "failed")])
     q = forms.CharField(required=False, max_length=200, label="Target contains")
+
+
+class ConsistencyCheckForm(forms.Form):
+    """Check consistency: one user, a rolling sample, or everything; in one projection or all of them."""
+
+    SCOPES = [("user", "one user"), ("sample", "a sample"), ("all", "everything")]
+
+    scope = forms.ChoiceField(choices=SCOPES, error_messages={"invalid_choice": "Scope must be user, sample or all."})
+    projection = forms.ChoiceField(required=False, choices=[("", "every projection")],
+                                   error_messages={"invalid_choice": "Projection must be one with user read models."})
+    user_id = forms.CharField(required=False, max_length=64, validators=[identifier("User id")])
+    sample = forms.IntegerField(required=False, min_value=1, max_value=10_000,
+                                error_messages={"min_value": "Sample must be at least 1 user.",
+                                                "max_value": "Sample must be at most 10,000 users."})
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from projections.maintenance.user_rebuild import user_projections
+
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["projection"].choices = [("", "every projection"), *((p, p) for p in user_projections())]  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean() or {}
+        if data.get("scope") == "user" and not data.get("user_id"):
+            self.add_error("user_id", "Give the user id to check.")
+        if data.get("scope") == "sample" and not data.get("sample"):
+            self.add_error("sample", "Give how many users to check.")
+        return data

@@ -23,5 +23,8 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", actions.cancel_job, name="job-cancel"),
     path("jobs/<int:job_id>/approve/", actions.approve_job, name="job-approve"),
     path("jobs/<int:job_id>/flip-anyway/", actions.flip_anyway, name="job-flip-anyway"),
+    path("jobs/<int:job_id>/repair/", actions.repair, name="job-repair"),
+    path("consistency/", views.consistency, name="consistency"),
+    path("consistency/check/", actions.check_consistency, name="check-consistency"),
     path("audit/", views.audit, name="audit"),
 ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -16,6 +17,7 @@ from lucent_admin.operations import actions
 from lucent_admin.operations.actions import Actor
 from lucent_admin.operations.models import AuditEntry, Job
 from projections.maintenance.plan import plan_rebuild
+from projections.maintenance.user_rebuild import user_projections
 from projections.readmodels import PROJECTIONS
 
 AUDIT_PAGE_SIZE = 50
@@ -96,7 +98,14 @@ def rebuild(request: HttpRequest, projection: str) -> HttpResponse:
 
 @staff_required
 def projections(request: HttpRequest) -> HttpResponse:
-    return _page(request, "projections", "Projections")
+    return _page(request, "projections", "Projections", tools="console/tools/consistency.html",
+                 sample=settings.LUCENT_CONSISTENCY_SAMPLE or 25, check_projections=user_projections())
+
+
+@staff_required
+def consistency(request: HttpRequest) -> HttpResponse:
+    return _page(request, "consistency", "Consistency", tools="console/tools/consistency.html",
+                 sample=settings.LUCENT_CONSISTENCY_SAMPLE or 25, check_projections=user_projections())
 
 
 @staff_required

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
-from lucent_admin.console import contexts
+from lucent_admin.console import contexts, jobs
 from projections.readmodels import PROJECTIONS
 
 Params = Mapping[str, str]
@@ -63,10 +63,12 @@ WIDGETS: dict[str, Widget] = {
                ("portfolio", "leaderboards", "jobs"), about_the_user, needs=("user",)),
         Widget("user-risk", "console/widgets/user_risk.html", contexts.user_risk, ("risk", "jobs"), about_the_user,
                needs=("user",)),
-        Widget("jobs", "console/widgets/jobs.html", contexts.jobs, ("jobs",)),
-        Widget("user-jobs", "console/widgets/user_jobs.html", contexts.user_jobs, ("jobs",), about_the_user,
+        Widget("jobs", "console/widgets/jobs.html", jobs.jobs, ("jobs",)),
+        Widget("user-jobs", "console/widgets/user_jobs.html", jobs.user_jobs, ("jobs",), about_the_user,
                needs=("user",)),
-        Widget("job", "console/widgets/job.html", contexts.job_detail, ("jobs",), about_the_job, needs=("job",)),
+        Widget("job", "console/widgets/job.html", jobs.job_detail, ("jobs",), about_the_job, needs=("job",)),
+        Widget("consistency-scores", "console/widgets/consistency_scores.html", jobs.consistency_scores, ("jobs",)),
+        Widget("consistency-reports", "console/widgets/consistency_reports.html", jobs.consistency_reports, ("jobs",)),
         Widget("projection-details", "console/widgets/projection_details.html", contexts.projection_details,
                (*PROJECTIONS, "jobs")),
     )
@@ -80,6 +82,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "user": ("user-portfolio", "user-risk", "user-jobs"),
     "projections": ("projection-details",),
     "jobs": ("jobs",),
+    "consistency": ("consistency-scores", "consistency-reports"),
     "job": ("job",),
 }
 

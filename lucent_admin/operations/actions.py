@@ -95,6 +95,8 @@ ROLLBACK = Action("rebuild.rollback", "operations.run_rebuild")
 DROP_GENERATION = Action("rebuild.drop", "operations.run_rebuild")
 CANCEL_JOB = Action("job.cancel", "operations.run_rebuild")
 APPROVE_JOB = Action("job.approve", "operations.approve_job")
+CHECK_CONSISTENCY = Action("consistency.check", "operations.run_consistency_check")
+REPAIR = Action("consistency.repair", "operations.run_rebuild")
 SIGN_IN = Action("auth.login", "")
 SIGN_OUT = Action("auth.logout", "")
 
@@ -192,24 +194,15 @@ MAX_USERS_PER_JOB = 10_000
 def do_rebuild_users(actor: Actor, users: list[str], invalid: str = "") -> Result:
     """Queue a per-user rebuild of ``users`` (a job). Asking again while the same one is queued or
     running answers with that job instead of a second one."""
-    from lucent_admin.operations import jobs
     from lucent_admin.operations.models import Job
 
     wanted = list(dict.fromkeys(users))  # keep the order, drop repeats
-    if not invalid and not wanted:
-        invalid = "users: give at least one user id"
-    if not invalid and len(wanted) > MAX_USERS_PER_JOB:
-        invalid = f"users: at most {MAX_USERS_PER_JOB:,} users per job, got {len(wanted):,}; split the list"
-    bad = [u for u in wanted if not is_identifier(u)]
-    if not invalid and bad:
-        invalid = f"users: {bad[0]!r} is not a user id (1-64 characters of letters, digits, '_', '.', '-')"
+    invalid = invalid or _users_invalid(wanted)
     target = ",".join(wanted)[:200]
 
     def call() -> dict[str, Any]:
-        running = Job.objects.filter(kind=Job.Kind.REBUILD_USERS, target=target,
-                                     state__in=[Job.State.QUEUED, Job.State.RUNNING]).first()
-        job = running or jobs.create(Job.Kind.REBUILD_USERS, target, {"users": wanted}, actor.name, len(wanted), "users")
-        return {"job": job.pk, "again": running is not None}
+        job, again = _single(Job.Kind.REBUILD_USERS, target, {"users": wanted}, actor, len(wanted))
+        return {"job": job.pk, "again": again}
 
     result = perform(actor, REBUILD_USERS, target, call, "", invalid, users=len(wanted))
     if result.ok:
@@ -218,6 +211,94 @@ def do_rebuild_users(actor: Actor, users: list[str], invalid: str = "") -> Resul
         message = (f"The rebuild of {names} is already job {job_id}." if again
                    else f"Rebuild of {names} queued as job {job_id}.")
         return Result(result.outcome, message, result.value, result.params)
+    return result
+
+
+def _users_invalid(users: list[str]) -> str:
+    """What is wrong with a list of user ids, naming the field; empty when nothing is."""
+    if not users:
+        return "users: give at least one user id"
+    if len(users) > MAX_USERS_PER_JOB:
+        return f"users: at most {MAX_USERS_PER_JOB:,} users per job, got {len(users):,}; split the list"
+    bad = [u for u in users if not is_identifier(u)]
+    if bad:
+        return f"users: {bad[0]!r} is not a user id (1-64 characters of letters, digits, '_', '.', '-')"
+    return ""
+
+
+def _single(kind: str, target: str, params: dict[str, Any], actor: Actor, total: int | None) -> tuple[Any, bool]:
+    """The job of ``kind`` on ``target`` queued or running already (True), else a new one (False)."""
+    from lucent_admin.operations import jobs
+    from lucent_admin.operations.models import Job
+
+    running = Job.objects.filter(kind=kind, target=target[:200], state__in=[Job.State.QUEUED, Job.State.RUNNING]).first()
+    if running is not None:
+        return running, True
+    return jobs.create(kind, target, params, actor.name, total, "users"), False
+
+
+MAX_SAMPLE = 10_000
+
+
+def do_check_consistency(actor: Actor, projection: str = "", users: list[str] | None = None, sample: int = 0,
+                         everything: bool = False, repair: bool = False, scheduled: bool = False,
+                         invalid: str = "") -> Result:
+    """Queue a consistency check (a job) of ``users``, of a rolling ``sample`` of each projection's users, or of
+    ``everything``; in ``projection`` only, or in every projection with user entities. With ``repair``, the
+    inconsistent users it finds are rebuilt (a per-user rebuild job) when it ends. Asking again while the same
+    check is queued or running answers with that job."""
+    from lucent_admin.operations.models import Job
+    from projections.maintenance.user_rebuild import user_projections
+
+    wanted = list(dict.fromkeys(users or []))
+    if not invalid and projection and projection not in user_projections():
+        invalid = f"projection: must be one of {', '.join(user_projections())} (or none: all of them)"
+    if not invalid and sum((bool(wanted), bool(sample), everything)) != 1:
+        invalid = "scope: give users, a sample size or everything (one of them)"
+    if not invalid and wanted:
+        invalid = _users_invalid(wanted)
+    if not invalid and sample and not 0 < sample <= MAX_SAMPLE:
+        invalid = f"sample: between 1 and {MAX_SAMPLE:,} users, got {sample:,}"
+    where = f" in {projection}" if projection else ""
+    scope = (wanted[0] if len(wanted) == 1 else f"{len(wanted):,} users") if wanted else (
+        f"a sample of {sample:,}" if sample else "everything")
+    target = f"{scope}{where}" if not wanted else ",".join(wanted)[:180] + where
+    params = {"projection": projection, "users": wanted, "sample": sample, "everything": everything, "repair": repair,
+              "scheduled": scheduled}
+
+    def call() -> dict[str, Any]:
+        job, again = _single(Job.Kind.CONSISTENCY_CHECK, target, params, actor, len(wanted) or None)
+        return {"job": job.pk, "again": again}
+
+    result = perform(actor, CHECK_CONSISTENCY, target, call, "", invalid, scope=scope, repair=repair)
+    if result.ok:
+        job_id = result.value["job"]
+        message = (f"The consistency check of {scope}{where} is already job {job_id}." if result.value["again"]
+                   else f"Consistency check of {scope}{where} queued as job {job_id}.")
+        return Result(result.outcome, message, result.value, result.params)
+    return result
+
+
+def do_repair(actor: Actor, job_id: int) -> Result:
+    """Queue a per-user rebuild of the users consistency check ``job_id`` found inconsistent."""
+    from lucent_admin.operations.models import Job
+
+    job = Job.objects.filter(pk=job_id, kind=Job.Kind.CONSISTENCY_CHECK).first()
+    users: list[str] = list(job.result.get("users_to_repair", [])) if job is not None else []
+    invalid = (f"job: there is no consistency check {job_id}" if job is None else
+               f"job: consistency check {job_id} is {job.state}; repair once it has finished" if not job.finished else
+               f"job: consistency check {job_id} found no user to repair" if not users else "")
+
+    def call() -> dict[str, Any]:
+        repair, again = _single(Job.Kind.REBUILD_USERS, ",".join(users)[:200], {"users": users, "repairs": job_id},
+                                actor, len(users))
+        return {"job": repair.pk, "again": again}
+
+    result = perform(actor, REPAIR, f"job {job_id}", call, "", invalid, users=len(users))
+    if result.ok:
+        names = users[0] if len(users) == 1 else f"{len(users):,} users"
+        return Result(result.outcome, f"Repair of {names} queued as job {result.value['job']} (a per-user rebuild).",
+                      result.value, result.params)
     return result
 
 

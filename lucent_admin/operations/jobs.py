@@ -37,6 +37,7 @@ from lucent_admin import bootstrap
 from lucent_admin.operations.models import Job, JobEvent
 from projections import keys
 from projections.errors import Fenced, JobCancelled, ProjectionError
+from projections.maintenance.consistency import Report, check_all, check_sample, check_users
 from projections.maintenance.control import Control
 from projections.maintenance.generations import (
     Sample,
@@ -342,6 +343,42 @@ def _drop(job: Job, control: JobControl) -> dict[str, Any]:
     return {"dropped": dropped, "summary": f"dropped generation {generation} of {projection}: {dropped:,} keys"}
 
 
+def _check(job: Job, control: JobControl) -> dict[str, Any]:
+    """A consistency check (read only: a redelivered one starts again); a repair job after it if asked."""
+    from lucent_admin.operations.actions import Actor, do_rebuild_users
+
+    params, client, store = job.params, bootstrap.redis_client(), bootstrap.event_store()
+    names = [params["projection"]] if params.get("projection") else None
+    report: Report
+    if params.get("users"):
+        report = check_users(client, store, params["users"], names, control)
+    elif params.get("sample"):
+        report = check_sample(client, store, int(params["sample"]), names, control)
+    else:
+        report = check_all(client, store, names, control)
+    result = report.as_dict()
+    repair = bool(params.get("repair")) or (bool(params.get("scheduled")) and bool(settings.LUCENT_CONSISTENCY_AUTO_REPAIR))
+    repaired = ""
+    if report.users_to_repair and repair:
+        queued = do_rebuild_users(Actor(f"system: consistency check {job.pk}"), report.users_to_repair)
+        result["repair_job"] = queued.value["job"] if queued.ok else None
+        repaired = f"; repair: {queued.message}"
+    score = "no entity to check" if report.score is None else f"{report.consistent:,} of {report.checked:,} consistent"
+    result["summary"] = (f"{score}, {report.difference_count:,} differences; {len(report.users_to_repair):,} users to "
+                         f"repair{repaired}")
+    return result
+
+
+def schedule_consistency_check() -> int | None:
+    """Queue the scheduled check of the next rolling sample (as the system); its job id."""
+    from lucent_admin.operations.actions import Actor, do_check_consistency
+
+    if not settings.LUCENT_CONSISTENCY_SAMPLE:
+        return None
+    queued = do_check_consistency(Actor("system: schedule"), sample=int(settings.LUCENT_CONSISTENCY_SAMPLE), scheduled=True)
+    return int(queued.value["job"]) if queued.ok else None
+
+
 class _Unstoppable(Control):
     def report(self, done: int, total: int | None, phase: str = "") -> None:
         return None
@@ -368,4 +405,5 @@ ENGINES: dict[str, Callable[[Job, JobControl], dict[str, Any]]] = {
     Job.Kind.REBUILD: _rebuild,
     Job.Kind.ROLLBACK: _rollback,
     Job.Kind.DROP_GENERATION: _drop,
+    Job.Kind.CONSISTENCY_CHECK: _check,
 }

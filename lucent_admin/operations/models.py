@@ -30,6 +30,7 @@ class AuditEntry(models.Model):
             ("run_rebuild", "Can rebuild read models"),
             ("resync_projection", "Can make a running projector drop its state and resubscribe"),
             ("approve_job", "Can approve another operator's rebuild (two-person approval)"),
+            ("run_consistency_check", "Can run consistency checks"),
         ]
 
     def __str__(self) -> str:
@@ -44,6 +45,7 @@ class Job(models.Model):
         REBUILD = "rebuild", "Full rebuild"
         ROLLBACK = "rollback", "Rollback"
         DROP_GENERATION = "drop-generation", "Drop a generation"
+        CONSISTENCY_CHECK = "consistency-check", "Consistency check"
 
     class State(models.TextChoices):
         PENDING_APPROVAL = "pending approval", "Pending approval"

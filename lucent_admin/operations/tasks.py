@@ -36,6 +36,12 @@ def drop_kept_generations() -> list[int]:
     return jobs.drop_expired_generations()
 
 
+@shared_task(name="lucent.scheduled_consistency_check", ignore_result=True)
+def scheduled_consistency_check() -> int | None:
+    """Queue the check of the next rolling sample of users (scheduled by beat); the job's id."""
+    return jobs.schedule_consistency_check()
+
+
 @shared_task(name="lucent.sample_lag", ignore_result=True)
 def sample_lag() -> None:
     """Record each projection's lag for the overview's lag chart (scheduled by beat)."""

@@ -133,7 +133,7 @@ class Report:
             return
         self.difference_count += len(entity.differences)
         self.differences.extend(entity.differences[: max(0, KEPT - len(self.differences))])
-        if entity.user not in self.users_to_repair:
+        if entity.user and entity.user not in self.users_to_repair:
             self.users_to_repair.append(entity.user)
 
     def as_dict(self) -> dict[str, Any]:
@@ -146,17 +146,47 @@ class Report:
 def check_users(client: redis.Redis, store: EventStore, users: Sequence[str], projections: Sequence[str] | None = None,
                 control: Control | None = None, scope: str = "") -> Report:
     """Check each of ``users`` in ``projections`` (default: every projection with user entities)."""
-    control = control or Unattended()
     names = list(projections) if projections else list(user_projections())
-    report = Report(scope or f"{len(users):,} users", names)
+    return _checked(client, store, [(user, names) for user in users], names, control,
+                    scope or (users[0] if len(users) == 1 else f"{len(users):,} users"))
+
+
+def check_sample(client: redis.Redis, store: EventStore, size: int, projections: Sequence[str] | None = None,
+                 control: Control | None = None) -> Report:
+    """The next ``size`` users of the rolling sample (:func:`rolling_sample`): repeated samples cover every user."""
+    names = list(projections) if projections else list(user_projections())
+    report = _checked(client, store, [(u, names) for u in rolling_sample(client, size)], names, control,
+                      f"a sample of {size:,} users")
+    return _with_emptied(client, report)
+
+
+def check_all(client: redis.Redis, store: EventStore, projections: Sequence[str] | None = None,
+              control: Control | None = None) -> Report:
+    """Every user any projection knows of (:func:`known_users`)."""
+    names = list(projections) if projections else list(user_projections())
+    return _with_emptied(client, _checked(client, store, [(u, names) for u in known_users(client)], names, control,
+                                          "every user"))
+
+
+def _with_emptied(client: redis.Redis, report: Report) -> Report:
+    """Count each emptied projection (:func:`emptied`) as one inconsistent entity of the report."""
+    for difference in emptied(client, report.projections):
+        report.add(EntityCheck(difference.projection, "", 0, "", 0, (difference,)))
+    return report
+
+
+def _checked(client: redis.Redis, store: EventStore, work: Sequence[tuple[str, Sequence[str]]], names: list[str],
+             control: Control | None, scope: str) -> Report:
+    control = control or Unattended()
+    report = Report(scope, names)
     started = time.monotonic()
-    for i, user in enumerate(users):
+    for i, (user, projections) in enumerate(work):
         check(control)
-        control.report(i, len(users), f"checking {user}")
-        for entity in check_user(client, store, user, names):
+        control.report(i, len(work), f"checking {user}")
+        for entity in check_user(client, store, user, projections):
             report.add(entity)
     report.seconds = round(time.monotonic() - started, 3)
-    control.report(len(users), len(users), f"checked {len(users):,} users")
+    control.report(len(work), len(work), f"checked {len(work):,} users")
     return report
 
 
@@ -250,10 +280,18 @@ def _explained(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, fold: 
 
 
 def _cause(kind: str, event: Envelope | None, at: int, checkpoint: int, parked: list[dict[str, Any]], last: str) -> str:
-    if parked:
-        first = parked[0]
-        return (f"event {first.get('eventId', '?')} of this user ({first.get('type', '?')} at {first.get('position', '?')}) "
-                f"is parked: {first.get('reason', '')}; a poison event may have damaged this user")
+    """The likely cause, in words; a parked event of the user after the event behind it is named too (the replay
+    skips it as the projector did, so it explains a difference only if it was applied since, or damaged state)."""
+    cause = _likely(kind, event, at, checkpoint, last)
+    later = [p for p in parked if event is None or int(p.get("position") or 0) > event.position]
+    if later:
+        first = later[0]
+        cause += (f"; note: event {first.get('eventId', '?')} of this user ({first.get('type', '?')} at "
+                  f"{first.get('position', '?')}) is parked ({first.get('reason', '')}): a poison event may have damaged it")
+    return cause
+
+
+def _likely(kind: str, event: Envelope | None, at: int, checkpoint: int, last: str) -> str:
     if kind == MISSING_KEY and not last and checkpoint:
         return (f"keys missing while the checkpoint is intact (at {checkpoint}): evicted under maxmemory, flushed, "
                 "or lost in a failover")
@@ -330,12 +368,38 @@ def users_of(client: redis.Redis, projection: str) -> list[str]:
     return sorted(name for name in found if ":" not in name)  # not the user's other hashes (positions, ...)
 
 
-def rolling_sample(client: redis.Redis, projection: str, size: int) -> list[str]:
-    """The next ``size`` users of ``projection`` in a rolling order (a cursor kept in Redis), so that
-    repeated samples cover every user."""
-    users = users_of(client, projection)
+def known_users(client: redis.Redis) -> list[str]:
+    """Every user any projection knows of: an entity hash in one of them, or a member of a user ranking. A user
+    whose keys one projection lost is still found through the others."""
+    found: set[str] = set()
+    for projection in user_projections():
+        found.update(users_of(client, projection))
+    rankings = [live_keyspace(client, "portfolio").portfolio_values(), live_keyspace(client, "risk").user_risk_scores()]
+    for key in rankings:
+        found.update(text(member) for member in client.zrange(key, 0, -1))  # type: ignore[union-attr]  # sync client
+    return sorted(found)
+
+
+def rolling_sample(client: redis.Redis, size: int) -> list[str]:
+    """The next ``size`` known users in a rolling order (a cursor kept in Redis), so that repeated samples cover
+    every user."""
+    users = known_users(client)
     if not users or size <= 0:
         return []
-    cursor = keys.consistency_cursor(projection)
-    start = int(client.incrby(cursor, size)) - size  # type: ignore[arg-type]  # sync client
+    start = int(client.incrby(keys.consistency_cursor(), size)) - size  # type: ignore[arg-type]  # sync client
     return [users[(start + i) % len(users)] for i in range(min(size, len(users)))]
+
+
+def emptied(client: redis.Redis, projections: Sequence[str]) -> list[Difference]:
+    """A projection whose checkpoint stands past events while it holds no user entity at all: its read models
+    were emptied (a flush, eviction, a failover) and the checkpoint survived — a projector would not refold them."""
+    out = []
+    for projection in projections:
+        ks = live_keyspace(client, projection)
+        checkpoint = int(text(client.get(ks.checkpoint)) or 0)
+        if checkpoint and not users_of(client, projection):
+            out.append(Difference(projection, "", ks.name_of(model(projection).main_key(ks, ("user", "*"))), "",
+                                  MISSING_KEY, "every user's entity", "",
+                                  f"read models missing while the checkpoint is intact (at {checkpoint}): Redis was "
+                                  "emptied or evicted and the checkpoint survived; rebuild the projection"))
+    return out

@@ -10,6 +10,7 @@ change     signed percentage, 2 decimals          +1.25%
 percent    percentage, 2 decimals                 45.00%
 count      whole number, thousands separators     1,204
 score      2 decimals                             7.25
+consistency percentage, 2 decimals, rounded down     99.98% (100.00% only when all is)
 seconds    1 decimal and "s"                      1.5 s
 rate       whole number per second                1,250/s
 =========  =====================================  ==============
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 from django import template
 
@@ -67,3 +69,12 @@ count = _kind("count", lambda v: f"{int(v):,}")
 score = _kind("score", lambda v: f"{v:.2f}")
 seconds = _kind("seconds", lambda v: f"{v:.1f} s")
 rate = _kind("rate", lambda v: f"{v:,.0f}/s")
+consistency = _kind("consistency", lambda v: f"{math.floor(v * 10_000) / 100:.2f}%")
+
+
+@register.filter
+def epoch_ms(value: object) -> datetime | None:
+    """Milliseconds since the epoch as a UTC datetime (for the ``date`` filter); None when missing."""
+    if _missing(value) or not str(value).lstrip("-").isdigit():
+        return None
+    return datetime.fromtimestamp(int(str(value)) / 1000, tz=timezone.utc)

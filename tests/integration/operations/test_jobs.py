@@ -107,7 +107,7 @@ def test_the_user_page_rebuilds_the_user_and_the_jobs_pages_show_it(client: Clie
     user = projected.top_portfolios(1)[0].user_id
     client.force_login(ops)
     page = client.get("/user/", {"user": user}).content.decode()
-    assert "Rebuild this user" in page and "This user has not been rebuilt." in page
+    assert "Rebuild this user" in page and "This user has not been rebuilt or checked." in page
     response = client.post("/user/rebuild/", {"user_id": user}, follow=True)
     assert f"Rebuild of {user} queued as job".encode() in response.content
     job_id = Job.objects.get().pk

@@ -1,0 +1,38 @@
+// Charts drawn with the vendored uPlot from data in the page (no inline script): an element with
+// data-trend holds {"x": [epoch seconds], "series": {name: [score 0..1 or null]}}; it is drawn when
+// the page loads and again whenever a live push swaps it in.
+(function () {
+  var COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea"];
+
+  function percent(v) { return v == null ? null : Math.floor(v * 10000) / 100; }
+
+  function draw(el) {
+    if (el.dataset.drawn === "1" || typeof uPlot === "undefined") return;
+    var data = JSON.parse(el.dataset.trend);
+    var names = Object.keys(data.series);
+    var rows = [data.x].concat(names.map(function (n) { return data.series[n].map(percent); }));
+    var low = 100;
+    rows.slice(1).forEach(function (r) { r.forEach(function (v) { if (v != null && v < low) low = v; }); });
+    var opts = {
+      width: Math.max(320, el.clientWidth || 640), height: 220,
+      scales: { y: { range: [Math.max(0, Math.floor(low) - 1), 100] } },
+      series: [{ label: "checked (UTC)" }].concat(names.map(function (n, i) {
+        return { label: n, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true, points: { show: true },
+                 value: function (u, v) { return v == null ? "—" : v.toFixed(2) + "%"; } };
+      })),
+      axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return v + "%"; }); } }]
+    };
+    el.textContent = "";
+    new uPlot(opts, rows, el);
+    el.dataset.drawn = "1";
+  }
+
+  function scan(root) {
+    if (!root || !root.querySelectorAll) return;
+    if (root.dataset && root.dataset.trend) draw(root);
+    root.querySelectorAll("[data-trend]").forEach(draw);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { scan(document); });
+  document.addEventListener("htmx:load", function (e) { scan(e.target); });
+})();
