@@ -21,6 +21,7 @@ Params = Any
 TREND_DAYS = 7
 TREND_POINTS = 500  # checks drawn at most (the newest)
 USER_JOB_KINDS = (Job.Kind.REBUILD_USERS, Job.Kind.CONSISTENCY_CHECK)
+RECENT_USER_JOBS = 200  # the newest per-user jobs looked through for a user's page
 
 
 def job_row(job: Job) -> dict[str, Any]:
@@ -32,13 +33,14 @@ def jobs(params: Params) -> dict[str, Any]:
 
 
 def user_jobs(params: Params) -> dict[str, Any]:
-    """The per-user rebuilds and the consistency checks that named the user."""
+    """The per-user rebuilds and the consistency checks that named the user or found it inconsistent."""
     user = params["user"]
-    mine = [j for j in Job.objects.filter(kind__in=USER_JOB_KINDS, target__contains=user)[:20]
-            if user in j.params.get("users", ())]
+    mine = [j for j in Job.objects.filter(kind__in=USER_JOB_KINDS)[:RECENT_USER_JOBS]
+            if user in j.params.get("users", ()) or user in j.result.get("users_to_repair", ())]
     checks = [j for j in mine if j.kind == Job.Kind.CONSISTENCY_CHECK and j.state == Job.State.SUCCEEDED]
-    return {"user": user, "rows": [job_row(j) for j in mine[:5]], "last_check": report_of(checks[0]) if checks else {},
-            "last_check_job": checks[0] if checks else None}
+    last = checks[0] if checks else None
+    differences = [d for d in last.result.get("differences", []) if d.get("user") == user] if last else []
+    return {"user": user, "rows": [job_row(j) for j in mine[:5]], "last_check_job": last, "differences": differences}
 
 
 def job_detail(params: Params) -> dict[str, Any]:
@@ -74,7 +76,9 @@ def trend() -> dict[str, Any]:
     (x: seconds since the epoch; a projection a check did not cover is null there)."""
     checks = sorted(_finished_checks(), key=lambda j: j.finished_at)
     names = list(user_projections())
-    return {"x": [int(j.finished_at.timestamp()) for j in checks],
+    now = timezone.now()
+    return {"from": int((now - timedelta(days=TREND_DAYS)).timestamp()), "to": int(now.timestamp()),
+            "x": [int(j.finished_at.timestamp()) for j in checks],
             "series": {name: [j.result.get("scores", {}).get(name) for j in checks] for name in names}}
 
 

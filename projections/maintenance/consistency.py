@@ -296,13 +296,13 @@ def _likely(kind: str, event: Envelope | None, at: int, checkpoint: int, last: s
         return (f"keys missing while the checkpoint is intact (at {checkpoint}): evicted under maxmemory, flushed, "
                 "or lost in a failover")
     if event is not None and event.position > at:
-        return (f"the checkpoint passed event {event.event_id} at {event.position} but Redis stands at {at or 'nothing'}: "
-                "lost writes (a failover, or keys restored from an older copy)")
+        return (f"the checkpoint passed the event at {event.position} but Redis stands at {at or 'nothing'}: lost writes "
+                "(a failover, or keys restored from an older copy)")
     if kind in (EXTRA_KEY, MEMBER_EXTRA) and event is None:
         return "no event of this user puts it there: an outside writer, or a leftover the projector did not remove"
     if event is not None:
-        return (f"no event of this user touched it after {event.event_id} at {event.position}, which the read model "
-                "applied: an outside writer changed it")
+        return (f"no event of this user touched it after the one at {event.position}, which the read model applied: "
+                "an outside writer changed it")
     return "no event of this user sets it: an outside writer"
 
 

@@ -1,8 +1,9 @@
 // Charts drawn with the vendored uPlot from data in the page (no inline script): an element with
-// data-trend holds {"x": [epoch seconds], "series": {name: [score 0..1 or null]}}; it is drawn when
-// the page loads and again whenever a live push swaps it in.
+// data-trend holds {"from": s, "to": s, "x": [epoch seconds], "series": {name: [score 0..1 or null]}};
+// it is drawn over [from, to] when the page loads and again whenever a live push swaps it in.
 (function () {
-  var COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea"];
+  var COLORS = ["#60a5fa", "#f87171", "#4ade80", "#c084fc"];
+  var AXIS = { stroke: "#9aa4b2", grid: { stroke: "#2a3340" }, ticks: { stroke: "#2a3340" } };
 
   function percent(v) { return v == null ? null : Math.floor(v * 10000) / 100; }
 
@@ -15,12 +16,14 @@
     rows.slice(1).forEach(function (r) { r.forEach(function (v) { if (v != null && v < low) low = v; }); });
     var opts = {
       width: Math.max(320, el.clientWidth || 640), height: 220,
-      scales: { y: { range: [Math.max(0, Math.floor(low) - 1), 100] } },
+      scales: { x: { time: true, range: [data.from, data.to] }, y: { range: [Math.max(0, Math.floor(low) - 1), 100] } },
+      legend: { live: false },
       series: [{ label: "checked (UTC)" }].concat(names.map(function (n, i) {
         return { label: n, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true, points: { show: true },
                  value: function (u, v) { return v == null ? "—" : v.toFixed(2) + "%"; } };
       })),
-      axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return v + "%"; }); } }]
+      axes: [Object.assign({}, AXIS), Object.assign({ values: function (u, vals) {
+        return vals.map(function (v) { return v + "%"; }); } }, AXIS)]
     };
     el.textContent = "";
     new uPlot(opts, rows, el);

@@ -132,6 +132,7 @@ def test_the_pages_show_scores_reports_and_the_differences_explained(client: Cli
     assert f"job {job.pk}" in scores and "data-trend=" in scores and "66.66%" in scores  # 2 of 3 projections clean
     mine = client.get("/user/", {"user": user}).content.decode()
     assert "Check consistency" in mine and "Latest consistency check" in mine and "tradeCount" in mine
+    assert "1 difference in this user" in mine
     overview = client.get("/").content.decode()
     assert 'data-field="consistency-score"' in overview
     bad = client.post("/consistency/check/", {"scope": "user"}, follow=True).content.decode()
