@@ -15,6 +15,7 @@ from projections.maintenance.consistency import (
     SCORE_DIFFERS,
     VALUE_DIFFERS,
     Difference,
+    check_sample,
     check_users,
     known_users,
     rolling_sample,
@@ -161,3 +162,56 @@ def test_the_rolling_sample_covers_every_user(redis_process: RedisProcess, store
         assert len(sample) == size
         seen.update(sample)
     assert seen == set(everyone)
+
+
+def test_keys_evicted_under_maxmemory_are_found_and_a_repair_restores_them(
+        redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 2500, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    run_to_end(redis_process.url, store_process.uri)
+    store = EventStore(store_process.uri)
+    everyone = known_users(client)
+    victims = busiest(client, 3)
+    pf, rk = KeySpace("portfolio"), KeySpace("risk")
+    for user in victims:  # eligible for eviction (volatile-lru evicts only keys with a time to live)
+        client.expire(pf.portfolio(user), 86_400)
+        client.expire(rk.user_risk(user), 86_400)
+    client.config_set("maxmemory-policy", "volatile-lru")
+    client.config_set("maxmemory", str(int(client.info("memory")["used_memory"]) + 2**20))
+    try:
+        for i in range(8):  # more than the limit: Redis evicts the volatile keys, then refuses
+            client.set(f"filler:{i}", b"x" * 2**19)
+    except redis.exceptions.OutOfMemoryError:
+        pass
+    finally:
+        client.config_set("maxmemory", "0")
+        client.delete(*[f"filler:{i}" for i in range(8)])
+    assert not any(client.exists(pf.portfolio(u), rk.user_risk(u)) for u in victims), "Redis must have evicted them"
+
+    report = check_users(client, store, everyone)
+
+    assert sorted(report.users_to_repair) == sorted(victims)
+    gone = {(d.user, d.key) for d in report.differences if d.kind == MISSING_KEY and d.field == ""}
+    assert gone == {(u, k) for u in victims for k in (f"portfolio:{u}", f"user-risk:{u}")}
+    assert all("checkpoint is intact" in d.cause for d in report.differences if (d.user, d.key) in gone)
+    for user in report.users_to_repair:
+        rebuild_user(client, store, user)
+    assert check_users(client, store, everyone).differences == []
+
+
+def test_a_projection_emptied_while_its_checkpoint_survived_is_reported_as_such(
+        redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 1200, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    run_to_end(redis_process.url, store_process.uri, projections=("risk",))
+    ks = KeySpace("risk")
+    checkpoint = client.get(ks.checkpoint)
+    client.flushdb()  # Redis emptied ...
+    client.set(ks.checkpoint, checkpoint)  # ... and the checkpoint restored (or kept on a replica that survived)
+
+    report = check_sample(client, EventStore(store_process.uri), 10, ["risk"])
+
+    (emptied,) = report.differences
+    assert (emptied.projection, emptied.kind) == ("risk", MISSING_KEY)
+    assert "read models missing while the checkpoint is intact" in emptied.cause
+    assert report.score == 0.0 and report.checked == 1
