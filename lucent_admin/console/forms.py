@@ -57,10 +57,8 @@ class ConsistencyCheckForm(forms.Form):
                                                 "max_value": "Sample must be at most 10,000 users."})
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        from projections.maintenance.user_rebuild import user_projections
-
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["projection"].choices = [("", "every projection"), *((p, p) for p in user_projections())]  # type: ignore[attr-defined]
+        self.fields["projection"].choices = [("", "every projection"), *((p, p) for p in PROJECTIONS)]  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, object]:
         data = super().clean() or {}

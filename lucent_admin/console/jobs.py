@@ -100,4 +100,5 @@ def report_of(job: Job) -> dict[str, Any]:
         return {}
     report = dict(job.result)
     report["shown"] = len(report.get("differences", []))
+    report["rebuild"] = sorted({d["projection"] for d in report.get("differences", []) if not d.get("user")})
     return report

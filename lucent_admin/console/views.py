@@ -99,13 +99,15 @@ def rebuild(request: HttpRequest, projection: str) -> HttpResponse:
 @staff_required
 def projections(request: HttpRequest) -> HttpResponse:
     return _page(request, "projections", "Projections", tools="console/tools/consistency.html",
-                 sample=settings.LUCENT_CONSISTENCY_SAMPLE or 25, check_projections=user_projections())
+                 sample=settings.LUCENT_CONSISTENCY_SAMPLE or 25, check_projections=user_projections(),
+                 all_projections=PROJECTIONS)
 
 
 @staff_required
 def consistency(request: HttpRequest) -> HttpResponse:
     return _page(request, "consistency", "Consistency", tools="console/tools/consistency.html",
-                 sample=settings.LUCENT_CONSISTENCY_SAMPLE or 25, check_projections=user_projections())
+                 sample=settings.LUCENT_CONSISTENCY_SAMPLE or 25, check_projections=user_projections(),
+                 all_projections=PROJECTIONS)
 
 
 @staff_required

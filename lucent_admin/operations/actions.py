@@ -243,16 +243,19 @@ MAX_SAMPLE = 10_000
 def do_check_consistency(actor: Actor, projection: str = "", users: list[str] | None = None, sample: int = 0,
                          everything: bool = False, repair: bool = False, scheduled: bool = False,
                          invalid: str = "") -> Result:
-    """Queue a consistency check (a job) of ``users``, of a rolling ``sample`` of each projection's users, or of
-    ``everything``; in ``projection`` only, or in every projection with user entities. With ``repair``, the
+    """Queue a consistency check (a job) of ``users``, of a rolling ``sample`` of the users, or of ``everything`` (a
+    replay of each projection's whole history, the shared read models included); in ``projection`` only, or in
+    every projection (with user entities, for users and samples). With ``repair``, the
     inconsistent users it finds are rebuilt (a per-user rebuild job) when it ends. Asking again while the same
     check is queued or running answers with that job."""
     from lucent_admin.operations.models import Job
     from projections.maintenance.user_rebuild import user_projections
+    from projections.readmodels import PROJECTIONS
 
     wanted = list(dict.fromkeys(users or []))
-    if not invalid and projection and projection not in user_projections():
-        invalid = f"projection: must be one of {', '.join(user_projections())} (or none: all of them)"
+    allowed = PROJECTIONS if everything else user_projections()  # users and samples: projections with user entities
+    if not invalid and projection and projection not in allowed:
+        invalid = f"projection: must be one of {', '.join(allowed)} (or none: all of them)"
     if not invalid and sum((bool(wanted), bool(sample), everything)) != 1:
         invalid = "scope: give users, a sample size or everything (one of them)"
     if not invalid and wanted:

@@ -37,8 +37,9 @@ from lucent_admin import bootstrap
 from lucent_admin.operations.models import Job, JobEvent
 from projections import keys
 from projections.errors import Fenced, JobCancelled, ProjectionError
-from projections.maintenance.consistency import Report, check_all, check_sample, check_users
+from projections.maintenance.consistency import Report, check_sample, check_users
 from projections.maintenance.control import Control
+from projections.maintenance.full_check import check_everything
 from projections.maintenance.generations import (
     Sample,
     drop_generation,
@@ -355,7 +356,7 @@ def _check(job: Job, control: JobControl) -> dict[str, Any]:
     elif params.get("sample"):
         report = check_sample(client, store, int(params["sample"]), names, control)
     else:
-        report = check_all(client, store, names, control)
+        report = check_everything(client, store, names, control)
     result = report.as_dict()
     repair = bool(params.get("repair")) or (bool(params.get("scheduled")) and bool(settings.LUCENT_CONSISTENCY_AUTO_REPAIR))
     repaired = ""

@@ -160,14 +160,6 @@ def check_sample(client: redis.Redis, store: EventStore, size: int, projections:
     return _with_emptied(client, report)
 
 
-def check_all(client: redis.Redis, store: EventStore, projections: Sequence[str] | None = None,
-              control: Control | None = None) -> Report:
-    """Every user any projection knows of (:func:`known_users`)."""
-    names = list(projections) if projections else list(user_projections())
-    return _with_emptied(client, _checked(client, store, [(u, names) for u in known_users(client)], names, control,
-                                          "every user"))
-
-
 def _with_emptied(client: redis.Redis, report: Report) -> Report:
     """Count each emptied projection (:func:`emptied`) as one inconsistent entity of the report."""
     for difference in emptied(client, report.projections):
@@ -224,8 +216,10 @@ def _check_one(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpac
 Found = tuple[str, str, str, str, str]  # key, field, kind, expected, actual
 
 
-def compare(expected: Rendered, actual: Rendered) -> list[Found]:
-    """Every place where Redis's image of an entity differs from the replay's, with its kind."""
+def compare(expected: Rendered, actual: Rendered, whole_keys: bool = False) -> list[Found]:
+    """Every place where Redis's image differs from the replay's, with its kind. With ``whole_keys`` (the images
+    hold whole sorted sets, not one entity's memberships), a sorted set missing or extra as a whole is one
+    difference of the key."""
     out: list[Found] = []
     for key in sorted({*expected.owned, *actual.owned}):
         want, have = expected.owned.get(key) or {}, actual.owned.get(key) or {}
@@ -240,6 +234,12 @@ def compare(expected: Rendered, actual: Rendered) -> list[Found]:
                        for f in sorted({*want, *have}) if want.get(f) != have.get(f))
     for key in sorted({*expected.zsets, *actual.zsets}):
         want_z, have_z = expected.zsets.get(key, {}), actual.zsets.get(key, {})
+        if whole_keys and not have_z and want_z:
+            out.append((key, "", MISSING_KEY, f"{len(want_z):,} members", ""))
+            continue
+        if whole_keys and not want_z and have_z:
+            out.append((key, "", EXTRA_KEY, "", f"{len(have_z):,} members"))
+            continue
         for member in sorted({*want_z, *have_z}):
             if member not in have_z:
                 out.append((key, member, MEMBER_MISSING, _score(want_z[member]), ""))

@@ -137,3 +137,20 @@ def test_the_pages_show_scores_reports_and_the_differences_explained(client: Cli
     assert 'data-field="consistency-score"' in overview
     bad = client.post("/consistency/check/", {"scope": "user"}, follow=True).content.decode()
     assert "user_id: Give the user id to check." in bad
+
+
+def test_checking_everything_replays_each_projection_shared_read_models_included(
+        projected: Queries, worker, checker, redis_client) -> None:
+    market = run_check(Actor.of(checker), everything=True, projection="market")
+    assert market.state == Job.State.SUCCEEDED and market.result["scores"] == {"market": 1.0}
+    assert market.result["per_projection"]["market"]["checked"] > 1
+    redis_client.zadd(KeySpace("portfolio").portfolio_values(), {"ghost-user": 3.0})
+    everything = run_check(Actor.of(checker), everything=True)
+    assert set(everything.result["scores"]) == {"portfolio", "risk", "market", "leaderboards"}
+    (stray,) = everything.result["differences"]
+    assert (stray["key"], stray["field"], stray["kind"]) == ("portfolio-values", "ghost-user", "ranking member extra")
+    assert everything.result["users_to_repair"] == [] and everything.result["scores"]["portfolio"] < 1.0
+    page = Client()
+    page.force_login(checker)
+    detail = page.get(f"/jobs/{everything.pk}/").content.decode()
+    assert "a full rebuild repairs them" in detail and "/projections/portfolio/rebuild/" in detail

@@ -21,6 +21,7 @@ from projections.maintenance.consistency import (
     rolling_sample,
     users_of,
 )
+from projections.maintenance.full_check import check_everything
 from projections.maintenance.user_rebuild import rebuild_user
 from projections.projector.runner import Runner
 from projections.queries import Queries
@@ -215,3 +216,68 @@ def test_a_projection_emptied_while_its_checkpoint_survived_is_reported_as_such(
     assert (emptied.projection, emptied.kind) == ("risk", MISSING_KEY)
     assert "read models missing while the checkpoint is intact" in emptied.cause
     assert report.score == 0.0 and report.checked == 1
+
+
+def test_a_full_check_compares_every_read_model_including_the_shared_ones(
+        redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 2500, bad_ratio=0.02)  # bad events too: parked by the projector, skipped by the replay
+    client = redis.Redis.from_url(redis_process.url)
+    run_to_end(redis_process.url, store_process.uri)
+    store = EventStore(store_process.uri)
+    clean = check_everything(client, store)
+    assert clean.differences == [] and clean.score == 1.0
+    assert set(clean.per_projection) == {"portfolio", "risk", "market", "leaderboards"}
+    assert all(counts["checked"] > 1 for counts in clean.per_projection.values())
+
+    (user,) = busiest(client, 1)
+    pf, mk = KeySpace("portfolio"), KeySpace("market")
+    client.zadd(pf.portfolio_values(), {"ghost-user": 1.0})  # a stray ranking member no event explains
+    client.hset(pf.portfolio(user), "costBasis", "1.0")
+    pair = next(k for k in map(bytes.decode, client.scan_iter(match=mk.market_pair("*"), _type="hash")))
+    client.hset(pair, "lastPosition", "1")
+    client.delete(mk.volume_24h())
+
+    report = check_everything(client, store)
+
+    found = {(d.projection, d.user, d.key, d.field, d.kind) for d in report.differences}
+    assert ("portfolio", "", "portfolio-values", "ghost-user", MEMBER_EXTRA) in found
+    assert ("portfolio", user, f"portfolio:{user}", "costBasis", VALUE_DIFFERS) in found
+    assert ("market", "", mk.name_of(pair), "lastPosition", VALUE_DIFFERS) in found
+    assert ("market", "", "volume-24h", "", MISSING_KEY) in found
+    assert len(found) == 4 and report.users_to_repair == [user]
+    explained = next(d for d in report.differences if d.user == user)
+    assert explained.event is not None and "outside writer" in explained.cause
+    assert report.per_projection["risk"]["checked"] == report.per_projection["risk"]["consistent"]
+
+
+def test_a_full_check_under_live_appends_reports_no_difference(
+        redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 2000, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    names = ("portfolio", "risk", "market", "leaderboards")
+    runners = [Runner(config(name, redis_process.url, store_process.uri, exit_when_caught_up=False)) for name in names]
+    threads = [in_thread(r) for r in runners]
+    wait_until(lambda: all(r.caught_up for r in runners), 60, what="the live projectors to catch up")
+    stop = threading.Event()
+
+    def append_live() -> None:
+        events = Market(seed=9, users=40, pairs=4, exchanges=2).events(1_000_000)
+        with EventStore(store_process.uri) as store:
+            while not stop.is_set():
+                append_events(store, (next(events) for _ in range(10)), batch_size=1)
+                stop.wait(0.05)
+
+    appender = threading.Thread(target=append_live, daemon=True)
+    appender.start()
+    try:
+        reports = [check_everything(client, EventStore(store_process.uri)) for _ in range(2)]
+    finally:
+        stop.set()
+        appender.join(10)
+        for runner in runners:
+            runner.stop()
+        for thread, errors in threads:
+            thread.join(15)
+            assert errors == []
+    assert [r.differences for r in reports] == [[], []]
+    assert all(r.score == 1.0 for r in reports)

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from lucent_admin.console.templatetags.numbers import consistency
 from lucent_admin.operations import actions
 from lucent_admin.operations.cli import actor_as, follow_job
-from projections.maintenance.user_rebuild import user_projections
+from projections.readmodels import PROJECTIONS
 
 SHOWN = 20  # differences printed (--json prints every one the report kept)
 
@@ -24,11 +24,13 @@ class Command(BaseCommand):
     help = "Compare read models with a replay of their events, field by field, and explain each difference (a job)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--projection", choices=user_projections(), default="", help="one projection (default: all)")
+        parser.add_argument("--projection", choices=PROJECTIONS, default="",
+                            help="one projection (default: all; market only with --all)")
         scope = parser.add_mutually_exclusive_group(required=True)
         scope.add_argument("--user", dest="users", nargs="+", metavar="USER", help="these users")
         scope.add_argument("--sample", type=int, metavar="N", help="the next N users of each projection's rolling sample")
-        scope.add_argument("--all", dest="everything", action="store_true", help="every user")
+        scope.add_argument("--all", dest="everything", action="store_true",
+                           help="everything: each projection's whole history replayed, shared read models included")
         parser.add_argument("--repair", action="store_true", help="rebuild the inconsistent users it finds (a job)")
         parser.add_argument("--json", dest="as_json", action="store_true", help="print the report as JSON")
         parser.add_argument("--as", dest="as_user", default=os.environ.get("LUCENT_OPERATOR_USER", "operator"))

@@ -1,0 +1,275 @@
+"""A full consistency check of one projection: its whole history replayed in memory and compared with the
+live generation, the shared read models (rankings, market tables, indexes) at one atomic cut.
+
+1. *Replay* every event of the projection's types up to the live checkpoint read at the start, in memory, with
+   the same pure folds (``projector/fold.py``; nothing is written).
+2. *Cut*: one MULTI/EXEC reads the live checkpoint C and every shared key (the keys no user entity owns: the
+   replay's and those a SCAN of the live generation finds). The projector commits atomically, so these are
+   Redis at exactly C; the replay then folds the events up to exactly C.
+3. *Compare* the shared keys, field by field and member by member, at C. A user's own keys are read after the
+   cut (a MULTI per chunk of users) and compared where the entity's ``lastPosition`` is the replay's; a user
+   that differs, or that the live projector moved past C meanwhile, gets a per-user check
+   (:func:`~projections.maintenance.consistency.check_user`), which explains each difference by its events.
+
+Live traffic causes no false difference: every comparison is of two states at one position.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from projections import keys
+from projections.errors import BadEvent
+from projections.events import DomainEvent, Ignored, decode
+from projections.eventstore import EventStore
+from projections.keys import KeySpace
+from projections.maintenance.consistency import (
+    EXTRA_KEY,
+    MEMBER_EXTRA,
+    MEMBER_MISSING,
+    MISSING_KEY,
+    Difference,
+    EntityCheck,
+    Report,
+    check_user,
+    compare,
+)
+from projections.maintenance.control import Control, Unattended, check
+from projections.maintenance.user_rebuild import live_keyspace, own_append_keys
+from projections.projector.fold import fold_batch, touched_refs
+from projections.readmodels import PROJECTIONS, model
+from projections.readmodels.base import ReadModel, Ref, Rendered
+from projections.writer import text
+
+BATCH = 500  # events folded per call
+USERS_PER_READ = 100  # users whose own keys one MULTI/EXEC reads
+
+
+@dataclass
+class _Replay:
+    """The projection folded in memory: every entity's state and the append-only entries (capped)."""
+
+    m: ReadModel
+    ks: KeySpace
+    states: dict[Ref, Any] = field(default_factory=dict)
+    appends: dict[str, dict[str, float]] = field(default_factory=dict)
+    caps: dict[str, int] = field(default_factory=dict)
+    position: int = 0  # every event at or before it is folded
+    events: int = 0
+    head: int = 0  # the newest event's position when the check began (for the progress estimate)
+
+    def fold(self, store: EventStore, upto: int, control: Control) -> None:
+        """Fold the events of the projection's types in (position, upto]."""
+        batch: list[DomainEvent] = []
+        reached = self.position
+        for item in store.read_types(self.m.event_types, self.position or None):
+            reached = item.envelope.position
+            if reached > upto:
+                break
+            try:
+                event = decode(item)
+            except BadEvent:  # parked by the projector, skipped by every replay
+                continue
+            if not isinstance(event, Ignored):
+                batch.append(event)
+            if len(batch) >= BATCH:
+                self._fold(batch)
+                batch = []
+                check(control)
+                total = round(self.events * max(self.head, reached) / reached) if reached else None  # extrapolated
+                control.report(self.events, total, f"replaying {self.m.name}")
+        self._fold(batch)
+        self.position = upto
+
+    def _fold(self, events: list[DomainEvent]) -> None:
+        if not events:
+            return
+        loaded = {ref: self.states[ref] for ref in touched_refs(self.m, events) if ref in self.states}
+        result = fold_batch(self.m, self.ks, loaded, events)  # a fold that raises is skipped, as the projector parks it
+        self.states.update(result.changed)
+        for entry in result.appends:
+            self.appends.setdefault(entry.key, {})[entry.member] = entry.score
+            self.caps[entry.key] = entry.cap
+        self.events += len(events)
+
+    def history(self, key: str) -> dict[str, float]:
+        members = self.appends.get(key, {})
+        return dict(sorted(members.items(), key=lambda kv: kv[1])[-self.caps.get(key, len(members)):])
+
+    def images(self) -> tuple[dict[Ref, Rendered], _Shared]:
+        """Each user entity's own image (its hashes and own append-only keys), and everything shared."""
+        users: dict[Ref, Rendered] = {}
+        shared = _Shared()
+        for ref, state in self.states.items():
+            image = self.m.render(self.ks, ref, state)
+            for key, members in image.zsets.items():
+                shared.zsets.setdefault(key, {}).update(members)
+            for key, values in image.hfields.items():
+                shared.hashes.setdefault(key, {}).update(values)
+            if ref[0] == self.m.user_kind:
+                own = own_append_keys(self.m, self.ks, ref)
+                users[ref] = Rendered(owned={k: v for k, v in image.owned.items() if v},
+                                      zsets={k: self.history(k) for k in own if self.history(k)})
+            else:
+                for key, values in image.owned.items():
+                    if values:
+                        shared.hashes.setdefault(key, {}).update(values)
+        owned_by_users = {k for image in users.values() for k in (*image.owned, *image.zsets)}
+        for key in self.appends:
+            if key not in owned_by_users and self.history(key):
+                shared.zsets[key] = self.history(key)
+        return users, shared
+
+
+@dataclass
+class _Shared:
+    hashes: dict[str, dict[str, str]] = field(default_factory=dict)
+    zsets: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def rendered(self) -> Rendered:
+        return Rendered(owned=self.hashes, zsets=self.zsets)
+
+
+def check_projection(client: redis.Redis, store: EventStore, projection: str, control: Control | None = None) -> Report:
+    """Every read model of ``projection`` against a replay of its whole history (see the module doc)."""
+    control = control or Unattended()
+    started = time.monotonic()
+    m = model(projection)
+    ks = live_keyspace(client, projection)
+    replay = _Replay(m, ks)
+    head = store.head(m.event_types)
+    replay.head = head.position if head else 0
+    replay.fold(store, int(text(client.get(ks.checkpoint)) or 0), control)
+    users, shared = replay.images()
+    user_keys = {k for image in users.values() for k in (*image.owned, *image.zsets)}
+    checkpoint, seen = _cut(client, ks, set(shared.hashes) | set(shared.zsets), user_keys)
+    if checkpoint > replay.position:  # the events the live projector applied since the replay's start
+        replay.fold(store, checkpoint, control)
+        users, shared = replay.images()
+        mine = {k for image in users.values() for k in (*image.owned, *image.zsets)}  # new users' keys: theirs
+        seen = Rendered(owned={k: v for k, v in seen.owned.items() if k not in mine},
+                        zsets={k: v for k, v in seen.zsets.items() if k not in mine})
+    report = Report(f"everything in {projection}", [projection])
+    names = {*shared.hashes, *shared.zsets, *seen.owned, *seen.zsets}
+    _add_shared(report, m, ks, checkpoint, names, compare(shared.rendered(), seen, whole_keys=True), {ref[1] for ref in users})
+    for entity in _users(client, store, m, ks, checkpoint, users, control):
+        report.add(entity)
+    report.seconds = round(time.monotonic() - started, 3)
+    control.report(replay.events, replay.events, f"checked everything in {projection}")
+    return report
+
+
+def check_everything(client: redis.Redis, store: EventStore, projections: Sequence[str] | None = None,
+                     control: Control | None = None) -> Report:
+    """:func:`check_projection` of each of ``projections`` (default: all), in one report."""
+    names = list(projections) if projections else list(PROJECTIONS)
+    report = Report("everything", names)
+    started = time.monotonic()
+    for name in names:
+        part = check_projection(client, store, name, control)
+        report.checked += part.checked
+        report.consistent += part.consistent
+        report.difference_count += part.difference_count
+        report.differences.extend(part.differences[: max(0, 200 - len(report.differences))])
+        report.users_to_repair.extend(u for u in part.users_to_repair if u not in report.users_to_repair)
+        report.checkpoints.update(part.checkpoints)
+        report.per_projection.update(part.per_projection)
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _cut(client: redis.Redis, ks: KeySpace, shared: set[str], user_keys: set[str]) -> tuple[int, Rendered]:
+    """The live checkpoint and every shared key of the live generation, read in one MULTI/EXEC."""
+    skip = {ks.checkpoint, ks.state_epoch} | user_keys
+    found = {text(k) for k in client.scan_iter(match=f"{keys.generation_prefix(ks.projection, ks.generation)}:*",
+                                                count=1000)}
+    names = sorted((shared | found) - skip)
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.type(name)
+    kinds = [text(kind) for kind in pipe.execute()]
+    pipe = client.pipeline(transaction=True)
+    pipe.get(ks.checkpoint)
+    for name, kind in zip(names, kinds):
+        if kind == "zset":
+            pipe.zrange(name, 0, -1, withscores=True)
+        else:
+            pipe.hgetall(name) if kind == "hash" else pipe.exists(name)
+    replies = pipe.execute()
+    hashes: dict[str, dict[str, str]] = {}
+    zsets: dict[str, dict[str, float]] = {}
+    for name, kind, reply in zip(names, kinds, replies[1:]):
+        if kind == "zset" and reply:
+            zsets[name] = {text(member): float(score) for member, score in reply}
+        elif kind == "hash" and reply:
+            hashes[name] = {text(f): text(v) for f, v in reply.items()}
+        elif kind not in ("zset", "hash", "none"):
+            hashes[name] = {"(type)": kind}  # a key of another type: never a read model's
+    return int(text(replies[0]) or 0), Rendered(owned=hashes, zsets=zsets)
+
+
+def _add_shared(report: Report, m: ReadModel, ks: KeySpace, checkpoint: int, names: set[str],
+                found: Iterable[tuple[str, str, str, str, str]], users: set[str]) -> None:
+    """The shared keys as entities of the report: one per key, consistent unless a difference names it. A ranking
+    member that is one of the replayed users is left to that user's own check."""
+    by_key: dict[str, list[Difference]] = {}
+    for key, name, kind, expected, actual in found:
+        if kind in (MEMBER_MISSING, MEMBER_EXTRA, "score differs") and name in users:
+            continue
+        by_key.setdefault(key, []).append(Difference(m.name, "", ks.name_of(key), name, kind, expected[:500], actual[:500],
+                                                     _shared_cause(kind, checkpoint)))
+    for key in sorted(names | set(by_key)):
+        report.add(EntityCheck(m.name, "", checkpoint, "", 0, tuple(by_key.get(key, ()))))
+
+
+def _shared_cause(kind: str, checkpoint: int) -> str:
+    if kind == MISSING_KEY:
+        return (f"keys missing while the checkpoint is intact (at {checkpoint}): evicted under maxmemory, flushed, or "
+                "lost in a failover")
+    if kind in (EXTRA_KEY, MEMBER_EXTRA):
+        return "no replayed event puts it there: an outside writer, or a leftover the projector did not remove"
+    return f"a replay up to {checkpoint} gives another value: an outside writer changed it, or writes were lost"
+
+
+def _users(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, checkpoint: int,
+           users: dict[Ref, Rendered], control: Control) -> Iterable[EntityCheck]:
+    """Each replayed user compared with the live generation; a per-user check of those that differ or moved."""
+    refs = sorted(users)
+    for start in range(0, len(refs), USERS_PER_READ):
+        check(control)
+        chunk = refs[start:start + USERS_PER_READ]
+        for ref, actual in zip(chunk, _read_users(client, m, ks, chunk, users)):
+            expected = users[ref]
+            main = m.main_key(ks, ref)
+            want = expected.owned.get(main, {}).get("lastPosition", "")
+            have = actual.owned.get(main, {}).get("lastPosition", "")
+            if want == have and not compare(expected, actual):
+                yield EntityCheck(m.name, ref[1], checkpoint, have, 0, ())
+                continue
+            yield from check_user(client, store, ref[1], [m.name])  # explained, and at one position under live traffic
+
+
+def _read_users(client: redis.Redis, m: ReadModel, ks: KeySpace, refs: Sequence[Ref], users: dict[Ref, Rendered]
+                ) -> list[Rendered]:
+    """What the live generation holds in each user's own keys, in one MULTI/EXEC."""
+    plan: list[tuple[list[str], list[str]]] = []
+    pipe = client.pipeline(transaction=True)
+    for ref in refs:
+        hashes = sorted({*users[ref].owned, m.main_key(ks, ref)})
+        zsets = sorted(own_append_keys(m, ks, ref))
+        for key in hashes:
+            pipe.hgetall(key)
+        for key in zsets:
+            pipe.zrange(key, 0, -1, withscores=True)
+        plan.append((hashes, zsets))
+    replies = iter(pipe.execute())
+    out = []
+    for hashes, zsets in plan:
+        owned = {key: {text(f): text(v) for f, v in next(replies).items()} for key in hashes}
+        history = {key: {text(mb): float(s) for mb, s in next(replies)} for key in zsets}
+        out.append(Rendered(owned={k: v for k, v in owned.items() if v}, zsets={k: v for k, v in history.items() if v}))
+    return out
