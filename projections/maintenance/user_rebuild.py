@@ -33,6 +33,7 @@ notice is sent (the console re-reads on the next one) and nothing is published.
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -144,26 +145,41 @@ def _rebuild_one(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySp
 
 
 def replay(fold: Fold, client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref,
-           checkpoint: int, events: list[DomainEvent]) -> Rendered:
+           checkpoint: int, events: list[DomainEvent], marks: dict[int, dict[str, float]] | None = None) -> Rendered:
     """The entity's image (its position history included) as a full replay up to ``checkpoint``
-    leaves it, folding into ``fold`` what it has not folded yet."""
-    _advance(fold, client, store, m, ks, ref, checkpoint, events)
+    leaves it, folding into ``fold`` what it has not folded yet (``marks``: those :func:`marks_of` gave for
+    that, read ahead; else they are read here)."""
+    _advance(fold, client, store, m, ks, ref, checkpoint, events, marks if not fold.events_upto else None)
     state = fold.states.get(ref)
     image = Rendered() if state is None else m.render(ks, ref, state)
     return _with_history(image, _history(fold.appends))
 
 
+def own_events(m: ReadModel, ref: Ref, events: list[DomainEvent], after: int, upto: int) -> list[DomainEvent]:
+    """The entity's events of ``m``'s types in (``after``, ``upto``]."""
+    return [e for e in events if after < e.envelope.position <= upto and e.envelope.type in m.event_types
+            and ref in m.touches(e)]
+
+
+def marks_of(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref, events: list[DomainEvent],
+             upto: int) -> dict[int, dict[str, float]]:
+    """The true marks a first fold of the entity up to ``upto`` needs (none for a model without prices)."""
+    if "PriceUpdated" not in m.event_types:
+        return {}
+    return marks_at(client, store, ks, marks_needed(own_events(m, ref, events, 0, upto), set()))
+
+
 def _advance(fold: Fold, client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref,
-             checkpoint: int, events: list[DomainEvent]) -> None:
+             checkpoint: int, events: list[DomainEvent], known: dict[int, dict[str, float]] | None = None) -> None:
     """Fold the user's ``events`` in (``fold.events_upto``, ``checkpoint``] into ``fold``."""
-    new = [e for e in events if fold.events_upto < e.envelope.position <= checkpoint
-           and e.envelope.type in m.event_types and ref in m.touches(e)]
+    new = own_events(m, ref, events, fold.events_upto, checkpoint)
     fold.events_upto = max(fold.events_upto, checkpoint)
     if not new:
         return
     marks: dict[int, dict[str, float]] = {}
     if "PriceUpdated" in m.event_types:
-        marks = marks_at(client, store, ks, marks_needed(new, fold.pairs))
+        needs = marks_needed(new, fold.pairs)  # also the pairs named so far, for a later attempt's needs
+        marks = known if known is not None else marks_at(client, store, ks, needs)
     own = own_append_keys(m, ks, ref)
     fold.events.extend(new)
     fold.marks.update(marks)
@@ -293,10 +309,11 @@ def _with_history(image: Rendered, history: dict[str, dict[str, float]]) -> Rend
     return Rendered(owned=image.owned, zsets={**image.zsets, **history}, hfields=image.hfields)
 
 
-def observe(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, image: Rendered) -> Rendered:
+def observe(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, image: Rendered, strays: Strays | None = None
+            ) -> Rendered:
     """What Redis holds for the entity, read in one MULTI/EXEC: over the keys of the replayed
-    ``image``, of the image its current hash describes, and the stray places found by scanning (see
-    the module doc); the entity's own append-only keys whole."""
+    ``image``, of the image its current hash describes, and the stray places (``strays``, or found by
+    scanning; see the module doc); the entity's own append-only keys whole."""
     history = {key: members for key, members in image.zsets.items() if key in own_append_keys(m, ks, ref)}
     current: dict[Any, Any] = client.hgetall(m.main_key(ks, ref))  # type: ignore[assignment]  # sync client
     before = m.render(ks, ref, m.parse(ref, {text(k): text(v) for k, v in current.items()})) if current else Rendered()
@@ -308,7 +325,7 @@ def observe(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, image: Re
             zsets.setdefault(key, set()).update(members)
         for key, names in source.hfields.items():
             hfields.setdefault(key, set()).update(names)
-    _strays(client, m, ks, ref, zsets, hfields)
+    (strays or stray_places(client, m, ks)).add(ref[1], zsets, hfields)
     whole = set(history) | own_append_keys(m, ks, ref)
     pipe = client.pipeline(transaction=True)
     for key in sorted(owned):
@@ -336,17 +353,39 @@ def observe(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, image: Re
     return Rendered(owned={k: v for k, v in seen_owned.items() if v}, zsets=seen_z, hfields=seen_h)
 
 
-def _strays(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref,
-            zsets: dict[str, set[str]], hfields: dict[str, set[str]]) -> None:
-    """Add the places the entity may have been left in that no image names: for a trader, every
-    day's volume leaderboard; for a user's risk, alerts whose details name the user."""
-    user = ref[1]
+@dataclass(frozen=True)
+class Strays:
+    """The places a user may have been left in that no image names: for a trader, every day's volume
+    leaderboard; for a user's risk, the alerts whose details name the user. Found by scanning once, then
+    used for any number of users (a stray created afterwards is found by the next scan)."""
+
+    days: tuple[str, ...] = ()  # every daily volume leaderboard
+    alerts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # user -> alert ids naming them
+    alert_details: str = ""
+    alerts_ranking: str = ""
+
+    def add(self, user: str, zsets: dict[str, set[str]], hfields: dict[str, set[str]]) -> None:
+        for key in self.days:
+            zsets.setdefault(key, set()).add(user)
+        if self.alert_details:
+            for alert in self.alerts.get(user, ()):
+                hfields.setdefault(self.alert_details, set()).add(alert)
+                zsets.setdefault(self.alerts_ranking, set()).add(alert)
+
+
+def stray_places(client: redis.Redis, m: ReadModel, ks: KeySpace) -> Strays:
+    """Scan for the stray places of ``m``'s users (see :class:`Strays`)."""
     if m.name == "leaderboards":
-        for key in client.scan_iter(match=ks.daily_volume_leaders("*"), count=1000):
-            zsets.setdefault(text(key), set()).add(user)
-    elif m.name == "risk":
-        needle = f'"userId":"{user}"'  # in the details' JSON (HSCAN's MATCH looks at field names only)
-        for field, value in client.hscan_iter(ks.risk_alert_details(), count=1000):
-            if needle in text(value):
-                hfields.setdefault(ks.risk_alert_details(), set()).add(text(field))
-                zsets.setdefault(ks.risk_alerts(), set()).add(text(field))
+        return Strays(days=tuple(sorted(text(k) for k in client.scan_iter(match=ks.daily_volume_leaders("*"), count=1000))))
+    if m.name == "risk":
+        found: dict[str, list[str]] = {}
+        for alert, value in client.hscan_iter(ks.risk_alert_details(), count=1000):
+            try:
+                user = json.loads(text(value)).get("userId")
+            except (ValueError, AttributeError):  # not the projector's: the comparison shows it
+                continue
+            if isinstance(user, str):
+                found.setdefault(user, []).append(text(alert))
+        return Strays(alerts={u: tuple(a) for u, a in found.items()}, alert_details=ks.risk_alert_details(),
+                      alerts_ranking=ks.risk_alerts())
+    return Strays()
