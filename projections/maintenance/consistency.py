@@ -93,6 +93,7 @@ class Difference:
     actual: str  # what Redis holds ('' where it has nothing)
     cause: str
     event: EventRef | None = None  # the event that last set this place in the replay
+    parked_event: str = ""  # a parked event of the user after it, named in the cause (its id)
 
 
 @dataclass(frozen=True)
@@ -325,18 +326,25 @@ def _explained(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, fold: 
     out = []
     for key, name, kind, expected, actual in found:
         event = setters.get((key, name))
+        later = _parked_after(parked, event)
         out.append(Difference(m.name, ref[1], ks.name_of(key), name, kind, expected[:500], actual[:500],
-                              _cause(kind, event, at, checkpoint, parked, last), _ref(event)))
+                              _cause(kind, event, at, checkpoint, later, last), _ref(event),
+                              str(later[0].get("eventId", "")) if later else ""))
     return out
 
 
+def _parked_after(parked: list[dict[str, Any]], event: Envelope | None) -> list[dict[str, Any]]:
+    """The user's parked events after the event behind a difference (all of them when there is none)."""
+    return [p for p in parked if event is None or int(p.get("position") or 0) > event.position]
+
+
 def _cause(kind: str, event: Envelope | None, at: int, checkpoint: int, parked: list[dict[str, Any]], last: str) -> str:
-    """The likely cause, in words; a parked event of the user after the event behind it is named too (the replay
-    skips it as the projector did, so it explains a difference only if it was applied since, or damaged state)."""
+    """The likely cause, in words; the first of ``parked`` (the user's parked events after the event behind it) is
+    named too (the replay skips it as the projector did: it explains a difference only if it was applied since, or
+    damaged state)."""
     cause = _likely(kind, event, at, checkpoint, last)
-    later = [p for p in parked if event is None or int(p.get("position") or 0) > event.position]
-    if later:
-        first = later[0]
+    if parked:
+        first = parked[0]
         cause += (f"; note: event {first.get('eventId', '?')} of this user ({first.get('type', '?')} at "
                   f"{first.get('position', '?')}) is parked ({first.get('reason', '')}): a poison event may have damaged it")
     return cause

@@ -7,6 +7,7 @@ import threading
 
 import redis
 
+from projections import keys
 from projections.eventstore import EventStore, ProposedEvent
 from projections.keys import KeySpace
 from projections.maintenance.consistency import (
@@ -281,3 +282,21 @@ def test_a_full_check_under_live_appends_reports_no_difference(
             assert errors == []
     assert [r.differences for r in reports] == [[], []]
     assert all(r.score == 1.0 for r in reports)
+
+
+def test_a_parked_event_of_the_user_is_named_beside_the_cause(redis_process: RedisProcess,
+                                                               store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 1200, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    run_to_end(redis_process.url, store_process.uri, projections=("portfolio",))
+    (user,) = busiest(client, 1)
+    with EventStore(store_process.uri) as store:  # a poison event of the user: parked by the projector
+        store.append(f"trades-{user}", [ProposedEvent("TradeExecuted", {"tradeId": "t-bad", "userId": user, "amount": "oops"})])
+    run_to_end(redis_process.url, store_process.uri, projections=("portfolio",))
+    client.hset(KeySpace("portfolio").portfolio(user), "tradeCount", "7")
+
+    report = check_users(client, EventStore(store_process.uri), [user], ["portfolio"])
+
+    (difference,) = report.differences
+    assert difference.parked_event and "is parked" in difference.cause and "poison event" in difference.cause
+    assert client.hexists(keys.parked("portfolio"), difference.parked_event)
