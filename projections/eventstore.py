@@ -71,6 +71,9 @@ class ProposedEvent:
         )
 
 
+STREAM_PAGE = 4096  # events of a stream read per call (each call has its own deadline)
+
+
 class EventStore:
     """A connection to one event store (embedded or a cluster) through esdbclient."""
 
@@ -123,14 +126,22 @@ class EventStore:
             kwargs["limit"] = limit
         return iter(self.client.read_all(**kwargs))
 
-    def read_stream(self, stream: str) -> Iterator[Recorded]:
+    def read_stream(self, stream: str, page: int = STREAM_PAGE) -> Iterator[Recorded]:
         """Every event of ``stream`` in order (none if the stream does not exist), as small
-        :class:`~projections.events.Recorded` events built straight from the gRPC messages."""
-        try:
-            response = self.client.read_stream(stream, timeout=self.timeout)
-        except (GrpcError, EventStoreDBClientException) as exc:
-            raise EventStoreUnavailable(f"reading stream {stream!r} failed: {exc}") from exc
-        return _read_items(response, f"stream {stream!r}")
+        :class:`~projections.events.Recorded` events built straight from the gRPC messages. Read in pages of
+        ``page`` events, each with the client's timeout: a long stream is not cut off by one deadline, a store
+        that stops answering still is."""
+        revision: int | None = None
+        while True:
+            try:
+                response = self.client.read_stream(stream, stream_position=revision, limit=page, timeout=self.timeout)
+            except (GrpcError, EventStoreDBClientException) as exc:
+                raise EventStoreUnavailable(f"reading stream {stream!r} failed: {exc}") from exc
+            revisions: list[int] = []
+            yield from _read_items(response, f"stream {stream!r}", revisions)
+            if len(revisions) < page:
+                return
+            revision = revisions[-1] + 1
 
     def read_types(self, event_types: Sequence[str], after: int | None = None) -> Iterator[Recorded]:
         """Events of ``event_types`` in ``$all`` after commit position ``after``, oldest first (a plain
@@ -288,8 +299,9 @@ class Subscription:
             pass
 
 
-def _read_items(response: Any, what: str) -> Iterator[Recorded]:
-    """The events of a read's gRPC responses (esdbclient 1.1.7 maps errors; a missing stream is none)."""
+def _read_items(response: Any, what: str, revisions: list[int] | None = None) -> Iterator[Recorded]:
+    """The events of a read's gRPC responses (esdbclient 1.1.7 maps errors; a missing stream is none);
+    ``revisions`` gets each message's stream revision (empty slots too), for paging."""
     next_response = response._get_next_read_resp
     try:
         while True:
@@ -299,6 +311,8 @@ def _read_items(response: Any, what: str) -> Iterator[Recorded]:
                 return
             kind = message.WhichOneof("content")
             if kind == "event":
+                if revisions is not None:
+                    revisions.append(message.event.event.stream_revision)
                 fields = recorded_fields(message.event)
                 if fields is not None:
                     yield Recorded(Envelope(*fields[:5]), fields[5])

@@ -140,3 +140,13 @@ def test_the_latest_prices_before_a_position_come_from_one_short_backwards_read(
         ((p.pair, p.envelope.position) for p in expected.values()), key=lambda t: t[1])
     older = [p.envelope.position for p in prices if p.envelope.position < before]
     assert newest_first == older[::-1]  # pages of 7 growing: every earlier price once, newest first
+
+
+def test_a_stream_is_read_in_pages_each_event_once_in_order(store_process: StoreProcess) -> None:
+    with EventStore(store_process.uri) as store:
+        store.append("trades-pager", [ProposedEvent("Noted", {"n": i}) for i in range(30)])
+        whole = [e.envelope.event_id for e in store.read_stream("trades-pager")]
+        paged = [e.envelope.event_id for e in store.read_stream("trades-pager", page=7)]
+        exact = [e.envelope.event_id for e in store.read_stream("trades-pager", page=10)]  # the last page is empty
+        assert list(store.read_stream("never-written", page=7)) == []
+    assert len(whole) == 30 and paged == whole and exact == whole
