@@ -57,7 +57,7 @@ def users_check(s: Servers, users: list[str]) -> dict[str, Any]:
         events = sum(len(user_events(store, u)) for u in users)
         read_s = time.perf_counter() - start
         start = time.perf_counter()
-        report = check_users(client, store, users)
+        report = check_users(client, store, users, urls=(s.redis_url, s.uri))
         check_s = time.perf_counter() - start
     return {"users": len(users), "user_events": events, "read_alone_s": round(read_s, 3), "check_s": round(check_s, 3),
             "check_over_read": round(check_s / read_s, 3), "entities": report.checked, "differences": report.difference_count}
@@ -94,7 +94,7 @@ def live_freshness(s: Servers, tmp: Path, users: list[str], rate: float) -> dict
     since = time.time()
     try:
         with EventStore(s.uri) as store:
-            report = check_users(client, store, users)
+            report = check_users(client, store, users, urls=(s.redis_url, s.uri))
     finally:
         until = time.time()
         rows = paced.stop()

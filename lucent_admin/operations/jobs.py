@@ -351,10 +351,11 @@ def _check(job: Job, control: JobControl) -> dict[str, Any]:
     params, client, store = job.params, bootstrap.redis_client(), bootstrap.event_store()
     names = [params["projection"]] if params.get("projection") else None
     report: Report
+    urls = (settings.REDIS_URL, settings.EVENTSTORE_URI)  # the users are read ahead by a child process
     if params.get("users"):
-        report = check_users(client, store, params["users"], names, control)
+        report = check_users(client, store, params["users"], names, control, urls=urls)
     elif params.get("sample"):
-        report = check_sample(client, store, int(params["sample"]), names, control)
+        report = check_sample(client, store, int(params["sample"]), names, control, urls=urls)
     else:
         report = check_everything(client, store, names, control)
     result = report.as_dict()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -39,12 +39,12 @@ from projections.events import DomainEvent, Envelope, user_streams
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Control, Unattended, check
+from projections.maintenance.user_reader import UserRead, UserReaderProcess, read_user
 from projections.maintenance.user_rebuild import (
     ATTEMPTS,
     Fold,
     Strays,
     live_keyspace,
-    marks_of,
     observe,
     own_append_keys,
     replay,
@@ -153,19 +153,20 @@ class Report:
 
 
 def check_users(client: redis.Redis, store: EventStore, users: Sequence[str], projections: Sequence[str] | None = None,
-                control: Control | None = None, scope: str = "") -> Report:
-    """Check each of ``users`` in ``projections`` (default: every projection with user entities)."""
+                control: Control | None = None, scope: str = "", urls: tuple[str, str] | None = None) -> Report:
+    """Check each of ``users`` in ``projections`` (default: every projection with user entities); ``urls``
+    (Redis, event store): read the users in a child process."""
     names = list(projections) if projections else list(user_projections())
     return _checked(client, store, [(user, names) for user in users], names, control,
-                    scope or (users[0] if len(users) == 1 else f"{len(users):,} users"))
+                    scope or (users[0] if len(users) == 1 else f"{len(users):,} users"), urls)
 
 
 def check_sample(client: redis.Redis, store: EventStore, size: int, projections: Sequence[str] | None = None,
-                 control: Control | None = None) -> Report:
+                 control: Control | None = None, urls: tuple[str, str] | None = None) -> Report:
     """The next ``size`` users of the rolling sample (:func:`rolling_sample`): repeated samples cover every user."""
     names = list(projections) if projections else list(user_projections())
     report = _checked(client, store, [(u, names) for u in rolling_sample(client, size)], names, control,
-                      f"a sample of {size:,} users")
+                      f"a sample of {size:,} users", urls)
     return _with_emptied(client, report)
 
 
@@ -177,66 +178,59 @@ def _with_emptied(client: redis.Redis, report: Report) -> Report:
 
 
 def _checked(client: redis.Redis, store: EventStore, work: Sequence[tuple[str, Sequence[str]]], names: list[str],
-             control: Control | None, scope: str) -> Report:
-    """Check each (user, projections) of ``work``; the next user's snapshot and events are read in a thread
-    while this one is folded and compared (the read waits on the store, the fold on the CPU)."""
+             control: Control | None, scope: str, urls: tuple[str, str] | None = None) -> Report:
+    """Check each (user, projections) of ``work``. The users are read ahead while one is folded and compared: by
+    a child process given ``urls`` (Redis, event store; two cores), else by a thread."""
     control = control or Unattended()
     report = Report(scope, names)
     started = time.monotonic()
     strays = {name: stray_places(client, model(name), live_keyspace(client, name)) for name in names}  # once for all
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-read") as reader:
-        ahead: Future[_Read] | None = reader.submit(_read, client, store, *work[0]) if work else None
-        for i, (user, _) in enumerate(work):
-            check(control)
-            control.report(i, len(work), f"checking {user}")
-            assert ahead is not None
-            current = ahead.result()
-            ahead = reader.submit(_read, client, store, *work[i + 1]) if i + 1 < len(work) else None
-            for name, entity in _compared(client, store, current, strays):
-                if entity is None:
-                    report.skipped.append(f"{user} in {name}")
-                else:
-                    report.add(entity)
+    for i, read in enumerate(_read_ahead(client, store, work, urls)):
+        check(control)
+        control.report(i, len(work), f"checking {read.user_id}")
+        for name, entity in _compared(client, store, read, strays):
+            if entity is None:
+                report.skipped.append(f"{read.user_id} in {name}")
+            else:
+                report.add(entity)
     report.seconds = round(time.monotonic() - started, 3)
     control.report(len(work), len(work), f"checked {len(work):,} users")
     return report
 
 
-@dataclass(frozen=True)
-class _Read:
-    """One user's snapshot in each projection and the user's events, read after it."""
-
-    user_id: str
-    models: list[ReadModel]
-    spaces: list[KeySpace]
-    shots: list[tuple[int, str]]
-    events: list[DomainEvent]
-    marks: list[dict[int, dict[str, float]]]  # per projection, the marks its fold needs (read ahead too)
-
-
-def _read(client: redis.Redis, store: EventStore, user_id: str, projections: Sequence[str] | None) -> _Read:
-    models = [model(name) for name in (projections or user_projections())]
-    spaces = [live_keyspace(client, m.name) for m in models]
-    shots = snapshots(client, [(ks, m.main_key(ks, (str(m.user_kind), user_id))) for m, ks in zip(models, spaces)])
-    events = user_events(store, user_id)  # after every snapshot: all the events up to each C
-    marks = [marks_of(client, store, m, ks, (str(m.user_kind), user_id), events, shot[0])
-             for m, ks, shot in zip(models, spaces, shots)]
-    return _Read(user_id, models, spaces, shots, events, marks)
+def _read_ahead(client: redis.Redis, store: EventStore, work: Sequence[tuple[str, Sequence[str]]],
+                urls: tuple[str, str] | None) -> Iterator[UserRead]:
+    if urls is not None and len(work) > 1:
+        child = UserReaderProcess(*urls, work)
+        try:
+            yield from child
+        finally:
+            child.stop()
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-read") as reader:
+        ahead: Future[UserRead] | None = reader.submit(read_user, client, store, *work[0]) if work else None
+        for i in range(len(work)):
+            assert ahead is not None
+            current = ahead.result()
+            ahead = reader.submit(read_user, client, store, *work[i + 1]) if i + 1 < len(work) else None
+            yield current
 
 
-def _compared(client: redis.Redis, store: EventStore, read: _Read, strays: dict[str, Strays] | None = None
+def _compared(client: redis.Redis, store: EventStore, read: UserRead, strays: dict[str, Strays] | None = None
               ) -> list[tuple[str, EntityCheck | None]]:
     """Each projection's check of the user (None: live events kept moving the entity; not compared)."""
-    return [(m.name, _check_one(client, store, m, ks, (str(m.user_kind), read.user_id), shot, read.events,
-                                (strays or {}).get(m.name), marks))
-            for m, ks, shot, marks in zip(read.models, read.spaces, read.shots, read.marks)]
+    events = list(read.events)
+    return [(ks.projection, _check_one(client, store, model(ks.projection), ks,
+                                       (str(model(ks.projection).user_kind), read.user_id), shot, events,
+                                       (strays or {}).get(ks.projection), marks))
+            for ks, shot, marks in zip(read.spaces(), read.shots, read.marks)]
 
 
 def check_user(client: redis.Redis, store: EventStore, user_id: str, projections: Sequence[str] | None = None
                ) -> list[EntityCheck]:
     """``user_id`` in each of ``projections``, compared with a replay of the user's events; RebuildContended if
     live events kept moving it."""
-    done = _compared(client, store, _read(client, store, user_id, projections))
+    done = _compared(client, store, read_user(client, store, user_id, projections))
     if any(entity is None for _, entity in done):
         raise RebuildContended(f"user {user_id!r}: live events kept moving it during {ATTEMPTS} attempts of its "
                                "consistency check; check again when the user is quieter")

@@ -87,6 +87,9 @@ def test_each_seeded_corruption_is_found_classified_explained_and_repaired(
     stray_one = next(d for d in report.differences if d.user == stray)
     assert stray_one.event is None and "outside writer" in stray_one.cause
 
+    read_ahead = check_users(client, store, everyone, urls=(redis_process.url, store_process.uri))  # a child reads
+    assert read_ahead.differences == report.differences and read_ahead.checked == report.checked
+
     for user in report.users_to_repair:  # the repair: a per-user rebuild of each
         rebuild_user(client, store, user)
     again = check_users(client, store, everyone)

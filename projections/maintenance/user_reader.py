@@ -1,0 +1,130 @@
+"""Reading users for a check: each user's snapshot, events and marks — in this process, or read ahead by a
+child process so reading and folding run on two cores.
+
+Why a child: esdbclient receives one gRPC message per event, and its hand-off between gRPC's threads and ours
+costs about as much CPU as folding the event; in one process (one GIL) the two add up, as they do for a
+catch-up (see :mod:`projections.projector.reader`).
+
+:func:`read_user` takes the user's snapshot in every projection (the checkpoint C and the entity's
+``lastPosition``, one MULTI/EXEC), *then* reads the user's events — so every event up to each C is among them
+— and the marks a first fold needs. :class:`UserReaderProcess` does the same for a list of users in
+``python -m projections.maintenance.user_reader``, pickling one :class:`UserRead` per user to its stdout; the
+pipe bounds how far ahead it runs (a user or two), so its snapshots are as fresh as a thread's would be.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from projections.errors import EventStoreUnavailable
+from projections.events import DomainEvent
+from projections.eventstore import EventStore
+from projections.keys import KeySpace
+from projections.maintenance.user_rebuild import live_keyspace, marks_of, snapshots, user_events, user_projections
+from projections.readmodels import model
+
+
+@dataclass(frozen=True)
+class UserRead:
+    """One user's snapshot in each projection, the user's events read after it, and the marks per projection."""
+
+    user_id: str
+    projections: tuple[str, ...]
+    generations: tuple[int, ...]
+    shots: tuple[tuple[int, str], ...]  # (checkpoint C, lastPosition L) per projection
+    events: tuple[DomainEvent, ...]
+    marks: tuple[dict[int, dict[str, float]], ...]
+
+    def spaces(self) -> list[KeySpace]:
+        return [KeySpace(p, g) for p, g in zip(self.projections, self.generations)]
+
+
+def read_user(client: redis.Redis, store: EventStore, user_id: str, projections: Sequence[str] | None) -> UserRead:
+    names = tuple(projections or user_projections())
+    models = [model(name) for name in names]
+    spaces = [live_keyspace(client, name) for name in names]
+    shots = snapshots(client, [(ks, m.main_key(ks, (str(m.user_kind), user_id))) for m, ks in zip(models, spaces)])
+    events = user_events(store, user_id)  # after every snapshot: all the events up to each C
+    marks = tuple(marks_of(client, store, m, ks, (str(m.user_kind), user_id), events, shot[0])
+                  for m, ks, shot in zip(models, spaces, shots))
+    return UserRead(user_id, names, tuple(ks.generation for ks in spaces), tuple(shots), tuple(events), marks)
+
+
+class UserReaderProcess:
+    """:func:`read_user` of each of ``work``'s (user, projections), in order, by a child process."""
+
+    def __init__(self, redis_url: str, uri: str, work: Sequence[tuple[str, Sequence[str]]]) -> None:
+        request = {"redis": redis_url, "uri": uri, "work": [[u, list(p)] for u, p in work]}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self._process = subprocess.Popen([sys.executable, "-m", "projections.maintenance.user_reader"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps(request).encode())
+        self._process.stdin.close()
+
+    def __iter__(self) -> Iterator[UserRead]:
+        pipe = self._process.stdout
+        assert pipe is not None
+        while True:
+            try:
+                item = pickle.load(pipe)
+            except EOFError:
+                return
+            except (pickle.UnpicklingError, OSError, ValueError) as exc:
+                raise EventStoreUnavailable(f"the user reader process ended (exit {self._process.poll()}): {exc}") from None
+            if isinstance(item, dict):
+                raise EventStoreUnavailable(f"the user reader process failed: {item['error']}")
+            yield item
+
+    def stop(self) -> None:
+        """End the child (safe to call twice)."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+
+def _serve(request: dict[str, Any], out: Any) -> None:
+    client = redis.Redis.from_url(request["redis"])
+    try:
+        with EventStore(request["uri"]) as store:
+            for user, projections in request["work"]:
+                pickle.dump(read_user(client, store, user, projections), out, pickle.HIGHEST_PROTOCOL)
+                out.flush()
+    except BrokenPipeError:
+        return
+    except Exception as exc:  # noqa: BLE001 - handed to the parent, which fails the check with it
+        pickle.dump({"error": f"{type(exc).__name__}: {exc}"}, out, pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker killed with -9 cannot stop its reader: the reader notices and exits."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    from projections.maintenance import user_reader  # by its name, so what it pickles unpickles in the parent
+
+    threading.Thread(target=user_reader._exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    try:
+        user_reader._serve(json.loads(sys.stdin.buffer.read()), sys.stdout.buffer)
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass
