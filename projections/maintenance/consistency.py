@@ -27,7 +27,6 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -179,8 +178,8 @@ def _with_emptied(client: redis.Redis, report: Report) -> Report:
 
 def _checked(client: redis.Redis, store: EventStore, work: Sequence[tuple[str, Sequence[str]]], names: list[str],
              control: Control | None, scope: str, urls: tuple[str, str] | None = None) -> Report:
-    """Check each (user, projections) of ``work``. The users are read ahead while one is folded and compared: by
-    a child process given ``urls`` (Redis, event store; two cores), else by a thread."""
+    """Check each (user, projections) of ``work``. Given ``urls`` (Redis, event store), a child process reads the
+    users ahead while one is folded and compared, on another core."""
     control = control or Unattended()
     report = Report(scope, names)
     started = time.monotonic()
@@ -200,6 +199,9 @@ def _checked(client: redis.Redis, store: EventStore, work: Sequence[tuple[str, S
 
 def _read_ahead(client: redis.Redis, store: EventStore, work: Sequence[tuple[str, Sequence[str]]],
                 urls: tuple[str, str] | None) -> Iterator[UserRead]:
+    """The users read ahead by a child process (with ``urls``), else one after the other here. Not by a thread:
+    beside the folds' CPU work a reading thread waits for the interpreter on every gRPC message, and a read of
+    a second ran past its 10 s deadline (measured)."""
     if urls is not None and len(work) > 1:
         child = UserReaderProcess(*urls, work)
         try:
@@ -207,13 +209,8 @@ def _read_ahead(client: redis.Redis, store: EventStore, work: Sequence[tuple[str
         finally:
             child.stop()
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-read") as reader:
-        ahead: Future[UserRead] | None = reader.submit(read_user, client, store, *work[0]) if work else None
-        for i in range(len(work)):
-            assert ahead is not None
-            current = ahead.result()
-            ahead = reader.submit(read_user, client, store, *work[i + 1]) if i + 1 < len(work) else None
-            yield current
+    for user, projections in work:
+        yield read_user(client, store, user, projections)
 
 
 def _compared(client: redis.Redis, store: EventStore, read: UserRead, strays: dict[str, Strays] | None = None
