@@ -22,7 +22,6 @@ import json
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis  # noqa: E402
 from bench_projector import Servers, config  # noqa: E402
-from bench_rebuild import Child, catch_up, counted, freshness  # noqa: E402
+from bench_rebuild import Child, catch_up, freshness, simulated_store  # noqa: E402
 
 from projections import keys  # noqa: E402
 from projections.eventstore import EventStore  # noqa: E402
@@ -41,8 +40,6 @@ from projections.maintenance.full_check import check_projection  # noqa: E402
 from projections.maintenance.generations import next_generation, switch_to  # noqa: E402
 from projections.maintenance.user_rebuild import user_events  # noqa: E402
 from projections.readmodels import PROJECTIONS, model  # noqa: E402
-from projections.simulation.appender import append_events  # noqa: E402
-from projections.simulation.market import Market  # noqa: E402
 from projections.writer import text  # noqa: E402
 
 
@@ -115,22 +112,11 @@ def main() -> None:
     n, wanted = (20_000, 50) if args.quick else (args.events, args.users)
     result: dict[str, Any] = {"events": n}
     with tempfile.TemporaryDirectory() as tmp:
-        kept = args.store / "counts.json" if args.store else None
         if args.store:
             args.store.mkdir(parents=True, exist_ok=True)
         s = Servers(args.store or Path(tmp))
         try:
-            users: Counter[str] = Counter()
-            if kept is not None and kept.exists():
-                say(f"reusing the store in {args.store}")
-                users.update(json.loads(kept.read_text()))
-            else:
-                say(f"appending {n:,} simulated events")
-                with EventStore(s.uri) as store:
-                    append_events(store, counted(Market(seed=7, users=1000, pairs=8, exchanges=4).events(n), users),
-                                  batch_size=500)
-                if kept is not None:
-                    kept.write_text(json.dumps(users))
+            users = simulated_store(s, n, args.store)
             for name in PROJECTIONS:
                 say(f"{name}: catching up")
                 result.setdefault("catch_up", {})[name] = catch_up(s, name)

@@ -234,6 +234,23 @@ def counted(events: Iterator[tuple[str, ProposedEvent]], counts: Counter[str]) -
         yield stream, event
 
 
+def simulated_store(s: Servers, n: int, directory: Path | None) -> Counter[str]:
+    """``n`` simulated events appended to the store (1,000 users, 8 pairs, 4 exchanges), or, in a ``directory``
+    kept from an earlier run, reused; each user's event count."""
+    kept = directory / "counts.json" if directory else None
+    users: Counter[str] = Counter()
+    if kept is not None and kept.exists():
+        print(f"[bench] reusing the store in {directory}", file=sys.stderr, flush=True)
+        users.update(json.loads(kept.read_text()))
+        return users
+    print(f"[bench] appending {n:,} simulated events", file=sys.stderr, flush=True)
+    with EventStore(s.uri) as store:
+        append_events(store, counted(Market(seed=7, users=1000, pairs=8, exchanges=4).events(n), users), batch_size=500)
+    if kept is not None:
+        kept.write_text(json.dumps(users))
+    return users
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -255,23 +272,12 @@ def main() -> None:
     n = 20_000 if args.quick else args.events
     result: dict[str, Any] = {"events": n, "append_rate_during_rebuild": args.rate, "projections": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        kept = args.store / "counts.json" if args.store else None
         if args.store:
             args.store.mkdir(parents=True, exist_ok=True)
         s = Servers(args.store or Path(tmp))
         servers = {s.redis.pid, s.store.pid}
         try:
-            users: Counter[str] = Counter()
-            if kept is not None and kept.exists():
-                say(f"reusing the store in {args.store}")
-                users.update(json.loads(kept.read_text()))
-            else:
-                say(f"appending {n:,} simulated events")
-                with EventStore(s.uri) as store:
-                    append_events(store, counted(Market(seed=7, users=1000, pairs=8, exchanges=4).events(n), users),
-                                  batch_size=500)
-                if kept is not None:
-                    kept.write_text(json.dumps(users))
+            users = simulated_store(s, n, args.store)
             for name in args.only:
                 say(f"{name}: plain catch-up, then a full rebuild beside the live projector at {args.rate:g} appends/s")
                 a = catch_up(s, name)

@@ -16,7 +16,7 @@ Live traffic causes no false difference: every comparison is of two states at on
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +24,8 @@ import redis
 
 from projections import keys
 from projections.errors import BadEvent, RebuildContended
-from projections.events import DomainEvent, Ignored, decode
-from projections.eventstore import EventStore
+from projections.events import DomainEvent, Ignored, Recorded, decode
+from projections.eventstore import EventStore, Marker
 from projections.keys import KeySpace
 from projections.maintenance.consistency import (
     EXTRA_KEY,
@@ -41,11 +41,14 @@ from projections.maintenance.consistency import (
 from projections.maintenance.control import Control, Unattended, check
 from projections.maintenance.user_rebuild import live_keyspace, own_append_keys
 from projections.projector.fold import fold_batch, touched_refs
+from projections.projector.reader import ReaderProcess
 from projections.readmodels import PROJECTIONS, model
 from projections.readmodels.base import ReadModel, Ref, Rendered
 from projections.writer import text
 
 BATCH = 500  # events folded per call
+READER_AFTER = 20_000  # positions to replay past which the events are read by a child process
+WINDOW = 100  # the reader's checkpoint interval
 USERS_PER_READ = 100  # users whose own keys one MULTI/EXEC reads
 
 
@@ -66,10 +69,8 @@ class _Replay:
         """Fold the events of the projection's types in (position, upto]."""
         batch: list[DomainEvent] = []
         reached = self.position
-        for item in store.read_types(self.m.event_types, self.position or None):
+        for item in self._items(store, upto):
             reached = item.envelope.position
-            if reached > upto:
-                break
             try:
                 event = decode(item)
             except BadEvent:  # parked by the projector, skipped by every replay
@@ -84,6 +85,28 @@ class _Replay:
                 control.report(self.events, total, f"replaying {self.m.name}")
         self._fold(batch)
         self.position = upto
+
+    def _items(self, store: EventStore, upto: int) -> Iterator[Recorded]:
+        """The events of the projection's types in (position, upto]: for a long replay read by a child process
+        (:mod:`projections.projector.reader`, so reading and folding run on two cores, as a catch-up's), else here."""
+        if upto - self.position < READER_AFTER:
+            for item in store.read_types(self.m.event_types, self.position or None):
+                if item.envelope.position > upto:
+                    return
+                yield item
+            return
+        reader = ReaderProcess(store.uri, self.position or None, self.m.event_types, WINDOW, flush_at=upto)
+        try:
+            for got in reader:
+                if isinstance(got, Marker):
+                    if got.is_caught_up or got.commit_position >= upto:
+                        return  # every event up to upto has come
+                    continue
+                if got.envelope.position > upto:
+                    return
+                yield got
+        finally:
+            reader.stop()
 
     def _fold(self, events: list[DomainEvent]) -> None:
         if not events:

@@ -19,7 +19,6 @@ import pickle
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from projections.events import DomainEvent
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.user_rebuild import live_keyspace, marks_of, snapshots, user_events, user_projections
+from projections.projector.reader import exit_with_parent, stop_child
 from projections.readmodels import model
 
 
@@ -88,15 +88,7 @@ class UserReaderProcess:
 
     def stop(self) -> None:
         """End the child (safe to call twice)."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
+        stop_child(self._process)
 
 
 def _serve(request: dict[str, Any], out: Any) -> None:
@@ -113,17 +105,10 @@ def _serve(request: dict[str, Any], out: Any) -> None:
         out.flush()
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A worker killed with -9 cannot stop its reader: the reader notices and exits."""
-    while os.getppid() == parent:
-        time.sleep(1)
-    os._exit(0)
-
-
 if __name__ == "__main__":
     from projections.maintenance import user_reader  # by its name, so what it pickles unpickles in the parent
 
-    threading.Thread(target=user_reader._exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
         user_reader._serve(json.loads(sys.stdin.buffer.read()), sys.stdout.buffer)
     except (BrokenPipeError, KeyboardInterrupt):

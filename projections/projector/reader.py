@@ -73,15 +73,20 @@ class ReaderProcess:
 
     def stop(self) -> None:
         """End the child (safe to call twice, and from another thread)."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
+        stop_child(self._process)
+
+
+def stop_child(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a reader child (killed if it does not end within 5 s) and close its pipe; safe to call twice."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def _widen(fd: int) -> None:
@@ -123,15 +128,15 @@ def forward(request: dict[str, Any], out: IO[bytes]) -> None:
         out.flush()
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A projector killed with -9 cannot stop its reader: the reader notices and exits."""
+def exit_with_parent(parent: int) -> None:
+    """A parent killed with -9 cannot stop its reader child: the child notices and exits (run in a thread)."""
     while os.getppid() == parent:
         time.sleep(1)
     os._exit(0)
 
 
 if __name__ == "__main__":
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
         forward(json.loads(sys.argv[1]), sys.stdout.buffer)
     except (BrokenPipeError, KeyboardInterrupt):
