@@ -37,7 +37,7 @@ from lucent_admin import bootstrap
 from lucent_admin.operations.models import Job, JobEvent
 from projections import keys
 from projections.errors import Fenced, JobCancelled, ProjectionError
-from projections.maintenance.consistency import Report, check_sample, check_users
+from projections.maintenance.consistency import check_sample, check_users
 from projections.maintenance.control import Control
 from projections.maintenance.full_check import check_everything
 from projections.maintenance.generations import (
@@ -48,6 +48,7 @@ from projections.maintenance.generations import (
     next_generation,
     switch_to,
 )
+from projections.maintenance.report import Report
 from projections.maintenance.user_rebuild import rebuild_user
 from projections.projector.lease import Lease
 from projections.projector.notices import group_name

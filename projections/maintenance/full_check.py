@@ -27,7 +27,9 @@ from projections.errors import BadEvent, RebuildContended
 from projections.events import DomainEvent, Ignored, Recorded, decode
 from projections.eventstore import EventStore, Marker
 from projections.keys import KeySpace
-from projections.maintenance.consistency import (
+from projections.maintenance.consistency import check_user
+from projections.maintenance.control import Control, Unattended, check
+from projections.maintenance.report import (
     EXTRA_KEY,
     MEMBER_EXTRA,
     MEMBER_MISSING,
@@ -35,10 +37,8 @@ from projections.maintenance.consistency import (
     Difference,
     EntityCheck,
     Report,
-    check_user,
     compare,
 )
-from projections.maintenance.control import Control, Unattended, check
 from projections.maintenance.user_rebuild import live_keyspace, own_append_keys
 from projections.projector.fold import fold_batch, touched_refs
 from projections.projector.reader import ReaderProcess

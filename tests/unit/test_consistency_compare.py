@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from lucent_admin.console.templatetags.numbers import consistency
-from projections.maintenance.consistency import (
+from projections.maintenance.report import (
     EXTRA_KEY,
     MEMBER_EXTRA,
     MEMBER_MISSING,

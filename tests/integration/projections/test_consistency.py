@@ -15,11 +15,6 @@ from projections.eventstore import EventStore, ProposedEvent
 from projections.keys import KeySpace
 from projections.maintenance import full_check
 from projections.maintenance.consistency import (
-    MEMBER_EXTRA,
-    MISSING_KEY,
-    SCORE_DIFFERS,
-    VALUE_DIFFERS,
-    Difference,
     check_sample,
     check_users,
     known_users,
@@ -27,6 +22,7 @@ from projections.maintenance.consistency import (
     users_of,
 )
 from projections.maintenance.full_check import check_everything
+from projections.maintenance.report import MEMBER_EXTRA, MISSING_KEY, SCORE_DIFFERS, VALUE_DIFFERS, Difference
 from projections.maintenance.user_rebuild import rebuild_user
 from projections.projector.runner import Runner
 from projections.queries import Queries

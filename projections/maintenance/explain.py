@@ -1,0 +1,130 @@
+"""Why a user's read model differs from a replay: the event behind each difference and its likely cause.
+
+The event is the last of the user's events whose fold changed what the replay shows at that place (found by
+folding the user's events one at a time, only for an inconsistent user). The cause: keys missing while the
+checkpoint is intact (eviction, a flush, a failover), an event the checkpoint passed that Redis does not show
+(lost writes), a value no event of the user explains (an outside writer); a parked event of the user after the
+event behind it is named too.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from projections import keys
+from projections.events import Envelope, user_streams
+from projections.keys import KeySpace
+from projections.maintenance.report import EXTRA_KEY, MEMBER_EXTRA, MISSING_KEY, Difference, EventRef, Found
+from projections.maintenance.user_rebuild import Fold, own_append_keys, segments
+from projections.projector.fold import fold_batch
+from projections.readmodels.base import ReadModel, Ref, Rendered
+from projections.readmodels.portfolio import MARKS, Marks
+from projections.writer import text
+
+EXPLAIN_MAX_EVENTS = 50_000  # a user with more events gets its differences without the events behind them
+
+Place = tuple[str, str]  # (key, hash field or sorted-set member; '' for the key as a whole)
+
+
+def explained(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, fold: Fold, found: list[Found],
+               checkpoint: int, last: str) -> list[Difference]:
+    """Each difference with the event behind it and its likely cause."""
+    places = {(key, name) for key, name, *_ in found}
+    setters = _last_setters(m, ks, ref, fold, places) if len(fold.events) <= EXPLAIN_MAX_EVENTS else {}
+    parked = _parked_of(client, m.name, ref[1])
+    at = int(last) if last.isdigit() else 0
+    out = []
+    for key, name, kind, expected, actual in found:
+        event = setters.get((key, name))
+        later = _parked_after(parked, event)
+        out.append(Difference(m.name, ref[1], ks.name_of(key), name, kind, expected[:500], actual[:500],
+                              _cause(kind, event, at, checkpoint, later, last), _ref(event),
+                              str(later[0].get("eventId", "")) if later else ""))
+    return out
+
+
+def _parked_after(parked: list[dict[str, Any]], event: Envelope | None) -> list[dict[str, Any]]:
+    """The user's parked events after the event behind a difference (all of them when there is none)."""
+    return [p for p in parked if event is None or int(p.get("position") or 0) > event.position]
+
+
+def _cause(kind: str, event: Envelope | None, at: int, checkpoint: int, parked: list[dict[str, Any]], last: str) -> str:
+    """The likely cause, in words; the first of ``parked`` (the user's parked events after the event behind it) is
+    named too (the replay skips it as the projector did: it explains a difference only if it was applied since, or
+    damaged state)."""
+    cause = _likely(kind, event, at, checkpoint, last)
+    if parked:
+        first = parked[0]
+        cause += (f"; note: event {first.get('eventId', '?')} of this user ({first.get('type', '?')} at "
+                  f"{first.get('position', '?')}) is parked ({first.get('reason', '')}): a poison event may have damaged it")
+    return cause
+
+
+def _likely(kind: str, event: Envelope | None, at: int, checkpoint: int, last: str) -> str:
+    if kind == MISSING_KEY and not last and checkpoint:
+        return (f"keys missing while the checkpoint is intact (at {checkpoint}): evicted under maxmemory, flushed, "
+                "or lost in a failover")
+    if event is not None and event.position > at:
+        return (f"the checkpoint passed the event at {event.position} but Redis stands at {at or 'nothing'}: lost writes "
+                "(a failover, or keys restored from an older copy)")
+    if kind in (EXTRA_KEY, MEMBER_EXTRA) and event is None:
+        return "no event of this user puts it there: an outside writer, or a leftover the projector did not remove"
+    if event is not None:
+        return (f"no event of this user touched it after the one at {event.position}, which the read model applied: "
+                "an outside writer changed it")
+    return "no event of this user sets it: an outside writer"
+
+
+def _ref(event: Envelope | None) -> EventRef | None:
+    if event is None:
+        return None
+    return EventRef(event.event_id, event.type, event.stream, event.position, event.recorded_at)
+
+
+def _last_setters(m: ReadModel, ks: KeySpace, ref: Ref, fold: Fold, places: set[Place]) -> dict[Place, Envelope]:
+    """For each place, the last of the user's events whose fold changed what the replay shows there."""
+    states: dict[Ref, Any] = {}
+    own = own_append_keys(m, ks, ref)
+    previous = _values(Rendered(), places)
+    setters: dict[Place, Envelope] = {}
+    for chunk, marks in segments(fold.events, fold.marks):
+        if marks is not None:
+            states[MARKS] = Marks(marks)
+        for event in chunk:
+            result = fold_batch(m, ks, states, [event])
+            states.update(result.changed)
+            for entry in result.appends:
+                if entry.key in own and (entry.key, entry.member) in places:
+                    setters[(entry.key, entry.member)] = event.envelope
+            state = states.get(ref)
+            now = _values(Rendered() if state is None else m.render(ks, ref, state), places)
+            for place in places:
+                if now[place] != previous[place]:
+                    setters[place] = event.envelope
+            previous = now
+    return setters
+
+
+def _values(image: Rendered, places: Iterable[Place]) -> dict[Place, Any]:
+    out: dict[Place, Any] = {}
+    for key, name in places:
+        if not name:
+            out[(key, name)] = repr(sorted((image.owned.get(key) or image.zsets.get(key) or {}).items()))
+        else:
+            out[(key, name)] = (image.owned.get(key, {}).get(name) or image.hfields.get(key, {}).get(name)
+                                or image.zsets.get(key, {}).get(name))
+    return out
+
+
+def _parked_of(client: redis.Redis, projection: str, user_id: str) -> list[dict[str, Any]]:
+    """The parked events of ``projection`` in the user's streams, oldest first."""
+    streams = set(user_streams(user_id))
+    found = []
+    for raw in client.hvals(keys.parked(projection)):  # type: ignore[union-attr]  # sync client
+        record = json.loads(text(raw))
+        if record.get("stream") in streams:
+            found.append(record)
+    return sorted(found, key=lambda r: int(r.get("position") or 0))
