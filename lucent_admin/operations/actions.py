@@ -226,7 +226,8 @@ def _users_invalid(users: list[str]) -> str:
     return ""
 
 
-def _single(kind: str, target: str, params: dict[str, Any], actor: Actor, total: int | None) -> tuple[Any, bool]:
+def _single(kind: str, target: str, params: dict[str, Any], actor: Actor, total: int | None, unit: str = "users"
+            ) -> tuple[Any, bool]:
     """The job of ``kind`` on ``target`` queued or running already (True), else a new one (False)."""
     from lucent_admin.operations import jobs
     from lucent_admin.operations.models import Job
@@ -234,7 +235,7 @@ def _single(kind: str, target: str, params: dict[str, Any], actor: Actor, total:
     running = Job.objects.filter(kind=kind, target=target[:200], state__in=[Job.State.QUEUED, Job.State.RUNNING]).first()
     if running is not None:
         return running, True
-    return jobs.create(kind, target, params, actor.name, total, "users"), False
+    return jobs.create(kind, target, params, actor.name, total, unit), False
 
 
 MAX_SAMPLE = 10_000
@@ -270,7 +271,8 @@ def do_check_consistency(actor: Actor, projection: str = "", users: list[str] | 
               "scheduled": scheduled}
 
     def call() -> dict[str, Any]:
-        job, again = _single(Job.Kind.CONSISTENCY_CHECK, target, params, actor, len(wanted) or None)
+        job, again = _single(Job.Kind.CONSISTENCY_CHECK, target, params, actor, len(wanted) or None,
+                             "events" if everything else "users")  # a full check counts the events it replays
         return {"job": job.pk, "again": again}
 
     result = perform(actor, CHECK_CONSISTENCY, target, call, "", invalid, scope=scope, repair=repair)

@@ -182,6 +182,7 @@ def check_projection(client: redis.Redis, store: EventStore, projection: str, co
     for entity in _users(client, store, m, ks, checkpoint, users, control, report.skipped):
         report.add(entity)
     report.seconds = round(time.monotonic() - started, 3)
+    report.events = replay.events
     control.report(replay.events, replay.events, f"checked everything in {projection}")
     return report
 
@@ -192,8 +193,11 @@ def check_everything(client: redis.Redis, store: EventStore, projections: Sequen
     names = list(projections) if projections else list(PROJECTIONS)
     report = Report("everything", names)
     started = time.monotonic()
-    for name in names:
-        part = check_projection(client, store, name, control)
+    control = control or Unattended()
+    done = 0
+    for i, name in enumerate(names):
+        part = check_projection(client, store, name, _Cumulative(control, done, i, len(names)))
+        done += part.events
         report.checked += part.checked
         report.consistent += part.consistent
         report.difference_count += part.difference_count
@@ -202,8 +206,24 @@ def check_everything(client: redis.Redis, store: EventStore, projections: Sequen
         report.checkpoints.update(part.checkpoints)
         report.per_projection.update(part.per_projection)
         report.skipped.extend(part.skipped)
+        report.events += part.events
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+class _Cumulative(Control):
+    """One projection's progress as part of a check of several: events counted on from the earlier ones, the
+    total extrapolated over the projections still to come."""
+
+    def __init__(self, control: Control, before: int, index: int, count: int) -> None:
+        self.control, self.before, self.index, self.count = control, before, index, count
+
+    def report(self, done: int, total: int | None, phase: str = "") -> None:
+        whole = None if total is None else round((self.before + total) * self.count / (self.index + 1))
+        self.control.report(self.before + done, whole, f"{phase} ({self.index + 1} of {self.count})")
+
+    def cancelled(self) -> bool:
+        return self.control.cancelled()
 
 
 def _cut(client: redis.Redis, ks: KeySpace, shared: set[str], user_keys: set[str]) -> tuple[int, Rendered]:

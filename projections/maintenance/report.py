@@ -71,7 +71,8 @@ class Report:
     users_to_repair: list[str] = field(default_factory=list)
     checkpoints: dict[str, int] = field(default_factory=dict)  # the last checkpoint each projection was checked at
     per_projection: dict[str, dict[str, int]] = field(default_factory=dict)  # checked / consistent per projection
-    skipped: list[str] = field(default_factory=list)  # "user in projection" live events kept moving: not compared
+    skipped: list[str] = field(default_factory=list)
+    events: int = 0  # events replayed (a full check)  # "user in projection" live events kept moving: not compared
     seconds: float = 0.0
 
     @property

@@ -143,10 +143,12 @@ def test_checking_everything_replays_each_projection_shared_read_models_included
         projected: Queries, worker, checker, redis_client) -> None:
     market = run_check(Actor.of(checker), everything=True, projection="market")
     assert market.state == Job.State.SUCCEEDED and market.result["scores"] == {"market": 1.0}
+    assert market.unit == "events" and market.done == market.result["events"] > 0
     assert market.result["per_projection"]["market"]["checked"] > 1
     redis_client.zadd(KeySpace("portfolio").portfolio_values(), {"ghost-user": 3.0})
     everything = run_check(Actor.of(checker), everything=True)
     assert set(everything.result["scores"]) == {"portfolio", "risk", "market", "leaderboards"}
+    assert everything.done == everything.result["events"] > market.done  # counted on across the projections
     (stray,) = everything.result["differences"]
     assert (stray["key"], stray["field"], stray["kind"]) == ("portfolio-values", "ghost-user", "ranking member extra")
     assert everything.result["users_to_repair"] == [] and everything.result["scores"]["portfolio"] < 1.0
