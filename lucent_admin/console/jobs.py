@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from lucent_admin.operations.jobs import AWAITING_DECISION
 from lucent_admin.operations.models import Job
-from projections.maintenance.user_rebuild import user_projections
+from projections.readmodels import PROJECTIONS
 
 Params = Any
 TREND_DAYS = 7
@@ -75,7 +75,7 @@ def trend() -> dict[str, Any]:
     """The score of every projection at each finished check of the last days, oldest first: what the chart draws
     (x: seconds since the epoch; a projection a check did not cover is null there)."""
     checks = sorted(_finished_checks(), key=lambda j: j.finished_at)
-    names = list(user_projections())
+    names = list(PROJECTIONS)  # market too: a check of everything covers it
     now = timezone.now()
     return {"from": int((now - timedelta(days=TREND_DAYS)).timestamp()), "to": int(now.timestamp()),
             "x": [int(j.finished_at.timestamp()) for j in checks],
@@ -85,7 +85,7 @@ def trend() -> dict[str, Any]:
 def consistency_scores(params: Params) -> dict[str, Any]:
     latest = latest_scores()
     series = trend()
-    return {"rows": [{"name": name, **latest.get(name, {})} for name in user_projections()],
+    return {"rows": [{"name": name, **latest.get(name, {})} for name in PROJECTIONS],
             "trend_json": json.dumps(series), "has_trend": bool(series["x"]), "days": TREND_DAYS}
 
 

@@ -22,7 +22,7 @@
         return { label: n, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true, points: { show: true },
                  value: function (u, v) { return v == null ? "—" : v.toFixed(2) + "%"; } };
       })),
-      axes: [Object.assign({}, AXIS), Object.assign({ values: function (u, vals) {
+      axes: [Object.assign({}, AXIS), Object.assign({ size: 64, values: function (u, vals) {
         return vals.map(function (v) { return v + "%"; }); } }, AXIS)]
     };
     el.textContent = "";
