@@ -13,7 +13,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from lucent_admin.operations.jobs import AWAITING_DECISION
+from lucent_admin.operations.engines import AWAITING_DECISION
 from lucent_admin.operations.models import Job
 from projections.readmodels import PROJECTIONS
 

@@ -402,7 +402,7 @@ def do_cancel_job(actor: Actor, job_id: int) -> Result:
 
 def do_flip_anyway(actor: Actor, job_id: int) -> Result:
     """Decide that a rebuild waiting on differences above the budget flips anyway."""
-    from lucent_admin.operations.jobs import AWAITING_DECISION
+    from lucent_admin.operations.engines import AWAITING_DECISION
     from lucent_admin.operations.models import Job
 
     def refuse(job: Any) -> str:

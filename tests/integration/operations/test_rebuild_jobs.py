@@ -128,7 +128,7 @@ def test_with_two_person_approval_a_second_operator_starts_the_rebuild(client: C
 
 def test_differences_above_the_budget_wait_for_an_operator_who_flips_anyway(client: Client, projected: Queries, worker,
                                                                              ops, redis_client: redis.Redis) -> None:
-    from lucent_admin.operations.jobs import AWAITING_DECISION
+    from lucent_admin.operations.engines import AWAITING_DECISION
 
     user = projected.top_portfolios(1)[0].user_id
     redis_client.hset(KeySpace("portfolio").portfolio(user), "tradeCount", "424242")  # the live generation is damaged

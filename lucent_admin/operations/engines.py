@@ -1,0 +1,159 @@
+"""The engines of the jobs: what each kind of job does, one function of ``projections/`` each, given the job
+and its :class:`~lucent_admin.operations.jobs.JobControl` (progress, cancel); the result it returns is the
+job's, its ``summary`` the last line of the job's history."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from django.conf import settings
+
+from lucent_admin import bootstrap
+from lucent_admin.operations.jobs import JobControl, notify
+from lucent_admin.operations.models import Job, JobEvent
+from projections.errors import JobCancelled
+from projections.maintenance.consistency import check_sample, check_users
+from projections.maintenance.control import Control
+from projections.maintenance.full_check import check_everything
+from projections.maintenance.generations import Sample, drop_generation, live_generation, next_generation, switch_to
+from projections.maintenance.report import Report
+from projections.maintenance.user_rebuild import rebuild_user
+
+
+def _rebuild_users(job: Job, control: JobControl) -> dict[str, Any]:
+    """Per-user rebuild of ``params["users"]``, one after the other, resuming after ``done``."""
+    users: list[str] = list(job.params["users"])
+    results: dict[str, Any] = dict(job.result.get("users", {}))
+    for i in range(job.done, len(users)):
+        control.report(i, len(users), f"rebuilding {users[i]}")
+        rebuilt = rebuild_user(bootstrap.redis_client(), bootstrap.event_store(), users[i], control=_CancelOnly(control))
+        results[users[i]] = {p.projection: {"events": p.events, "writes": p.writes, "checkpoint": p.checkpoint}
+                             for p in rebuilt.projections}
+        Job.objects.filter(pk=job.pk).update(result={"users": results})  # what is done survives a redelivery
+        control.report(i + 1, len(users), f"rebuilt {users[i]}")
+    writes = sum(w["writes"] for r in results.values() for w in r.values())
+    repaired = sum(1 for r in results.values() if any(w["writes"] for w in r.values()))
+    return {"users": results, "summary": f"rebuilt {len(users):,} users: {repaired:,} needed {writes:,} writes, "
+                                         f"{len(users) - repaired:,} already equal to a full replay"}
+
+
+def _rebuild(job: Job, control: JobControl) -> dict[str, Any]:
+    """Full rebuild into a new generation, verified and flipped; a cancel or a failure drops it."""
+    projection = job.params["projection"]
+    client = bootstrap.redis_client()
+    generation = job.params.get("generation")
+    if generation is None:  # the first delivery picks it; a redelivery resumes filling the same one
+        generation = next_generation(client, projection)
+        job.params = {**job.params, "generation": generation}
+        Job.objects.filter(pk=job.pk).update(params=job.params)
+        JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"folding the history into generation {generation}")
+    try:
+        done = switch_to(client, bootstrap.runner_config(projection), generation, control,
+                         budget=int(settings.LUCENT_REBUILD_DIFF_BUDGET), flip_anyway=bool(job.params.get("flip_anyway")),
+                         max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S),
+                         decide=lambda sample: _await_decision(job, control, sample), resumed=job.done)
+    except BaseException:
+        if live_generation(client, projection) != generation:  # never live: drop what the job wrote
+            drop_generation(client, projection, generation, _Unstoppable())
+        raise
+    return {**asdict(done), "summary": f"generation {generation} is live (was {done.from_generation}) after "
+                                       f"{done.applied:,} events in {done.seconds:,.1f} s; {done.difference_count} "
+                                       f"differences on {done.compared} entities compared; the live projector paused "
+                                       f"{done.pause_ms:,.1f} ms for the flip; generation {done.from_generation} is kept "
+                                       "for a rollback"}
+
+
+DECISION_POLL_S = 0.3
+AWAITING_DECISION = "waiting for an operator"  # how a rebuild's phase starts while it waits for flip anyway / cancel
+
+
+def _await_decision(job: Job, control: JobControl, sample: Sample) -> bool:
+    """Above the budget: show the differences and wait for an operator's "flip anyway" (True) or a
+    cancel (JobCancelled); the new generation keeps following the head meanwhile."""
+    found = {"differences": sample.kept, "difference_count": sample.count, "compared": sample.compared}
+    Job.objects.filter(pk=job.pk).update(result=found, phase=f"{AWAITING_DECISION}: {sample.count} differences "
+                                                            f"on {sample.compared} entities (flip anyway, or cancel)")
+    JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"{sample.count} differences on a sample of "
+                            f"{sample.compared} entities, above the budget: waiting for an operator to flip anyway or cancel")
+    notify(job)
+    while True:
+        if control.cancelled():
+            raise JobCancelled("cancelled by an operator after the verification; nothing was flipped")
+        if Job.objects.filter(pk=job.pk).values_list("params", flat=True).first().get("decision") == "flip":
+            JobEvent.objects.create(job_id=job.pk, state=job.state, message="an operator decided to flip anyway")
+            return True
+        time.sleep(DECISION_POLL_S)
+
+
+def _rollback(job: Job, control: JobControl) -> dict[str, Any]:
+    """Back to the kept generation, caught up from its own checkpoint, then flipped."""
+    projection, generation = job.params["projection"], int(job.params["generation"])
+    done = switch_to(bootstrap.redis_client(), bootstrap.runner_config(projection), generation, control, verify=False,
+                     max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S), resumed=job.done)
+    return {**asdict(done), "summary": f"generation {generation} is live again (was {done.from_generation}), caught up "
+                                       f"by {done.applied:,} events"}
+
+
+def _drop(job: Job, control: JobControl) -> dict[str, Any]:
+    projection, generation = job.params["projection"], int(job.params["generation"])
+    dropped = drop_generation(bootstrap.redis_client(), projection, generation, control)
+    return {"dropped": dropped, "summary": f"dropped generation {generation} of {projection}: {dropped:,} keys"}
+
+
+def _check(job: Job, control: JobControl) -> dict[str, Any]:
+    """A consistency check (read only: a redelivered one starts again); a repair job after it if asked."""
+    from lucent_admin.operations.actions import Actor, do_rebuild_users
+
+    params, client, store = job.params, bootstrap.redis_client(), bootstrap.event_store()
+    names = [params["projection"]] if params.get("projection") else None
+    report: Report
+    urls = (settings.REDIS_URL, settings.EVENTSTORE_URI)  # the users are read ahead by a child process
+    if params.get("users"):
+        report = check_users(client, store, params["users"], names, control, urls=urls)
+    elif params.get("sample"):
+        report = check_sample(client, store, int(params["sample"]), names, control, urls=urls)
+    else:
+        report = check_everything(client, store, names, control)
+    result = report.as_dict()
+    repair = bool(params.get("repair")) or (bool(params.get("scheduled")) and bool(settings.LUCENT_CONSISTENCY_AUTO_REPAIR))
+    repaired = ""
+    if report.users_to_repair and repair:
+        queued = do_rebuild_users(Actor(f"system: consistency check {job.pk}"), report.users_to_repair)
+        result["repair_job"] = queued.value["job"] if queued.ok else None
+        repaired = f"; repair: {queued.message}"
+    score = "no entity to check" if report.score is None else f"{report.consistent:,} of {report.checked:,} consistent"
+    result["summary"] = (f"{score}, {report.difference_count:,} differences; {len(report.users_to_repair):,} users to "
+                         f"repair{repaired}")
+    return result
+
+
+class _Unstoppable(Control):
+    def report(self, done: int, total: int | None, phase: str = "") -> None:
+        return None
+
+    def cancelled(self) -> bool:
+        return False
+
+
+class _CancelOnly(Control):
+    """Passes cancel checks through, keeps the engine's own progress out of the job's."""
+
+    def __init__(self, control: Control) -> None:
+        self.control = control
+
+    def report(self, done: int, total: int | None, phase: str = "") -> None:
+        return None
+
+    def cancelled(self) -> bool:
+        return self.control.cancelled()
+
+
+ENGINES: dict[str, Callable[[Job, JobControl], dict[str, Any]]] = {
+    Job.Kind.REBUILD_USERS: _rebuild_users,
+    Job.Kind.REBUILD: _rebuild,
+    Job.Kind.ROLLBACK: _rollback,
+    Job.Kind.DROP_GENERATION: _drop,
+    Job.Kind.CONSISTENCY_CHECK: _check,
+}
