@@ -39,6 +39,13 @@ def busiest(client: redis.Redis, n: int) -> list[str]:
     return [r.user_id for r in Queries(client).top_portfolios(n)]
 
 
+def projected(redis_process: RedisProcess, store_process: StoreProcess, events: int) -> tuple[redis.Redis, EventStore]:
+    """A simulated market of ``events`` (no bad ones) projected by every projection; a Redis client and the store."""
+    append_market(store_process.uri, events, bad_ratio=0.0)
+    run_to_end(redis_process.url, store_process.uri)
+    return redis.Redis.from_url(redis_process.url), EventStore(store_process.uri)
+
+
 def by_user(differences: list[Difference]) -> dict[str, set[tuple[str, str, str, str]]]:
     out: dict[str, set[tuple[str, str, str, str]]] = {}
     for d in differences:
@@ -48,10 +55,7 @@ def by_user(differences: list[Difference]) -> dict[str, set[tuple[str, str, str,
 
 def test_each_seeded_corruption_is_found_classified_explained_and_repaired(
         redis_process: RedisProcess, store_process: StoreProcess) -> None:
-    append_market(store_process.uri, 2500, bad_ratio=0.0)
-    client = redis.Redis.from_url(redis_process.url)
-    run_to_end(redis_process.url, store_process.uri)
-    store = EventStore(store_process.uri)
+    client, store = projected(redis_process, store_process, 2500)
     everyone = users_of(client, "portfolio")
     clean = check_users(client, store, everyone)
     assert clean.differences == [] and clean.checked == 3 * len(everyone) and clean.score == 1.0
@@ -178,10 +182,7 @@ def test_the_rolling_sample_covers_every_user(redis_process: RedisProcess, store
 
 def test_keys_evicted_under_maxmemory_are_found_and_a_repair_restores_them(
         redis_process: RedisProcess, store_process: StoreProcess) -> None:
-    append_market(store_process.uri, 2500, bad_ratio=0.0)
-    client = redis.Redis.from_url(redis_process.url)
-    run_to_end(redis_process.url, store_process.uri)
-    store = EventStore(store_process.uri)
+    client, store = projected(redis_process, store_process, 2500)
     everyone = known_users(client)
     victims = busiest(client, 3)
     pf, rk = KeySpace("portfolio"), KeySpace("risk")
