@@ -21,7 +21,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from lucent_admin.console import contexts
 from lucent_admin.console.forms import AcknowledgeForm, ConsistencyCheckForm, RetryParkedForm, UserLookupForm
 from lucent_admin.console.permissions import staff_required
-from lucent_admin.operations import actions
+from lucent_admin.operations import actions, consistency_actions
 from lucent_admin.operations.actions import Actor, Result
 from projections.readmodels import PROJECTIONS
 
@@ -120,7 +120,7 @@ def check_consistency(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data if valid else {}
     scope = data.get("scope", "")
     user = data.get("user_id") or request.POST.get("user_id", "")[:64]
-    result = actions.do_check_consistency(Actor.of(request.user), data.get("projection", ""),
+    result = consistency_actions.do_check_consistency(Actor.of(request.user), data.get("projection", ""),
                                           [user] if scope == "user" else [], (data.get("sample") or 0) if scope == "sample" else 0,
                                           scope == "all", invalid="" if valid else _form_errors(form))
     back = (f"{reverse('console:user')}?{urlencode({'user': user})}" if request.POST.get("scope") == "user" and user
@@ -130,7 +130,7 @@ def check_consistency(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def repair(request: HttpRequest, job_id: int) -> HttpResponse:
-    result = actions.do_repair(Actor.of(request.user), job_id)
+    result = consistency_actions.do_repair(Actor.of(request.user), job_id)
     return _to_job(request, result, "Not repaired", reverse("console:job", args=[job_id]))
 
 

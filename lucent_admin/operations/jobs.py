@@ -259,7 +259,8 @@ def drop_expired_generations(now_ms: int | None = None) -> list[int]:
 
 def schedule_consistency_check() -> int | None:
     """Queue the scheduled check of the next rolling sample (as the system); its job id."""
-    from lucent_admin.operations.actions import Actor, do_check_consistency
+    from lucent_admin.operations.actions import Actor
+    from lucent_admin.operations.consistency_actions import do_check_consistency
 
     if not settings.LUCENT_CONSISTENCY_SAMPLE:
         return None

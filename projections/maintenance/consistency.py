@@ -201,7 +201,7 @@ def emptied(client: redis.Redis, projections: Sequence[str]) -> list[Difference]
         ks = live_keyspace(client, projection)
         checkpoint = int(text(client.get(ks.checkpoint)) or 0)
         if checkpoint and not users_of(client, projection):
-            out.append(Difference(projection, "", ks.name_of(model(projection).main_key(ks, ("user", "*"))), "",
+            out.append(Difference(projection, "", ks.name_of(model(projection).main_key(ks, (str(model(projection).user_kind), "*"))), "",
                                   MISSING_KEY, "every user's entity", "",
                                   f"read models missing while the checkpoint is intact (at {checkpoint}): Redis was "
                                   "emptied or evicted and the checkpoint survived; rebuild the projection"))

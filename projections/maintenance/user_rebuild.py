@@ -41,12 +41,12 @@ from typing import Any
 
 import redis
 
-from projections import keys
 from projections.errors import BadEvent, RebuildContended
 from projections.events import DomainEvent, Ignored, PriceUpdated, Recorded, decode, user_streams
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Control, Unattended, check
+from projections.maintenance.generations import live_generation
 from projections.projector.fold import fold_batch
 from projections.readmodels import PROJECTIONS, model
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
@@ -277,7 +277,7 @@ def _decoded(items: Iterable[Recorded]) -> Iterator[DomainEvent]:
 
 
 def live_keyspace(client: redis.Redis, projection: str) -> KeySpace:
-    return KeySpace(projection, int(text(client.get(keys.generation_pointer(projection))) or 1))
+    return KeySpace(projection, live_generation(client, projection))
 
 
 def snapshots(client: redis.Redis, entities: Sequence[tuple[KeySpace, str]]) -> list[tuple[int, str]]:

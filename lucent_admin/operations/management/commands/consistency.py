@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lucent_admin.console.templatetags.numbers import consistency
-from lucent_admin.operations import actions
+from lucent_admin.operations import consistency_actions
 from lucent_admin.operations.cli import actor_as, follow_job
 from projections.readmodels import PROJECTIONS
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, projection: str, users: list[str] | None, sample: int | None, everything: bool,
                repair: bool, as_json: bool, as_user: str, **options: Any) -> None:
-        result = actions.do_check_consistency(actor_as(as_user), projection, users or [], sample or 0, everything, repair)
+        result = consistency_actions.do_check_consistency(actor_as(as_user), projection, users or [], sample or 0, everything, repair)
         if not result.ok:
             raise CommandError(result.message, returncode=2)
         self.stderr.write(result.message)
