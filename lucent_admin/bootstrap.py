@@ -15,6 +15,7 @@ from django.conf import settings
 
 from projections.eventstore import EventStore
 from projections.projector.runner import RunnerConfig
+from projections.published import SignificantMove
 from projections.queries import Queries
 
 
@@ -49,6 +50,8 @@ def runner_config(projection: str, exit_when_caught_up: bool = False) -> RunnerC
         batch_size=int(settings.LUCENT_BATCH_SIZE), live_flush_ms=int(settings.LUCENT_LIVE_FLUSH_MS),
         reader_process_after=int(settings.LUCENT_READER_PROCESS_AFTER),
         state_cache_entries=int(settings.LUCENT_STATE_CACHE_ENTRIES), exit_when_caught_up=exit_when_caught_up,
+        publish_events=bool(settings.LUCENT_PUBLISH_EVENTS),  # a rebuild's runner never publishes, whatever this says
+        significant_move=SignificantMove(settings.LUCENT_PUBLISH_MOVE_PCT / 100, float(settings.LUCENT_PUBLISH_MOVE_USD)),
     )
 
 

@@ -128,6 +128,12 @@ LUCENT_BATCH_SIZE = config.env_int("LUCENT_BATCH_SIZE", 500, 1)
 LUCENT_LIVE_FLUSH_MS = config.env_int("LUCENT_LIVE_FLUSH_MS", 2, 0)
 LUCENT_READER_PROCESS_AFTER = config.env_int("LUCENT_READER_PROCESS_AFTER", 5000, -1)
 LUCENT_STATE_CACHE_ENTRIES = config.env_int("LUCENT_STATE_CACHE_ENTRIES", 20000, 0)
+# Published domain events (projections/published.py): the live projector appends RiskLevelChanged and
+# PortfolioSignificantlyUpdated, the latter for a move of a user's value by at least LUCENT_PUBLISH_MOVE_USD
+# dollars and by more than LUCENT_PUBLISH_MOVE_PCT percent of it in one event.
+LUCENT_PUBLISH_EVENTS = config.env_bool("LUCENT_PUBLISH_EVENTS", True)
+LUCENT_PUBLISH_MOVE_PCT = config.env_int("LUCENT_PUBLISH_MOVE_PCT", 10, 0)
+LUCENT_PUBLISH_MOVE_USD = config.env_int("LUCENT_PUBLISH_MOVE_USD", 1000, 0)
 LUCENT_STARTUP_WAIT = config.env_int("LUCENT_STARTUP_WAIT", 5, 0)
 # Full rebuilds: slow down while the live projector is this many seconds behind; flip only if a sample
 # of entities differs in at most this many fields (else the operator starts it again with "flip anyway").

@@ -37,6 +37,9 @@ __all__ = [
     "PortfolioRebalanced",
     "PositionClosed",
     "RiskAlertAcknowledged",
+    "RiskLevelChanged",
+    "PortfolioSignificantlyUpdated",
+    "RISK_LEVELS",
     "Ignored",
     "DomainEvent",
     "Decoded",
@@ -50,6 +53,8 @@ _ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 # BASE-QUOTE: two identifier-ish parts without dashes of their own.
 _PAIR = re.compile(r"[A-Za-z0-9_.]{1,31}-[A-Za-z0-9_.]{1,31}\Z")
 NOTE_MAX = 1000
+RISK_LEVELS = ("low", "medium", "high", "critical")
+REASONS_MAX = 10  # reasons a RiskLevelChanged may carry (the risk read model gives at most 4)
 REASON_MAX = 200  # chars of an unexpected exception's message kept in a parked event's reason
 # Epoch ms of 0001-01-01T00:00Z and of the last whole ms of 9999-12-31 UTC: the folds turn
 # event times into UTC days, and a day outside years 1-9999 cannot be named.
@@ -180,13 +185,40 @@ class RiskAlertAcknowledged:
 
 
 @dataclass(frozen=True, slots=True)
+class RiskLevelChanged:
+    """Published by the live risk projection when a user's level changes (see :mod:`projections.published`)."""
+
+    envelope: Envelope
+    user_id: str
+    old_level: str
+    new_level: str
+    risk_score: float
+    reasons: tuple[str, ...]
+    source_event_id: str
+    at: int  # the causing event's time
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioSignificantlyUpdated:
+    """Published by the live portfolio projection when a user's value moves past the threshold."""
+
+    envelope: Envelope
+    user_id: str
+    old_value: float
+    new_value: float
+    source_event_id: str
+    at: int  # the causing event's time
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     """An event of a type the catalog does not know: skipped, not parked."""
 
     envelope: Envelope
 
 
-DomainEvent = TradeExecuted | PriceUpdated | PortfolioRebalanced | PositionClosed | RiskAlertAcknowledged
+DomainEvent = (TradeExecuted | PriceUpdated | PortfolioRebalanced | PositionClosed | RiskAlertAcknowledged
+               | RiskLevelChanged | PortfolioSignificantlyUpdated)
 Decoded = DomainEvent | Ignored
 
 
@@ -375,17 +407,52 @@ def _acknowledged(env: Envelope, d: Mapping[str, Any]) -> RiskAlertAcknowledged:
     )
 
 
+def _level(d: Mapping[str, Any], name: str) -> str:
+    value = _get(d, name)
+    if not isinstance(value, str) or value not in RISK_LEVELS:
+        raise BadEvent(name, f"expected one of {', '.join(RISK_LEVELS)}")
+    return value
+
+
+def _reasons(d: Mapping[str, Any]) -> tuple[str, ...]:
+    raw = _get(d, "reasons")
+    if not isinstance(raw, list):
+        raise BadEvent("reasons", f"expected a list, got {_kind(raw)}")
+    if len(raw) > REASONS_MAX:
+        raise BadEvent("reasons", f"out of range: more than {REASONS_MAX} reasons")
+    for index, reason in enumerate(raw):
+        if not isinstance(reason, str) or not 0 < len(reason) <= REASON_MAX or not _is_unicode(reason):
+            raise BadEvent(f"reasons.{index}", f"expected a string of 1-{REASON_MAX} chars of valid Unicode")
+    return tuple(raw)
+
+
+def _level_changed(env: Envelope, d: Mapping[str, Any]) -> RiskLevelChanged:
+    score = _number(d, "riskScore", 0.0)
+    if score > 10.0:
+        raise BadEvent("riskScore", "out of range: must be <= 10")
+    return RiskLevelChanged(env, _ident(d, "userId"), _level(d, "oldLevel"), _level(d, "newLevel"), score, _reasons(d),
+                            _ident(d, "sourceEventId"), _timestamp(d, "at"))
+
+
+def _significant(env: Envelope, d: Mapping[str, Any]) -> PortfolioSignificantlyUpdated:
+    return PortfolioSignificantlyUpdated(env, _ident(d, "userId"), _number(d, "oldValue"), _number(d, "newValue"),
+                                         _ident(d, "sourceEventId"), _timestamp(d, "at"))
+
+
 _DECODERS: dict[str, Callable[[Envelope, Mapping[str, Any]], DomainEvent]] = {
     "TradeExecuted": _trade,
     "PriceUpdated": _price,
     "PortfolioRebalanced": _rebalanced,
     "PositionClosed": _closed,
     "RiskAlertAcknowledged": _acknowledged,
+    "RiskLevelChanged": _level_changed,
+    "PortfolioSignificantlyUpdated": _significant,
 }
 EVENT_TYPES: tuple[str, ...] = tuple(_DECODERS)
 
 
-_ENVELOPED = (Recorded, TradeExecuted, PriceUpdated, PortfolioRebalanced, PositionClosed, RiskAlertAcknowledged, Ignored)
+_ENVELOPED = (Recorded, TradeExecuted, PriceUpdated, PortfolioRebalanced, PositionClosed, RiskAlertAcknowledged,
+              RiskLevelChanged, PortfolioSignificantlyUpdated, Ignored)
 
 
 def envelope_of(raw: Recorded | Decoded | RecordedLike) -> Envelope:

@@ -143,6 +143,28 @@ class EventStore:
                 return
             revision = revisions[-1] + 1
 
+    def read_stream_newest(self, stream: str, limit: int) -> list[Recorded]:
+        """The newest ``limit`` events of ``stream``, newest first (none if it does not exist)."""
+        try:
+            response = self.client.read_stream(stream, backwards=True, limit=limit, timeout=self.timeout)
+        except (GrpcError, EventStoreDBClientException) as exc:
+            raise EventStoreUnavailable(f"reading stream {stream!r} failed: {exc}") from exc
+        return list(_read_items(response, f"stream {stream!r}"))
+
+    def metadata_at(self, position: int) -> dict[str, Any]:
+        """The JSON metadata of the event at commit ``position`` ({} if none is there or it is not JSON)."""
+        try:
+            found = list(self.client.read_all(commit_position=position, limit=1, timeout=self.timeout))
+        except (GrpcError, EventStoreDBClientException) as exc:
+            raise EventStoreUnavailable(f"reading the event at {position} failed: {exc}") from exc
+        if not found or found[0].commit_position != position:
+            return {}
+        try:
+            value = json.loads(found[0].metadata or b"{}")
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
     def read_types(self, event_types: Sequence[str], after: int | None = None) -> Iterator[Recorded]:
         """Events of ``event_types`` in ``$all`` after commit position ``after``, oldest first (a plain
         read, no subscription: it ends at the head as the read began)."""

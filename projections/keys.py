@@ -11,6 +11,7 @@ Layout::
     lucent:{<projection>}:status                  hash: state, checkpoint, head, lag, ...
     lucent:{<projection>}:parked                  hash: event id -> parked event (JSON)
     lucent:{<projection>}:parked:index            sorted set: event id by commit position
+    lucent:{<projection>}:outbox                  hash: published events not yet appended to the store
 
 Read-model key names after the generation prefix keep the platform document's
 vocabulary (``portfolio:{userId}``, ``portfolio-values``, ``user-risk-scores``,
@@ -64,6 +65,17 @@ def parked(projection: str) -> str:
 
 def parked_index(projection: str) -> str:
     return f"{tag(projection)}:parked:index"
+
+
+def outbox(projection: str) -> str:
+    """Hash: published event id -> the event to publish (``published.Outgoing``), written in a batch's commit and
+    emptied once appended to the store (see ``projector/publisher.py``); in the projection's slot, not a generation's."""
+    return f"{tag(projection)}:outbox"
+
+
+def outbox_horizon(projection: str) -> str:
+    """Commit position up to which the projection's events are history, never published (set once)."""
+    return f"{tag(projection)}:outbox:horizon"
 
 
 def retry_requests(projection: str) -> str:

@@ -19,9 +19,11 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.errors import InvalidIdentifier
-from projections.events import Envelope, is_identifier, is_pair
+from projections.errors import BadEvent, InvalidIdentifier
+from projections.events import Envelope, PortfolioSignificantlyUpdated, RiskLevelChanged, decode, is_identifier, is_pair
+from projections.eventstore import EventStore
 from projections.keys import KeySpace
+from projections.published import published_streams
 from projections.readmodels import PROJECTIONS
 from projections.readmodels.market import MODEL as MARKET
 from projections.readmodels.market import Opportunity, PairMarket, Quote, opportunity_from_json
@@ -459,6 +461,24 @@ class Queries:
             at, _, lag = text(member).partition(":")
             samples.append(LagSample(int(at), float(lag)))
         return samples
+
+
+PublishedEvent = RiskLevelChanged | PortfolioSignificantlyUpdated
+
+
+def published_events(store: EventStore, user_id: str, limit: int = 20) -> list[PublishedEvent]:
+    """The newest ``limit`` domain events the live projector published about the user (both kinds,
+    newest first), read from their streams in the event store (:mod:`projections.published`)."""
+    found: list[PublishedEvent] = []
+    for stream in published_streams(check_user(user_id)):
+        for item in store.read_stream_newest(stream, limit):
+            try:
+                event = decode(item)
+            except BadEvent:
+                continue
+            if isinstance(event, (RiskLevelChanged, PortfolioSignificantlyUpdated)):
+                found.append(event)
+    return sorted(found, key=lambda e: e.envelope.position, reverse=True)[:limit]
 
 
 def _parked(d: Mapping[str, Any]) -> ParkedEvent:

@@ -275,3 +275,10 @@ def parked_writes(projection: str, event_id: str, position: int, record: str) ->
 
 def unpark_writes(projection: str, event_id: str) -> list[Write]:
     return [("HDEL", keys.parked(projection), event_id), ("ZREM", keys.parked_index(projection), event_id)]
+
+
+def outbox_writes(projection: str, entries: Sequence[tuple[str, str]]) -> list[Write]:
+    """Writes putting ``(event id, JSON)`` entries in the projection's outbox of events to publish, in the
+    commit of the batch that caused them (idempotent: keyed by the published event's id)."""
+    flat = [x for entry in entries for x in entry]
+    return [("HSET", keys.outbox(projection), *part) for part in _chunks(flat, 2 * CHUNK)]

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
-from lucent_admin.console import contexts, jobs
+from lucent_admin.console import contexts, jobs, published
 from projections.readmodels import PROJECTIONS
 
 Params = Mapping[str, str]
@@ -66,6 +66,8 @@ WIDGETS: dict[str, Widget] = {
         Widget("jobs", "console/widgets/jobs.html", jobs.jobs, ("jobs",)),
         Widget("user-jobs", "console/widgets/user_jobs.html", jobs.user_jobs, ("jobs",), about_the_user,
                needs=("user",)),
+        Widget("user-published", "console/widgets/user_published.html", published.user_published,
+               ("risk", "portfolio"), about_the_user, needs=("user",)),
         Widget("job", "console/widgets/job.html", jobs.job_detail, ("jobs",), about_the_job, needs=("job",)),
         Widget("consistency-scores", "console/widgets/consistency_scores.html", jobs.consistency_scores, ("jobs",)),
         Widget("consistency-reports", "console/widgets/consistency_reports.html", jobs.consistency_reports, ("jobs",)),
@@ -79,7 +81,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "leaderboards": ("top-portfolios", "volume-leaders", "strategies"),
     "risk": ("alerts", "high-risk"),
     "market": ("prices", "movers", "arbitrage"),
-    "user": ("user-portfolio", "user-risk", "user-jobs"),
+    "user": ("user-portfolio", "user-risk", "user-jobs", "user-published"),
     "projections": ("projection-details",),
     "jobs": ("jobs",),
     "consistency": ("consistency-scores", "consistency-reports"),

@@ -13,6 +13,9 @@ runner to park (DESIGN.md invariant 5). The events after it are folded.
 A state can also fold fine and then fail to render (the runner finds that out
 when it plans the writes); the runner then folds the batch again with
 ``check`` rendering every new state, which fails that event alone.
+``publish(event, before, after)``, if given (the live projector's builder, see
+:mod:`projections.published`), gives the events to publish for each event folded; a failed
+event's are dropped with its appends.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from typing import Any
 from projections.errors import BadEvent
 from projections.events import DomainEvent
 from projections.keys import KeySpace
+from projections.published import Builder, Outgoing
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
 from projections.writer import Plan, plan
 
@@ -37,6 +41,7 @@ class FoldResult:
     changed: dict[Ref, Any]
     appends: list[Append]
     failed: list[tuple[DomainEvent, BadEvent]] = field(default_factory=list)  # folds that raised, in batch order
+    published: list[Outgoing] = field(default_factory=list)  # events to publish, in batch order (see module doc)
 
 
 def touched_refs(model: ReadModel, events: Iterable[DomainEvent]) -> list[Ref]:
@@ -50,7 +55,7 @@ def touched_refs(model: ReadModel, events: Iterable[DomainEvent]) -> list[Ref]:
 
 def fold_batch(
     model: ReadModel, ks: KeySpace, loaded: Mapping[Ref, Any], events: Sequence[DomainEvent],
-    check: Callable[[Ref, Any], object] | None = None,
+    check: Callable[[Ref, Any], object] | None = None, publish: Builder | None = None,
 ) -> FoldResult:
     """Fold ``events`` in order (see the module doc). ``check(ref, state)``, if given, is called on
     each new state as part of its event's step, so a state it rejects (raises on) fails that event."""
@@ -58,8 +63,10 @@ def fold_batch(
     changed: dict[Ref, Any] = {}
     appends: list[Append] = []
     failed: list[tuple[DomainEvent, BadEvent]] = []
+    published: list[Outgoing] = []
     for event in events:
         mark = len(appends)
+        outgoing: Sequence[Outgoing] = ()
         try:
             refs = model.touches(event)
             if not refs:
@@ -72,6 +79,8 @@ def fold_batch(
                 appends.extend(model.appends(ks, ref, event, state))
                 if check is not None and state is not current[ref]:
                     check(ref, state)
+            if publish is not None:
+                outgoing = publish(event, current, new)
         except Exception as exc:  # noqa: BLE001 - one event's fold must not abort the batch (module doc)
             del appends[mark:]
             failed.append((event, _failure(exc)))
@@ -80,7 +89,8 @@ def fold_batch(
         for ref, state in new.items():
             if state is not current[ref]:
                 current[ref] = changed[ref] = state
-    return FoldResult(changed, appends, failed)
+        published.extend(outgoing)
+    return FoldResult(changed, appends, failed, published)
 
 
 def _failure(exc: Exception) -> BadEvent:
@@ -91,17 +101,17 @@ def _failure(exc: Exception) -> BadEvent:
 
 def fold_and_plan(
     model: ReadModel, ks: KeySpace, states: Mapping[Ref, Any], events: Sequence[DomainEvent],
-    result: FoldResult | None = None, images: Mapping[Ref, Rendered] | None = None,
+    result: FoldResult | None = None, images: Mapping[Ref, Rendered] | None = None, publish: Builder | None = None,
 ) -> tuple[FoldResult, Plan]:
     """Fold ``events`` (unless ``result`` is that fold already) and plan its writes. Planning is pure,
     so if it raises, a state folded from an absurd event cannot be rendered (an overflow in a derived
     figure): fold again, rendering each new state as part of its event's step, so that event fails
     alone and is parked. The second pass costs a render per event, and only runs then."""
-    result = result if result is not None else fold_batch(model, ks, states, events)
+    result = result if result is not None else fold_batch(model, ks, states, events, publish=publish)
     try:
         return result, plan(model, ks, states, result.changed, result.appends, images)
     except Exception as exc:  # noqa: BLE001 - see the docstring; a second failure is not an event's
         log.warning("projection %s: a folded state cannot be rendered (%s: %s); finding the event",
                     model.name, type(exc).__name__, exc)
-    result = fold_batch(model, ks, states, events, check=lambda ref, state: model.render(ks, ref, state))
+    result = fold_batch(model, ks, states, events, check=lambda ref, state: model.render(ks, ref, state), publish=publish)
     return result, plan(model, ks, states, result.changed, result.appends, images)

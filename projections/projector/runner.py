@@ -28,7 +28,10 @@ Contract of :meth:`Runner.run`:
 * the stop flag (SIGTERM / Ctrl-C) finishes the batch in flight and returns.
 
 ``hook(step)`` is called at "read", "fold", "write" and "commit" for fault
-injection in tests; ``notifier(notice)`` after each committed batch.
+injection in tests; ``notifier(notice)`` after each committed batch. The live runner
+(``publish_events``, no ``generation``, ``publish_status``: never a rebuild's) also writes the
+domain events its batches cause to the outbox in the same commit and appends them after it
+(:mod:`projections.projector.publisher`).
 """
 from __future__ import annotations
 
@@ -64,13 +67,15 @@ from projections.projector.fold import FoldResult, fold_and_plan, fold_batch, to
 from projections.projector.lease import Lease, new_token
 from projections.projector.notices import notice_for
 from projections.projector.parking import Parking
+from projections.projector.publisher import Publisher
 from projections.projector.reader import ReaderProcess
 from projections.projector.requests import POLL_S as REQUEST_POLL_S
 from projections.projector.requests import Requests
 from projections.projector.status import Reporter, RunStatus
+from projections.published import SignificantMove, builder_for
 from projections.queries import ProjectionState as State
 from projections.readmodels import model as model_named
-from projections.writer import Committer, Plan, load_states, text
+from projections.writer import Committer, Plan, load_states, outbox_writes, text
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +105,8 @@ class RunnerConfig:
     exit_when_caught_up: bool = False
     generation: int | None = None  # None: the live generation (its pointer); a rebuild names a new one
     publish_status: bool = True  # the live projector's status hash and heartbeat (a rebuild's runner has none)
+    publish_events: bool = False  # append domain events (projections.published); only ever by the live runner
+    significant_move: SignificantMove = SignificantMove()  # a portfolio move worth PortfolioSignificantlyUpdated
 
 
 def _noop(_: Any) -> None:
@@ -121,6 +128,10 @@ class Runner:
         self.lease = Lease(self.redis, config.projection, self.token, config.lease_ms, key=lease_key)
         self.committer = Committer(self.redis, config.projection, self.token, config.lease_ms, lease_key)
         self.parking = Parking(self.redis, config.projection)
+        live = config.publish_events and config.generation is None and config.publish_status
+        build = builder_for(config.projection, config.significant_move) if live else None
+        self.publisher = None if build is None else Publisher(self.redis, config.projection, build)
+        self.build = None if self.publisher is None else self.publisher.events_of
         self.requests = Requests(self.redis, config.projection, self.lease, config.lease_ms, self.stop_flag, self._tick)
         self.caught_up = False
         self.cache = StateCache(config.state_cache_entries)
@@ -236,8 +247,11 @@ class Runner:
         self.status.checkpoint = checkpoint
         if self._store is None:
             self._store = self._new_store()
+        self._publish()  # what an earlier run committed but did not append goes first
         head = self._store.head(self.model.event_types)
         target = head.position if head else 0
+        if self.publisher is not None:
+            self.publisher.begin(checkpoint, target)
         self.status.state = State.CATCHING_UP
         self.caught_up = False
         sub: Subscription | ReaderProcess = self._subscribe()
@@ -396,6 +410,8 @@ class Runner:
             self.status.last_event_at = envelope_of(raw[-1]).recorded_at
         if self.status.state is State.STALLED:
             self.status.fail(State.LIVE if self.caught_up else State.CATCHING_UP, "")
+        if result.published:
+            self._publish()
         self._notify(result.changed, writes.changed_zsets, checkpoint)
 
     def _fold_and_commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]],
@@ -404,13 +420,22 @@ class Runner:
         loaded = self.cache.load(self.redis, self.model, self.ks, touched_refs(self.model, events))
         if loaded.checkpoint != self._checkpoint_text:
             raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
-        result = fold_batch(self.model, self.ks, loaded.states, events)
+        result = fold_batch(self.model, self.ks, loaded.states, events, publish=self.build)
         self.hook("fold")
-        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, result, loaded.images)
+        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, result, loaded.images, self.build)
         parked = [*parked, *self._park_failed(result.failed)]
         self.hook("write")
-        self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.writes, *parked], loaded.epoch)
+        self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.writes, *parked, *self._outbox(result)],
+                              loaded.epoch)
         return result, writes, parked
+
+    def _outbox(self, result: FoldResult) -> list[tuple[str, ...]]:
+        return outbox_writes(self.config.projection, [(o.event_id, o.to_json()) for o in result.published])
+
+    def _publish(self) -> None:
+        """Append what the outbox holds (the store down: raises, and the next session starts with it)."""
+        if self.publisher is not None and self._store is not None:
+            self.publisher.flush(self._store)
 
     def _park_failed(self, failed: list[tuple[DomainEvent, BadEvent]], retried: bool = False) -> list[tuple[str, ...]]:
         """Writes parking the events whose fold raised (always parked, whatever the policy)."""
@@ -452,8 +477,11 @@ class Runner:
         stored = loaded.checkpoint
         if stored != self._checkpoint_text:
             raise CheckpointMoved(f"checkpoint is {stored!r}, expected {self._checkpoint_text!r}")
-        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events)
+        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, publish=self.build)
         failed = self._park_failed(result.failed, retried=True)
-        self.committer.commit(self.ks, stored, int(stored), [*writes.writes, *extra, *failed], loaded.epoch)
+        self.committer.commit(self.ks, stored, int(stored), [*writes.writes, *extra, *failed, *self._outbox(result)],
+                              loaded.epoch)
         self.status.parked = self.parking.count()
+        if result.published:
+            self._publish()
         self._notify(result.changed, writes.changed_zsets, int(stored))

@@ -90,6 +90,11 @@ def valid_data(type_: str) -> dict[str, Any]:
         "PositionClosed": lambda: {"userId": "alice", "pair": "BTC-USD", "closureValue": 10.0, "closedAt": at},
         "RiskAlertAcknowledged": lambda: {"userId": "alice", "alertId": "alert-1", "acknowledgedBy": "ops.jane",
                                           "note": "called", "at": at},
+        "RiskLevelChanged": lambda: {"userId": "alice", "oldLevel": "medium", "newLevel": "high", "riskScore": 6.5,
+                                     "reasons": ["daily volume $200,000"], "sourceEventId": "e-1", "at": at},
+        "PortfolioSignificantlyUpdated": lambda: {"userId": "alice", "oldValue": 10_000.0, "newValue": 12_500.0,
+                                                  "sourceEventId": "e-1", "at": at},
+        "CanaryAppended": lambda: {"canaryId": "c-1", "appendedAt": "2025-03-01T12:00:00.123Z"},
     }[type_]()
 
 

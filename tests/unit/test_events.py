@@ -17,10 +17,12 @@ from projections.events import (
     Envelope,
     Ignored,
     PortfolioRebalanced,
+    PortfolioSignificantlyUpdated,
     PositionClosed,
     PriceUpdated,
     Recorded,
     RiskAlertAcknowledged,
+    RiskLevelChanged,
     TradeExecuted,
     decode,
     is_identifier,
@@ -251,7 +253,8 @@ JSON_VALUES = st.recursive(
 )
 FUZZ = settings(max_examples=200, deadline=None, database=None)
 _KINDS = {"TradeExecuted": TradeExecuted, "PriceUpdated": PriceUpdated, "PortfolioRebalanced": PortfolioRebalanced,
-          "PositionClosed": PositionClosed, "RiskAlertAcknowledged": RiskAlertAcknowledged}
+          "PositionClosed": PositionClosed, "RiskAlertAcknowledged": RiskAlertAcknowledged,
+          "RiskLevelChanged": RiskLevelChanged, "PortfolioSignificantlyUpdated": PortfolioSignificantlyUpdated}
 
 
 def assert_sane(event: Any) -> None:
