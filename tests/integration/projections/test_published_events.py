@@ -17,6 +17,7 @@ from projections.events import PortfolioSignificantlyUpdated, RiskLevelChanged, 
 from projections.eventstore import EventStore, ProposedEvent
 from projections.maintenance.control import Unattended
 from projections.maintenance.generations import live_generation, switch_to
+from projections.maintenance.user_rebuild import rebuild_user
 from projections.projector.runner import Runner
 from projections.published import published_portfolio_stream, published_risk_stream
 from projections.queries import published_events
@@ -163,3 +164,18 @@ def test_history_and_rebuilds_publish_nothing(redis_process: RedisProcess, store
     with EventStore(store_process.uri) as store:
         assert store.client.get_commit_position() == head  # nothing appended
     assert level_changes(store_process.uri, "carol") == [] and not client.exists(keys.outbox("risk"))
+
+
+def test_a_per_user_rebuild_publishes_nothing(redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    prime(redis_process, store_process)
+    append_trades(store_process.uri, "alice")
+    live("risk", redis_process, store_process).run()
+    assert_published_once(store_process.uri)
+    client = redis.Redis.from_url(redis_process.url)
+    client.delete(keys.KeySpace("risk").user_risk("alice"))  # lost: the rebuild writes the user's state again
+    with EventStore(store_process.uri) as store:
+        head = store.client.get_commit_position()
+        rebuild_user(client, store, "alice")
+        assert store.client.get_commit_position() == head  # nothing appended
+    assert client.hget(keys.KeySpace("risk").user_risk("alice"), "riskLevel") == b"critical"
+    assert not client.exists(keys.outbox("risk"))
