@@ -38,6 +38,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "lucent_admin.console.metrics.request_latency",  # after WhiteNoise: static files are not timed
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -148,6 +149,10 @@ LUCENT_REBUILD_APPROVAL = config.env_bool("LUCENT_REBUILD_APPROVAL", False)
 LUCENT_CONSISTENCY_SAMPLE = config.env_int("LUCENT_CONSISTENCY_SAMPLE", 25, 0)
 LUCENT_CONSISTENCY_EVERY_S = config.env_int("LUCENT_CONSISTENCY_EVERY_S", 300, 10)
 LUCENT_CONSISTENCY_AUTO_REPAIR = config.env_bool("LUCENT_CONSISTENCY_AUTO_REPAIR", False)
+# Observability: /metrics is open to this bearer token (a scraper; empty: staff sessions only); beat samples
+# the Infrastructure page's figures (Redis memory and latency, update and append rates) this often.
+LUCENT_METRICS_TOKEN = config.env_token("LUCENT_METRICS_TOKEN")
+LUCENT_INFRA_SAMPLE_SECONDS = config.env_int("LUCENT_INFRA_SAMPLE_SECONDS", 15, 1)
 
 LOGGING = {
     "version": 1,
@@ -162,6 +167,7 @@ CELERY_BEAT_SCHEDULE = {
     "sample-lag": {"task": "lucent.sample_lag", "schedule": float(config.env_int("LUCENT_LAG_SAMPLE_SECONDS", 15, 1))},
     "drop-kept-generations": {"task": "lucent.drop_kept_generations", "schedule": 600.0},
     "requeue-orphaned-jobs": {"task": "lucent.requeue_orphaned_jobs", "schedule": 20.0},
+    "sample-infrastructure": {"task": "lucent.sample_infrastructure", "schedule": float(LUCENT_INFRA_SAMPLE_SECONDS)},
 }
 if LUCENT_CONSISTENCY_SAMPLE:
     CELERY_BEAT_SCHEDULE["consistency-sample"] = {"task": "lucent.scheduled_consistency_check",

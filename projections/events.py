@@ -41,6 +41,9 @@ __all__ = [
     "PortfolioSignificantlyUpdated",
     "RISK_LEVELS",
     "Ignored",
+    "CanaryAppended",
+    "CANARY_TYPE",
+    "CANARY_STREAM",
     "DomainEvent",
     "Decoded",
     "EVENT_TYPES",
@@ -217,9 +220,24 @@ class Ignored:
     envelope: Envelope
 
 
+CANARY_TYPE = "CanaryAppended"
+CANARY_STREAM = "lucent-canary"
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryAppended:
+    """The freshness canary beat appends (see :mod:`projections.projector.canary`): every projection
+    subscribes to it, no fold touches it, only the live runner records it. ``appended_at`` is the
+    appender's clock (epoch ms), not business time: never a DomainEvent, so no fold can meet it."""
+
+    envelope: Envelope
+    canary_id: str
+    appended_at: int
+
+
 DomainEvent = (TradeExecuted | PriceUpdated | PortfolioRebalanced | PositionClosed | RiskAlertAcknowledged
                | RiskLevelChanged | PortfolioSignificantlyUpdated)
-Decoded = DomainEvent | Ignored
+Decoded = DomainEvent | CanaryAppended | Ignored
 
 
 def _printable(text: str) -> str:
@@ -448,7 +466,13 @@ _DECODERS: dict[str, Callable[[Envelope, Mapping[str, Any]], DomainEvent]] = {
     "RiskLevelChanged": _level_changed,
     "PortfolioSignificantlyUpdated": _significant,
 }
-EVENT_TYPES: tuple[str, ...] = tuple(_DECODERS)
+
+def _canary(env: Envelope, d: Mapping[str, Any]) -> CanaryAppended:
+    return CanaryAppended(env, _ident(d, "canaryId"), _timestamp(d, "appendedAt"))
+
+
+_CONTROL: dict[str, Callable[[Envelope, Mapping[str, Any]], CanaryAppended]] = {CANARY_TYPE: _canary}
+EVENT_TYPES: tuple[str, ...] = (*_DECODERS, *_CONTROL)
 
 
 _ENVELOPED = (Recorded, TradeExecuted, PriceUpdated, PortfolioRebalanced, PositionClosed, RiskAlertAcknowledged,
@@ -457,6 +481,8 @@ _ENVELOPED = (Recorded, TradeExecuted, PriceUpdated, PortfolioRebalanced, Positi
 
 def envelope_of(raw: Recorded | Decoded | RecordedLike) -> Envelope:
     """The envelope of a recorded or decoded event (no validation of the payload)."""
+    if isinstance(raw, CanaryAppended):
+        return raw.envelope
     if isinstance(raw, _ENVELOPED):
         return raw.envelope
     recorded = raw.recorded_at
@@ -481,7 +507,7 @@ def decode(raw: Recorded | RecordedLike) -> Decoded:
     runner parks BadEvents and must never die of an event.
     """
     env = envelope_of(raw)
-    decoder = _DECODERS.get(env.type)
+    decoder = _DECODERS.get(env.type) or _CONTROL.get(env.type)
     if decoder is None:
         return Ignored(env)
     try:  # free in CPython 3.11 when nothing is raised: the fast path stays fast

@@ -223,6 +223,15 @@ class EventStore:
         recorded = event.recorded_at
         return Head(int(event.commit_position or 0), int(recorded.timestamp() * 1000) if recorded else 0)
 
+    def newest(self, limit: int) -> list[Head]:
+        """The newest ``limit`` events of ``$all`` (system events excluded), newest first: where each sits
+        and when it was recorded (the infrastructure sampler's head and append rate; one bounded read)."""
+        try:
+            response = self.client.read_all(backwards=True, limit=limit, timeout=self.timeout)
+        except (GrpcError, EventStoreDBClientException) as exc:
+            raise EventStoreUnavailable(f"reading the newest events of $all failed: {exc}") from exc
+        return [Head(e.envelope.position, e.envelope.recorded_at) for e in _read_items(response, "$all")]
+
     def count_after(self, after: int, event_types: Sequence[str], bound: int) -> int:
         """Events of ``event_types`` after ``after``, counting at most ``bound`` (a bounded lag)."""
         try:

@@ -244,3 +244,12 @@ def job_lease(job_id: int) -> str:
 def consistency_cursor() -> str:
     """Where the rolling sample of scheduled consistency checks has got to (a counter)."""
     return f"{PREFIX}:consistency:cursor"
+
+
+INFRA_HISTORY_MS = 3_600_000  # infrastructure samples are kept for an hour
+
+
+def infra_history(series: str) -> str:
+    """Sorted set of one infrastructure series' samples (member ``<at ms>:<value>``, score at ms), trimmed to
+    INFRA_HISTORY_MS (see ``projections/infrastructure.py``; a per-projection series is named ``<figure>:<projection>``)."""
+    return f"{PREFIX}:infra:{series}"

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from projections import keys
+from projections import infrastructure, keys
 from projections.errors import BadEvent, InvalidIdentifier
 from projections.events import Envelope, PortfolioSignificantlyUpdated, RiskLevelChanged, decode, is_identifier, is_pair
 from projections.eventstore import EventStore
@@ -34,6 +34,7 @@ from projections.readmodels.risk import MODEL as RISK
 from projections.writer import text
 
 GENERATION_CACHE_S = 0.05  # short: after a flip, readers move to the new generation within 50 ms
+MEMORY_ESTIMATE_CACHE_S = 30.0  # memory per projection is sampled at most this often per process
 
 
 class ProjectionState(StrEnum):
@@ -275,6 +276,7 @@ class Queries:
         # this is a sync client, so replies are plain values.
         self.client: Any = client
         self._generations: dict[str, tuple[float, int]] = {}
+        self._memory: infrastructure.MemoryEstimate | None = None
 
     def ks(self, projection: str) -> KeySpace:
         """The live generation's key space (pointer read at most once a second)."""
@@ -461,6 +463,53 @@ class Queries:
             at, _, lag = text(member).partition(":")
             samples.append(LagSample(int(at), float(lag)))
         return samples
+
+    # -- infrastructure (the figures are measured in projections/infrastructure.py) ----------------
+
+    def redis_memory(self) -> infrastructure.RedisMemory:
+        return infrastructure.redis_memory(self.client)
+
+    def projection_memory(self, max_age: float = MEMORY_ESTIMATE_CACHE_S) -> infrastructure.MemoryEstimate:
+        """Memory per projection, estimated from a bounded sample of keys; measured at most every ``max_age`` s."""
+        cached = self._memory
+        if cached is None or time.time() - cached.measured_at > max_age:
+            cached = self._memory = infrastructure.memory_by_projection(self.client, list(PROJECTIONS))
+        return cached
+
+    def redis_latency(self, n: int = infrastructure.PING_ROUND_TRIPS) -> infrastructure.Latency:
+        """PING round trips from this process."""
+        return infrastructure.round_trips(self.client.ping, n)
+
+    def query_latency(self, n: int = infrastructure.QUERY_ROUND_TRIPS) -> infrastructure.Latency:
+        """Round trips of a typical query (every projection's status) from this process."""
+        return infrastructure.round_trips(self.projection_status, n)
+
+    def infra_history(self, series: list[str], now_ms: int) -> dict[str, list[tuple[int, float]]]:
+        """Infrastructure samples of the last hour per series, oldest first (see ``infrastructure.record_samples``)."""
+        return infrastructure.read_history(self.client, series, now_ms)
+
+    def health_samples(self, projection: str) -> list[HealthSample]:
+        """The projector's status samples (``projector/status.py``), newest first: the health window."""
+        members = self.client.lrange(keys.health_samples(check_projection(projection)), 0, -1)
+        return [s for s in (HealthSample.decode(text(m)) for m in members) if s is not None]
+
+
+PublishedEvent = RiskLevelChanged | PortfolioSignificantlyUpdated
+
+
+def published_events(store: EventStore, user_id: str, limit: int = 20) -> list[PublishedEvent]:
+    """The newest ``limit`` domain events the live projector published about the user (both kinds,
+    newest first), read from their streams in the event store (:mod:`projections.published`)."""
+    found: list[PublishedEvent] = []
+    for stream in published_streams(check_user(user_id)):
+        for item in store.read_stream_newest(stream, limit):
+            try:
+                event = decode(item)
+            except BadEvent:
+                continue
+            if isinstance(event, (RiskLevelChanged, PortfolioSignificantlyUpdated)):
+                found.append(event)
+    return sorted(found, key=lambda e: e.envelope.position, reverse=True)[:limit]
 
 
 PublishedEvent = RiskLevelChanged | PortfolioSignificantlyUpdated

@@ -26,5 +26,6 @@ urlpatterns = [
     path("jobs/<int:job_id>/repair/", actions.repair, name="job-repair"),
     path("consistency/", views.consistency, name="consistency"),
     path("consistency/check/", actions.check_consistency, name="check-consistency"),
+    path("infrastructure/", views.infrastructure, name="infrastructure"),
     path("audit/", views.audit, name="audit"),
 ]

@@ -111,6 +111,11 @@ def consistency(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
+def infrastructure(request: HttpRequest) -> HttpResponse:
+    return _page(request, "infrastructure", "Infrastructure")
+
+
+@staff_required
 def audit(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
     entries = AuditEntry.objects.all()

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
-from lucent_admin.console import contexts, jobs, published
+from lucent_admin.console import canary, contexts, jobs, published
 from projections.readmodels import PROJECTIONS
 
 Params = Mapping[str, str]
@@ -73,16 +73,17 @@ WIDGETS: dict[str, Widget] = {
         Widget("consistency-reports", "console/widgets/consistency_reports.html", jobs.consistency_reports, ("jobs",)),
         Widget("projection-details", "console/widgets/projection_details.html", contexts.projection_details,
                (*PROJECTIONS, "jobs")),
+        Widget("canary-freshness", "console/widgets/canary_freshness.html", canary.freshness, PROJECTIONS),
     )
 }
 
 PAGES: dict[str, tuple[str, ...]] = {
-    "overview": ("projection-tiles",),
+    "overview": ("projection-tiles", "canary-freshness"),
     "leaderboards": ("top-portfolios", "volume-leaders", "strategies"),
     "risk": ("alerts", "high-risk"),
     "market": ("prices", "movers", "arbitrage"),
     "user": ("user-portfolio", "user-risk", "user-jobs", "user-published"),
-    "projections": ("projection-details",),
+    "projections": ("projection-details", "canary-freshness"),
     "jobs": ("jobs",),
     "consistency": ("consistency-scores", "consistency-reports"),
     "job": ("job",),

@@ -6,8 +6,9 @@ import time
 
 from celery import shared_task
 
-from lucent_admin.bootstrap import redis_client
+from lucent_admin.bootstrap import event_store, redis_client
 from lucent_admin.operations import jobs
+from projections.projector.canary import append_canary as append_one_canary
 from projections.projector.lag import record_samples
 from projections.readmodels import PROJECTIONS
 
@@ -46,3 +47,9 @@ def scheduled_consistency_check() -> int | None:
 def sample_lag() -> None:
     """Record each projection's lag for the overview's lag chart (scheduled by beat)."""
     record_samples(redis_client(), PROJECTIONS, int(time.time() * 1000))
+
+
+@shared_task(name="lucent.append_canary", ignore_result=True)
+def append_canary() -> str:
+    """Append one freshness canary every projection records on arrival (scheduled by beat); its id."""
+    return append_one_canary(event_store(), redis_client())

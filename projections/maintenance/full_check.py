@@ -24,7 +24,7 @@ import redis
 
 from projections import keys
 from projections.errors import BadEvent, RebuildContended
-from projections.events import DomainEvent, Ignored, Recorded, decode
+from projections.events import CanaryAppended, DomainEvent, Ignored, Recorded, decode
 from projections.eventstore import EventStore, Marker
 from projections.keys import KeySpace
 from projections.maintenance.consistency import check_user
@@ -75,7 +75,7 @@ class _Replay:
                 event = decode(item)
             except BadEvent:  # parked by the projector, skipped by every replay
                 continue
-            if not isinstance(event, Ignored):
+            if not isinstance(event, (Ignored, CanaryAppended)):  # a canary is folded by nothing
                 batch.append(event)
             if len(batch) >= BATCH:
                 self._fold(batch)

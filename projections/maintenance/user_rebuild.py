@@ -42,7 +42,7 @@ from typing import Any
 import redis
 
 from projections.errors import BadEvent, RebuildContended
-from projections.events import DomainEvent, Ignored, PriceUpdated, Recorded, decode, user_streams
+from projections.events import CanaryAppended, DomainEvent, Ignored, PriceUpdated, Recorded, decode, user_streams
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Control, Unattended, check
@@ -272,7 +272,7 @@ def _decoded(items: Iterable[Recorded]) -> Iterator[DomainEvent]:
             event = decode(item)
         except BadEvent:
             continue
-        if not isinstance(event, Ignored):
+        if not isinstance(event, (Ignored, CanaryAppended)):  # no canary is in a user's stream; skipped all the same
             yield event
 
 

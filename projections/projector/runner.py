@@ -26,6 +26,8 @@ Contract of :meth:`Runner.run`:
   the commit of its batch (reason ``fold failed: ...``): the states stay as
   before it and the runner goes on — it never dies of an event;
 * the stop flag (SIGTERM / Ctrl-C) finishes the batch in flight and returns.
+* a freshness canary (:mod:`projections.projector.canary`) is folded by nothing; the live
+  runner records it in the commit of its batch and names it in the change notice.
 
 ``hook(step)`` is called at "read", "fold", "write" and "commit" for fault
 injection in tests; ``notifier(notice)`` after each committed batch. The live runner
@@ -39,7 +41,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,11 +59,12 @@ from projections.errors import (
     ProjectionStopped,
     ResyncRequested,
 )
-from projections.events import DomainEvent, Ignored, Recorded, decode, envelope_of
+from projections.events import CanaryAppended, DomainEvent, Ignored, Recorded, decode, envelope_of
 from projections.eventstore import EventStore, Marker, Subscription
 from projections.keys import KeySpace
 from projections.projector.batches import Collected, collect_direct, collect_live
 from projections.projector.cache import StateCache
+from projections.projector.canary import now_ms, sample_writes
 from projections.projector.feed import Feed, pump
 from projections.projector.fold import FoldResult, fold_and_plan, fold_batch, touched_refs
 from projections.projector.lease import Lease, new_token
@@ -361,6 +364,7 @@ class Runner:
     def _apply(self, raw: list[Recorded], marker: int) -> None:
         decoded: list[DomainEvent] = []
         parked: list[tuple[str, ...]] = []
+        canaries: list[CanaryAppended] = []  # no fold touches them; the live runner records them in the commit
         end = max(self.status.checkpoint, marker, raw[-1].envelope.position if raw else 0)  # raw is in $all order
         for index, item in enumerate(raw):
             try:
@@ -371,7 +375,7 @@ class Runner:
                     if self.parking.park_decided(env.event_id):
                         parked.extend(self.parking.park_writes(item, exc, decided=True))
                         continue
-                    self._commit(decoded, parked, env.position - 1, raw[:index])
+                    self._commit(decoded, parked, env.position - 1, raw[:index], canaries)
                     self.status.fail(State.FAILED, str(exc), env)
                     raise ProjectionStopped(
                         f"projection {self.config.projection!r} stopped on bad event {env.event_id} "
@@ -381,15 +385,19 @@ class Runner:
                     ) from None
                 parked.extend(self.parking.park_writes(item, exc))
                 continue
-            if not isinstance(event, Ignored):
+            if isinstance(event, CanaryAppended):
+                canaries.append(event)
+            elif not isinstance(event, Ignored):
                 decoded.append(event)
-        self._commit(decoded, parked, end, raw)
+        self._commit(decoded, parked, end, raw, canaries)
 
-    def _commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int, raw: list[Recorded]) -> None:
+    def _commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int, raw: list[Recorded],
+                canaries: Sequence[CanaryAppended] = ()) -> None:
         self.hook("read")
+        canaries = canaries if self.config.publish_status else ()  # only the live projector records canaries
         for attempt in range(1, EPOCH_RETRIES + 1):
             try:
-                result, writes, parked_now = self._fold_and_commit(events, parked, checkpoint)
+                result, writes, parked_now = self._fold_and_commit(events, parked, checkpoint, canaries)
                 break
             except EpochMoved:
                 self.cache.clear()  # a per-user rebuild wrote entities: fold this batch again from Redis
@@ -412,10 +420,10 @@ class Runner:
             self.status.fail(State.LIVE if self.caught_up else State.CATCHING_UP, "")
         if result.published:
             self._publish()
-        self._notify(result.changed, writes.changed_zsets, checkpoint)
+        self._notify(result.changed, writes.changed_zsets, checkpoint, canaries)
 
-    def _fold_and_commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]],
-                         checkpoint: int) -> tuple[FoldResult, Plan, list[tuple[str, ...]]]:
+    def _fold_and_commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int,
+                         canaries: Sequence[CanaryAppended] = ()) -> tuple[FoldResult, Plan, list[tuple[str, ...]]]:
         """Load, fold, plan and commit one batch; the folded result, its plan and what it parked."""
         loaded = self.cache.load(self.redis, self.model, self.ks, touched_refs(self.model, events))
         if loaded.checkpoint != self._checkpoint_text:
@@ -425,8 +433,9 @@ class Runner:
         result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, result, loaded.images, self.build)
         parked = [*parked, *self._park_failed(result.failed)]
         self.hook("write")
-        self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.writes, *parked, *self._outbox(result)],
-                              loaded.epoch)
+        samples = sample_writes(self.config.projection, canaries, now_ms()) if canaries else []
+        self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.writes, *parked, *self._outbox(result),
+                                                                          *samples], loaded.epoch)
         return result, writes, parked
 
     def _outbox(self, result: FoldResult) -> list[tuple[str, ...]]:
@@ -447,11 +456,15 @@ class Runner:
             writes.extend(self.parking.park_writes(event, error, retried=retried))
         return writes
 
-    def _notify(self, changed: dict[Any, Any], zsets: dict[str, set[str]], checkpoint: int) -> None:
-        if not changed:
+    def _notify(self, changed: dict[Any, Any], zsets: dict[str, set[str]], checkpoint: int,
+                canaries: Sequence[CanaryAppended] = ()) -> None:
+        if not changed and not canaries:
             return
         try:
-            self.notifier(notice_for(self.config.projection, self.ks, checkpoint, changed, zsets))
+            notice = notice_for(self.config.projection, self.ks, checkpoint, changed, zsets)
+            if canaries:
+                notice["canary"] = canaries[-1].canary_id  # the console's freshness widget re-renders
+            self.notifier(notice)
         except Exception as exc:  # noqa: BLE001 - a failing notifier must not stop the projection
             log.warning("change notice of %s not delivered: %s", self.config.projection, exc)
 
@@ -465,7 +478,7 @@ class Runner:
             except BadEvent as exc:
                 self._commit_retry([], self.parking.park_writes(item, exc, retried=True))
                 continue
-            events = [] if isinstance(event, Ignored) else [event]
+            events = [] if isinstance(event, (Ignored, CanaryAppended)) else [event]
             self._commit_retry(events, self.parking.unpark_writes(event_id))
 
     def _commit_retry(self, events: list[DomainEvent], extra: list[tuple[str, ...]]) -> None:

@@ -59,7 +59,7 @@ class ReadModel(Protocol):
     """The contract of a read model module (see the module docstring)."""
 
     name: str
-    event_types: tuple[str, ...]
+    event_types: tuple[str, ...]  # its server-side filter: the types its folds use, and the freshness canary
     user_kind: str | None  # the kind of Ref that is one user's entity ("user", "trader"), if the model has one
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]: ...

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from projections.events import DomainEvent, TradeExecuted
+from projections.events import CANARY_TYPE, DomainEvent, TradeExecuted
 from projections.keys import KeySpace
 from projections.readmodels.base import (
     DAY_MS,
@@ -35,7 +35,7 @@ from projections.readmodels.clock import CLOCK, Clock, evolve_clock, parse_clock
 from projections.readmodels.portfolio import trade_costs
 
 NAME: str = "leaderboards"
-EVENT_TYPES: tuple[str, ...] = ("TradeExecuted",)
+EVENT_TYPES: tuple[str, ...] = ("TradeExecuted", CANARY_TYPE)
 DAYS_KEPT = 7
 
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from projections.events import DomainEvent, PriceUpdated
+from projections.events import CANARY_TYPE, DomainEvent, PriceUpdated
 from projections.keys import KeySpace, arbitrage_member, latest_price_field
 from projections.readmodels.base import (
     HOUR_MS,
@@ -39,7 +39,7 @@ from projections.readmodels.base import (
 )
 
 NAME: str = "market"
-EVENT_TYPES: tuple[str, ...] = ("PriceUpdated",)
+EVENT_TYPES: tuple[str, ...] = ("PriceUpdated", CANARY_TYPE)
 ARBITRAGE_THRESHOLD = 0.005
 ARBITRAGE_TTL_MS = 5 * MINUTE_MS
 WINDOW_1H = HOUR_MS

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from math import fsum, isfinite
 from typing import Any
 
-from projections.events import DomainEvent, PortfolioRebalanced, PositionClosed, PriceUpdated, TradeExecuted
+from projections.events import CANARY_TYPE, DomainEvent, PortfolioRebalanced, PositionClosed, PriceUpdated, TradeExecuted
 from projections.keys import KeySpace
 from projections.readmodels.base import EPSILON, Append, Ref, Rendered, dumps, fnum, inum, loads_map, num
 
 NAME: str = "portfolio"
-EVENT_TYPES: tuple[str, ...] = ("TradeExecuted", "PriceUpdated", "PortfolioRebalanced", "PositionClosed")
+EVENT_TYPES: tuple[str, ...] = ("TradeExecuted", "PriceUpdated", "PortfolioRebalanced", "PositionClosed", CANARY_TYPE)
 HISTORY_CAP = 1000
 REBALANCE_MARKS_CAP = 200_000  # rebalances whose marks are indexed (older ones are read from the store)
 MARKS: Ref = ("marks", "all")

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field, replace
 from math import fsum
 from typing import Any
 
-from projections.events import RISK_LEVELS, DomainEvent, RiskAlertAcknowledged, TradeExecuted
+from projections.events import CANARY_TYPE, RISK_LEVELS, DomainEvent, RiskAlertAcknowledged, TradeExecuted
 from projections.keys import KeySpace
 from projections.readmodels.base import EPSILON, Ref, Rendered, dumps, fnum, inum, loads_map, no_appends, num, utc_day
 from projections.readmodels.clock import CLOCK, Clock, evolve_clock, parse_clock, render_clock
 
 NAME: str = "risk"
-EVENT_TYPES: tuple[str, ...] = ("TradeExecuted", "RiskAlertAcknowledged")
+EVENT_TYPES: tuple[str, ...] = ("TradeExecuted", "RiskAlertAcknowledged", CANARY_TYPE)
 LEVELS = RISK_LEVELS
 HIGH_RISK_DAILY_EXPOSURE = 100_000.0
 ACKNOWLEDGED_KEPT = 20

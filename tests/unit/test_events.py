@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from projections.errors import BadEvent
 from projections.events import (
     EVENT_TYPES,
+    CanaryAppended,
     Envelope,
     Ignored,
     PortfolioRebalanced,
@@ -138,10 +139,12 @@ def test_identifier_and_pair_predicates() -> None:
 DEEP = "[" * 100_000 + "]" * 100_000  # orjson refuses it; Python's parser would recurse to the limit
 TIMES = {"TradeExecuted": "executedAt", "PriceUpdated": "timestamp", "PortfolioRebalanced": "rebalancedAt",
          "PositionClosed": "closedAt", "RiskAlertAcknowledged": "at"}
+TIMES["CanaryAppended"] = "appendedAt"
 NUMBERS = {"TradeExecuted": "price", "PriceUpdated": "price", "PortfolioRebalanced": "newTotalValue",
            "PositionClosed": "closureValue"}
 IDS = {"TradeExecuted": "tradeId", "PriceUpdated": "exchange", "PortfolioRebalanced": "userId",
        "PositionClosed": "userId", "RiskAlertAcknowledged": "alertId"}
+IDS["CanaryAppended"] = "canaryId"
 
 
 def _fuzzed_fields() -> list[Any]:
@@ -252,6 +255,7 @@ JSON_VALUES = st.recursive(
     _SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12,
 )
 FUZZ = settings(max_examples=200, deadline=None, database=None)
+_CONTROL_KINDS = {"CanaryAppended": CanaryAppended}
 _KINDS = {"TradeExecuted": TradeExecuted, "PriceUpdated": PriceUpdated, "PortfolioRebalanced": PortfolioRebalanced,
           "PositionClosed": PositionClosed, "RiskAlertAcknowledged": RiskAlertAcknowledged,
           "RiskLevelChanged": RiskLevelChanged, "PortfolioSignificantlyUpdated": PortfolioSignificantlyUpdated}
@@ -263,7 +267,7 @@ def assert_sane(event: Any) -> None:
         value = getattr(event, f.name)
         if isinstance(value, float):
             assert math.isfinite(value), f.name
-        if f.name in ("executed_at", "timestamp", "rebalanced_at", "closed_at", "at"):
+        if f.name in ("executed_at", "timestamp", "rebalanced_at", "closed_at", "at", "appended_at"):
             assert -62_135_596_800_000 <= value <= 253_402_300_799_999, f.name
     for amount in getattr(event, "new_positions", {}).values():
         assert math.isfinite(amount)
@@ -282,7 +286,7 @@ def test_any_json_in_any_field_decodes_or_is_bad_there(type_: str, data: st.Data
     except BadEvent as exc:
         assert exc.field == field or exc.field.startswith(field + "."), (exc.field, exc.reason)
         return
-    assert isinstance(event, _KINDS[type_])
+    assert isinstance(event, {**_KINDS, **_CONTROL_KINDS}[type_])
     assert_sane(event)
 
 
@@ -294,5 +298,5 @@ def test_any_bytes_decode_or_are_bad(type_: str, raw: bytes) -> None:
         event = decode(recorded(type_, None, raw=raw))
     except BadEvent:
         return
-    assert isinstance(event, _KINDS[type_])
+    assert isinstance(event, {**_KINDS, **_CONTROL_KINDS}[type_])
     assert_sane(event)

@@ -13,6 +13,7 @@ score      2 decimals                             7.25
 consistency percentage, 2 decimals, rounded down     99.98% (100.00% only when all is)
 seconds    1 decimal and "s"                      1.5 s
 rate       whole number per second                1,250/s
+millis     seconds in ms, 2 decimals              0.27 ms
 =========  =====================================  ==============
 
 A missing value (None) is "—" in every kind. Commit positions and ids are
@@ -69,6 +70,7 @@ count = _kind("count", lambda v: f"{int(v):,}")
 score = _kind("score", lambda v: f"{v:.2f}")
 seconds = _kind("seconds", lambda v: f"{v:.1f} s")
 rate = _kind("rate", lambda v: f"{v:,.0f}/s")
+_kind("millis", lambda v: f"{v * 1000:,.2f} ms")
 consistency = _kind("consistency", lambda v: f"{math.floor(v * 10_000) / 100:.2f}%")
 
 
