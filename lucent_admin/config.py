@@ -102,3 +102,12 @@ def secret_key(debug: bool, embedded: bool) -> str:
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def env_token(name: str, min_length: int = 16) -> str:
+    """A bearer token from the environment ('' when unset): long enough to resist guessing, no spaces."""
+    token = env_str(name)
+    if token and (len(token) < min_length or any(c.isspace() or not c.isprintable() for c in token)):
+        raise ConfigurationError(name, f"must be at least {min_length} printable characters without spaces "
+                                       "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return token

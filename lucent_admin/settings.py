@@ -172,3 +172,9 @@ CELERY_BEAT_SCHEDULE = {
 if LUCENT_CONSISTENCY_SAMPLE:
     CELERY_BEAT_SCHEDULE["consistency-sample"] = {"task": "lucent.scheduled_consistency_check",
                                                   "schedule": float(LUCENT_CONSISTENCY_EVERY_S)}
+# The freshness canary: beat appends one every LUCENT_CANARY_EVERY_S seconds (0: none); a canary task not run
+# within its period is dropped, not run late (a busy worker must not append a backlog of them at once).
+LUCENT_CANARY_EVERY_S = config.env_int("LUCENT_CANARY_EVERY_S", 5, 0)
+if LUCENT_CANARY_EVERY_S:
+    CELERY_BEAT_SCHEDULE["append-canary"] = {"task": "lucent.append_canary", "schedule": float(LUCENT_CANARY_EVERY_S),
+                                             "options": {"expires": float(LUCENT_CANARY_EVERY_S)}}

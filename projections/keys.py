@@ -11,6 +11,7 @@ Layout::
     lucent:{<projection>}:status                  hash: state, checkpoint, head, lag, ...
     lucent:{<projection>}:parked                  hash: event id -> parked event (JSON)
     lucent:{<projection>}:parked:index            sorted set: event id by commit position
+    lucent:{<projection>}:canary-samples          sorted set: freshness canaries the live projector committed
     lucent:{<projection>}:outbox                  hash: published events not yet appended to the store
 
 Read-model key names after the generation prefix keep the platform document's
@@ -36,6 +37,8 @@ PREFIX = "lucent"
 CHANNELS_PREFIX = f"{PREFIX}:asgi"  # the Channels layer's keys (channels_redis "prefix")
 CELERY_PREFIX = f"{PREFIX}:celery:"  # Celery's broker and result keys (kombu "global_keyprefix")
 LAG_HISTORY_MS = 3_600_000  # lag samples are kept for an hour
+CANARY_HISTORY_MS = 3_600_000  # canary samples are kept for an hour
+CANARY_SAMPLES_CAP = 10_000  # and at most this many (a canary a second is 3,600 an hour)
 
 
 def tag(projection: str) -> str:
@@ -234,6 +237,18 @@ def latest_price_field(exchange: str, pair: str) -> str:
 def lag_history(projection: str) -> str:
     """Sorted set of lag samples (member ``<at ms>:<lag seconds>``, score at ms), trimmed to LAG_HISTORY_MS."""
     return f"{tag(projection)}:lag-history"
+
+
+def canary_samples(projection: str) -> str:
+    """Sorted set of the freshness canaries the live projector committed (member
+    ``<committed ms>:<appended ms>:<canary id>``, score committed ms), trimmed to CANARY_HISTORY_MS and
+    CANARY_SAMPLES_CAP. In the projection's hash tag: it is written by the batch's commit script."""
+    return f"{tag(projection)}:canary-samples"
+
+
+def canary_appended() -> str:
+    """Hash of the newest canary beat appended: ``canaryId``, ``appendedAt`` (ms), ``position``."""
+    return f"{PREFIX}:canary:appended"
 
 
 def job_lease(job_id: int) -> str:

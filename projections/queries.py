@@ -10,6 +10,7 @@ frozen dataclasses (the read models' own where they exist: ``Alert``,
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from projections.readmodels.risk import MODEL as RISK
 from projections.writer import text
 
 GENERATION_CACHE_S = 0.05  # short: after a flip, readers move to the new generation within 50 ms
+CANARY_WINDOW_MS = 600_000  # the canaries' p50/p99 are over the last ten minutes
 MEMORY_ESTIMATE_CACHE_S = 30.0  # memory per projection is sampled at most this often per process
 
 
@@ -218,6 +220,54 @@ class ParkedEvent:
 class LagSample:
     at_ms: int
     lag_seconds: float
+
+
+@dataclass(frozen=True)
+class CanaryFreshness:
+    """A projection's freshness canaries (``projector/canary.py``): the newest its live projector
+    committed, and append -> commit in ms (appender's clock to projector's) over the last ``window_ms``:
+    ``count`` canaries, their nearest-rank p50/p99 (None when the window holds none)."""
+
+    projection: str
+    canary_id: str  # the newest canary committed
+    appended_at_ms: int  # when it was appended (the appender's clock)
+    committed_at_ms: int  # when the batch holding it committed (the projector's clock)
+    count: int
+    p50_ms: int | None
+    p99_ms: int | None
+    window_ms: int
+    now_ms: int
+
+    @property
+    def last_ms(self) -> int:
+        """Append -> commit of the newest canary."""
+        return self.committed_at_ms - self.appended_at_ms
+
+    @property
+    def last_seen_ms(self) -> int:
+        return self.committed_at_ms
+
+    @property
+    def age_ms(self) -> int:
+        """How long ago the projection last committed a canary: it grows while it sees none."""
+        return max(0, self.now_ms - self.committed_at_ms)
+
+
+@dataclass(frozen=True)
+class CanaryAppend:
+    """The newest canary beat appended (whichever projection has seen it)."""
+
+    canary_id: str
+    appended_at_ms: int
+    position: int
+
+
+def percentile(values: list[int], pct: float) -> int | None:
+    """Nearest-rank percentile (an observed value, never interpolated); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
 
 
 @dataclass(frozen=True)
@@ -464,6 +514,27 @@ class Queries:
             samples.append(LagSample(int(at), float(lag)))
         return samples
 
+    def canary(self, projection: str, now_ms: int | None = None, window_ms: int = CANARY_WINDOW_MS) -> CanaryFreshness | None:
+        """``projection``'s freshness canaries (see :class:`CanaryFreshness`); None if it never committed one
+        (within the hour the samples are kept)."""
+        name = check_projection(projection)
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrange(keys.canary_samples(name), -1, -1)
+        pipe.zrangebyscore(keys.canary_samples(name), now - window_ms, "+inf")
+        newest, recent = pipe.execute()
+        if not newest:
+            return None
+        committed, appended, canary_id = text(newest[0]).split(":", 2)
+        figures = [int(c) - int(a) for c, a, _ in (text(m).split(":", 2) for m in recent)]
+        return CanaryFreshness(name, canary_id, int(appended), int(committed), len(figures), percentile(figures, 50),
+                               percentile(figures, 99), window_ms, now)
+
+    def canary_appended(self) -> CanaryAppend | None:
+        """The newest canary beat appended, or None if none was."""
+        d = _tm(self.client.hgetall(keys.canary_appended()))
+        return CanaryAppend(d["canaryId"], int(d["appendedAt"]), _i(d.get("position"))) if d.get("canaryId") else None
+
     # -- infrastructure (the figures are measured in projections/infrastructure.py) ----------------
 
     def redis_memory(self) -> infrastructure.RedisMemory:
@@ -487,29 +558,6 @@ class Queries:
     def infra_history(self, series: list[str], now_ms: int) -> dict[str, list[tuple[int, float]]]:
         """Infrastructure samples of the last hour per series, oldest first (see ``infrastructure.record_samples``)."""
         return infrastructure.read_history(self.client, series, now_ms)
-
-    def health_samples(self, projection: str) -> list[HealthSample]:
-        """The projector's status samples (``projector/status.py``), newest first: the health window."""
-        members = self.client.lrange(keys.health_samples(check_projection(projection)), 0, -1)
-        return [s for s in (HealthSample.decode(text(m)) for m in members) if s is not None]
-
-
-PublishedEvent = RiskLevelChanged | PortfolioSignificantlyUpdated
-
-
-def published_events(store: EventStore, user_id: str, limit: int = 20) -> list[PublishedEvent]:
-    """The newest ``limit`` domain events the live projector published about the user (both kinds,
-    newest first), read from their streams in the event store (:mod:`projections.published`)."""
-    found: list[PublishedEvent] = []
-    for stream in published_streams(check_user(user_id)):
-        for item in store.read_stream_newest(stream, limit):
-            try:
-                event = decode(item)
-            except BadEvent:
-                continue
-            if isinstance(event, (RiskLevelChanged, PortfolioSignificantlyUpdated)):
-                found.append(event)
-    return sorted(found, key=lambda e: e.envelope.position, reverse=True)[:limit]
 
 
 PublishedEvent = RiskLevelChanged | PortfolioSignificantlyUpdated

@@ -12,7 +12,8 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
-from lucent_admin.console import canary, contexts, jobs, published
+from lucent_admin.console import canary, contexts, infrastructure, jobs, published
+from lucent_admin.operations.observability import INFRASTRUCTURE
 from projections.readmodels import PROJECTIONS
 
 Params = Mapping[str, str]
@@ -74,6 +75,11 @@ WIDGETS: dict[str, Widget] = {
         Widget("projection-details", "console/widgets/projection_details.html", contexts.projection_details,
                (*PROJECTIONS, "jobs")),
         Widget("canary-freshness", "console/widgets/canary_freshness.html", canary.freshness, PROJECTIONS),
+        # the Infrastructure page: redrawn on each sample beat records (its notices' "projection")
+        Widget("infra-memory", "console/widgets/infra_memory.html", infrastructure.memory, (INFRASTRUCTURE,)),
+        Widget("infra-latency", "console/widgets/infra_latency.html", infrastructure.latency, (INFRASTRUCTURE,)),
+        Widget("infra-rates", "console/widgets/infra_rates.html", infrastructure.rates, (INFRASTRUCTURE,)),
+        Widget("infra-store", "console/widgets/infra_store.html", infrastructure.store, (INFRASTRUCTURE,)),
     )
 }
 
@@ -87,6 +93,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "jobs": ("jobs",),
     "consistency": ("consistency-scores", "consistency-reports"),
     "job": ("job",),
+    "infrastructure": ("infra-memory", "infra-latency", "infra-rates", "infra-store"),
 }
 
 

@@ -8,6 +8,7 @@ from celery import shared_task
 
 from lucent_admin.bootstrap import event_store, redis_client
 from lucent_admin.operations import jobs
+from lucent_admin.operations.observability import sample_infrastructure as record_infrastructure
 from projections.projector.canary import append_canary as append_one_canary
 from projections.projector.lag import record_samples
 from projections.readmodels import PROJECTIONS
@@ -53,3 +54,9 @@ def sample_lag() -> None:
 def append_canary() -> str:
     """Append one freshness canary every projection records on arrival (scheduled by beat); its id."""
     return append_one_canary(event_store(), redis_client())
+
+
+@shared_task(name="lucent.sample_infrastructure", ignore_result=True)
+def sample_infrastructure() -> None:
+    """Record the Infrastructure page's figures and tell its open pages (scheduled by beat)."""
+    record_infrastructure()

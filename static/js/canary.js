@@ -4,6 +4,7 @@
 // Date.now() - appendedAt is append -> browser updated, shown in that row's Browser cell. The first
 // canary a page sees (page load, and the fresh render a socket pushes on each (re)connect) is only a
 // baseline: it may have been appended long before the page opened, so it is never shown as a figure.
+// A row that showed no canary in that render counts any canary it shows later.
 // Formatted as the server's "millis" filter formats (two decimals, "ms"): one format per kind.
 (function () {
   var seen = {};    // projection -> canary id last shown
@@ -14,9 +15,12 @@
   }
 
   function update(row) {
-    var p = row.dataset.projection, id = row.dataset.canaryId;
+    var p = row.dataset.projection, id = row.dataset.canaryId || "";
     var cell = row.querySelector('[data-field="canary-browser"]');
-    if (!cell || !id) return;
+    if (!cell || !id) {
+      if (seen[p] === undefined) seen[p] = "";  // none shown: the next canary is new to this page
+      return;
+    }
     if (seen[p] === undefined) {
       seen[p] = id;
     } else if (seen[p] !== id) {
@@ -31,8 +35,7 @@
 
   function scan(root) {
     if (!root || !root.querySelectorAll) return;
-    if (root.dataset && root.dataset.canaryId) update(root);
-    root.querySelectorAll("[data-canary-id]").forEach(update);
+    root.querySelectorAll("[data-board=canary-freshness] tr[data-projection]").forEach(update);
   }
 
   document.addEventListener("DOMContentLoaded", function () { scan(document); });

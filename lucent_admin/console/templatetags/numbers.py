@@ -12,8 +12,11 @@ count      whole number, thousands separators     1,204
 score      2 decimals                             7.25
 consistency percentage, 2 decimals, rounded down     99.98% (100.00% only when all is)
 seconds    1 decimal and "s"                      1.5 s
-rate       whole number per second                1,250/s
+rate       per second: whole from 10 up, else 1   1,250/s · 0.4/s
+           decimal (never a misleading 0/s)
+bytes      binary units, 1 decimal (B whole)      512 B · 12.3 KiB · 234.5 MiB · 1.2 GiB
 millis     seconds in ms, 2 decimals              0.27 ms
+ratio      2 decimals and "×"                     1.08×
 =========  =====================================  ==============
 
 A missing value (None) is "—" in every kind. Commit positions and ids are
@@ -69,8 +72,19 @@ percent = _kind("percent", lambda v: f"{v:.2f}%")
 count = _kind("count", lambda v: f"{int(v):,}")
 score = _kind("score", lambda v: f"{v:.2f}")
 seconds = _kind("seconds", lambda v: f"{v:.1f} s")
-rate = _kind("rate", lambda v: f"{v:,.0f}/s")
+rate = _kind("rate", lambda v: f"{v:,.0f}/s" if abs(v) >= 10 else f"{v:.1f}/s")
+
+
+def _bytes(v: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(v) >= size:
+            return f"{v / size:,.1f} {unit}"
+    return f"{v:.0f} B"
+
+
+_kind("bytes", _bytes)
 _kind("millis", lambda v: f"{v * 1000:,.2f} ms")
+_kind("ratio", lambda v: f"{v:.2f}×")
 consistency = _kind("consistency", lambda v: f"{math.floor(v * 10_000) / 100:.2f}%")
 
 
