@@ -145,10 +145,12 @@ LUCENT_GENERATION_RETENTION_HOURS = config.env_int("LUCENT_GENERATION_RETENTION_
 LUCENT_REBUILD_APPROVAL = config.env_bool("LUCENT_REBUILD_APPROVAL", False)
 # Consistency checks: beat checks the next LUCENT_CONSISTENCY_SAMPLE users of each projection (a rolling
 # sample: every user in turn) every LUCENT_CONSISTENCY_EVERY_S seconds (a sample of 0: no scheduled checks);
-# with auto repair, the inconsistent users a scheduled check finds are rebuilt at once.
+# whether the inconsistent users it finds are repaired at once is a recovery rule of the Settings page.
 LUCENT_CONSISTENCY_SAMPLE = config.env_int("LUCENT_CONSISTENCY_SAMPLE", 25, 0)
 LUCENT_CONSISTENCY_EVERY_S = config.env_int("LUCENT_CONSISTENCY_EVERY_S", 300, 10)
-LUCENT_CONSISTENCY_AUTO_REPAIR = config.env_bool("LUCENT_CONSISTENCY_AUTO_REPAIR", False)
+# Automatic recovery: beat looks at every projection's health this often (the rules' thresholds are set on
+# the console's Settings page).
+LUCENT_RECOVERY_EVERY_S = config.env_int("LUCENT_RECOVERY_EVERY_S", 5, 1)
 # Observability: /metrics is open to this bearer token (a scraper; empty: staff sessions only); beat samples
 # the Infrastructure page's figures (Redis memory and latency, update and append rates) this often.
 LUCENT_METRICS_TOKEN = config.env_token("LUCENT_METRICS_TOKEN")
@@ -167,6 +169,7 @@ CELERY_BEAT_SCHEDULE = {
     "sample-lag": {"task": "lucent.sample_lag", "schedule": float(config.env_int("LUCENT_LAG_SAMPLE_SECONDS", 15, 1))},
     "drop-kept-generations": {"task": "lucent.drop_kept_generations", "schedule": 600.0},
     "requeue-orphaned-jobs": {"task": "lucent.requeue_orphaned_jobs", "schedule": 20.0},
+    "recovery": {"task": "lucent.recovery_tick", "schedule": float(LUCENT_RECOVERY_EVERY_S)},
     "sample-infrastructure": {"task": "lucent.sample_infrastructure", "schedule": float(LUCENT_INFRA_SAMPLE_SECONDS)},
 }
 if LUCENT_CONSISTENCY_SAMPLE:

@@ -251,6 +251,20 @@ def canary_appended() -> str:
     return f"{PREFIX}:canary:appended"
 
 
+HEALTH_SAMPLES = 300  # status samples kept per projection (one a second: five minutes)
+
+
+def health_samples(projection: str) -> str:
+    """List of the projector's status samples, newest first (``HealthSample.encode``), capped at HEALTH_SAMPLES."""
+    return f"{tag(projection)}:health-samples"
+
+
+def recovery(projection: str, name: str) -> str:
+    """The recovery rules' own keys for a projection: ``since:<rule>``, ``cooldown:<rule>``, ``attempts``,
+    ``lock``, ``escalated``, ``cold-start`` (see ``projections/recovery.py``)."""
+    return f"{PREFIX}:recovery:{projection}:{name}"
+
+
 def job_lease(job_id: int) -> str:
     """Fencing token of the worker running job ``job_id`` (a job never runs twice at once)."""
     return f"{PREFIX}:jobs:{job_id}:lease"

@@ -23,6 +23,7 @@ from projections import infrastructure, keys
 from projections.errors import BadEvent, InvalidIdentifier
 from projections.events import Envelope, PortfolioSignificantlyUpdated, RiskLevelChanged, decode, is_identifier, is_pair
 from projections.eventstore import EventStore
+from projections.health import HealthSample
 from projections.keys import KeySpace
 from projections.published import published_streams
 from projections.readmodels import PROJECTIONS
@@ -290,6 +291,8 @@ class ProjectionStatus:
     projector: str
     updated_at: float
     sessions: int = 0  # subscriptions the projector started (retries and resyncs start new ones)
+    cold_start_at: int = 0  # epoch ms its projector found Redis had lost its read models (0: never)
+    cold_start_from: int = 0  # the checkpoint it had committed before
 
     @property
     def effective_state(self) -> ProjectionState:
@@ -559,6 +562,11 @@ class Queries:
         """Infrastructure samples of the last hour per series, oldest first (see ``infrastructure.record_samples``)."""
         return infrastructure.read_history(self.client, series, now_ms)
 
+    def health_samples(self, projection: str) -> list[HealthSample]:
+        """The projector's status samples (``projector/status.py``), newest first: the health window."""
+        members = self.client.lrange(keys.health_samples(check_projection(projection)), 0, -1)
+        return [s for s in (HealthSample.decode(text(m)) for m in members) if s is not None]
+
 
 PublishedEvent = RiskLevelChanged | PortfolioSignificantlyUpdated
 
@@ -616,5 +624,5 @@ def _status(name: str, f: dict[str, str], beat: Any, parked: int, generation: in
         _i(f.get("head")), _f(f.get("lagSeconds")), _i(f.get("eventsBehind")), f.get("eventsBehindBounded") == "1",
         _f(f.get("throughput")), _i(f.get("applied")), parked, f.get("lastError", ""),
         failing_event_from_json(f.get("failingEvent", "")), f.get("projector", ""), _f(f.get("updatedAt")),
-        _i(f.get("sessions")),
+        _i(f.get("sessions")), _i(f.get("coldStartAt")), _i(f.get("coldStartFrom")),
     )

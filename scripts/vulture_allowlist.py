@@ -27,3 +27,5 @@ from lucent_admin.console.templatetags import numbers  # noqa: E402
 
 numbers.money, numbers.price, numbers.amount, numbers.change, numbers.percent, numbers.count, numbers.score
 numbers.seconds, numbers.rate
+# shown by the Settings page and the overview's Recovery widget
+models.ThresholdValue.updated_by, models.RecoveryState.escalated_at

@@ -21,7 +21,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from lucent_admin.console import contexts
 from lucent_admin.console.forms import AcknowledgeForm, ConsistencyCheckForm, RetryParkedForm, UserLookupForm
 from lucent_admin.console.permissions import staff_required
-from lucent_admin.operations import actions, consistency_actions
+from lucent_admin.operations import actions, consistency_actions, recovery
 from lucent_admin.operations.actions import Actor, Result
 from projections.readmodels import PROJECTIONS
 
@@ -78,6 +78,13 @@ def resync(request: HttpRequest) -> HttpResponse:
     invalid = "" if projection in PROJECTIONS else f"projection: must be one of {', '.join(PROJECTIONS)}"
     result = actions.do_resync(Actor.of(request.user), projection[:32], invalid)
     return _report(request, result, f"{projection[:32]} not resynced", "console:projections")
+
+
+@require_POST
+def dismiss_recovery_alert(request: HttpRequest) -> HttpResponse:
+    projection = request.POST.get("projection", "")[:32]
+    result = recovery.do_dismiss(Actor.of(request.user), projection)
+    return _report(request, result, f"Recovery alert of {projection} not dismissed", "console:overview")
 
 
 @require_POST

@@ -16,6 +16,8 @@ from lucent_admin.console.charts import sparkline
 from lucent_admin.console.jobs import job_row, latest_scores
 from lucent_admin.operations.actions import GENERATION_KINDS
 from lucent_admin.operations.models import Job
+from lucent_admin.operations.recovery import ProjectionHealth, projection_health
+from projections.health import HealthState
 from projections.maintenance.generations import kept_generation
 from projections.queries import ProjectionState, ProjectionStatus
 from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert
@@ -44,24 +46,20 @@ def failing_event_text(s: ProjectionStatus) -> str:
     return f"{e.event_id} ({e.type} in {e.stream} at {e.position})" if e else ""
 
 
-def _alarm(s: ProjectionStatus) -> str:
-    """Why a projection needs attention, in words; empty when it does not."""
-    state = s.effective_state
-    if state is ProjectionState.NOT_STARTED:
-        return "No projector has run: start `manage.py run_projector`."
-    if state is ProjectionState.DEAD:
-        return f"Projector dead: no heartbeat (last state {str(s.state)!r})."
-    if state in (ProjectionState.FAILED, ProjectionState.STALLED):
-        event = failing_event_text(s)
-        return f"{state.capitalize()}: {s.last_error or 'no error recorded'}" + (f" (event {event})" if event else "")
-    return ""
+HEALTH_CLASS = {
+    HealthState.OK: "ok", HealthState.WARN: "warn", HealthState.REBUILDING: "catching-up",
+    HealthState.STALLED: "bad", HealthState.STOPPED: "bad", HealthState.DEAD: "bad",
+}
 
 
-def _common(s: ProjectionStatus) -> dict[str, Any]:
-    alarm = _alarm(s)
+def _common(s: ProjectionStatus, ph: ProjectionHealth) -> dict[str, Any]:
+    health = ph.health
+    alarm = health.reason if health.alarming else ""
     return {
         "name": s.projection, "state": s.effective_state, "alarm": alarm, "status": s,
         "state_class": "bad" if alarm else STATE_CLASS.get(s.state, "warn"),
+        "health": health, "health_class": HEALTH_CLASS[health.state], "cold_start": ph.cold_start,
+        "escalated": ph.escalated,
         "events_behind": f"{s.events_behind:,}{'+' if s.events_behind_bounded else ''}",
     }
 
@@ -70,19 +68,21 @@ def projection_tiles(params: Params) -> dict[str, Any]:
     now = now_ms()
     tiles = []
     scores = latest_scores()
-    for s in q().projection_status():
-        spark, lag_max = sparkline(q().lag_history(s.projection, now), now)
-        tiles.append({**_common(s), "spark": spark, "lag_max": lag_max, "consistency": scores.get(s.projection)})
+    for name, ph in projection_health().items():
+        s = ph.status
+        spark, lag_max = sparkline(q().lag_history(name, now), now)
+        tiles.append({**_common(s, ph), "spark": spark, "lag_max": lag_max, "consistency": scores.get(name)})
     return {"tiles": tiles}
 
 
 def projection_details(params: Params) -> dict[str, Any]:
     out = []
-    for s in q().projection_status():
+    for ph in projection_health().values():
+        s = ph.status
         state = s.effective_state
         job = Job.objects.filter(kind__in=GENERATION_KINDS, target=s.projection).first()
         out.append({
-            **_common(s),
+            **_common(s, ph),
             "shown_state": f"dead (last: {s.state})" if state is ProjectionState.DEAD else str(state),
             "failing_event": failing_event_text(s),
             "stopped_on": s.stopped_on.event_id if s.stopped_on else "",

@@ -29,6 +29,8 @@ from prometheus_client.registry import Collector
 from lucent_admin import bootstrap
 from lucent_admin.console.jobs import latest_scores
 from lucent_admin.operations.models import Job
+from lucent_admin.operations.recovery import projection_health
+from projections.health import HealthState
 from projections.queries import ProjectionState, Queries
 from projections.readmodels import PROJECTIONS
 
@@ -48,13 +50,13 @@ def _gauge(name: str, documentation: str, labels: Iterable[str] = ()) -> GaugeMe
 
 class LucentCollector(Collector):
     """Every series of /metrics, read at scrape time. A section is a method yielding metric families; add
-    one to :meth:`sections` (e.g. the coming ``lucent_projection_health``)."""
+    one to :meth:`sections`."""
 
     def __init__(self, queries: Queries) -> None:
         self.q = queries
 
     def sections(self) -> list[tuple[str, Callable[[], Iterable[Metric]]]]:
-        return [("projections", self.projections), ("jobs", self.jobs), ("consistency", self.consistency),
+        return [("projections", self.projections), ("health", self.health), ("jobs", self.jobs), ("consistency", self.consistency),
                 ("canary", self.canary), ("redis", self.redis), ("memory", self.memory), ("latency", self.latency)]
 
     def collect(self) -> Iterator[Metric]:
@@ -91,6 +93,17 @@ class LucentCollector(Collector):
                 behind.add_metric([s.projection], s.events_behind)
                 rate.add_metric([s.projection], s.throughput)
         return [lag, behind, rate, state, parked]
+
+    def health(self) -> Iterable[Metric]:
+        health = _gauge("lucent_projection_health", "1 for the projection's health state (over its window of "
+                                                    "status samples), 0 for the others", ["projection", "state"])
+        escalated = _gauge("lucent_recovery_escalated", "1 while automatic recovery of the projection has given up "
+                                                        "and waits for an operator", ["projection"])
+        for name, ph in projection_health().items():
+            for candidate in HealthState:
+                health.add_metric([name, candidate.value], 1.0 if candidate is ph.health.state else 0.0)
+            escalated.add_metric([name], 1.0 if ph.escalated else 0.0)
+        return [health, escalated]
 
     def jobs(self) -> Iterable[Metric]:
         active = _gauge("lucent_jobs", "Jobs pending approval, queued or running", ["kind", "state"])

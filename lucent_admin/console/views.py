@@ -12,10 +12,12 @@ from django.shortcuts import redirect, render
 from lucent_admin import bootstrap
 from lucent_admin.console.forms import AuditFilterForm, UserLookupForm
 from lucent_admin.console.permissions import staff_required
+from lucent_admin.console.recovery import ThresholdsForm
 from lucent_admin.console.widgets import page_widgets, render_widget
 from lucent_admin.operations import actions
 from lucent_admin.operations.actions import Actor
 from lucent_admin.operations.models import AuditEntry, Job
+from lucent_admin.operations.recovery import do_change_thresholds
 from projections.maintenance.plan import plan_rebuild
 from projections.maintenance.user_rebuild import user_projections
 from projections.readmodels import PROJECTIONS
@@ -113,6 +115,23 @@ def consistency(request: HttpRequest) -> HttpResponse:
 @staff_required
 def infrastructure(request: HttpRequest) -> HttpResponse:
     return _page(request, "infrastructure", "Infrastructure")
+
+
+@staff_required
+def thresholds(request: HttpRequest) -> HttpResponse:
+    """The Settings page: the health and recovery thresholds (POST: the permission, audited)."""
+    form = ThresholdsForm(request.POST or None)
+    if request.method == "POST":
+        valid = form.is_valid()
+        errors = "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
+        result = do_change_thresholds(Actor.of(request.user), form.values() if valid else {}, errors)
+        if result.denied:
+            raise PermissionDenied(result.message)
+        if result.ok:
+            messages.success(request, result.message)
+            return redirect("console:settings")
+        messages.error(request, f"Settings not saved: {result.message}")
+    return render(request, "console/settings.html", {"title": "Settings", "form": form}, status=400 if form.errors else 200)
 
 
 @staff_required

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
-from lucent_admin.console import canary, contexts, infrastructure, jobs, published
+from lucent_admin.console import canary, contexts, infrastructure, jobs, published, recovery
 from lucent_admin.operations.observability import INFRASTRUCTURE
 from projections.readmodels import PROJECTIONS
 
@@ -72,6 +72,7 @@ WIDGETS: dict[str, Widget] = {
         Widget("job", "console/widgets/job.html", jobs.job_detail, ("jobs",), about_the_job, needs=("job",)),
         Widget("consistency-scores", "console/widgets/consistency_scores.html", jobs.consistency_scores, ("jobs",)),
         Widget("consistency-reports", "console/widgets/consistency_reports.html", jobs.consistency_reports, ("jobs",)),
+        Widget("recovery", "console/widgets/recovery.html", recovery.recovery, (*PROJECTIONS, "jobs")),
         Widget("projection-details", "console/widgets/projection_details.html", contexts.projection_details,
                (*PROJECTIONS, "jobs")),
         Widget("canary-freshness", "console/widgets/canary_freshness.html", canary.freshness, PROJECTIONS),
@@ -84,7 +85,7 @@ WIDGETS: dict[str, Widget] = {
 }
 
 PAGES: dict[str, tuple[str, ...]] = {
-    "overview": ("projection-tiles", "canary-freshness"),
+    "overview": ("projection-tiles", "recovery", "canary-freshness"),
     "leaderboards": ("top-portfolios", "volume-leaders", "strategies"),
     "risk": ("alerts", "high-risk"),
     "market": ("prices", "movers", "arbitrage"),

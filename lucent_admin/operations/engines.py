@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 
 from lucent_admin import bootstrap
+from lucent_admin.operations import thresholds
 from lucent_admin.operations.jobs import JobControl, notify
 from lucent_admin.operations.models import Job, JobEvent
 from projections.errors import JobCancelled
@@ -18,6 +19,7 @@ from projections.maintenance.consistency import check_sample, check_users
 from projections.maintenance.control import Control
 from projections.maintenance.full_check import check_everything
 from projections.maintenance.generations import Sample, drop_generation, live_generation, next_generation, switch_to
+from projections.maintenance.recovery import resync
 from projections.maintenance.report import Report
 from projections.maintenance.user_rebuild import rebuild_user
 
@@ -117,7 +119,7 @@ def _check(job: Job, control: JobControl) -> dict[str, Any]:
     else:
         report = check_everything(client, store, names, control)
     result = report.as_dict()
-    repair = bool(params.get("repair")) or (bool(params.get("scheduled")) and bool(settings.LUCENT_CONSISTENCY_AUTO_REPAIR))
+    repair = bool(params.get("repair")) or (bool(params.get("scheduled")) and _repair_rule(report))
     repaired = ""
     if report.users_to_repair and repair:
         queued = do_rebuild_users(Actor(f"system: consistency check {job.pk}"), report.users_to_repair)
@@ -127,6 +129,12 @@ def _check(job: Job, control: JobControl) -> dict[str, Any]:
     result["summary"] = (f"{score}, {report.difference_count:,} differences; {len(report.users_to_repair):,} users to "
                          f"repair{repaired}")
     return result
+
+
+def _repair_rule(report: Report) -> bool:
+    """The recovery rule "inconsistent → repair" (Settings page): after a scheduled check scoring below it."""
+    rules = thresholds.recovery_rules()
+    return rules.repair and report.score is not None and report.score * 100 < rules.repair_below_score
 
 
 class _Unstoppable(Control):
@@ -150,10 +158,18 @@ class _CancelOnly(Control):
         return self.control.cancelled()
 
 
+def _resync(job: Job, control: JobControl) -> dict[str, Any]:
+    """Make the running projector drop its state and resubscribe; done once it has."""
+    projection = job.params["projection"]
+    checkpoint = resync(bootstrap.redis_client(), projection, control)
+    return {"checkpoint": checkpoint, "summary": f"{projection} resubscribed from its checkpoint {checkpoint:,}"}
+
+
 ENGINES: dict[str, Callable[[Job, JobControl], dict[str, Any]]] = {
     Job.Kind.REBUILD_USERS: _rebuild_users,
     Job.Kind.REBUILD: _rebuild,
     Job.Kind.ROLLBACK: _rollback,
     Job.Kind.DROP_GENERATION: _drop,
     Job.Kind.CONSISTENCY_CHECK: _check,
+    Job.Kind.RESYNC: _resync,
 }

@@ -31,6 +31,7 @@ class AuditEntry(models.Model):
             ("resync_projection", "Can make a running projector drop its state and resubscribe"),
             ("approve_job", "Can approve another operator's rebuild (two-person approval)"),
             ("run_consistency_check", "Can run consistency checks"),
+            ("change_thresholds", "Can change the health and recovery thresholds (Settings page)"),
         ]
 
     def __str__(self) -> str:
@@ -46,6 +47,7 @@ class Job(models.Model):
         ROLLBACK = "rollback", "Rollback"
         DROP_GENERATION = "drop-generation", "Drop a generation"
         CONSISTENCY_CHECK = "consistency-check", "Consistency check"
+        RESYNC = "resync", "Resync"
 
     class State(models.TextChoices):
         PENDING_APPROVAL = "pending approval", "Pending approval"
@@ -102,3 +104,37 @@ class JobEvent(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+
+
+class ThresholdValue(models.Model):
+    """A threshold an operator set on the Settings page (``thresholds.THRESHOLDS`` has the defaults)."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    value = models.FloatField()
+    updated_by = models.CharField(max_length=150)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value:g}"
+
+
+class RecoveryState(models.Model):
+    """What automatic recovery remembers of a projection, in the database so that Redis emptied loses
+    none of it: the highest checkpoint seen (a cold start is a checkpoint below it), the timed
+    conditions' clocks, the automatic actions of the last hour and an alert raised for an operator."""
+
+    projection = models.CharField(max_length=32, primary_key=True)
+    high_checkpoint = models.BigIntegerField(default=0)
+    cold_start = models.TextField(blank=True)  # why it is projecting its history again, while it is
+    cold_start_at = models.DateTimeField(null=True, blank=True)
+    healed_at = models.DateTimeField(null=True, blank=True)  # when the last cold start ended
+    cold_start_seen = models.BigIntegerField(default=0)  # the projector's last reported cold start (epoch ms)
+    lag_high_since = models.BigIntegerField(null=True, blank=True)  # epoch ms
+    stalled_since = models.BigIntegerField(null=True, blank=True)
+    attempts = models.JSONField(default=list, blank=True)  # [[epoch ms, rule, job id], ...] of the last hour
+    escalated = models.TextField(blank=True)  # the alert for an operator, until dismissed
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"recovery of {self.projection}"

@@ -7,7 +7,7 @@ import time
 from celery import shared_task
 
 from lucent_admin.bootstrap import event_store, redis_client
-from lucent_admin.operations import jobs
+from lucent_admin.operations import jobs, recovery
 from lucent_admin.operations.observability import sample_infrastructure as record_infrastructure
 from projections.projector.canary import append_canary as append_one_canary
 from projections.projector.lag import record_samples
@@ -50,13 +50,19 @@ def sample_lag() -> None:
     record_samples(redis_client(), PROJECTIONS, int(time.time() * 1000))
 
 
+@shared_task(name="lucent.sample_infrastructure", ignore_result=True)
+def sample_infrastructure() -> None:
+    """Record the Infrastructure page's figures and tell its open pages (scheduled by beat)."""
+    record_infrastructure()
+
+
 @shared_task(name="lucent.append_canary", ignore_result=True)
 def append_canary() -> str:
     """Append one freshness canary every projection records on arrival (scheduled by beat); its id."""
     return append_one_canary(event_store(), redis_client())
 
 
-@shared_task(name="lucent.sample_infrastructure", ignore_result=True)
-def sample_infrastructure() -> None:
-    """Record the Infrastructure page's figures and tell its open pages (scheduled by beat)."""
-    record_infrastructure()
+@shared_task(name="lucent.recovery_tick", ignore_result=True)
+def recovery_tick() -> list[str]:
+    """Look at every projection's health and let the recovery rules act (scheduled by beat)."""
+    return recovery.tick()

@@ -247,6 +247,8 @@ class Runner:
         self.status.generation = self.ks.generation
         self._checkpoint_text = text(self.redis.get(self.ks.checkpoint))
         checkpoint = int(self._checkpoint_text) if self._checkpoint_text else 0
+        if checkpoint < self.status.checkpoint:  # Redis lost what this runner had committed: a cold start
+            self.status.cold_start(self.status.checkpoint)
         self.status.checkpoint = checkpoint
         if self._store is None:
             self._store = self._new_store()
@@ -351,7 +353,10 @@ class Runner:
                 raise EventStoreUnavailable("the subscription to $all ended")
             if time.monotonic() - last_renew > self.config.lease_ms / 3000:
                 if not self.lease.renew():
-                    raise Fenced(f"projection {self.config.projection!r}: lease lost to {self.lease.holder()!r}; this projector stops")
+                    holder = self.lease.holder()
+                    if holder is None:  # Redis emptied or failed over under us: take it again, and see what is left
+                        raise LeaseLost(f"projection {self.config.projection!r}: the lease vanished from Redis")
+                    raise Fenced(f"projection {self.config.projection!r}: lease lost to {holder!r}; this projector stops")
                 last_renew = time.monotonic()
                 self._retry_parked()
 

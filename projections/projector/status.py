@@ -24,6 +24,7 @@ import redis
 from projections import keys
 from projections.events import Envelope
 from projections.eventstore import EventStore
+from projections.health import HealthSample
 from projections.queries import ProjectionState, failing_event_to_json
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,17 @@ class RunStatus:
     started_at: float = field(default_factory=time.time)
     tick: float = field(default_factory=time.monotonic)
 
+    cold_start_at: int = 0  # epoch ms this runner found its checkpoint gone or behind what it committed
+    cold_start_from: int = 0  # the checkpoint it had committed then
+
     def fail(self, state: ProjectionState, error: str, event: Envelope | None = None) -> None:
         self.state, self.last_error, self.failing_event = state, error, event
+
+    def cold_start(self, had: int) -> None:
+        """Redis lost the read models under this runner (emptied, failed over): it projects them again."""
+        self.cold_start_at, self.cold_start_from = int(time.time() * 1000), had
+        log.warning("projection %s: its checkpoint went back from %s (Redis emptied or failed over); projecting "
+                    "the history again", self.projection, had)
 
 
 class Reporter(threading.Thread):
@@ -128,6 +138,7 @@ class Reporter(threading.Thread):
             "lastError": p.last_error,
             "failingEvent": failing_event_to_json(p.failing_event) if p.failing_event else "",
             "startedAt": f"{p.started_at:.3f}", "updatedAt": f"{time.time():.3f}",
+            "coldStartAt": str(p.cold_start_at), "coldStartFrom": str(p.cold_start_from),
         }
         try:  # the final report too: a paused projection still shows how far behind it is
             fields.update(self._lag())
@@ -136,6 +147,11 @@ class Reporter(threading.Thread):
             self._store = None
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(keys.status(p.projection), mapping=fields)
+        if "eventsBehind" in fields:  # the health window's sample (no figure when the store did not answer)
+            sample = HealthSample(int(time.time() * 1000), p.checkpoint, float(fields["lagSeconds"]),
+                                  int(fields["eventsBehind"]))
+            pipe.lpush(keys.health_samples(p.projection), sample.encode())
+            pipe.ltrim(keys.health_samples(p.projection), 0, keys.HEALTH_SAMPLES - 1)
         alive = now - p.tick < 3 * max(self.interval, 0.5)
         if final:
             pipe.delete(keys.heartbeat(p.projection))

@@ -5,7 +5,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TOP_LEVEL_OWNERS = ("events", "keys", "errors", "eventstore", "writer", "queries", "actions")
+TOP_LEVEL_OWNERS = ("events", "keys", "errors", "eventstore", "writer", "queries", "actions", "health", "published",
+                    "infrastructure")
 
 
 def imports_of(path: Path) -> set[str]:

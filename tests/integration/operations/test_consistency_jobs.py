@@ -10,9 +10,9 @@ from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.test import Client
 
-from lucent_admin.operations import consistency_actions, jobs
+from lucent_admin.operations import consistency_actions, jobs, thresholds
 from lucent_admin.operations.actions import Actor
-from lucent_admin.operations.models import AuditEntry, Job
+from lucent_admin.operations.models import AuditEntry, Job, ThresholdValue
 from projections.keys import KeySpace
 from projections.queries import Queries
 from tests.fixtures.jobs import finished
@@ -97,10 +97,19 @@ def test_the_command_line_checks_with_a_progress_bar_and_says_so_in_its_exit_sta
     assert "repair queued as job" in out.getvalue()
 
 
-def test_scheduled_checks_sample_in_turn_and_repair_when_told_to(projected: Queries, worker, redis_client,
-                                                                 settings) -> None:
+def test_scheduled_checks_sample_in_turn_and_repair_by_the_recovery_rule(projected: Queries, worker, redis_client,
+                                                                        settings) -> None:
     settings.LUCENT_CONSISTENCY_SAMPLE = 50  # more than the 12 simulated users: one check covers everyone
-    settings.LUCENT_CONSISTENCY_AUTO_REPAIR = True
+    ThresholdValue.objects.create(name="repair", value=0, updated_by="test")  # the rule off: found, not repaired
+    thresholds.forget()
+    user = projected.top_portfolios(1)[0].user_id
+    redis_client.delete(KeySpace("risk").user_risk(user))
+    off = jobs.schedule_consistency_check()
+    job = wait_until(lambda: finished(off), 60, what="the scheduled check to finish")
+    assert user in job.result["users_to_repair"] and "repair_job" not in job.result
+
+    ThresholdValue.objects.filter(name="repair").update(value=1)  # on (the default): repaired at once
+    thresholds.forget()
     user = projected.top_portfolios(1)[0].user_id
     redis_client.delete(KeySpace("risk").user_risk(user))  # e.g. evicted
 

@@ -13,7 +13,7 @@ from projections.readmodels import PROJECTIONS
 from projections.simulation.appender import append_events
 from projections.simulation.market import Market
 
-OPERATIONAL = ("status", "heartbeat", "lease", "lag-history")
+OPERATIONAL = ("status", "heartbeat", "lease", "lag-history", "health-samples")
 
 
 def append_market(uri: str, n: int, seed: int = 11, start: int = 0, bad_ratio: float = 0.02) -> int:

@@ -116,7 +116,7 @@ def test_metrics_expose_every_series(client: Client, token: str, settings, laggi
 
     # every section was read
     assert {labels["section"]: v for labels, v in found["lucent_metrics_section_failed"]} == {
-        s: 0.0 for s in ("projections", "jobs", "consistency", "canary", "redis", "memory", "latency")}
+        s: 0.0 for s in ("projections", "health", "jobs", "consistency", "canary", "redis", "memory", "latency")}
     # the projection made to lag: its figures as its status says, the others have no projector (no lag series)
     current = Queries(redis.Redis.from_url(settings.REDIS_URL)).projection_status("portfolio")[0]
     assert value(found, "lucent_projection_events_behind", projection="portfolio") == lagging.events_behind > 0
@@ -130,6 +130,11 @@ def test_metrics_expose_every_series(client: Client, token: str, settings, laggi
     assert sum(v for labels, v in found["lucent_projection_state"] if labels["projection"] == "market") == 1.0
     assert len(found["lucent_projection_state"]) == len(PROJECTIONS) * len(ProjectionState)
     assert value(found, "lucent_projection_parked_events", projection="portfolio") == 0  # stop policy: nothing parked
+    # health: the stopped projection is STOPPED, one that never ran is DEAD; nothing escalated
+    assert value(found, "lucent_projection_health", projection="portfolio", state="stopped") == 1.0
+    assert value(found, "lucent_projection_health", projection="risk", state="dead") == 1.0
+    assert sum(v for labels, v in found["lucent_projection_health"] if labels["projection"] == "market") == 1.0
+    assert value(found, "lucent_recovery_escalated", projection="portfolio") == 0.0
     # jobs and consistency
     assert value(found, "lucent_job_progress_done", job=str(running.pk), kind="rebuild", target="risk", unit="events") == 120
     assert value(found, "lucent_job_progress_total", job=str(running.pk)) == 480

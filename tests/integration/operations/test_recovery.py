@@ -1,0 +1,200 @@
+"""Automatic recovery against real parts: a live projector in a thread, the test Redis, the session's store and
+a real Celery worker. Recovery's look (beat's task) is called by the test, so each look is one step."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from lucent_admin import bootstrap
+from lucent_admin.operations import recovery, thresholds
+from lucent_admin.operations.models import AuditEntry, Job, RecoveryState, ThresholdValue
+from projections.eventstore import EventStore, ProposedEvent
+from projections.health import HealthState
+from projections.keys import KeySpace
+from projections.projector.runner import Runner
+from projections.queries import Queries
+from tests.fixtures.jobs import finished
+from tests.integration.projections.helpers import keyspace
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the worker thread must see the committed job rows
+
+
+def set_thresholds(**values: float) -> None:
+    for name, value in values.items():
+        ThresholdValue.objects.update_or_create(name=name, defaults={"value": value, "updated_by": "test"})
+    thresholds.forget()
+
+
+class Stuck:
+    """A subscription that delivers what was in the store when it began, then nothing until stopped: what a
+    projector alive but stuck sees."""
+
+    def __init__(self, inner: Any, head: int) -> None:
+        self.inner, self.head, self.stopped = inner, head, threading.Event()
+
+    def __iter__(self) -> Iterator[Any]:
+        def until_head() -> Iterator[Any]:
+            for item in self.inner:
+                position = getattr(item, "commit_position", None) or getattr(item, "position", 0)
+                if position > self.head or getattr(item, "is_caught_up", False):
+                    break
+                yield item
+            self.stopped.wait()
+        return until_head()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.inner.stop()
+
+
+class StuckRunner(Runner):
+    """Its first ``stuck`` subscriptions get stuck at the head; the next ones are real."""
+
+    stuck = 2
+
+    def _subscribe(self) -> Any:
+        sub = super()._subscribe()
+        if self.status.sessions > self.stuck:
+            return sub
+        assert self._store is not None
+        head = self._store.head(self.model.event_types)
+        return Stuck(sub, head.position if head else 0)
+
+
+@pytest.fixture
+def live(projected: Queries) -> Iterator[list[tuple[Runner, threading.Thread]]]:
+    """Runners started by the test, stopped after it."""
+    running: list[tuple[Runner, threading.Thread]] = []
+    yield running
+    for runner, _ in running:
+        runner.stop()
+    for _, thread in running:
+        thread.join(10)
+
+
+def run_live(live: list[tuple[Runner, threading.Thread]], runner: Runner, queries: Queries) -> Runner:
+    thread = threading.Thread(target=runner.run, daemon=True)
+    live.append((runner, thread))
+    thread.start()
+    wait_until(lambda: runner.caught_up and queries.projection_status(runner.config.projection)[0].alive, 30,
+               what=f"{runner.config.projection} live")
+    return runner
+
+
+def trade(user: str, n: int) -> ProposedEvent:
+    return ProposedEvent("TradeExecuted", {
+        "tradeId": f"t-recovery-{user}-{n}", "userId": user, "pair": "BTC-USD", "side": "buy", "amount": 0.1,
+        "price": 100.0 + n, "amountUsd": 10.0 + n / 10, "exchange": "binance", "executedAt": "2026-01-05T10:00:00Z"})
+
+
+def look_until(condition: Any, timeout: float, what: str) -> Any:
+    """Let recovery look (beat's task) until ``condition()`` holds; its value."""
+    def probe() -> Any:
+        if not condition():
+            recovery.tick()
+        return condition()
+    return wait_until(probe, timeout, what=what)
+
+
+def health_of(projection: str) -> HealthState:
+    return recovery.projection_health([projection])[projection].health.state
+
+
+def resync_jobs() -> list[Job]:
+    return list(Job.objects.filter(kind=Job.Kind.RESYNC).order_by("pk"))
+
+
+def test_a_stalled_projector_is_resynced_once_per_cooldown_and_a_threshold_changed_on_the_settings_page_applies(
+        projected: Queries, live: list[tuple[Runner, threading.Thread]], worker, admin_user, redis_client: redis.Redis) -> None:
+    set_thresholds(health_stall_s=2, stall_resync_for_s=2, cooldown_s=3600)
+    runner = run_live(live, StuckRunner(bootstrap.runner_config("portfolio")), projected)
+    with EventStore(runner.config.eventstore_uri) as store:
+        store.append("trades-recovery-1", [trade("recovery-1", i) for i in range(3)])
+    wait_until(lambda: health_of("portfolio") is HealthState.STALLED, 30, what="the stuck projector to show as stalled")
+
+    look_until(resync_jobs, 30, what="the stalled rule to queue a resync")
+    (first,) = resync_jobs()
+    assert first.requested_by == "system: recovery (stalled → resync)"
+    done = wait_until(lambda: finished(first.pk), 40, what="the resync job")
+    assert done.state == Job.State.SUCCEEDED and runner.status.sessions == 2, done.error
+    act = AuditEntry.objects.get(action="recovery.act")
+    assert act.outcome == "ok" and act.params["rule"] == "stalled → resync" and "stalled for" in act.params["reason"]
+
+    # The second subscription applies the three trades, then is stuck too: stalled again, but within the
+    # cooldown nothing fires.
+    wait_until(lambda: projected.portfolio_summary("recovery-1"), 30, what="the three trades applied")
+    with EventStore(runner.config.eventstore_uri) as store:
+        store.append("trades-recovery-1", [trade("recovery-1", i) for i in range(3, 5)])
+    wait_until(lambda: health_of("portfolio") is HealthState.STALLED, 30, what="stalled again")
+    for _ in range(3):
+        recovery.tick()
+    assert len(resync_jobs()) == 1
+
+    # The cooldown set to 0 on the Settings page applies at the next look, without a restart.
+    admin_user.user_permissions.add(*Permission.objects.filter(codename="change_thresholds"))
+    client = Client()
+    client.force_login(admin_user)
+    values = {**{k: v for k, v in thresholds.current(fresh=True).items()}, "cooldown_s": 0}
+    form = {k: ("on" if thresholds.BY_NAME[k].switch and v else v) for k, v in values.items()
+            if not (thresholds.BY_NAME[k].switch and not v)}
+    response = client.post("/settings/", form, follow=True)
+    assert "cooldown_s 3600 → 0" in response.content.decode()
+    assert AuditEntry.objects.filter(action="settings.thresholds", outcome="ok").exists()
+    look_until(lambda: len(resync_jobs()) == 2, 30, what="a second resync")
+    wait_until(lambda: finished(resync_jobs()[1].pk), 40, what="the second resync job")
+    wait_until(lambda: projected.portfolio_summary("recovery-1").trade_count == 5, 30, what="the two waiting trades")
+    assert runner.status.sessions == 3
+    wait_until(lambda: health_of("portfolio") is HealthState.OK, 30, what="healthy again")
+
+
+def test_the_keys_of_ten_users_deleted_under_a_live_projector_are_found_and_repaired(
+        projected: Queries, live: list[tuple[Runner, threading.Thread]], worker, redis_client: redis.Redis) -> None:
+    set_thresholds(missing_rebuild_above=95)  # 10 of 12 users: repaired one by one, not rebuilt
+    run_live(live, Runner(bootstrap.runner_config("portfolio")), projected)
+    ks = KeySpace("portfolio")
+    users = sorted(u.decode() for u in redis_client.zrange(ks.portfolio_values(), 0, -1))[:10]
+    before = {u: redis_client.hgetall(ks.portfolio(u)) for u in users}
+    assert len(users) == 10 and all(before.values())
+    redis_client.delete(*[ks.portfolio(u) for u in users])
+
+    look_until(lambda: Job.objects.filter(kind=Job.Kind.REBUILD_USERS).exists(), 30, what="the missing users to be found")
+    job = Job.objects.get(kind=Job.Kind.REBUILD_USERS)
+    assert sorted(job.params["users"]) == users and job.requested_by == "system: recovery (missing → repair)"
+    assert wait_until(lambda: finished(job.pk), 60, what="the repair").state == Job.State.SUCCEEDED
+    assert {u: redis_client.hgetall(ks.portfolio(u)) for u in users} == before
+    recovery.tick()
+    assert Job.objects.filter(kind=Job.Kind.REBUILD_USERS).count() == 1  # healed: nothing more to do
+
+
+def test_redis_emptied_under_a_running_projector_heals_itself_and_the_overview_says_so(
+        projected: Queries, live: list[tuple[Runner, threading.Thread]], admin_user, redis_client: redis.Redis) -> None:
+    runner = run_live(live, Runner(bootstrap.runner_config("risk")), projected)
+    recovery.tick()  # the highest checkpoint seen so far
+    high = RecoveryState.objects.get(projection="risk").high_checkpoint
+    assert high > 0
+
+    redis_client.flushdb()
+
+    wait_until(lambda: runner.caught_up and runner.status.checkpoint >= high and runner.status.cold_start_at, 60,
+               what="the projector to project the history again by itself")
+    look_until(lambda: RecoveryState.objects.get(projection="risk").healed_at, 30,
+               what="the look to see the cold start and its end")
+    assert AuditEntry.objects.filter(action="recovery.cold-start", target="risk").count() == 1
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get("/").content.decode()
+    assert "risk healed itself at" in page and "after Redis lost its read models" in page
+    healed = {k: v for k, v in keyspace(redis_client).items() if k.startswith("lucent:{risk}:g")}
+    runner.stop()
+    wait_until(lambda: not redis_client.exists(runner.lease.key), 20, what="the live projector to let go")
+    redis_client.flushdb()
+    fresh = Runner(bootstrap.runner_config("risk", exit_when_caught_up=True))
+    fresh.run()
+    assert {k: v for k, v in keyspace(redis_client).items() if k.startswith("lucent:{risk}:g")} == healed
