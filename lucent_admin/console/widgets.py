@@ -13,7 +13,7 @@ from typing import Any
 from django.template.loader import render_to_string
 
 from lucent_admin.console import canary, contexts, infrastructure, jobs, published, recovery
-from lucent_admin.operations.observability import INFRASTRUCTURE
+from lucent_admin.operations.observability import HEALTH, INFRASTRUCTURE
 from projections.readmodels import PROJECTIONS
 
 Params = Mapping[str, str]
@@ -50,7 +50,7 @@ WIDGETS: dict[str, Widget] = {
     w.name: w
     for w in (
         Widget("projection-tiles", "console/widgets/projection_tiles.html", contexts.projection_tiles,
-               PROJECTIONS),
+               (*PROJECTIONS, HEALTH)),
         Widget("top-portfolios", "console/widgets/top_portfolios.html", contexts.top_portfolios,
                ("portfolio",)),
         Widget("volume-leaders", "console/widgets/volume_leaders.html", contexts.volume_leaders, ("leaderboards",)),
@@ -72,9 +72,9 @@ WIDGETS: dict[str, Widget] = {
         Widget("job", "console/widgets/job.html", jobs.job_detail, ("jobs",), about_the_job, needs=("job",)),
         Widget("consistency-scores", "console/widgets/consistency_scores.html", jobs.consistency_scores, ("jobs",)),
         Widget("consistency-reports", "console/widgets/consistency_reports.html", jobs.consistency_reports, ("jobs",)),
-        Widget("recovery", "console/widgets/recovery.html", recovery.recovery, (*PROJECTIONS, "jobs")),
+        Widget("recovery", "console/widgets/recovery.html", recovery.recovery, (HEALTH, "jobs")),
         Widget("projection-details", "console/widgets/projection_details.html", contexts.projection_details,
-               (*PROJECTIONS, "jobs")),
+               (*PROJECTIONS, "jobs", HEALTH)),
         Widget("canary-freshness", "console/widgets/canary_freshness.html", canary.freshness, PROJECTIONS),
         # the Infrastructure page: redrawn on each sample beat records (its notices' "projection")
         Widget("infra-memory", "console/widgets/infra_memory.html", infrastructure.memory, (INFRASTRUCTURE,)),

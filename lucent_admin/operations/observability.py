@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 INFRASTRUCTURE = "infrastructure"  # the widgets' dependency and the notices' "projection"
 INFRASTRUCTURE_GROUP = group_name(INFRASTRUCTURE)
+HEALTH = "health"  # the health states and recovery: the tiles' and the Recovery panel's dependency
 
 
 def sample_infrastructure(now_ms: int | None = None) -> dict[str, float]:
@@ -30,11 +31,18 @@ def sample_infrastructure(now_ms: int | None = None) -> dict[str, float]:
         store = None
     figures = infrastructure.record_samples(bootstrap.redis_client(), store, PROJECTIONS,
                                             bootstrap.queries().projection_status, now)
-    layer = get_channel_layer()
-    if layer is not None:
-        try:
-            notice = {"projection": INFRASTRUCTURE, "checkpoint": now}
-            async_to_sync(layer.group_send)(INFRASTRUCTURE_GROUP, {"type": "change.notice", "notice": notice})
-        except Exception as exc:  # noqa: BLE001 - an open page catches up on the next sample
-            log.warning("infrastructure sample: change notice not sent: %s", exc)
+    announce(INFRASTRUCTURE, now)
     return figures
+
+
+def announce(name: str, now_ms: int) -> None:
+    """Tell the open pages whose widgets depend on ``name`` (a pseudo-projection: ``infrastructure``,
+    ``health``) that it changed at ``now_ms``; never fails the caller (a page catches up on the next one)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        notice = {"projection": name, "checkpoint": now_ms}
+        async_to_sync(layer.group_send)(group_name(name), {"type": "change.notice", "notice": notice})
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("%s: change notice not sent: %s", name, exc)

@@ -28,6 +28,7 @@ from lucent_admin import bootstrap
 from lucent_admin.operations import actions, thresholds
 from lucent_admin.operations.actions import Action, Actor, Result
 from lucent_admin.operations.models import Job, RecoveryState
+from lucent_admin.operations.observability import HEALTH, announce
 from projections.errors import ProjectionError
 from projections.health import Health, HealthState, Observed, classify
 from projections.maintenance.recovery import REBUILD, REPAIR, RESYNC, Missing, Proposal, Since, decide, missing_read_models
@@ -90,12 +91,13 @@ def canary_age_s(name: str, now_ms: int) -> float | None:
 
 def projection_health(names: list[str] | None = None) -> dict[str, ProjectionHealth]:
     """Every (or the named) projection's status and health, with its cold start and alert if any."""
+    queries = bootstrap.queries()
+    statuses = queries.projection_status() if names is None else [queries.projection_status(n)[0] for n in names]
     now = _now_ms()
     limits = thresholds.health_thresholds()
     states = {r.projection: r for r in RecoveryState.objects.filter(projection__in=names or PROJECTIONS)}
     out = {}
-    queries = bootstrap.queries()
-    for s in queries.projection_status() if names is None else [queries.projection_status(n)[0] for n in names]:
+    for s in statuses:
         state = states.get(s.projection)
         cold = state.cold_start if state else ""
         observed = _observed(s, _rebuilding(s.projection, cold), canary_age_s(s.projection, now))
@@ -116,6 +118,7 @@ def tick() -> list[str]:
             done.extend(_look_at(name, ph, rules))
         except Exception:  # noqa: BLE001 - one projection's trouble must not stop the others' recovery
             log.exception("recovery of %s: the look failed", name)
+    announce(HEALTH, _now_ms())  # health changes without a commit (a stall, a dead projector): pages redraw
     return done
 
 

@@ -36,11 +36,11 @@ def trade_id(user: str, i: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_OID, f"published-test-{user}-{i}")
 
 
-def append_trades(uri: str, user: str, amounts: tuple[float, ...] = AMOUNTS) -> None:
-    """One append per trade of ``user`` (1 BTC at ``amount``), with a correlation id of its own."""
+def append_trades(uri: str, user: str, amounts: tuple[float, ...] = AMOUNTS, pair: str = "BTC-USD") -> None:
+    """One append per trade of ``user`` (1 of ``pair`` at ``amount``), with a correlation id of its own."""
     with EventStore(uri) as store:
         for i, amount in enumerate(amounts):
-            data = {"tradeId": f"t-{user}-{i}", "userId": user, "pair": "BTC-USD", "side": "buy", "amount": 1.0,
+            data = {"tradeId": f"t-{user}-{i}", "userId": user, "pair": pair, "side": "buy", "amount": 1.0,
                     "price": amount, "amountUsd": amount, "exchange": "binance", "executedAt": iso(T0 + timedelta(minutes=i))}
             meta = {"correlationId": f"order-{user}-{i}", "causationId": f"order-{user}-{i}", "source": "test"}
             store.append(f"trades-{user}", [ProposedEvent("TradeExecuted", data, meta, id=trade_id(user, i))])

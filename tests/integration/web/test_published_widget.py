@@ -27,7 +27,7 @@ def test_the_user_page_lists_the_users_published_events(settings, staff: Client,
     settings.EVENTSTORE_URI = eventstore_uri
     call_command("run_projector", exit_when_caught_up=True, stderr=io.StringIO())  # the store's history: not news
     user = f"pub-{uuid.uuid4().hex[:8]}"
-    append_trades(eventstore_uri, user)
+    append_trades(eventstore_uri, user, pair=f"{user.upper().replace('-', '')}-USD")  # no other test's prices mark it
     call_command("run_projector", exit_when_caught_up=True, stderr=io.StringIO())
 
     page = staff.get("/user/", {"user": user}).content.decode()

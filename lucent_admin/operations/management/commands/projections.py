@@ -12,9 +12,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from lucent_admin import bootstrap
 from lucent_admin.operations import actions
 from lucent_admin.operations.actions import Actor, Result
+from lucent_admin.operations.recovery import projection_health
 from projections.readmodels import PROJECTIONS
 
-STATUS_COLUMNS = ("projection", "effective_state", "state", "alive", "checkpoint", "head", "lag_seconds", "events_behind", "throughput", "parked", "last_error")
+STATUS_COLUMNS = ("projection", "health", "effective_state", "alive", "checkpoint", "head", "lag_seconds", "events_behind",
+                  "throughput", "parked", "health_reason")
 PARKED_COLUMNS = ("projection", "event_id", "stream", "position", "type", "field", "reason")
 
 
@@ -38,7 +40,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         queries = bootstrap.queries()
         if options["action"] == "status":
-            rows = [{**asdict(s), "effective_state": s.effective_state} for s in queries.projection_status()]
+            rows = [{**asdict(ph.status), "effective_state": ph.status.effective_state, "health": ph.health.state,
+                     "health_reason": ph.health.reason} for ph in projection_health().values()]
             self._print(rows, STATUS_COLUMNS, options["json"])
         elif options["action"] == "resync":
             self._report(actions.do_resync(Actor.cli(), options["projection"]))
