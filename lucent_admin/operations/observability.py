@@ -17,7 +17,6 @@ from projections.readmodels import PROJECTIONS
 log = logging.getLogger(__name__)
 
 INFRASTRUCTURE = "infrastructure"  # the widgets' dependency and the notices' "projection"
-INFRASTRUCTURE_GROUP = group_name(INFRASTRUCTURE)
 HEALTH = "health"  # the health states and recovery: the tiles' and the Recovery panel's dependency
 
 
