@@ -3,6 +3,7 @@ a real Celery worker. Recovery's look (beat's task) is called by the test, so ea
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,9 +19,11 @@ from projections.eventstore import EventStore, ProposedEvent
 from projections.health import HealthState
 from projections.keys import KeySpace
 from projections.projector.runner import Runner
-from projections.queries import Queries
+from projections.queries import ProjectionState, Queries
 from tests.fixtures.jobs import finished
-from tests.integration.projections.helpers import keyspace
+from tests.fixtures.projections import RedisProcess, StoreProcess
+from tests.integration.projections import helpers
+from tests.integration.projections.helpers import append_market, keyspace
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker thread must see the committed job rows
@@ -198,3 +201,32 @@ def test_redis_emptied_under_a_running_projector_heals_itself_and_the_overview_s
     fresh = Runner(bootstrap.runner_config("risk", exit_when_caught_up=True))
     fresh.run()
     assert {k: v for k, v in keyspace(redis_client).items() if k.startswith("lucent:{risk}:g")} == healed
+
+
+def test_the_event_store_down_for_30_s_shows_as_stalled_with_its_lag_and_the_projector_resumes(
+        redis_process: RedisProcess, store_process: StoreProcess, settings) -> None:
+    settings.REDIS_URL, settings.EVENTSTORE_URI = redis_process.url, store_process.uri
+    append_market(store_process.uri, 300, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    runner = Runner(helpers.config("portfolio", redis_process.url, store_process.uri, exit_when_caught_up=False,
+                                   status_interval=1.0))
+    thread, errors = helpers.in_thread(runner)
+    try:
+        wait_until(lambda: runner.caught_up and health_of("portfolio") is HealthState.OK, 30, what="live and OK")
+        store_process.kill()
+        down = time.monotonic()
+        stalled = wait_until(lambda: recovery.projection_health(["portfolio"])["portfolio"].health.state
+                             is HealthState.STALLED and recovery.projection_health(["portfolio"])["portfolio"], 20,
+                             what="the store's outage to show")
+        assert "Cannot go on" in stalled.health.reason and stalled.status.alive  # stalled, not dead: it retries
+        assert stalled.status.checkpoint > 0 and stalled.status.state is ProjectionState.STALLED
+        wait_until(lambda: time.monotonic() - down >= 30 and runner.status.sessions > 1, 40, what="30 s of outage")
+        assert thread.is_alive() and errors == []  # no crash
+        store_process.start()
+        head = append_market(store_process.uri, 100, start=300, bad_ratio=0.0)
+        wait_until(lambda: helpers.checkpoint(client, "portfolio") >= head, 60, what="the projector to resume")
+        wait_until(lambda: health_of("portfolio") is HealthState.OK, 30, what="OK again")
+    finally:
+        runner.stop()
+        thread.join(10)
+    assert errors == []

@@ -77,7 +77,8 @@ def test_an_operator_parks_the_bad_event_and_a_stopped_projection_resumes(redis_
             with pytest.raises(NotStoppedOn):
                 park_bad_event(client, "portfolio", "not-the-one")
             park_bad_event(client, "portfolio", event_id)
-            wait_until(lambda: stopped() != event_id, 20, what="the projection moved past the parked event")
+            wait_until(lambda e=event_id: stopped() != e and e in {p.event_id for p in Queries(client).parked_events("portfolio")},
+                       20, what="the projection moved past the parked event, parked")
             parked_ids.append(event_id)
         parked = {p.event_id: p for p in Queries(client).parked_events("portfolio")}
         assert set(parked_ids) <= set(parked)
