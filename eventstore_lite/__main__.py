@@ -1,21 +1,33 @@
-"""``python -m eventstore_lite --listen HOST:PORT --db PATH``
+"""``python -m eventstore_lite --listen HOST:PORT --db PATH [limits]``
 
 Runs the embedded store until SIGINT/SIGTERM, then stops cleanly and exits 0.
-Bad arguments print one line naming the option and exit 2.
+Bad arguments print one line naming the option and exit 2.  Each limit is an option
+whose default comes from the environment variable ``EVENTSTORE_LITE_<OPTION>``
+(``--max-subscriptions`` from ``EVENTSTORE_LITE_MAX_SUBSCRIPTIONS``), else from the
+defaults in :mod:`eventstore_lite.server`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import sys
 import threading
 from types import FrameType
-from typing import NoReturn
+from typing import Callable, NoReturn
 
-from eventstore_lite.server import DEFAULT_MAX_APPEND_SIZE, EventStoreServer
+from eventstore_lite.server import (
+    DEFAULT_KEEPALIVE_S,
+    DEFAULT_MAX_APPEND_SIZE,
+    DEFAULT_MAX_CALLS,
+    DEFAULT_MAX_OPEN_BATCHES,
+    DEFAULT_MAX_SUBSCRIPTIONS,
+    DEFAULT_WORKERS,
+    EventStoreServer,
+)
 
 log = logging.getLogger("eventstore_lite")
 
@@ -40,13 +52,45 @@ def _append_size(value: str) -> int:
     return int(value)
 
 
+def _count(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"expected a whole number between 1 and 1000000, got {value!r}")
+    return int(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 1 <= seconds <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected seconds between 1 and 86400, got {value!r}")
+    return seconds
+
+
+def _limit(
+    parser: argparse.ArgumentParser, option: str, convert: Callable[[str], object], default: object, metavar: str, help: str
+) -> None:
+    """An option whose default is the environment variable ``EVENTSTORE_LITE_<OPTION>``, if set."""
+    env = "EVENTSTORE_LITE_" + option.removeprefix("--").replace("-", "_").upper()
+    parser.add_argument(option, type=convert, default=os.environ.get(env, default), metavar=metavar,
+                        help=f"{help} (env {env}; default {default})")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = _Parser(prog="eventstore_lite", description="EventStoreDB-compatible gRPC server on SQLite")
     parser.add_argument("--listen", type=_listen, default=("127.0.0.1", 2113), metavar="HOST:PORT",
-                        help="address to listen on (default 127.0.0.1:2113)")
+                        help="address to listen on (default 127.0.0.1:2113; elsewhere: no authentication, no TLS)")
     parser.add_argument("--db", required=True, metavar="PATH", help="SQLite database file")
-    parser.add_argument("--max-append-size", type=_append_size, default=DEFAULT_MAX_APPEND_SIZE,
-                        metavar="BYTES", help="largest append accepted (default 1 MiB, as the server)")
+    _limit(parser, "--max-append-size", _append_size, DEFAULT_MAX_APPEND_SIZE, "BYTES",
+           "largest append or batch accepted, refused as soon as a call passes it (1 MiB, as the server)")
+    _limit(parser, "--max-subscriptions", _count, DEFAULT_MAX_SUBSCRIPTIONS, "N", "concurrent subscriptions")
+    _limit(parser, "--max-calls", _count, DEFAULT_MAX_CALLS, "N", "concurrent calls other than subscriptions")
+    _limit(parser, "--max-open-batches", _count, DEFAULT_MAX_OPEN_BATCHES, "N",
+           "unfinished batches in one BatchAppend call")
+    _limit(parser, "--workers", _count, DEFAULT_WORKERS, "N", "threads for SQLite work")
+    _limit(parser, "--keepalive", _seconds, DEFAULT_KEEPALIVE_S, "SECONDS",
+           "ping every connection this often; a peer silent for 10 s more is dropped")
     return parser.parse_args(argv)
 
 
@@ -70,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"eventstore_lite: error: {exc}", file=sys.stderr)
         return 1
-    server = EventStoreServer(args.db, host, port, max_append_size=args.max_append_size)
+    server = EventStoreServer(
+        args.db, host, port, max_append_size=args.max_append_size, max_workers=args.workers,
+        max_subscriptions=args.max_subscriptions, max_calls=args.max_calls,
+        max_open_batches=args.max_open_batches, keepalive_s=args.keepalive,
+    )
     try:
         server.start()
     except (OSError, RuntimeError) as exc:

@@ -7,7 +7,9 @@ Contract (as EventStoreDB):
   other failures are RPC errors (deleted stream, size, missing metadata).
 - ``BatchAppend``: a request stream of chunks keyed by ``correlation_id``; each
   chunk ending in ``is_final`` gets one response; errors are ``Status`` values
-  whose ``details`` pack the typed error.
+  whose ``details`` pack the typed error.  Each batch is held to the append size
+  limit as its chunks arrive, and a call may have at most ``max_open_batches``
+  unfinished batches: opening one more is answered with RESOURCE_EXHAUSTED.
 - ``Delete``/``Tombstone``: errors are FAILED_PRECONDITION with the server's text.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, AsyncIterator
 
 import grpc
 from esdbclient.protos.Grpc import shared_pb2, status_pb2, streams_pb2
@@ -28,6 +30,7 @@ from eventstore_lite.errors import (
     STREAM_EXISTS,
     BadRequest,
     HandlerException,
+    LimitReached,
     MaxAppendSizeExceeded,
     StoreError,
     StreamDeleted,
@@ -97,21 +100,24 @@ def event_size(event: Proposed) -> int:
 class Appender:
     """Handlers for the write RPCs, sharing one :class:`Writer`."""
 
-    def __init__(self, writer: Writer, max_append_size: int) -> None:
+    def __init__(self, writer: Writer, max_append_size: int, max_open_batches: int) -> None:
         self.writer = writer
         self.max_append_size = max_append_size
+        self.max_open_batches = max_open_batches
 
     # -- Append ------------------------------------------------------------------
 
-    async def append(self, requests: Iterator[Any]) -> Any:
-        first = next(requests, None)
+    async def append(self, requests: AsyncIterator[Any]) -> Any:
+        """Take the call's messages as they arrive: the size limit refuses an append as soon as
+        its running total passes it, so no more than the limit (plus one message) is ever held."""
+        first = await anext(requests, None)
         if first is None or first.WhichOneof("content") != "options":
             raise HandlerException("the first AppendReq must carry options")
         options = first.options
         stream = stream_name(options.stream_identifier)
         expected = expected_version(options, "expected_stream_revision", "revision", "AppendReq")
         events, size = [], 0
-        for request in requests:
+        async for request in requests:
             if request.WhichOneof("content") != "proposed_message":
                 raise HandlerException("AppendReq after options must carry a proposed message")
             event = proposed(request.proposed_message)
@@ -140,6 +146,9 @@ class Appender:
         key = request.correlation_id.SerializeToString()
         try:
             if request.HasField("options"):
+                if key not in pending and len(pending) >= self.max_open_batches:  # those stay open
+                    limit = LimitReached("open batches in one BatchAppend call", self.max_open_batches, "--max-open-batches")
+                    return _batch_error(request, limit)
                 pending[key] = self._open_batch(request.options)
             batch = pending.get(key)
             if batch is None:
@@ -286,6 +295,8 @@ def _status_parts(request: Any, exc: StoreError) -> tuple[int, str, Any]:
     if isinstance(exc, MaxAppendSizeExceeded):
         size = shared_pb2.MaximumAppendSizeExceeded(maxAppendSize=exc.max_size)
         return grpc.StatusCode.INVALID_ARGUMENT.value[0], "MaximumAppendSizeExceeded", size
+    if isinstance(exc, LimitReached):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], exc.message, shared_pb2.BadRequest(message=exc.message)
     if isinstance(exc, _BatchTimeout):
         return grpc.StatusCode.DEADLINE_EXCEEDED.value[0], "Timeout", shared_pb2.Timeout()
     if isinstance(exc, (BadRequest, HandlerException)):

@@ -88,6 +88,20 @@ class BadRequest(StoreError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class LimitReached(StoreError):
+    """A limit of this store (not of EventStoreDB) refused the request; the message names
+    the limit and the option and environment variable that set it."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, what: str, limit: int, option: str) -> None:
+        env = "EVENTSTORE_LITE_" + option.removeprefix("--").replace("-", "_").upper()
+        super().__init__(
+            f"Too many {what}: the limit of {limit} {what} is reached "
+            f"(raise it with eventstore_lite {option} or {env})."
+        )
+
+
 class HandlerException(StoreError):
     """What ASP.NET gRPC answers for an unhandled exception in the real server.
 

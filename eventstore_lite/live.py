@@ -3,8 +3,9 @@
 Contract:
 - :meth:`Live.publish` is called by the writer after each commit, with every row
   that commit wrote; it advances the head, keeps the rows (see
-  :mod:`eventstore_lite.tail`) and wakes every thread blocked in
-  :meth:`Live.wait_beyond` at once;
+  :mod:`eventstore_lite.tail`) and wakes every reader awaiting
+  :meth:`Live.wait_beyond` at once (readers wait on their event loop, holding no
+  thread, so idle subscriptions cannot take the worker threads);
 - :meth:`Live.await_delivery` lets the writer hold back its acknowledgements until
   the live readers just woken have come back to :meth:`Live.wait_beyond` having
   consumed the new head (for a subscription: sent the new events), for at most
@@ -15,15 +16,16 @@ Contract:
   once it is back in time, so a passing hiccup costs it little and a stalled
   client costs writers at most one ``timeout`` per :data:`SLOW_FOR`.  Durability
   is untouched: nothing is published before it is committed.
-Thread-safe; readers are told apart by a token they pass (a subscription's own
-object), by default their thread.
+Thread-safe; readers are told apart by a token they pass (a subscription's own object).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from typing import Callable, Hashable, Iterable
+from collections import defaultdict
+from typing import Hashable, Iterable
 
 from eventstore_lite.codec import Row
 from eventstore_lite.tail import Tail
@@ -33,16 +35,17 @@ _MAX_SLOW = 1024
 
 
 class Live:
-    """Head position, recent rows and the threads waiting for what comes next."""
+    """Head position, recent rows and the readers waiting for what comes next."""
 
     def __init__(self, head: int) -> None:
         lock = threading.Lock()
-        self._cond = threading.Condition(lock)  # readers wait here for a new head
+        self._cond = threading.Condition(lock)  # guards everything below
         self._delivered = threading.Condition(lock)  # the writer waits here for readers
+        self._waiters: set[asyncio.Future[bool]] = set()  # readers' futures, resolved on publish
         self._head = head
         self._tail = Tail(head)
         self._closed = False
-        self._waiting: set[Hashable] = set()  # readers blocked in wait_beyond
+        self._waiting: set[Hashable] = set()  # readers awaiting wait_beyond
         self._owing: set[Hashable] = set()  # woken by the last publish, not back yet
         self._slow: dict[Hashable, float] = {}  # reader -> monotonic time until which it is not waited for
         self._misses: dict[Hashable, int] = {}  # reader -> deadlines missed in a row
@@ -65,7 +68,7 @@ class Live:
                 self._owing = {t for t in self._waiting if self._slow.get(t, 0.0) <= now}
             else:
                 self._owing = set(self._waiting)
-            self._cond.notify_all()
+            self._wake(True)
 
     def await_delivery(self, timeout: float) -> None:
         """Wait (at most ``timeout`` s) until the readers woken by the last publish are back."""
@@ -87,27 +90,33 @@ class Live:
         with self._cond:
             return self._tail.after(position, limit)
 
-    def wait_beyond(self, position: int, is_active: Callable[[], bool], reader: Hashable | None = None) -> bool:
-        """Block until ``head > position``; False if closed or ``is_active()`` turned False.
+    async def wait_beyond(self, position: int, reader: Hashable) -> bool:
+        """Wait, on the caller's event loop, until ``head > position``; False once closed.
 
-        Coming back with ``position`` at the head counts as having consumed the
-        last publication.  The 5 s timeout is only a safety net for a missed
-        RPC-termination callback (:meth:`wake_all`).
+        No thread is held while waiting: an idle subscription costs a future, not a
+        worker.  Coming back with ``position`` at the head counts as having consumed
+        the last publication; a cancelled wait (the RPC ended) is not waited for again.
         """
-        me = threading.get_ident() if reader is None else reader
         with self._cond:
             if position >= self._head:
-                self._back(me)
-            self._waiting.add(me)
-            try:
-                while self._head <= position:
-                    if self._closed or not is_active():
-                        self._back(me)  # leaving for good: not to be waited for
-                        return False
-                    self._cond.wait(timeout=5.0)
-            finally:
-                self._waiting.discard(me)
-            return not self._closed
+                self._back(reader)
+            if self._closed:
+                return False
+            if self._head > position:
+                return True
+            future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._waiters.add(future)
+            self._waiting.add(reader)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            with self._cond:
+                self._back(reader)  # leaving for good: not to be waited for
+            raise
+        finally:
+            with self._cond:
+                self._waiting.discard(reader)
+                self._waiters.discard(future)
 
     def _back(self, reader: Hashable) -> None:
         """``reader`` consumed the last publication (call with the lock held)."""
@@ -117,15 +126,28 @@ class Live:
             if not self._owing:
                 self._delivered.notify_all()
 
-    def wake_all(self) -> None:
-        """Wake every waiter so it re-checks its liveness (RPC cancelled, stop)."""
-        with self._cond:
-            self._cond.notify_all()
-
     def shutdown(self) -> None:
         """Refuse further waits; wake every waiter and a writer awaiting delivery."""
         with self._cond:
             self._closed = True
             self._owing.clear()
-            self._cond.notify_all()
+            self._wake(False)
             self._delivered.notify_all()
+
+    def _wake(self, result: bool) -> None:
+        """Resolve every waiting future with ``result``, one call per event loop (lock held)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[bool]]] = defaultdict(list)
+        for future in self._waiters:
+            by_loop[future.get_loop()].append(future)
+        self._waiters = set()
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, futures, result)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+
+def _resolve(futures: list[asyncio.Future[bool]], result: bool) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(result)

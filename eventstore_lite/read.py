@@ -10,16 +10,18 @@ Yields serialized ``ReadResp`` messages (bytes).  Contract, as the real server:
   end of catch-up, then ``caught_up``, then live events as they are committed;
   they start *after* the given position or revision.
 
-Generators here are blocking and run on worker threads; a subscription yields
-``None`` (:data:`WAIT`) right before it blocks for new events, so the server can
-send what it holds first.  ``context`` is a :class:`Liveness`: whether the RPC is
-still on, and the identity the store's live readers are told apart by.
+Generators here are blocking (SQLite) and run on worker threads, but never wait for
+new events themselves: a subscription that has sent everything yields a :class:`Wait`
+naming the position it waits beyond, and the server awaits that on its event loop
+(:meth:`Store.wait_beyond`) before asking for more, so an idle subscription holds no
+thread.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Hashable, Iterator, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 from esdbclient.protos.Grpc import shared_pb2, streams_pb2
 
@@ -30,17 +32,15 @@ from eventstore_lite.filters import EventFilter, build_filter
 from eventstore_lite.storage import MAX_REVISION, PAGE_SIZE, Store, StreamState
 
 Encoder = Callable[[Row], bytes]
-WAIT = None  # yielded by a subscription right before it blocks
 
 
-class Liveness(Hashable, Protocol):
-    """What a read needs of its RPC; the object itself names the reader to the store."""
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Yielded by a subscription that has sent all there is: resume it once the head of
+    ``$all`` passes ``position``."""
 
-    def is_active(self) -> bool:
-        """False once the RPC ended (cancelled, deadline, server stopping)."""
+    position: int
 
-    def add_callback(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` when the RPC ends."""
 
 _CAUGHT_UP: bytes = streams_pb2.ReadResp(caught_up=streams_pb2.ReadResp.CaughtUp()).SerializeToString()
 _VALID = {
@@ -60,7 +60,7 @@ _CASE_NAMES = {
 }
 
 
-def handle_read(store: Store, request: Any, context: Liveness) -> Iterator[bytes | None]:
+def handle_read(store: Store, request: Any) -> Iterator[bytes | Wait]:
     """Dispatch a ``ReadReq`` to a read or a subscription (see module docstring)."""
     options = request.options
     combination = _combination(options)
@@ -75,10 +75,9 @@ def handle_read(store: Store, request: Any, context: Liveness) -> Iterator[bytes
     forwards = combination[2] == "Forwards"
     event_filter = build_filter(options.filter) if combination[3] == "Filter" else None
     if combination[1] == "Subscription":
-        context.add_callback(store.wake_all)
         if combination[0] == "Stream":
-            return _subscribe_stream(store, options.stream, encode, context)
-        return _subscribe_all(store, options.all, event_filter, encode, context)
+            return _subscribe_stream(store, options.stream, encode)
+        return _subscribe_all(store, options.all, event_filter, encode)
     if combination[0] == "Stream":
         return _read_stream(store, options.stream, forwards, options.count, encode)
     return _read_all(store, options.all, forwards, options.count, event_filter, encode)
@@ -192,9 +191,7 @@ def _checkpoint(position: int) -> bytes:
     return bytes(message.SerializeToString())
 
 
-def _subscribe_all(
-    store: Store, options: Any, event_filter: EventFilter | None, encode: Encoder, context: Liveness
-) -> Iterator[bytes | None]:
+def _subscribe_all(store: Store, options: Any, event_filter: EventFilter | None, encode: Encoder) -> Iterator[bytes | Wait]:
     which = options.WhichOneof("all_option")
     if which == "position":
         last = _clamp(options.position.commit_position)
@@ -226,12 +223,10 @@ def _subscribe_all(
             if interval:
                 yield _checkpoint(last)
             yield _CAUGHT_UP
-        yield WAIT
-        if not store.wait_beyond(last, context.is_active, context):
-            return
+        yield Wait(last)
 
 
-def _subscribe_stream(store: Store, options: Any, encode: Encoder, context: Liveness) -> Iterator[bytes | None]:
+def _subscribe_stream(store: Store, options: Any, encode: Encoder) -> Iterator[bytes | Wait]:
     stream = _stream_name(options)
     state = readable_state(store, stream)
     which = options.WhichOneof("revision_option")
@@ -256,6 +251,4 @@ def _subscribe_stream(store: Store, options: Any, encode: Encoder, context: Live
         if not caught_up:
             caught_up = True
             yield _CAUGHT_UP
-        yield WAIT
-        if not store.wait_beyond(head, context.is_active, context):
-            return
+        yield Wait(head)

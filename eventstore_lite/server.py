@@ -13,7 +13,9 @@ The gRPC server is ``grpc.aio`` on an event loop in a thread of its own
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -21,7 +23,7 @@ from types import TracebackType
 import grpc
 
 from eventstore_lite.append import Appender
-from eventstore_lite.service import persistent_handler, streams_handler
+from eventstore_lite.service import Slots, persistent_handler, streams_handler
 from eventstore_lite.storage import Store
 from eventstore_lite.stream_writer import Writer
 
@@ -29,7 +31,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_APPEND_SIZE = 1024 * 1024  # the server's default MaxAppendSize
 MAX_MESSAGE_SIZE = 17 * 1024 * 1024  # a little over the server's 16 MiB record limit
-DEFAULT_WORKERS = 256  # each subscription waiting for events holds one thread; more work queues
+DEFAULT_WORKERS = 32  # threads for SQLite work (short tasks: nothing waits on one); more work queues
+DEFAULT_MAX_SUBSCRIPTIONS = 1000  # concurrent subscriptions (each idle one costs memory, no thread)
+DEFAULT_MAX_CALLS = 256  # concurrent calls other than subscriptions
+DEFAULT_MAX_OPEN_BATCHES = 16  # unfinished batches in one BatchAppend call (each up to the append size)
+DEFAULT_KEEPALIVE_S = 30.0  # ping each connection this often; a peer that does not answer is dropped
+KEEPALIVE_TIMEOUT_MS = 10_000  # how long a ping may go unanswered
+MAX_CONNECTION_IDLE_MS = 30 * 60 * 1000  # a connection without calls this long is closed (GOAWAY)
+MIN_CLIENT_PING_INTERVAL_MS = 5_000  # clients' own keepalive may ping this often (others get GOAWAY)
 
 
 class EventStoreServer:
@@ -43,12 +52,20 @@ class EventStoreServer:
         *,
         max_append_size: int = DEFAULT_MAX_APPEND_SIZE,
         max_workers: int = DEFAULT_WORKERS,
+        max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        max_calls: int = DEFAULT_MAX_CALLS,
+        max_open_batches: int = DEFAULT_MAX_OPEN_BATCHES,
+        keepalive_s: float = DEFAULT_KEEPALIVE_S,
     ) -> None:
         self.db_path = db_path
         self.host = host
         self._requested_port = port
         self.max_append_size = max_append_size
         self.max_workers = max_workers
+        self.max_subscriptions = max_subscriptions
+        self.max_calls = max_calls
+        self.max_open_batches = max_open_batches
+        self.keepalive_s = keepalive_s
         self._port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,7 +100,7 @@ class EventStoreServer:
         try:
             writer = Writer(store)
             writer.ensure_system_events()
-            appender = Appender(writer, self.max_append_size)
+            appender = Appender(writer, self.max_append_size, self.max_open_batches)
             server, port = asyncio.run_coroutine_threadsafe(self._serve(store, appender, executor), loop).result()
         except BaseException:
             if writer is not None:
@@ -98,18 +115,41 @@ class EventStoreServer:
         self._store, self._executor, self._server, self._port = store, executor, server, port
         self._loop, self._thread, self._writer = loop, thread, writer
         log.debug("eventstore_lite started on %s:%s", self.host, port)
+        if not is_loopback(self.host):
+            log.warning(
+                "eventstore_lite is listening on %s:%s, which is not a loopback address: the store has "
+                "no authentication and no TLS, so whoever reaches this port can read, append, delete and "
+                "tombstone every stream. Listen on 127.0.0.1 unless a firewall or an authenticating "
+                "TLS proxy stands in front of it.", self.host, port,
+            )
 
     async def _serve(self, store: Store, appender: Appender, executor: ThreadPoolExecutor) -> tuple[grpc.aio.Server, int]:
+        calls = Slots(self.max_calls, "concurrent calls", "--max-calls")
+        subscriptions = Slots(self.max_subscriptions, "concurrent subscriptions", "--max-subscriptions")
         server = grpc.aio.server(
-            handlers=[streams_handler(store, appender, executor), persistent_handler()],
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
-                ("grpc.so_reuseport", 0),
-            ],
+            handlers=[streams_handler(store, appender, executor, calls, subscriptions), persistent_handler()],
+            options=self._grpc_options(),
+            # a backstop beneath the limits above, which refuse first with a clearer message
+            maximum_concurrent_rpcs=self.max_calls + self.max_subscriptions + 16,
         )
         port = self._bind(server)
         await server.start()
         return server, port
+
+    def _grpc_options(self) -> list[tuple[str, int]]:
+        """Message size, and keepalive: every connection is pinged (idle subscriptions send no
+        data for hours, so pings without data are unlimited) and a peer that stops answering is
+        dropped with its calls; a connection without calls is closed after a while."""
+        return [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_time_ms", int(self.keepalive_s * 1000)),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+            ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
+        ]
 
     def _bind(self, server: grpc.aio.Server) -> int:
         address = f"[{self.host}]:{self._requested_port}" if ":" in self.host else f"{self.host}:{self._requested_port}"
@@ -147,3 +187,16 @@ class EventStoreServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` (an address or a name) is reachable only from this machine."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses)

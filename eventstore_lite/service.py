@@ -4,8 +4,12 @@ The server is ``grpc.aio``: the gRPC work of every call (receiving, decoding,
 validating, answering) runs on one event loop, with no thread hand-off per
 message.  Appends go to the group commit's committer thread (two hand-offs per
 group, see :mod:`eventstore_lite.group`); the rest of the storage work is
-blocking (reads, deletes, waiting for live events) and runs on the worker threads
-of ``executor``: one hand-off per call, and per *chunk* of a read's messages.
+blocking (reads, deletes) and runs on the worker threads of ``executor``: one
+hand-off per call, and per *chunk* of a read's messages.  A subscription waiting for
+new events waits on the loop and holds no thread (see :mod:`eventstore_lite.live`),
+so the pool only ever runs short tasks.  Calls are bounded: at most ``subscriptions``
+subscriptions and ``calls`` other calls at a time, the next one refused with
+RESOURCE_EXHAUSTED naming the limit (:class:`Slots`).
 
 Handlers are registered by hand (not through the generated ``add_*_to_server``) so
 that ``Read`` can stream pre-encoded bytes.  Every handler turns
@@ -19,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
 from concurrent.futures import Executor
 from typing import Any, AsyncIterator, Callable, Iterator, NoReturn, TypeVar
 
@@ -27,8 +30,8 @@ import grpc
 from esdbclient.protos.Grpc import persistent_pb2, streams_pb2
 
 from eventstore_lite.append import Appender
-from eventstore_lite.errors import HandlerException, StoreError
-from eventstore_lite.read import WAIT, handle_read
+from eventstore_lite.errors import HandlerException, LimitReached, StoreError
+from eventstore_lite.read import Wait, handle_read
 from eventstore_lite.storage import Store
 
 log = logging.getLogger(__name__)
@@ -54,75 +57,89 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
     raise AssertionError("context.abort returned")
 
 
-class _Liveness:
-    """A read's view of its RPC (see :class:`eventstore_lite.read.Liveness`); its identity is the
-    subscription's, whichever worker thread runs it."""
-
-    def __init__(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        self._ended = threading.Event()
-        self._callbacks: list[Callable[[], None]] = []
-        context.add_done_callback(self._on_done)
-
-    def _on_done(self, context: object) -> None:
-        self._ended.set()
-        for callback in self._callbacks:
-            callback()
-
-    def is_active(self) -> bool:
-        return not self._ended.is_set()
-
-    def add_callback(self, callback: Callable[[], None]) -> None:
-        self._callbacks.append(callback)
-
-
-def _take(messages: Iterator[bytes | None], limit: int) -> tuple[list[bytes], bool]:
-    """Up to ``limit`` messages, fewer if the read is about to wait; and whether it ended."""
+def _take(messages: Iterator[bytes | Wait], limit: int) -> tuple[list[bytes], Wait | None, bool]:
+    """Up to ``limit`` messages, fewer if the read is to wait for new events; the wait
+    (or None), and whether the read ended."""
     chunk: list[bytes] = []
     for message in messages:
-        if message is WAIT:
-            if chunk:
-                return chunk, False
-            continue
+        if isinstance(message, Wait):
+            return chunk, message, False
         chunk.append(message)
         if len(chunk) >= limit:
-            return chunk, False
-    return chunk, True
+            return chunk, None, False
+    return chunk, None, True
+
+
+class Slots:
+    """A bound on concurrent calls of one kind; beyond it a call is refused with
+    RESOURCE_EXHAUSTED naming the limit and its setting.  Used on the event loop only."""
+
+    def __init__(self, limit: int, what: str, option: str) -> None:
+        self.limit, self.what, self.option = limit, what, option
+        self.used = 0
+
+    def take(self) -> None:
+        if self.used >= self.limit:
+            raise LimitReached(self.what, self.limit, self.option)
+        self.used += 1
+
+    def give_back(self) -> None:
+        self.used -= 1
 
 
 class _Handlers:
     """The RPCs of the Streams service on ``store``, storage work on ``executor``."""
 
-    def __init__(self, store: Store, appender: Appender, executor: Executor) -> None:
+    def __init__(self, store: Store, appender: Appender, executor: Executor, calls: Slots, subscriptions: Slots) -> None:
         self.store, self.appender, self.executor = store, appender, executor
+        self.calls, self.subscriptions = calls, subscriptions
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def read(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
-        liveness = _Liveness(context)
+        subscription = request.options.WhichOneof("count_option") == "subscription"
+        slots = self.subscriptions if subscription else self.calls
         try:
-            messages = handle_read(self.store, request, liveness)
-            ended = False
-            while not ended:
-                chunk, ended = await self._run(_take, messages, READ_CHUNK)
+            slots.take()
+        except LimitReached as exc:
+            await _abort(context, exc, self.store)
+        reader = object()  # this subscription, to the store's live readers
+        try:
+            messages = handle_read(self.store, request)
+            while True:
+                chunk, wait, ended = await self._run(_take, messages, READ_CHUNK)
                 for message in chunk:
                     yield message
+                if ended or (wait is not None and not await self.store.wait_beyond(wait.position, reader)):
+                    return
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
-            if liveness.is_active():
+            if not context.done():
                 await _abort(context, exc, self.store)
+        finally:
+            slots.give_back()
 
     async def append(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            received = [request async for request in requests]
-            return await self.appender.append(iter(received))
+            self.calls.take()
+        except LimitReached as exc:
+            await _abort(context, exc, self.store)
+        try:
+            return await self.appender.append(requests)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             if not context.cancelled():
                 await _abort(context, exc, self.store)
             return None
+        finally:
+            self.calls.give_back()
 
     async def batch_append(
         self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
+        try:
+            self.calls.take()
+        except LimitReached as exc:
+            await _abort(context, exc, self.store)
         pending: dict[bytes, Any] = {}
         try:
             async for request in requests:
@@ -132,15 +149,23 @@ class _Handlers:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             if not context.cancelled():
                 await _abort(context, exc, self.store)
+        finally:
+            self.calls.give_back()
 
     def unary(self, fn: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
         async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                self.calls.take()
+            except LimitReached as exc:
+                await _abort(context, exc, self.store)
             try:
                 return await self._run(fn, request)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a status
                 if not context.cancelled():
                     await _abort(context, exc, self.store)
                 return None
+            finally:
+                self.calls.give_back()
 
         return handler
 
@@ -149,9 +174,12 @@ def _identity(message: bytes) -> bytes:
     return message
 
 
-def streams_handler(store: Store, appender: Appender, executor: Executor) -> grpc.GenericRpcHandler:
-    """The ``Streams`` service on ``store``; blocking storage work runs on ``executor``."""
-    rpc = _Handlers(store, appender, executor)
+def streams_handler(
+    store: Store, appender: Appender, executor: Executor, calls: Slots, subscriptions: Slots
+) -> grpc.GenericRpcHandler:
+    """The ``Streams`` service on ``store``; blocking storage work runs on ``executor``; at most
+    ``subscriptions`` subscriptions and ``calls`` other calls at a time."""
+    rpc = _Handlers(store, appender, executor, calls, subscriptions)
     handlers = {
         "Read": grpc.unary_stream_rpc_method_handler(
             rpc.read,

@@ -7,7 +7,7 @@ Contract:
   and ``truncate_before`` (the ``$tb`` of the stream's latest metadata, or NULL).
 - Readers use their own connections (WAL lets them run beside the writer) and only
   ever see whole committed batches.
-- :meth:`Store.wait_beyond` blocks until the head of ``$all`` passes a position;
+- :meth:`Store.wait_beyond` waits (on the event loop) until the head of ``$all`` passes a position;
   the writer publishes each commit (and its rows, which :meth:`Store.recent_after`
   then serves from memory) right after it is durable, and before acknowledging it
   gives live subscriptions a bounded head start (see :mod:`eventstore_lite.live`).
@@ -20,7 +20,7 @@ import queue
 import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable, Iterator
+from typing import Hashable, Iterable, Iterator
 
 from eventstore_lite.codec import Row
 from eventstore_lite.live import Live
@@ -122,15 +122,11 @@ class Store:
         """Up to ``limit`` committed events after ``position`` from memory; None if not held."""
         return self._live.recent_after(position, limit)
 
-    def wake_all(self) -> None:
-        """Wake every waiter so it re-checks its liveness (RPC cancelled, stop)."""
-        self._live.wake_all()
+    async def wait_beyond(self, position: int, reader: Hashable) -> bool:
+        """Wait on the event loop, holding no thread, until ``head > position``; False once closed.
 
-    def wait_beyond(self, position: int, is_active: Callable[[], bool], reader: Hashable | None = None) -> bool:
-        """Block until ``head > position``; False if the store closed or the caller died.
-
-        ``reader`` tells live readers apart (default: the calling thread)."""
-        return self._live.wait_beyond(position, is_active, reader)
+        ``reader`` tells live readers apart (a subscription's own object)."""
+        return await self._live.wait_beyond(position, reader)
 
     def shutdown(self) -> None:
         """Refuse further waits and wake every waiter (first phase of closing)."""
