@@ -86,6 +86,7 @@ class Observed:
     events_behind: int
     lag_seconds: float
     rebuilding: str = ""  # why it is projecting its history again ("" if it is not)
+    behind_bounded: bool = False  # events_behind is the count's bound: there are more
     canary_age_s: float | None = None  # since the last canary reached it; None: canaries are off
 
 
@@ -105,7 +106,7 @@ def classify(observed: Observed, samples: Sequence[HealthSample], now_ms: int,
     still = _still_for(samples, now_ms)
     if o.events_behind > 0 and still >= t.stall_s:
         return Health(HealthState.STALLED,
-                      f"{o.events_behind:,} events waiting; the checkpoint has not moved for {still:.0f} s.")
+                      f"{_behind(o)} waiting; the checkpoint has not moved for {still:.0f} s.")
     if o.rebuilding:
         return Health(HealthState.REBUILDING, o.rebuilding)
     growing = _lag_growing(window, t)
@@ -115,8 +116,13 @@ def classify(observed: Observed, samples: Sequence[HealthSample], now_ms: int,
         return Health(HealthState.WARN, f"No canary has reached it for {o.canary_age_s:.0f} s, "
                                         "though its lag looks fine.")
     if o.events_behind > 0:
-        return Health(HealthState.OK, f"Catching up: {o.events_behind:,} events behind, lag {o.lag_seconds:.1f} s.")
+        return Health(HealthState.OK, f"Catching up: {_behind(o)} behind, lag {o.lag_seconds:.1f} s.")
     return Health(HealthState.OK, "Caught up.")
+
+
+def _behind(o: Observed) -> str:
+    plus = "+" if o.behind_bounded else ""
+    return f"{o.events_behind:,}{plus} event{'' if o.events_behind == 1 and not plus else 's'}"  # as the tiles show it
 
 
 def _still_for(samples: Sequence[HealthSample], now_ms: int) -> float:

@@ -34,7 +34,8 @@ def _field(t: Threshold, value: float) -> forms.Field:
     messages = {"min_value": f"{t.label} must be at least {t.minimum:g} {t.unit}.",
                 "max_value": f"{t.label} must be at most {t.maximum:g} {t.unit}.",
                 "invalid": f"{t.label} must be a number (in {t.unit})."}
-    return forms.FloatField(label=label, min_value=t.minimum, max_value=t.maximum, initial=value, help_text=help_text,
+    shown = int(value) if float(value).is_integer() else value  # 30, not 30.0
+    return forms.FloatField(label=label, min_value=t.minimum, max_value=t.maximum, initial=shown, help_text=help_text,
                             error_messages=messages, widget=forms.NumberInput(attrs={"step": "any"}))
 
 

@@ -72,6 +72,7 @@ def _observed(s: ProjectionStatus, rebuilding: str, canary_age_s: float | None) 
         stopped_on=f"{stopped.event_id} ({stopped.type} at {stopped.position:,})" if stopped else "",
         stall_error=s.last_error if s.state is ProjectionState.STALLED else "",
         events_behind=s.events_behind, lag_seconds=s.lag_seconds, rebuilding=rebuilding, canary_age_s=canary_age_s,
+        behind_bounded=s.events_behind_bounded,
     )
 
 

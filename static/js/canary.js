@@ -5,13 +5,14 @@
 // canary a page sees (page load, and the fresh render a socket pushes on each (re)connect) is only a
 // baseline: it may have been appended long before the page opened, so it is never shown as a figure.
 // A row that showed no canary in that render counts any canary it shows later.
-// Formatted as the server's "millis" filter formats (two decimals, "ms"): one format per kind.
+// Formatted as the server's "millis" filter formats (2 decimals below 10 ms, else none): one format per kind.
 (function () {
   var seen = {};    // projection -> canary id last shown
   var figure = {};  // projection -> its latest browser figure (ms)
 
   function millis(ms) {
-    return ms.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }) + " ms";
+    var digits = Math.abs(ms) < 10 ? 2 : 0;
+    return ms.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }) + " ms";
   }
 
   function update(row) {

@@ -19,7 +19,7 @@
       for (var i = 0; i < units.length; i++) if (Math.abs(v) >= units[i][1]) return fixed(v / units[i][1], 1) + " " + units[i][0];
       return v.toFixed(0) + " B";
     },
-    millis: function (v) { return fixed(v * 1000, 2) + " ms"; },
+    millis: function (v) { return fixed(v * 1000, Math.abs(v) < 0.01 ? 2 : 0) + " ms"; },
     ratio: function (v) { return v.toFixed(2) + "×"; }
   };
 

@@ -28,7 +28,8 @@ def test_a_projection_with_nothing_to_do_is_ok_never_a_false_alarm() -> None:
 
 def test_a_catch_up_whose_lag_falls_is_ok_and_one_whose_lag_grows_warns() -> None:
     falling = samples(*[(30 - s, 1000 * s, 300.0 - 10 * s, 5000 - 100 * s) for s in range(0, 30)])
-    assert classify(live(events_behind=2100, lag_seconds=11.0), falling, NOW, T).state is HealthState.OK
+    catching_up = classify(live(events_behind=1000, behind_bounded=True, lag_seconds=11.0), falling, NOW, T)
+    assert catching_up == Health(HealthState.OK, "Catching up: 1,000+ events behind, lag 11.0 s.")
     growing = samples(*[(30 - s, 1000 * s, 2.0 + s * 0.5, 10 + s) for s in range(0, 30)])
     health = classify(live(events_behind=40, lag_seconds=16.5), growing, NOW, T)
     assert health.state is HealthState.WARN and "Lag growing: 2.0 s → 16.5 s" in health.reason
@@ -103,3 +104,7 @@ def test_missing_read_models_are_repaired_or_the_projection_rebuilt() -> None:
     emptied = Missing("market", 900, 0, 0, (), True)
     _, proposal = decide(OK, 0.0, Since(), emptied, NOW, RULES)
     assert proposal is not None and proposal.action == "rebuild" and "nothing is left" in proposal.reason
+
+
+def test_one_event_behind_is_said_in_the_singular() -> None:
+    assert classify(live(events_behind=1, lag_seconds=0.0), [], NOW, T).reason == "Catching up: 1 event behind, lag 0.0 s."

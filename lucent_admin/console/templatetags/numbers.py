@@ -15,7 +15,7 @@ seconds    1 decimal and "s"                      1.5 s
 rate       per second: whole from 10 up, else 1   1,250/s · 0.4/s
            decimal (never a misleading 0/s)
 bytes      binary units, 1 decimal (B whole)      512 B · 12.3 KiB · 234.5 MiB · 1.2 GiB
-millis     seconds in ms, 2 decimals              0.27 ms
+millis     seconds in ms: 2 decimals below 10 ms  0.27 ms, 27,688 ms
 ratio      2 decimals and "×"                     1.08×
 =========  =====================================  ==============
 
@@ -83,7 +83,7 @@ def _bytes(v: float) -> str:
 
 
 _kind("bytes", _bytes)
-_kind("millis", lambda v: f"{v * 1000:,.2f} ms")
+_kind("millis", lambda v: f"{v * 1000:,.2f} ms" if abs(v) < 0.01 else f"{v * 1000:,.0f} ms")
 _kind("ratio", lambda v: f"{v:.2f}×")
 consistency = _kind("consistency", lambda v: f"{math.floor(v * 10_000) / 100:.2f}%")
 

@@ -128,7 +128,7 @@ def test_the_page_with_samples_draws_each_chart_in_its_units(staff: Client, redi
 
 def test_one_format_per_kind() -> None:
     render = Template("{% load numbers %}{{ a|bytes }}|{{ b|bytes }}|{{ c|bytes }}|{{ d|millis }}|{{ e|ratio }}|"
-                      "{{ f|rate }}|{{ g|rate }}|{{ h|bytes }}").render
+                      "{{ f|rate }}|{{ g|rate }}|{{ h|bytes }}|{{ i|millis }}").render
     out = render(Context({"a": 512, "b": 12.3 * 1024, "c": 234.5 * 2**20, "d": 0.000271, "e": 1.083, "f": 0.44,
-                          "g": 1250.4, "h": None}))
-    assert out == "512 B|12.3 KiB|234.5 MiB|0.27 ms|1.08×|0.4/s|1,250/s|—"
+                          "g": 1250.4, "h": None, "i": 27.6884}))
+    assert out == "512 B|12.3 KiB|234.5 MiB|0.27 ms|1.08×|0.4/s|1,250/s|—|27,688 ms"
