@@ -4,12 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint venv vendor-htmx clean
+.PHONY: run test bench lint venv vendor-htmx constraints audit clean
 
-$(STAMP): pyproject.toml
+# Installs the tested set: constraints.txt pins every dependency (`make constraints` rewrites it).
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --upgrade -c constraints.txt pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -32,6 +33,12 @@ bench: $(STAMP)
 
 vendor-htmx:
 	$(PY) scripts/vendor_htmx.py
+
+constraints: $(STAMP)
+	$(PY) scripts/lock_dependencies.py
+
+audit: $(STAMP)
+	$(PY) scripts/audit_dependencies.py
 
 clean:
 	rm -rf $(VENV) .data

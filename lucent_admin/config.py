@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import stat
 from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
 
-from projections.errors import ConfigurationError
+from projections.errors import ConfigurationError, redact
+
+# What logs and error messages print of a URI: its password masked (``user:***@host``); the same function
+# masks the engine's own messages (projections.errors.redact), and every ConfigurationError applies it.
+masked = redact
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -55,36 +61,69 @@ def all_services_default() -> bool:
 
 
 def data_dir() -> Path:
-    """Where the embedded stack keeps its files (SQLite databases, the dev secret)."""
-    path = Path(env_str("LUCENT_DATA_DIR", str(BASE_DIR / ".data")))
-    path.mkdir(parents=True, exist_ok=True)
+    """Where the embedded stack keeps its files (SQLite databases, the dev secret): private to its owner."""
+    return private_dir(Path(env_str("LUCENT_DATA_DIR", str(BASE_DIR / ".data"))))
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only its owner may enter (0700): created so, or tightened if it is ours."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _tighten(path, 0o700)
+    except OSError as exc:
+        raise ConfigurationError("LUCENT_DATA_DIR", f"cannot create {path} ({exc}); point it at a writable directory") from None
     return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` as a file only its owner may read (0600): created empty so, or tightened if it is ours."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        _tighten(path, 0o600)
+    except OSError as exc:
+        raise ConfigurationError("LUCENT_DATA_DIR", f"cannot create {path} ({exc}); point it at a writable directory") from None
+    return path
+
+
+def private_tree(path: Path) -> None:
+    """``path`` and everything under it private to its owner: directories 0700, files 0600 (those it owns)."""
+    private_dir(path)
+    for child in path.rglob("*"):
+        if not child.is_symlink():
+            _tighten(child, 0o700 if child.is_dir() else 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    info = path.stat()
+    if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
+        path.chmod(mode)
 
 
 def redis_url(default: str) -> str:
     url = env_str("REDIS_URL", default)
     parsed = urlparse(url)
     if parsed.scheme not in {"redis", "rediss", "unix"} or not (parsed.hostname or parsed.path):
-        raise ConfigurationError("REDIS_URL", f"{url!r} is not a Redis URL; use redis://host:6379/0")
+        raise ConfigurationError("REDIS_URL", f"{masked(url)!r} is not a Redis URL; use redis://host:6379/0")
     try:
         parsed.port  # noqa: B018 - raises on a non-numeric port
     except ValueError:
-        raise ConfigurationError("REDIS_URL", f"{url!r} has a bad port; use redis://host:6379/0") from None
+        raise ConfigurationError("REDIS_URL", f"{masked(url)!r} has a bad port; use redis://host:6379/0") from None
     return url
 
 
 def database(default_sqlite: Path) -> dict[str, object]:
+    """DATABASE_URL as Django's database settings; unset, ``default_sqlite`` (created private, 0600)."""
     url = env_str("DATABASE_URL")
     if not url:
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(default_sqlite)}
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(private_file(default_sqlite))}
     try:
         config = dj_database_url.parse(url, conn_max_age=60)
     except (ValueError, KeyError) as exc:
         raise ConfigurationError(
-            "DATABASE_URL", f"{url!r} is malformed ({exc}); use postgres://user:pass@host:5432/name"
+            "DATABASE_URL", f"{masked(url)!r} is malformed ({exc}); use postgres://user:pass@host:5432/name"
         ) from None
     if not config.get("ENGINE"):
-        raise ConfigurationError("DATABASE_URL", f"{url!r} names no known database; use postgres://…")
+        raise ConfigurationError("DATABASE_URL", f"{masked(url)!r} names no known database; use postgres://…")
     return dict(config)
 
 
@@ -97,11 +136,33 @@ def secret_key(debug: bool, embedded: bool) -> str:
         raise ConfigurationError(
             "SECRET_KEY", "is not set and DEBUG is off; set SECRET_KEY to a long random string"
         )
-    path = data_dir() / "secret_key"
+    return _generated_secret(data_dir() / "secret_key")
+
+
+def _generated_secret(path: Path) -> str:
+    """The key in ``path``, written first if absent: atomically, so processes starting at once share one key.
+
+    The key is written whole to a private temporary file, which is then hard-linked to ``path``; a link
+    fails if ``path`` exists, so exactly one process's key wins and every process reads that one back.
+    """
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(50))
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process linked its key first: that one is the key
+        finally:
+            draft.unlink(missing_ok=True)
+    _tighten(path, 0o600)
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigurationError("SECRET_KEY", f"the generated key file {path} is empty; delete it to generate another")
+    return key
 
 
 def env_token(name: str, min_length: int = 16) -> str:
@@ -111,3 +172,16 @@ def env_token(name: str, min_length: int = 16) -> str:
         raise ConfigurationError(name, f"must be at least {min_length} printable characters without spaces "
                                        "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     return token
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+def proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """SECURE_PROXY_SSL_HEADER from the header a trusted proxy sets to ``https`` (e.g. X-Forwarded-Proto)."""
+    header = env_str(name)
+    if not header:
+        return None
+    if not _HEADER_NAME.fullmatch(header):
+        raise ConfigurationError(name, f"{header!r} is not a header name; use e.g. X-Forwarded-Proto")
+    return f"HTTP_{header.upper().replace('-', '_')}", "https"

@@ -18,11 +18,22 @@ from pathlib import Path
 from honcho.manager import Manager
 from honcho.printer import Printer
 
+from lucent_admin import config
 from lucent_admin.embedded import redis_server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = shlex.quote(sys.executable)
 STOPPED_BY_SIGNAL = {130, 143}  # honcho's return code after SIGINT / SIGTERM
+
+
+def make_private(data: Path) -> None:
+    """The data directory and all in it are its owner's only (0700 / 0600), and so is what the children write.
+
+    The children (redis-server's append-only file, the event store's SQLite file, the database, beat's
+    schedule) inherit the umask 077; files an earlier run left readable by others are tightened.
+    """
+    os.umask(0o077)
+    config.private_tree(data)
 
 
 def _infrastructure(env: dict[str, str], data: Path) -> dict[str, str]:
@@ -65,6 +76,7 @@ def run() -> int:
     env.setdefault("LUCENT_STARTUP_WAIT", "60")
     env.setdefault("PYTHONUNBUFFERED", "1")
     data = Path(env.setdefault("LUCENT_DATA_DIR", str(ROOT / ".data")))
+    make_private(data)
     procs = _infrastructure(env, data) | _applications(env, data)
     manager = Manager(Printer(sys.stdout))
     for name, cmd in procs.items():

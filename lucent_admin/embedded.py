@@ -55,7 +55,7 @@ def wait_for_redis(url: str, timeout: float) -> None:
 
 def start_private_redis(directory: Path) -> str:
     """Start a throwaway redis-server on a free port; it stops when this process exits."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     port = free_port()
     proc = subprocess.Popen(
         redis_server_command(port, directory, persist=False),

@@ -1,6 +1,10 @@
 """Django settings, read once from environment variables (see README, "Configuration")."""
 from __future__ import annotations
 
+from datetime import timedelta
+
+from csp.constants import NONE, SELF
+
 from lucent_admin import config
 from projections import keys
 from projections.errors import ConfigurationError
@@ -31,6 +35,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
+    "axes",
+    "csp",
     "lucent_admin.operations",
     "lucent_admin.console",
 ]
@@ -47,6 +53,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as axes asks: turns a refused sign-in into the lockout page
 ]
 
 ROOT_URLCONF = "lucent_admin.urls"
@@ -77,8 +85,41 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "console:overview"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = config.env_bool("SESSION_COOKIE_SECURE", False)
+
+# Production settings (README, "Production settings"): HTTPS-only cookies and HSTS unless DEBUG is on or this
+# is the embedded dev stack, which serves plain http on 127.0.0.1; redirect to HTTPS and the trusted proxy's
+# header are opt-in (a proxy in front usually redirects; only a proxy that sets the header may be trusted).
+_HTTPS = not (DEBUG or LUCENT_EMBEDDED)
+SESSION_COOKIE_SECURE = config.env_bool("SESSION_COOKIE_SECURE", _HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = config.env_int("LUCENT_HSTS_SECONDS", 365 * 24 * 3600 if _HTTPS else 0, 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = config.env_bool("LUCENT_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = config.env_bool("LUCENT_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = config.env_bool("LUCENT_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes speak plain http to the pod
+SECURE_PROXY_SSL_HEADER = config.proxy_ssl_header("LUCENT_TRUSTED_PROXY_HEADER")
+LUCENT_TRUSTED_PROXY_COUNT = config.env_int("LUCENT_TRUSTED_PROXY_COUNT", 0, 0)  # proxies adding X-Forwarded-For
+# The console runs no inline script or style and htmx evaluates nothing (templates/base.html's htmx-config).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF], "script-src": [SELF], "style-src": [SELF], "img-src": [SELF],
+        "connect-src": [SELF], "font-src": [SELF], "object-src": [NONE], "base-uri": [NONE],
+        "form-action": [SELF], "frame-ancestors": [NONE],
+    },
+}
+
+# Sign-in protection (django-axes; operations/signin.py, operations/signals.py): LUCENT_LOGIN_FAILURE_LIMIT
+# failed sign-ins for an account, or from an address, refuse that account's and that address's sign-ins
+# until LUCENT_LOGIN_COOLOFF_S seconds after the last failure; the console's login and the admin's alike.
+AUTHENTICATION_BACKENDS = ["lucent_admin.operations.signin.ThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = config.env_int("LUCENT_LOGIN_FAILURE_LIMIT", 10, 1)
+AXES_COOLOFF_TIME = timedelta(seconds=config.env_int("LUCENT_LOGIN_COOLOFF_S", 900, 1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # refused attempts neither count nor extend the lockout
+AXES_CLIENT_IP_CALLABLE = "lucent_admin.operations.signin.client_address"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_DISABLE_ACCESS_LOG = True  # sign-ins are in the audit log already
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -162,7 +203,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": config.env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 CELERY_BEAT_SCHEDULE = {

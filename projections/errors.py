@@ -1,6 +1,16 @@
 """The error family of the projection engine. Messages name the thing and the fix."""
 from __future__ import annotations
 
+import re
+
+# ``scheme://user:password@`` (or ``scheme://:password@``): the password part of a URI's credentials.
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^\s/?#]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URI in it replaced by ``***`` (user names and hosts stay)."""
+    return _CREDENTIALS.sub(r"\g<head>***@", text)
+
 
 class ProjectionError(Exception):
     """Base of every error raised by ``projections``."""
@@ -10,6 +20,7 @@ class ConfigurationError(ProjectionError):
     """A setting is malformed; the message names the variable and the fix."""
 
     def __init__(self, variable: str, problem: str) -> None:
+        problem = redact(problem)  # a message names the URI, never its password
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
         self.problem = problem

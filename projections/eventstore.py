@@ -17,7 +17,7 @@ from esdbclient import EventStoreDBClient, NewEvent, RecordedEvent, StreamState
 from esdbclient.connection_spec import ConnectionSpec
 from esdbclient.exceptions import CancelledByClient, EventStoreDBClientException, GrpcError, StreamIsDeleted
 
-from projections.errors import ConfigurationError, EventStoreUnavailable, StreamDeleted
+from projections.errors import ConfigurationError, EventStoreUnavailable, StreamDeleted, redact
 from projections.events import Envelope, Recorded
 
 __all__ = [
@@ -116,7 +116,7 @@ class EventStore:
         try:
             self.client.get_commit_position(timeout=timeout)
         except (GrpcError, EventStoreDBClientException) as exc:
-            raise EventStoreUnavailable(f"event store at {self.uri} did not answer: {exc}") from exc
+            raise EventStoreUnavailable(f"event store at {redact(self.uri)} did not answer: {redact(str(exc))}") from exc
 
     def read_all(self, after: int | None = None, limit: int | None = None) -> Iterator[RecordedEvent]:
         """Events of ``$all`` (system events excluded) after commit position ``after``."""

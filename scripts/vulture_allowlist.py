@@ -6,6 +6,11 @@ from projections import keys, queries
 
 # lucent_admin/settings.py and settings_test.py build the settings from these
 config.env_bool, config.env_int, config.env_list, config.all_services_default, config.database, config.secret_key
+config.proxy_ssl_header
+# named in settings.AUTHENTICATION_BACKENDS
+from lucent_admin.operations import signin  # noqa: E402
+
+signin.ThrottleBackend
 embedded.start_private_redis
 keys.CELERY_PREFIX
 # read by the console's templates

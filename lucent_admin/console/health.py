@@ -1,9 +1,18 @@
-"""Probes: /healthz (the process is up) and /readyz (its dependencies answer)."""
+"""Probes: /healthz (the process is up) and /readyz (its dependencies answer).
+
+/readyz is open, so it says little: anonymous callers get each dependency's ok flag and the status code;
+the errors (which name hosts, database users, URIs) are for staff and the log. One look at the
+dependencies serves every probe for ``READY_CACHE_SECONDS``, so probing cannot load the services.
+"""
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
 
 import redis
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -11,7 +20,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from lucent_admin.bootstrap import event_store, redis_client
-from projections.errors import EventStoreUnavailable
+from projections.errors import EventStoreUnavailable, redact
+
+log = logging.getLogger(__name__)
+READY_CACHE_SECONDS = 1.5
 
 
 @login_not_required
@@ -40,19 +52,39 @@ CHECKS: dict[str, Callable[[], None]] = {
 }
 
 
-def _run(check: Callable[[], None]) -> dict[str, object]:
+def _run(name: str, check: Callable[[], None]) -> dict[str, object]:
     try:
         check()
     except (redis.RedisError, EventStoreUnavailable, Exception) as exc:  # noqa: BLE001 - a probe reports, never raises
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        error = redact(f"{type(exc).__name__}: {exc}")[:300]
+        log.warning("readyz: %s is not ready: %s", name, error)
+        return {"ok": False, "error": error}
     return {"ok": True}
+
+
+_looks: dict[tuple[str, ...], tuple[float, dict[str, dict[str, object]]]] = {}
+_looking = threading.Lock()
+
+
+def _look() -> dict[str, dict[str, object]]:
+    """Every check's result, from a look younger than READY_CACHE_SECONDS at the dependencies configured now."""
+    key = (settings.REDIS_URL, settings.EVENTSTORE_URI, str(connection.settings_dict.get("NAME")))
+    with _looking:  # concurrent probes wait for one look rather than each taking its own
+        taken, results = _looks.get(key, (float("-inf"), {}))
+        if time.monotonic() - taken >= READY_CACHE_SECONDS:
+            results = {name: _run(name, check) for name, check in CHECKS.items()}
+            _looks.clear()
+            _looks[key] = (time.monotonic(), results)
+        return results
 
 
 @login_not_required
 @require_GET
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Each dependency reachable or not; HTTP 503 when any is not."""
-    results = {name: _run(check) for name, check in CHECKS.items()}
+    """Each dependency reachable or not, HTTP 503 when any is not; why not only for staff."""
+    results = _look()
+    if not getattr(request.user, "is_staff", False):
+        results = {name: {"ok": result["ok"]} for name, result in results.items()}
     ready = all(r["ok"] for r in results.values())
     return JsonResponse({"ready": ready, "checks": results}, status=200 if ready else 503)

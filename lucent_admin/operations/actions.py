@@ -17,10 +17,12 @@ import getpass
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
 
 from lucent_admin import bootstrap
 from lucent_admin.operations.models import AuditEntry
@@ -98,6 +100,7 @@ APPROVE_JOB = Action("job.approve", "operations.approve_job")
 CHECK_CONSISTENCY = Action("consistency.check", "operations.run_consistency_check")
 REPAIR = Action("consistency.repair", "operations.run_rebuild")
 SIGN_IN = Action("auth.login", "")
+LOCKOUT = Action("auth.lockout", "")
 SIGN_OUT = Action("auth.logout", "")
 
 
@@ -362,10 +365,29 @@ def do_approve_job(actor: Actor, job_id: int) -> Result:
     return _on_job(actor, APPROVE_JOB, job_id, refuse, lambda job: jobs.approve(job, actor.name))
 
 
-def audit_sign_in(name: str, user: AbstractBaseUser | None, outcome: str = Outcome.OK, detail: str = "") -> None:
-    """A sign-in (or a refused one: ``outcome`` denied) is in the audit log too."""
-    _audit(Actor(name or "anonymous", user), SIGN_IN, name, outcome, detail, {})
+def audit_sign_in(name: str, user: AbstractBaseUser | None, outcome: str = Outcome.OK, detail: str = "",
+                  address: str = "", once_per: timedelta | None = None) -> bool:
+    """A sign-in (or a refused one: ``outcome`` denied) is in the audit log too, with the client's ``address``.
+
+    With ``once_per``, the entry is written only if ``address`` has no entry of the same outcome and
+    detail within that window (refusals of unknown accounts: one entry per address per lockout window,
+    however many names it tries). Returns whether an entry was written.
+    """
+    params = {"address": address}
+    if once_per is not None and AuditEntry.objects.filter(
+        action=SIGN_IN.name, outcome=outcome, detail=detail, params__address=address, at__gte=timezone.now() - once_per,
+    ).exists():
+        return False
+    _audit(Actor(name or "anonymous", user), SIGN_IN, name, outcome, detail, params)
+    return True
 
 
-def audit_sign_out(user: AbstractBaseUser) -> None:
-    _audit(Actor.of(user), SIGN_OUT, user.get_username(), Outcome.OK, "", {})
+def audit_lockout(name: str, address: str, failures: int, cool_off: timedelta) -> None:
+    """The failure that locked ``name`` or ``address`` out (axes' limit reached): one entry per lockout."""
+    detail = (f"{failures} failed sign-ins (account {name!r}, address {address}): sign-ins refused for "
+              f"{int(cool_off.total_seconds())} s after the last failure")
+    _audit(Actor(name or "anonymous"), LOCKOUT, name, Outcome.DENIED, detail, {"address": address, "failures": failures})
+
+
+def audit_sign_out(user: AbstractBaseUser, address: str = "") -> None:
+    _audit(Actor.of(user), SIGN_OUT, user.get_username(), Outcome.OK, "", {"address": address})
