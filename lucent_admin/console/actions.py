@@ -20,7 +20,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from lucent_admin.console import contexts
 from lucent_admin.console.forms import AcknowledgeForm, ConsistencyCheckForm, RetryParkedForm, UserLookupForm
-from lucent_admin.console.permissions import staff_required
+from lucent_admin.console.permissions import console_page
 from lucent_admin.operations import actions, consistency_actions, recovery
 from lucent_admin.operations.actions import Actor, Result
 from projections.readmodels import PROJECTIONS
@@ -164,7 +164,7 @@ def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_GET
-@staff_required
+@console_page
 def user_rank(request: HttpRequest) -> HttpResponse:
     form = UserLookupForm(request.GET, auto_id="rank_%s")
     context = {"form": form}

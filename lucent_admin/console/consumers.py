@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from lucent_admin.console import pushes
+from lucent_admin.console.permissions import page_permission
 from lucent_admin.console.widgets import PAGES, Widget, page_params, page_widgets
 from projections.events import is_identifier
 from projections.projector.notices import group_name
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 # Close codes in the application range: the browser learns why it was refused, and htmx's
 # websocket extension (which retries on 1006, 1011, 1012 and 1013) does not retry.
 CLOSE_BAD_REQUEST = 4400
+SESSION_CHECK_S = 5.0  # how often a live socket checks its session and permission are still there
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
@@ -64,7 +68,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         try:
-            self.check_user()
+            await database_sync_to_async(self.check_user)()
             page = self.scope["url_route"]["kwargs"]["page"]
             self.params = live_params(page, self.scope.get("query_string", b""))
         except Refused as refused:
@@ -79,14 +83,46 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.flushing: asyncio.Task[None] | None = None
         self.last_sent: dict[str, float] = {}
         await self.accept()
+        self.watching: asyncio.Task[None] | None = asyncio.create_task(self.watch_session())
         await self.send_widgets(self.widgets, fresh=True)
 
     def check_user(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             raise Refused(CLOSE_UNAUTHENTICATED, "not signed in")
-        if not user.is_staff:
-            raise Refused(CLOSE_FORBIDDEN, "not staff")
+        page = self.scope["url_route"]["kwargs"]["page"]
+        if not user.has_perm(page_permission(page)):
+            raise Refused(CLOSE_FORBIDDEN, f"this page needs the permission {page_permission(page)!r}")
+
+    async def watch_session(self) -> None:
+        """Close the socket once its session ends (sign-out, expiry) or its account loses the page's permission,
+        within SESSION_CHECK_S, rather than streaming on until the server's timeout."""
+        try:
+            while True:
+                await asyncio.sleep(SESSION_CHECK_S)
+                ended = await database_sync_to_async(self.session_ended)()
+                if ended:
+                    log.info("live socket %s closed: %s", self.scope.get("path"), ended.reason)
+                    await self.close(code=ended.code, reason=ended.reason)
+                    return
+        except asyncio.CancelledError:
+            return
+
+    def session_ended(self) -> Refused | None:
+        """Why this socket may no longer stream, or None."""
+        from django.conf import settings
+        from django.contrib.auth import SESSION_KEY, get_user_model
+
+        session, user = self.scope.get("session"), self.scope.get("user")
+        key = getattr(session, "session_key", None)
+        data = import_module(settings.SESSION_ENGINE).SessionStore(key).load() if key else {}
+        if user is None or not data or data.get(SESSION_KEY) != str(user.pk):
+            return Refused(CLOSE_UNAUTHENTICATED, "signed out, or the session expired")
+        fresh = get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
+        permission = page_permission(self.scope["url_route"]["kwargs"]["page"])
+        if fresh is None or not fresh.has_perm(permission):
+            return Refused(CLOSE_FORBIDDEN, f"this page needs the permission {permission!r}")
+        return None
 
     async def refuse(self, refused: Refused) -> None:
         """Accept, then close with the refusal's code: every refusal goes through here.
@@ -101,6 +137,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
+        watching = getattr(self, "watching", None)
+        if watching is not None:
+            watching.cancel()
         flushing = getattr(self, "flushing", None)
         if flushing is not None:
             flushing.cancel()

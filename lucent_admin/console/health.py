@@ -20,6 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from lucent_admin.bootstrap import event_store, redis_client
+from lucent_admin.operations.roles import VIEW_CONSOLE
 from projections.errors import EventStoreUnavailable, redact
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,9 @@ def _look() -> dict[str, dict[str, object]]:
 @require_GET
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Each dependency reachable or not, HTTP 503 when any is not; why not only for staff."""
+    """Each dependency reachable or not, HTTP 503 when any is not; why not only for the console's viewers."""
     results = _look()
-    if not getattr(request.user, "is_staff", False):
+    if not request.user.has_perm(VIEW_CONSOLE):
         results = {name: {"ok": result["ok"]} for name, result in results.items()}
     ready = all(r["ok"] for r in results.values())
     return JsonResponse({"ready": ready, "checks": results}, status=200 if ready else 503)

@@ -30,6 +30,7 @@ from lucent_admin import bootstrap
 from lucent_admin.console.jobs import latest_scores
 from lucent_admin.operations.models import Job
 from lucent_admin.operations.recovery import projection_health
+from lucent_admin.operations.roles import VIEW_CONSOLE
 from projections.health import HealthState
 from projections.queries import ProjectionState, Queries
 from projections.readmodels import PROJECTIONS
@@ -194,8 +195,9 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
         return _plain(401, "bad or unknown metrics token\n")
     user = request.user
     if user.is_authenticated:
-        return None if user.is_staff else _plain(403, "metrics are for staff accounts and the scraper's token\n")
-    return _plain(401, "metrics need a bearer token (LUCENT_METRICS_TOKEN) or a staff session\n")
+        return None if user.has_perm(VIEW_CONSOLE) else _plain(
+            403, f"metrics need the permission {VIEW_CONSOLE!r} (Operators, Viewers) or the scraper's token\n")
+    return _plain(401, "metrics need a bearer token (LUCENT_METRICS_TOKEN) or a signed-in session\n")
 
 
 def _plain(status: int, message: str) -> HttpResponse:

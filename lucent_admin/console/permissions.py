@@ -1,7 +1,8 @@
-"""Who may see the console: staff only. Anonymous users go to the login page; others get 403.
+"""Who may see what: each page needs its view permission (``operations/roles.py`` groups them into roles).
+Anonymous users go to the login page; a signed-in account without the permission gets 403.
 
 Actions check their own permission in the action layer (``lucent_admin/operations/actions.py``),
-which audits every attempt, denied ones included.
+which audits every attempt, denied ones included; the live socket of a page checks the page's.
 """
 from __future__ import annotations
 
@@ -13,16 +14,32 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
+from lucent_admin.operations.roles import VIEW_AUDIT, VIEW_CONSOLE, VIEW_RISK
+
 View = Callable[..., HttpResponse]
+PAGE_PERMISSIONS = {"risk": VIEW_RISK, "audit": VIEW_AUDIT}  # every other page: VIEW_CONSOLE
 
 
-def staff_required(view: View) -> View:
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not request.user.is_staff:
-            raise PermissionDenied("The console is for staff accounts.")
-        return view(request, *args, **kwargs)
+def page_permission(page: str) -> str:
+    return PAGE_PERMISSIONS.get(page, VIEW_CONSOLE)
 
-    return wrapper
+
+def permission_required(permission: str) -> Callable[[View], View]:
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not request.user.has_perm(permission):
+                raise PermissionDenied(f"This page needs the permission {permission!r}; ask an administrator for "
+                                       "the role that has it.")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+console_page = permission_required(VIEW_CONSOLE)
+risk_page = permission_required(VIEW_RISK)
+audit_page = permission_required(VIEW_AUDIT)

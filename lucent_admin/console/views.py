@@ -1,6 +1,7 @@
 """Console pages. Views read through projections/queries.py (via contexts), never raw Redis."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -11,18 +12,32 @@ from django.shortcuts import redirect, render
 
 from lucent_admin import bootstrap
 from lucent_admin.console.forms import AuditFilterForm, UserLookupForm
-from lucent_admin.console.permissions import staff_required
+from lucent_admin.console.permissions import audit_page, console_page, risk_page
 from lucent_admin.console.recovery import ThresholdsForm
 from lucent_admin.console.widgets import page_widgets, render_widget
 from lucent_admin.operations import actions
 from lucent_admin.operations.actions import Actor
 from lucent_admin.operations.models import AuditEntry, Job
 from lucent_admin.operations.recovery import do_change_thresholds
+from lucent_admin.operations.roles import VIEW_CONSOLE, VIEW_RISK
 from projections.maintenance.plan import plan_rebuild
 from projections.maintenance.user_rebuild import user_projections
 from projections.readmodels import PROJECTIONS
 
 AUDIT_PAGE_SIZE = 50
+
+
+def login_required_or_landing(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The overview, or for an account that may see only the Risk page (the Risk team), that page."""
+    guarded = console_page(view)
+
+    def landing(request: HttpRequest) -> HttpResponse:
+        user = request.user
+        if user.is_authenticated and not user.has_perm(VIEW_CONSOLE) and user.has_perm(VIEW_RISK):
+            return redirect("console:risk")
+        return guarded(request)
+
+    return landing
 
 
 def _page(request: HttpRequest, page: str, title: str, params: dict[str, str] | None = None,
@@ -34,28 +49,28 @@ def _page(request: HttpRequest, page: str, title: str, params: dict[str, str] | 
     })
 
 
-@staff_required
+@login_required_or_landing
 def overview(request: HttpRequest) -> HttpResponse:
     return _page(request, "overview", "Overview")
 
 
-@staff_required
+@console_page
 def leaderboards(request: HttpRequest) -> HttpResponse:
     return _page(request, "leaderboards", "Leaderboards", lookup=UserLookupForm(auto_id="rank_%s"),
                  tools="console/tools/leaderboards.html")
 
 
-@staff_required
+@risk_page
 def risk(request: HttpRequest) -> HttpResponse:
     return _page(request, "risk", "Risk")
 
 
-@staff_required
+@console_page
 def market(request: HttpRequest) -> HttpResponse:
     return _page(request, "market", "Market")
 
 
-@staff_required
+@console_page
 def user(request: HttpRequest) -> HttpResponse:
     form = UserLookupForm(request.GET or None)
     if not form.is_valid():
@@ -65,17 +80,17 @@ def user(request: HttpRequest) -> HttpResponse:
                  form=form, tools="console/tools/user.html")
 
 
-@staff_required
+@console_page
 def jobs(request: HttpRequest) -> HttpResponse:
     return _page(request, "jobs", "Jobs")
 
 
-@staff_required
+@console_page
 def job(request: HttpRequest, job_id: int) -> HttpResponse:
     return _page(request, "job", f"Job {job_id}", {"job": str(job_id)})
 
 
-@staff_required
+@console_page
 def rebuild(request: HttpRequest, projection: str) -> HttpResponse:
     """The rebuild's dry run (GET), and its start (POST: the typed name, the permission, audited)."""
     if projection not in PROJECTIONS:
@@ -98,26 +113,26 @@ def rebuild(request: HttpRequest, projection: str) -> HttpResponse:
     })
 
 
-@staff_required
+@console_page
 def projections(request: HttpRequest) -> HttpResponse:
     return _page(request, "projections", "Projections", tools="console/tools/consistency.html",
                  sample=settings.LUCENT_CONSISTENCY_SAMPLE or 25, check_projections=user_projections(),
                  all_projections=PROJECTIONS)
 
 
-@staff_required
+@console_page
 def consistency(request: HttpRequest) -> HttpResponse:
     return _page(request, "consistency", "Consistency", tools="console/tools/consistency.html",
                  sample=settings.LUCENT_CONSISTENCY_SAMPLE or 25, check_projections=user_projections(),
                  all_projections=PROJECTIONS)
 
 
-@staff_required
+@console_page
 def infrastructure(request: HttpRequest) -> HttpResponse:
     return _page(request, "infrastructure", "Infrastructure")
 
 
-@staff_required
+@console_page
 def thresholds(request: HttpRequest) -> HttpResponse:
     """The Settings page: the health and recovery thresholds (POST: the permission, audited)."""
     form = ThresholdsForm(request.POST or None)
@@ -134,7 +149,7 @@ def thresholds(request: HttpRequest) -> HttpResponse:
     return render(request, "console/settings.html", {"title": "Settings", "form": form}, status=400 if form.errors else 200)
 
 
-@staff_required
+@audit_page
 def audit(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
     entries = AuditEntry.objects.all()

@@ -72,11 +72,13 @@ class Actor:
             return ""
         if not user.is_authenticated:
             return "you are not signed in"
-        if not getattr(user, "is_staff", False):
-            return "the console's actions are for staff accounts"
         if not user.has_perm(permission):
-            return f"you need the permission {permission!r}"
+            return f"you need the permission {permission!r} (a role that has it: Operators{_risk_team(permission)})"
         return ""
+
+
+def _risk_team(permission: str) -> str:
+    return " or Risk team" if permission == "operations.acknowledge_alert" else ""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ class AuditEntry(models.Model):
             ("approve_job", "Can approve another operator's rebuild (two-person approval)"),
             ("run_consistency_check", "Can run consistency checks"),
             ("change_thresholds", "Can change the health and recovery thresholds (Settings page)"),
+            ("view_console", "Can view the console's pages (all but Risk and the audit log)"),
+            ("view_risk", "Can view the Risk page"),
         ]
 
     def __str__(self) -> str:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
+
+from tests.accounts import account
 
 pytestmark = pytest.mark.browser
 
 
 def test_operator_signs_in_and_sees_the_console(live_stack, page) -> None:
-    get_user_model().objects.create_user("ops", password="browser-pw-1", is_staff=True)
+    account("ops", "browser-pw-1")
     page.goto(f"{live_stack.url}/")
     assert "/login/" in page.url
     page.fill("#id_username", "ops")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
 
 from projections.queries import Queries
+from tests.accounts import account
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
@@ -34,7 +34,7 @@ LINE_BREAKS_JS = """(selector) => {
 
 @pytest.fixture
 def signed_in(live_stack, page):
-    get_user_model().objects.create_user("ops-screen", password="browser-pw-3", is_staff=True)
+    account("ops-screen", "browser-pw-3")
     page.goto(f"{live_stack.url}/login/")
     page.fill("#id_username", "ops-screen")
     page.fill("#id_password", "browser-pw-3")
@@ -91,7 +91,7 @@ def test_login_and_overview_load_without_a_404(live_stack, page) -> None:
     page.on("response", lambda r: r.status == 404 and missing.append(r.url))
     # the browser's own favicon request is no page response: its 404 shows only on the console
     page.on("console", lambda m: "404" in m.text and missing.append(m.location.get("url", m.text)))
-    get_user_model().objects.create_user("ops-icons", password="browser-pw-4", is_staff=True)
+    account("ops-icons", "browser-pw-4")
     page.goto(f"{live_stack.url}/login/", wait_until="networkidle")
     page.fill("#id_username", "ops-icons")
     page.fill("#id_password", "browser-pw-4")

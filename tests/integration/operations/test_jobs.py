@@ -16,6 +16,7 @@ from lucent_admin.operations.models import AuditEntry, Job
 from projections import keys
 from projections.keys import KeySpace
 from projections.queries import Queries
+from tests.accounts import account
 from tests.fixtures.jobs import finished
 from tests.waiting import wait_until
 
@@ -95,7 +96,7 @@ def test_a_queued_job_is_cancelled_at_once(ops) -> None:
 
 
 def test_without_the_permission_a_rebuild_is_denied_and_audited(client: Client, projected: Queries) -> None:
-    client.force_login(get_user_model().objects.create_user("viewer", password="pw-view-123", is_staff=True))
+    client.force_login(account("viewer", "pw-view-123"))
     response = client.post("/user/rebuild/", {"user_id": "user-0001"})
     assert response.status_code == 403 and not Job.objects.exists()
     entry = AuditEntry.objects.get(action="rebuild.users")

@@ -21,7 +21,9 @@ def test_password_from_environment_is_used_and_not_printed(monkeypatch: pytest.M
     output = run()
     assert "from-the-env-42" not in output
     user = authenticate(username="operator", password="from-the-env-42")
-    assert user is not None and user.is_staff and user.is_superuser
+    assert user is not None and user.is_staff and not user.is_superuser  # an Operator, not a superuser
+    assert list(user.groups.values_list("name", flat=True)) == ["Operators"]
+    assert user.has_perm("operations.run_rebuild") and not user.has_perm("auth.add_user")  # no user management
 
 
 def test_generated_password_is_printed_once_and_works(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ from projections import keys
 from projections.keys import KeySpace
 from projections.maintenance.generations import kept_generation, live_generation
 from projections.queries import Queries
+from tests.accounts import account
 from tests.fixtures.jobs import finished
 from tests.waiting import wait_until
 
@@ -90,7 +91,7 @@ def test_the_command_line_dry_run_and_refusals(projected: Queries) -> None:
 
 
 def test_without_the_permission_the_rebuild_page_offers_nothing_and_a_post_is_denied(client: Client, projected: Queries) -> None:
-    viewer = get_user_model().objects.create_user("viewer", password="pw-view-123", is_staff=True)
+    viewer = account("viewer", "pw-view-123")
     viewer.user_permissions.add(*Permission.objects.filter(codename="acknowledge_alert"))
     client.force_login(viewer)
     plan = client.get("/projections/portfolio/rebuild/").content.decode()
@@ -109,7 +110,7 @@ def test_with_two_person_approval_a_second_operator_starts_the_rebuild(client: C
     ops = get_user_model().objects.get(pk=ops.pk)  # permissions are cached per instance
     mine = actions.do_approve_job(Actor.of(ops), job.pk)
     assert not mine.ok and "a second operator must approve it" in mine.message  # not the one who asked
-    other = get_user_model().objects.create_user("ops2", password="pw-ops2-123", is_staff=True)
+    other = account("ops2", "pw-ops2-123")
     assert actions.do_approve_job(Actor.of(other), job.pk).denied  # without the approve permission
     other.user_permissions.add(*Permission.objects.filter(codename="approve_job"))
     other = get_user_model().objects.get(pk=other.pk)  # permissions are cached per instance

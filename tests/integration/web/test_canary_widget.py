@@ -7,7 +7,6 @@ import time
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
@@ -16,13 +15,14 @@ from projections import keys
 from projections.events import CANARY_TYPE, CanaryAppended, Envelope
 from projections.projector.canary import append_canary, sample_writes
 from projections.queries import Queries
+from tests.accounts import account
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def staff(client: Client) -> Client:
-    client.force_login(get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True))
+    client.force_login(account("ops", "pw-ops-123"))
     return client
 
 

@@ -6,7 +6,6 @@ import io
 import json
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -16,12 +15,13 @@ from lucent_admin.operations.models import AuditEntry
 from projections import keys
 from projections.events import Envelope
 from projections.queries import failing_event_to_json
+from tests.accounts import account
 
 pytestmark = pytest.mark.django_db
 
 
 def operator(client: Client, *perms: str, name: str = "ops") -> Client:
-    user = get_user_model().objects.create_user(name, password="pw-ops-123", is_staff=True)
+    user = account(name, "pw-ops-123")
     user.user_permissions.add(*Permission.objects.filter(codename__in=perms))
     client.force_login(user)
     return client
@@ -126,7 +126,7 @@ def test_retry_without_the_permission_is_403(client: Client, redis_client) -> No
 
 
 def test_audit_log_filters_by_operator_and_action(client: Client) -> None:
-    operator(client)
+    operator(client, "view_auditentry")  # the audit log has its own view permission (a Viewer has not)
     AuditEntry.objects.create(actor_name="alice", action="risk.acknowledge", target="u1/a1", outcome="ok")
     AuditEntry.objects.create(actor_name="bob", action="parked.retry", target="risk/x", outcome="failed")
     page = client.get("/audit/", {"actor": "alice"}).content.decode()
@@ -207,15 +207,13 @@ def test_cli_park_is_audited_as_the_shell_user(redis_client) -> None:
 # -- the one action layer: every attempt audited with its target, no failure is a 500 ----------
 
 
-def test_a_non_staff_post_is_refused_and_audited_with_its_target(client: Client, store_settings, esdb_client) -> None:
-    user = get_user_model().objects.create_user("visitor", password="pw-visitor-123")  # signed in, not staff
-    user.user_permissions.add(*Permission.objects.filter(codename="acknowledge_alert"))
-    client.force_login(user)
+def test_a_viewers_post_is_refused_and_audited_with_its_target(client: Client, store_settings, esdb_client) -> None:
+    client.force_login(account("visitor", "pw-visitor-123"))  # a Viewer: may look, not act
     response = client.post("/risk/acknowledge/", {"user_id": "ack-user-9", "alert_id": "alert-9"})
     assert response.status_code == 403
     entry = AuditEntry.objects.get(action="risk.acknowledge")
     assert (entry.actor_name, entry.target, entry.outcome) == ("visitor", "ack-user-9/alert-9", "denied")
-    assert "staff" in entry.detail
+    assert "operations.acknowledge_alert" in entry.detail and "Risk team" in entry.detail
     assert risk_events(esdb_client, "ack-user-9") == []
 
 

@@ -8,13 +8,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
 from lucent_admin.console.templatetags import numbers
 from projections.eventstore import EventStore, ProposedEvent
 from projections.queries import Queries
+from tests.accounts import account
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,7 @@ GROUPED = re.compile(r"\b\d{1,3}(,\d{3})+\.\d{2}\b")
 
 
 def staff_client(client: Client) -> Client:
-    client.force_login(get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True))
+    client.force_login(account("ops", "pw-ops-123"))
     return client
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 from html import escape
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from projections.queries import Queries
+from tests.accounts import account
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff(client: Client, market) -> Client:
-    client.force_login(get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True))
+    client.force_login(account("ops", "pw-ops-123"))
     return client
 
 

@@ -5,8 +5,9 @@ import re
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
+
+from tests.accounts import account
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +16,7 @@ TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
 @pytest.fixture
 def staff(client: Client) -> Client:
-    client.force_login(get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True))
+    client.force_login(account("ops", "pw-ops-123"))
     return client
 
 

@@ -8,7 +8,6 @@ import re
 import time
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.template import Context, Template
 from django.test import Client
 
@@ -19,6 +18,7 @@ from projections import keys
 from projections.eventstore import EventStore, ProposedEvent
 from projections.queries import Queries
 from projections.readmodels import PROJECTIONS
+from tests.accounts import account
 
 HOUR = 3_600_000
 
@@ -81,7 +81,7 @@ def test_memory_per_projection_is_exact_on_a_small_keyspace_and_estimated_on_a_l
 @pytest.fixture
 def staff(client: Client, redis_client) -> Client:
     bootstrap.queries()._memory = None  # the memory estimate of an earlier test's keyspace is not this one's
-    client.force_login(get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True))
+    client.force_login(account("ops", "pw-ops-123"))
     return client
 
 

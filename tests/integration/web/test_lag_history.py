@@ -4,13 +4,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from lucent_admin.console.charts import sparkline
 from projections import keys
 from projections.projector import lag
 from projections.queries import LagSample, Queries
+from tests.accounts import account
 
 HOUR = 3600_000
 
@@ -45,7 +45,7 @@ def test_sparkline_spans_the_hour_and_scales_to_the_max() -> None:
 def test_overview_draws_the_sparkline(client: Client, redis_client) -> None:
     beating(redis_client, "portfolio", 0.75)
     lag.record_samples(redis_client, ["portfolio"], int(time.time() * 1000))
-    client.force_login(get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True))
+    client.force_login(account("ops", "pw-ops-123"))
     page = client.get("/").content.decode()
     assert "<polyline points=" in page
     assert "max 0.8 s" in page

@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from lucent_admin.operations.models import AuditEntry
+from tests.accounts import account
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ def short_lockout(settings) -> None:
 
 @pytest.fixture
 def alice() -> None:
-    get_user_model().objects.create_user("alice", password=PASSWORD, is_staff=True)
+    account("alice", PASSWORD)
 
 
 def sign_in(client: Client, username: str, password: str, path: str = "/login/", address: str = "10.1.2.3") -> int:

@@ -5,17 +5,18 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from lucent_admin import config
 from lucent_admin.operations.models import Job
+from lucent_admin.operations.roles import RISK_TEAM
 from projections.errors import ConfigurationError
 from projections.projector.runner import Runner
 from projections.queries import ProjectionState, ProjectionStatus, Queries
 from projections.readmodels import PROJECTIONS
+from tests.accounts import account
 from tests.fixtures.projections import RedisProcess, StoreProcess
 from tests.integration.projections.helpers import append_market, in_thread
 from tests.integration.projections.helpers import config as runner_config
@@ -31,8 +32,9 @@ def token(settings) -> str:
     return TOKEN
 
 
-def staff(client: Client, is_staff: bool = True) -> Client:
-    client.force_login(get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=is_staff))
+def staff(client: Client) -> Client:
+    """Signed in as a Viewer: the role that may read /metrics without the token."""
+    client.force_login(account("ops", "pw-ops-123"))
     return client
 
 
@@ -63,13 +65,13 @@ def test_without_a_configured_token_no_bearer_is_accepted(client: Client, settin
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
 
 
-def test_the_token_and_staff_are_served_non_staff_refused(client: Client, token: str, redis_client) -> None:
+def test_the_token_and_viewers_are_served_others_refused(client: Client, token: str, redis_client) -> None:
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/plain; version=0.0.4")
     assert "lucent_redis_used_memory_bytes" in families(response.content)
     assert staff(Client()).get("/metrics").status_code == 200
     other = Client()
-    other.force_login(get_user_model().objects.create_user("viewer", password="pw-viewer-123"))
+    other.force_login(account("risk-desk", "pw-risk-123", role=RISK_TEAM))  # signed in, not a console viewer
     assert other.get("/metrics").status_code == 403
 
 

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
+from tests.accounts import account
 from tests.integration.projections.test_published_events import append_trades
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff(client: Client) -> Client:
-    client.force_login(get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True))
+    client.force_login(account("ops", "pw-ops-123"))
     return client
 
 

@@ -5,11 +5,11 @@ import logging
 import time
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from lucent_admin.console.health import READY_CACHE_SECONDS
 from lucent_admin.embedded import free_port
+from tests.accounts import account
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def test_anonymous_readyz_shows_neither_the_password_nor_the_host(client: Client
 
 
 def test_staff_sees_why_without_the_password(client: Client, store_behind_a_password: str) -> None:
-    client.force_login(get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True))
+    client.force_login(account("ops", "pw-ops-123"))
     body = client.get("/readyz").json()
     error = body["checks"]["eventstore"]["error"]
     assert f"localhost:{store_behind_a_password}" in error, error

@@ -6,13 +6,15 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from lucent_admin.operations.models import AuditEntry
+from lucent_admin.operations.roles import OPERATORS
+from tests.accounts import account
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def staff(client: Client) -> Client:
-    user = get_user_model().objects.create_user("ops", password="pw-ops-123", is_staff=True)
+    user = account("ops", "pw-ops-123", role=OPERATORS, is_staff=True)  # staff: Django admin's read-only views
     client.force_login(user)
     return client
 
@@ -53,7 +55,7 @@ def test_anonymous_user_is_sent_to_the_login_page(client: Client) -> None:
 
 
 def test_login_page_is_styled_and_signs_in_an_operator(client: Client) -> None:
-    get_user_model().objects.create_user("alice", password="s3cret-pass!", is_staff=True)
+    account("alice", "s3cret-pass!")
     page = client.get("/login/")
     assert page.status_code == 200
     assert b"css/lucent.css" in page.content and b'name="password"' in page.content
@@ -63,7 +65,7 @@ def test_login_page_is_styled_and_signs_in_an_operator(client: Client) -> None:
 
 
 def test_wrong_password_shows_an_error_on_the_login_page(client: Client) -> None:
-    get_user_model().objects.create_user("alice", password="s3cret-pass!", is_staff=True)
+    account("alice", "s3cret-pass!")
     response = client.post("/login/", {"username": "alice", "password": "nope"})
     assert response.status_code == 200
     assert b'role="alert"' in response.content
@@ -72,7 +74,7 @@ def test_wrong_password_shows_an_error_on_the_login_page(client: Client) -> None
 
 
 def test_sign_in_and_out_are_audited(client: Client) -> None:
-    get_user_model().objects.create_user("alice", password="s3cret-pass!", is_staff=True)
+    account("alice", "s3cret-pass!")
     client.post("/login/", {"username": "alice", "password": "s3cret-pass!"})
     client.post("/logout/")
     assert list(AuditEntry.objects.order_by("id").values_list("action", "actor_name", "outcome")) == [

@@ -14,6 +14,7 @@ from lucent_admin.asgi import application
 from lucent_admin.console.consumers import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from lucent_admin.console.routing import websocket_urlpatterns
 from projections.projector.notices import group_name
+from tests.accounts import account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +29,7 @@ def as_user(user, path: str) -> WebsocketCommunicator:
 
 
 async def staff_user(name: str = "ops"):
-    return await sync_to_async(get_user_model().objects.create_user)(name, password="pw-ops-123", is_staff=True)
+    return await sync_to_async(account)(name, "pw-ops-123")
 
 
 async def notify(projection: str, checkpoint: int, **lists) -> None:

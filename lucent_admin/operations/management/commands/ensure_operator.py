@@ -6,7 +6,10 @@ import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
+
+from lucent_admin.operations.roles import OPERATORS, ensure_roles
 
 
 class Command(BaseCommand):
@@ -17,11 +20,18 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, username: str, **options: Any) -> None:
         users = get_user_model()
-        if users.objects.filter(username=username).exists():
-            self.stdout.write(f"Operator account '{username}' exists.")
+        ensure_roles()
+        operators = Group.objects.get(name=OPERATORS)
+        existing = users.objects.filter(username=username).first()
+        if existing is not None:
+            existing.groups.add(operators)
+            self.stdout.write(f"Operator account '{username}' exists (role {OPERATORS}).")
             return
         password = os.environ.get("LUCENT_OPERATOR_PASSWORD") or secrets.token_urlsafe(12)
-        users.objects.create_superuser(username=username, email="", password=password)
+        # An Operator, not a superuser: everything but user management (manage.py createsuperuser for that);
+        # staff, for Django admin's read-only views of jobs and the audit log.
+        account = users.objects.create_user(username=username, email="", password=password, is_staff=True)
+        account.groups.add(operators)
         if os.environ.get("LUCENT_OPERATOR_PASSWORD"):
             self.stdout.write(f"Created operator account '{username}' (password from LUCENT_OPERATOR_PASSWORD).")
         else:
