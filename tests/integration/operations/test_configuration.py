@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def start(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "DATABASE_URL", "EVENTSTORE_URI", "SECRET_KEY", "LUCENT_", "DJANGO_SETTINGS"))}
+    # a fresh process's environment: none of this run's settings, nor what a browser test set for itself
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "DATABASE_URL", "EVENTSTORE_URI", "SECRET_KEY", "LUCENT_", "DJANGO_SETTINGS", "DJANGO_ALLOW_ASYNC_UNSAFE"))}
     base.update({"LUCENT_DATA_DIR": str(tmp_path), "LUCENT_STARTUP_WAIT": "0", "DJANGO_SETTINGS_MODULE": "lucent_admin.settings"})
     base.update(env)
     return subprocess.run(args, cwd=ROOT, env=base, capture_output=True, text=True, timeout=120)
