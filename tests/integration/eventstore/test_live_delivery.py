@@ -13,9 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from esdbclient.events import RecordedEvent
-from esdbclient.protos.Grpc import shared_pb2, streams_pb2
 
-from .helpers import Collector, raw_stub
+from .helpers import Collector, live_subscription_req, raw_stub
 
 WRITERS = 16
 APPENDS_PER_WRITER = 20
@@ -58,22 +57,11 @@ def test_concurrent_single_appends_are_acknowledged_with_their_stored_positions(
         assert revisions == list(range(len(revisions)))
 
 
-def _live_subscription_req() -> streams_pb2.ReadReq:
-    options = streams_pb2.ReadReq.Options(
-        all=streams_pb2.ReadReq.Options.AllOptions(end=shared_pb2.Empty()),
-        read_direction=streams_pb2.ReadReq.Options.Forwards,
-        subscription=streams_pb2.ReadReq.Options.SubscriptionOptions(),
-        uuid_option=streams_pb2.ReadReq.Options.UUIDOption(string=shared_pb2.Empty()),
-        no_filter=shared_pb2.Empty(),
-    )
-    return streams_pb2.ReadReq(options=options)
-
-
 def test_a_subscriber_that_stops_reading_does_not_hold_appends_back(
     esdb_client: EventStoreDBClient, eventstore_uri: str
 ) -> None:
     channel, stub = raw_stub(eventstore_uri)
-    stalled = stub.Read(_live_subscription_req())
+    stalled = stub.Read(live_subscription_req())
     try:
         assert next(stalled).HasField("confirmation")  # then never read again
         stream = f"big-{uuid.uuid4().hex[:8]}"
