@@ -191,8 +191,10 @@ def _missing(name: str, ph: ProjectionHealth, rules: Any) -> Missing | None:
 
 def _guarded(row: RecoveryState, proposal: Proposal, rules: Any, now: int) -> list[str]:
     row.attempts = [a for a in row.attempts if now - int(a[0]) < HOUR_MS]
-    busy = Job.objects.filter(requested_by__startswith=SYSTEM, target__startswith=row.projection,
-                              state__in=[Job.State.QUEUED, Job.State.RUNNING]).exists()
+    # Busy while one of this projection's automatic jobs is still queued or running (by id: a repair's target
+    # names its users, not the projection), or a generation job writes it.
+    ours = [int(a[2]) for a in row.attempts if a[2]]
+    busy = Job.objects.filter(pk__in=ours, state__in=[Job.State.QUEUED, Job.State.RUNNING]).exists()
     if busy or actions.running_generation_job(row.projection) is not None:
         return []
     last = max((int(a[0]) for a in row.attempts if a[1] == proposal.rule), default=None)
