@@ -1,6 +1,7 @@
 """Console pages over read models the projector built from a simulated market."""
 from __future__ import annotations
 
+import json
 from html import escape
 
 import pytest
@@ -91,3 +92,19 @@ def test_projections_page_lists_parked_events_with_reasons(staff: Client, market
     for event in parked[:5]:
         assert f'data-event="{event.event_id}"' in page
         assert escape(event.reason) in page
+
+
+def test_the_projections_page_lists_the_oldest_parked_events_and_says_how_many_more(client: Client, redis_client) -> None:
+    from projections.writer import parked_writes
+
+    client.force_login(account("ops-parked", "pw-ops-123"))
+    for i in range(14):
+        event_id = f"00000000-0000-4000-8000-{i:012d}"
+        record = json.dumps({"eventId": event_id, "stream": "prices-x", "position": 100 + i, "type": "PriceUpdated",
+                             "field": "price", "reason": "out of range", "recordedAt": 0})
+        for write in parked_writes("portfolio", event_id, 100 + i, record):
+            redis_client.execute_command(*write)
+    page = client.get("/projections/").content.decode()
+    section = page[page.index('id="p-portfolio"'):page.index('id="p-risk"')]
+    assert section.count('data-event="') == 10 and "00000000-0000-4000-8000-000000000000" in section
+    assert "The oldest 10 of 14 parked events" in section and "projections parked --projection portfolio" in section
