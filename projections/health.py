@@ -140,15 +140,19 @@ def _still_for(samples: Sequence[HealthSample], now_ms: int) -> float:
 
 
 def _lag_growing(window: Sequence[HealthSample], t: Thresholds) -> str:
-    """Why the lag counts as growing over ``window`` (oldest first), or "" (Burrow's rule: it never
-    fell across the window, rose overall, spans most of the window, and ends above the floor)."""
+    """Why the lag counts as growing over ``window`` (oldest first), or "" (Burrow's rule, made robust to
+    the jitter of one-second samples of a batching projector: it rose overall, from one sample to the next
+    at least three times in four and never fell below where the window began, spans most of the window,
+    and ends above the floor)."""
     if len(window) < 3:
         return ""
     first, last = window[0], window[-1]
     if (last.at_ms - first.at_ms) < t.window_s * 1000 * 0.6 or last.lag_seconds < t.warn_lag_s:
         return ""
-    rising = all(b.lag_seconds >= a.lag_seconds for a, b in zip(window, window[1:]))
-    if not rising or last.lag_seconds <= first.lag_seconds:
+    steps = list(zip(window, window[1:]))
+    rises = sum(1 for a, b in steps if b.lag_seconds >= a.lag_seconds)
+    held = all(s.lag_seconds >= first.lag_seconds for s in window)
+    if rises * 4 < len(steps) * 3 or not held or last.lag_seconds <= first.lag_seconds:
         return ""
     span = (last.at_ms - first.at_ms) / 1000
     return f"Lag growing: {first.lag_seconds:.1f} s → {last.lag_seconds:.1f} s over the last {span:.0f} s."

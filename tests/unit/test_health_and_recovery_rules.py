@@ -108,3 +108,11 @@ def test_missing_read_models_are_repaired_or_the_projection_rebuilt() -> None:
 
 def test_one_event_behind_is_said_in_the_singular() -> None:
     assert classify(live(events_behind=1, lag_seconds=0.0), [], NOW, T).reason == "Catching up: 1 event behind, lag 0.0 s."
+
+
+def test_a_growing_lag_with_one_sample_of_jitter_still_warns_and_a_falling_one_does_not() -> None:
+    rows = [(30 - s, 1000 * s, 2.0 + s * 0.5, 10 + s) for s in range(0, 30)]
+    rows[10] = (20, 10_000, rows[9][2] - 0.2, 19)  # one batch landed just before this sample
+    assert classify(live(events_behind=40, lag_seconds=16.5), samples(*rows), NOW, T).state is HealthState.WARN
+    sawtooth = samples(*[(30 - s, 1000 * s, 10.0 + (s % 2) * 3, 20) for s in range(0, 30)])  # up, down, up, down
+    assert classify(live(events_behind=20, lag_seconds=10.0), sawtooth, NOW, T).state is HealthState.OK
