@@ -499,10 +499,13 @@ class Queries:
             out.append(_status(name, _tm(status), beat, int(parked), _i(generation, 1)))
         return out
 
-    def parked_events(self, projection: str, limit: int = 100) -> list[ParkedEvent]:
-        """Parked events of ``projection``, oldest position first."""
+    def parked_events(self, projection: str, limit: int | None = 100, newest: bool = False) -> list[ParkedEvent]:
+        """Parked events of ``projection``: the oldest ``limit`` (None: all) by position, oldest first
+        (``newest``: the newest ``limit``, newest first)."""
         name = check_projection(projection)
-        ids = [text(m) for m in self.client.zrange(keys.parked_index(name), 0, limit - 1)]
+        index, end = keys.parked_index(name), -1 if limit is None else limit - 1
+        members = self.client.zrevrange(index, 0, end) if newest else self.client.zrange(index, 0, end)
+        ids = [text(m) for m in members]
         if not ids:
             return []
         return [_parked(json.loads(text(r))) for r in self.client.hmget(keys.parked(name), ids) if r is not None]

@@ -46,7 +46,7 @@ def failing_event_text(s: ProjectionStatus) -> str:
     return f"{e.event_id} ({e.type} in {e.stream} at {e.position})" if e else ""
 
 
-PARKED_SHOWN = 10  # parked events listed per projection on the page (the oldest; the command line lists all)
+PARKED_SHOWN = 10  # parked events listed per projection on the page (the newest; the command line lists all)
 
 HEALTH_CLASS = {
     HealthState.OK: "ok", HealthState.WARN: "warn", HealthState.REBUILDING: "catching-up",
@@ -88,7 +88,7 @@ def projection_details(params: Params) -> dict[str, Any]:
             "shown_state": f"dead (last: {s.state})" if state is ProjectionState.DEAD else str(state),
             "failing_event": failing_event_text(s),
             "stopped_on": s.stopped_on.event_id if s.stopped_on else "",
-            "parked": q().parked_events(s.projection, PARKED_SHOWN),
+            "parked": q().parked_events(s.projection, PARKED_SHOWN, newest=True),
             "kept": kept_generation(redis_client(), s.projection),
             "generation_job": job,
             "generation_job_row": job_row(job) if job else None,

@@ -86,7 +86,7 @@ def test_user_page_shows_portfolio_and_risk(staff: Client, market: Queries) -> N
 
 
 def test_projections_page_lists_parked_events_with_reasons(staff: Client, market: Queries) -> None:
-    parked = market.parked_events("portfolio")
+    parked = market.parked_events("portfolio", newest=True)  # what the page lists first
     assert parked, "2% malformed events should park some"
     page = staff.get("/projections/").content.decode()
     for event in parked[:5]:
@@ -94,7 +94,7 @@ def test_projections_page_lists_parked_events_with_reasons(staff: Client, market
         assert escape(event.reason) in page
 
 
-def test_the_projections_page_lists_the_oldest_parked_events_and_says_how_many_more(client: Client, redis_client) -> None:
+def test_the_projections_page_lists_the_newest_parked_events_and_says_how_many_more(client: Client, redis_client) -> None:
     from projections.writer import parked_writes
 
     client.force_login(account("ops-parked", "pw-ops-123"))
@@ -106,5 +106,7 @@ def test_the_projections_page_lists_the_oldest_parked_events_and_says_how_many_m
             redis_client.execute_command(*write)
     page = client.get("/projections/").content.decode()
     section = page[page.index('id="p-portfolio"'):page.index('id="p-risk"')]
-    assert section.count('data-event="') == 10 and "00000000-0000-4000-8000-000000000000" in section
-    assert "The oldest 10 of 14 parked events" in section and "projections parked --projection portfolio" in section
+    assert section.count('data-event="') == 10 and "00000000-0000-4000-8000-000000000013" in section
+    assert "00000000-0000-4000-8000-000000000000" not in section  # the oldest four are left to the command line
+    assert section.index("000000000013") < section.index("000000000012")  # newest first
+    assert "The newest 10 of 14 parked events" in section and "projections parked --projection portfolio" in section

@@ -53,7 +53,7 @@ class Command(BaseCommand):
             self._report(actions.do_retry_parked(Actor.cli(), options["projection"], options["retry"]))
         else:
             names = [options["projection"]] if options["projection"] else list(PROJECTIONS)
-            rows = [{"projection": name, **asdict(p)} for name in names for p in queries.parked_events(name)]
+            rows = [{"projection": name, **asdict(p)} for name in names for p in queries.parked_events(name, None)]
             self._print(rows, PARKED_COLUMNS, options["json"])
 
     def _report(self, result: Result) -> None:
