@@ -4,7 +4,9 @@ Contract of :func:`decode`: given a recorded event (anything with ``type``,
 ``data``, ``id``, ``stream_name``, ``commit_position`` and ``recorded_at``) it
 returns one of the catalog's events, or :class:`Ignored` for a type the
 catalog does not know (new types are ignored on purpose, not parked), or
-raises :class:`~projections.errors.BadEvent` naming the field and the reason.
+raises :class:`~projections.errors.BadEvent` naming the field and the reason —
+also for an event of the catalog outside the one stream the catalog binds its type
+to (:func:`home_stream`; field ``stream``).
 Decoding is total: whatever bytes an event carries (numbers too large for a
 float, nesting too deep for a parser, lone surrogates, impossible dates), the
 only exception that leaves :func:`decode` is ``BadEvent`` — the runner parks
@@ -48,6 +50,7 @@ __all__ = [
     "Decoded",
     "EVENT_TYPES",
     "decode",
+    "home_stream",
     "is_identifier",
     "is_pair",
 ]
@@ -253,14 +256,74 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
+# -- where each type lives: the catalog binds every type to one stream ----------------------
+# A user's events are the events of the user's own streams and nothing else (DESIGN.md: one
+# definition for the live projector, a full rebuild, a per-user rebuild, a consistency check and
+# its explanation). An event of the catalog found in another stream (an import or migration stream,
+# another user's stream) is a bad event: every path decodes through :func:`decode`, so every path
+# parks or skips it alike, and a repair can never remove what a fresh projection keeps.
+
+
+def trades_stream(user_id: str) -> str:
+    """The stream of a user's trades (``TradeExecuted``)."""
+    return f"trades-{user_id}"
+
+
+def portfolio_stream(user_id: str) -> str:
+    """The stream of a user's portfolio events (``PortfolioRebalanced``, ``PositionClosed``)."""
+    return f"portfolio-{user_id}"
+
+
 def risk_stream(user_id: str) -> str:
     """The stream of a user's risk events (``RiskAlertAcknowledged``)."""
     return f"risk-{user_id}"
 
 
+def prices_stream(exchange: str) -> str:
+    """The stream of an exchange's prices (``PriceUpdated``)."""
+    return f"prices-{exchange}"
+
+
+def published_risk_stream(user_id: str) -> str:
+    """The stream of what the live risk projection published about a user (``RiskLevelChanged``)."""
+    return f"published-risk-{user_id}"
+
+
+def published_portfolio_stream(user_id: str) -> str:
+    """The stream of what the live portfolio projection published (``PortfolioSignificantlyUpdated``)."""
+    return f"published-portfolio-{user_id}"
+
+
 def user_streams(user_id: str) -> tuple[str, ...]:
     """The streams that hold one user's events: trades, portfolio events, risk events (the catalog's)."""
-    return (f"trades-{user_id}", f"portfolio-{user_id}", risk_stream(user_id))
+    return (trades_stream(user_id), portfolio_stream(user_id), risk_stream(user_id))
+
+
+def home_stream(event: DomainEvent | CanaryAppended) -> str:
+    """The one stream the catalog puts ``event`` in."""
+    if isinstance(event, TradeExecuted):
+        return trades_stream(event.user_id)
+    if isinstance(event, (PortfolioRebalanced, PositionClosed)):
+        return portfolio_stream(event.user_id)
+    if isinstance(event, RiskAlertAcknowledged):
+        return risk_stream(event.user_id)
+    if isinstance(event, PriceUpdated):
+        return prices_stream(event.exchange)
+    if isinstance(event, RiskLevelChanged):
+        return published_risk_stream(event.user_id)
+    if isinstance(event, PortfolioSignificantlyUpdated):
+        return published_portfolio_stream(event.user_id)
+    return CANARY_STREAM
+
+
+def _at_home(event: DomainEvent | CanaryAppended) -> DomainEvent | CanaryAppended:
+    home = home_stream(event)
+    if event.envelope.stream != home:
+        whose = f"of user {event.user_id} " if hasattr(event, "user_id") else ""
+        raise BadEvent("stream", f"a {event.envelope.type} {whose}belongs in stream {home}, not "
+                                 f"{_printable(event.envelope.stream[:100])}; append it to {home} (every projection, "
+                                 "rebuild and check reads a user's events from the user's own streams)")
+    return event
 
 
 def is_identifier(value: object) -> bool:
@@ -511,7 +574,7 @@ def decode(raw: Recorded | RecordedLike) -> Decoded:
     if decoder is None:
         return Ignored(env)
     try:  # free in CPython 3.11 when nothing is raised: the fast path stays fast
-        return decoder(env, _payload(raw.data))
+        return _at_home(decoder(env, _payload(raw.data)))
     except BadEvent:
         raise
     except Exception as exc:  # noqa: BLE001 - the last line of defence, see the docstring

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from projections.events import DomainEvent, event_time
+from projections.events import DomainEvent, event_time, published_portfolio_stream, published_risk_stream
 from projections.readmodels.base import Ref
 from projections.readmodels.portfolio import Portfolio
 from projections.readmodels.risk import Risk, alert_reasons
@@ -39,14 +39,6 @@ NAMESPACE = uuid.UUID("5b0c6a52-3d4e-4f1a-9c7e-1f0d2a8b6c11")  # of published id
 SOURCE = "lucent-projector"
 
 Builder = Callable[[DomainEvent, Mapping[Ref, Any], Mapping[Ref, Any]], Sequence["Outgoing"]]
-
-
-def published_risk_stream(user_id: str) -> str:
-    return f"published-risk-{user_id}"
-
-
-def published_portfolio_stream(user_id: str) -> str:
-    return f"published-portfolio-{user_id}"
 
 
 def published_streams(user_id: str) -> tuple[str, ...]:

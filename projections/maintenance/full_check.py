@@ -34,6 +34,7 @@ from projections.maintenance.report import (
     MEMBER_EXTRA,
     MEMBER_MISSING,
     MISSING_KEY,
+    SCORE_DIFFERS,
     Difference,
     EntityCheck,
     Report,
@@ -178,8 +179,9 @@ def check_projection(client: redis.Redis, store: EventStore, projection: str, co
                         zsets={k: v for k, v in seen.zsets.items() if k not in mine})
     report = Report(f"everything in {projection}", [projection])
     names = {*shared.hashes, *shared.zsets, *seen.owned, *seen.zsets}
-    _add_shared(report, m, ks, checkpoint, names, compare(shared.rendered(), seen, whole_keys=True), {ref[1] for ref in users})
-    for entity in _users(client, store, m, ks, checkpoint, users, control, report.skipped):
+    ranked = _add_shared(report, m, ks, checkpoint, names, compare(shared.rendered(), seen, whole_keys=True),
+                         {ref[1] for ref in users})
+    for entity in _users(client, store, m, ks, checkpoint, users, ranked, control, report.skipped):
         report.add(entity)
     report.seconds = round(time.monotonic() - started, 3)
     report.events = replay.events
@@ -257,17 +259,21 @@ def _cut(client: redis.Redis, ks: KeySpace, shared: set[str], user_keys: set[str
 
 
 def _add_shared(report: Report, m: ReadModel, ks: KeySpace, checkpoint: int, names: set[str],
-                found: Iterable[tuple[str, str, str, str, str]], users: set[str]) -> None:
+                found: Iterable[tuple[str, str, str, str, str]], users: set[str]) -> set[str]:
     """The shared keys as entities of the report: one per key, consistent unless a difference names it. A ranking
-    member that is one of the replayed users is left to that user's own check."""
+    member that is one of the replayed users is left to that user's own check, which compares its rankings too:
+    returns those users."""
     by_key: dict[str, list[Difference]] = {}
+    ranked: set[str] = set()
     for key, name, kind, expected, actual in found:
-        if kind in (MEMBER_MISSING, MEMBER_EXTRA, "score differs") and name in users:
+        if kind in (MEMBER_MISSING, MEMBER_EXTRA, SCORE_DIFFERS) and name in users:
+            ranked.add(name)
             continue
         by_key.setdefault(key, []).append(Difference(m.name, "", ks.name_of(key), name, kind, expected[:500], actual[:500],
                                                      _shared_cause(kind, checkpoint)))
     for key in sorted(names | set(by_key)):
         report.add(EntityCheck(m.name, "", checkpoint, "", 0, tuple(by_key.get(key, ()))))
+    return ranked
 
 
 def _shared_cause(kind: str, checkpoint: int) -> str:
@@ -280,8 +286,9 @@ def _shared_cause(kind: str, checkpoint: int) -> str:
 
 
 def _users(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, checkpoint: int,
-           users: dict[Ref, Rendered], control: Control, skipped: list[str]) -> Iterable[EntityCheck]:
-    """Each replayed user compared with the live generation; a per-user check of those that differ or moved."""
+           users: dict[Ref, Rendered], ranked: set[str], control: Control, skipped: list[str]) -> Iterable[EntityCheck]:
+    """Each replayed user compared with the live generation; a per-user check of those that differ, moved, or
+    whose place in a shared ranking differs (``ranked``)."""
     refs = sorted(users)
     for start in range(0, len(refs), USERS_PER_READ):
         check(control)
@@ -291,7 +298,7 @@ def _users(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, c
             main = m.main_key(ks, ref)
             want = expected.owned.get(main, {}).get("lastPosition", "")
             have = actual.owned.get(main, {}).get("lastPosition", "")
-            if want == have and not compare(expected, actual):
+            if want == have and ref[1] not in ranked and not compare(expected, actual):
                 yield EntityCheck(m.name, ref[1], checkpoint, have, 0, ())
                 continue
             try:

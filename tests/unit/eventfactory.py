@@ -20,8 +20,24 @@ def iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-def recorded(type_: str, data: Any, stream: str = "s-1", position: int | None = None, raw: bytes | None = None) -> RecordedEvent:
+_HOMES = {"TradeExecuted": "trades-{userId}", "PortfolioRebalanced": "portfolio-{userId}",
+          "PositionClosed": "portfolio-{userId}", "RiskAlertAcknowledged": "risk-{userId}",
+          "PriceUpdated": "prices-{exchange}", "RiskLevelChanged": "published-risk-{userId}",
+          "PortfolioSignificantlyUpdated": "published-portfolio-{userId}", "CanaryAppended": "lucent-canary"}
+
+
+def home(type_: str, data: Any) -> str:
+    """The stream the catalog binds an event of ``type_`` with ``data`` to ("s-1" when ``data`` names no owner)."""
+    try:
+        return _HOMES[type_].format(**data)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError):
+        return "s-1"
+
+
+def recorded(type_: str, data: Any, stream: str | None = None, position: int | None = None, raw: bytes | None = None
+             ) -> RecordedEvent:
     pos = next(_positions) * 10 if position is None else position
+    stream = home(type_, data) if stream is None else stream
     return RecordedEvent(
         type=type_,
         data=raw if raw is not None else json.dumps(data).encode(),

@@ -282,7 +282,7 @@ def test_any_json_in_any_field_decodes_or_is_bad_there(type_: str, data: st.Data
     payload[field] = value
     raw = json.dumps(payload).encode()  # ensure_ascii: a lone surrogate travels as "\\ud800"
     try:
-        event = decode(recorded(type_, None, raw=raw))
+        event = decode(recorded(type_, payload, raw=raw))  # in the stream the (fuzzed) payload names
     except BadEvent as exc:
         assert exc.field == field or exc.field.startswith(field + "."), (exc.field, exc.reason)
         return
@@ -300,3 +300,23 @@ def test_any_bytes_decode_or_are_bad(type_: str, raw: bytes) -> None:
         return
     assert isinstance(event, {**_KINDS, **_CONTROL_KINDS}[type_])
     assert_sane(event)
+
+
+# -- each type lives in one stream: a user's events are the user's streams' (issue 21, item 1) --------
+
+
+@pytest.mark.parametrize("type_", EVENT_TYPES)
+def test_an_event_in_its_home_stream_decodes_and_elsewhere_is_bad_naming_its_stream(type_: str) -> None:
+    payload = valid_data(type_)
+    home = decode(recorded(type_, payload))
+    assert not isinstance(home, Ignored)
+    for elsewhere in ("trades-import-1", "trades-someone-else", "s-1"):
+        with pytest.raises(BadEvent) as bad:
+            decode(recorded(type_, payload, stream=elsewhere))
+        assert bad.value.field == "stream"
+        assert f"belongs in stream {home.envelope.stream}, not {elsewhere}" in bad.value.reason
+
+
+def test_a_trade_of_one_user_in_another_users_stream_is_bad() -> None:
+    with pytest.raises(BadEvent, match="TradeExecuted of user alice belongs in stream trades-alice, not trades-bob"):
+        decode(recorded("TradeExecuted", trade_data(userId="alice"), stream="trades-bob"))

@@ -22,7 +22,14 @@ from projections.maintenance.consistency import (
     users_of,
 )
 from projections.maintenance.full_check import check_everything
-from projections.maintenance.report import MEMBER_EXTRA, MISSING_KEY, SCORE_DIFFERS, VALUE_DIFFERS, Difference
+from projections.maintenance.report import (
+    MEMBER_EXTRA,
+    MEMBER_MISSING,
+    MISSING_KEY,
+    SCORE_DIFFERS,
+    VALUE_DIFFERS,
+    Difference,
+)
 from projections.maintenance.user_rebuild import rebuild_user
 from projections.projector.runner import Runner
 from projections.queries import Queries
@@ -263,6 +270,25 @@ def test_a_full_check_compares_every_read_model_including_the_shared_ones(
     monkeypatch.setattr(full_check, "READER_AFTER", 0)  # a long replay's events come from a reader child process
     again = check_everything(client, store)
     assert again.differences == report.differences and again.checked == report.checked
+
+
+def test_a_full_check_finds_a_ranking_score_changed_by_hand_and_a_repair_restores_it(
+        redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    client, store = projected(redis_process, store_process, 1500)
+    user, other = busiest(client, 2)
+    pf, rk = KeySpace("portfolio"), KeySpace("risk")
+    client.zadd(pf.portfolio_values(), {user: 1.0})
+    client.zrem(rk.user_risk_scores(), other)
+
+    report = check_everything(client, store)
+
+    found = {(d.projection, d.user, d.key, d.field, d.kind) for d in report.differences}
+    assert found == {("portfolio", user, "portfolio-values", user, SCORE_DIFFERS),
+                     ("risk", other, "user-risk-scores", other, MEMBER_MISSING)}
+    assert sorted(report.users_to_repair) == sorted([user, other]) and report.score is not None and report.score < 1
+    for name in report.users_to_repair:
+        rebuild_user(client, store, name)
+    assert check_everything(client, store).differences == []
 
 
 def test_a_full_check_under_live_appends_reports_no_difference(

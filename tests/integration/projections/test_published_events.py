@@ -13,13 +13,18 @@ import pytest
 import redis
 
 from projections import keys
-from projections.events import PortfolioSignificantlyUpdated, RiskLevelChanged, decode
+from projections.events import (
+    PortfolioSignificantlyUpdated,
+    RiskLevelChanged,
+    decode,
+    published_portfolio_stream,
+    published_risk_stream,
+)
 from projections.eventstore import EventStore, ProposedEvent
 from projections.maintenance.control import Unattended
 from projections.maintenance.generations import live_generation, switch_to
 from projections.maintenance.user_rebuild import rebuild_user
 from projections.projector.runner import Runner
-from projections.published import published_portfolio_stream, published_risk_stream
 from projections.queries import published_events
 from tests.fixtures.projections import RedisProcess, StoreProcess
 from tests.integration.projections.helpers import config, in_thread
