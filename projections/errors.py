@@ -94,6 +94,16 @@ class EpochMoved(CheckpointMoved):
     """Another writer (a per-user rebuild) changed entities under a batch: fold it again from Redis."""
 
 
+class EntityLost(CheckpointMoved):
+    """Keys of entities the batch was folded from vanished behind the projector's back (eviction, a lossy
+    failover): nothing was written; the entities are healed (refolded from their events) and the batch folded
+    again, so a write never produces a partial entity. ``keys`` names the keys found missing or moved."""
+
+    def __init__(self, message: str, keys: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.keys = keys
+
+
 class LeaseLost(ProjectionError):
     """The lease expired and nobody holds it (e.g. Redis restarted): take it again and resume."""
 
@@ -102,12 +112,22 @@ class ResyncRequested(ProjectionError):
     """An operator asked the projector to drop its in-memory state and resubscribe from its checkpoint."""
 
 
+class GenerationMoved(ResyncRequested):
+    """The live generation's pointer moved (a flip) under the live projector: its batch was not written; it
+    drops its state and resubscribes on the generation the pointer names, from that generation's checkpoint."""
+
+
 class NotRunning(ProjectionError):
     """The action needs a running projector and none beats for the projection."""
 
 
 class JobCancelled(ProjectionError):
     """An operator cancelled the job; it stopped at a safe point and wrote nothing more."""
+
+
+class JobLeaseLost(ProjectionError):
+    """This run of a job lost the job's lease (it expired, or another run holds it now): the run stops at its
+    next safe point, writes nothing more and leaves the job's row, and its cleanup, to the run that holds it."""
 
 
 class RebuildContended(ProjectionError):

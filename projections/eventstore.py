@@ -143,6 +143,11 @@ class EventStore:
                 return
             revision = revisions[-1] + 1
 
+    def first_position(self, stream: str) -> int | None:
+        """The commit position of the first event of ``stream`` (None if the stream holds none)."""
+        first = next(iter(self.read_stream(stream, page=1)), None)
+        return None if first is None else first.envelope.position
+
     def read_stream_newest(self, stream: str, limit: int) -> list[Recorded]:
         """The newest ``limit`` events of ``stream``, newest first (none if it does not exist)."""
         try:

@@ -6,6 +6,8 @@ Layout::
     lucent:{<projection>}:g<N>:checkpoint         commit position of the last applied event
     lucent:{<projection>}:g<N>:state-epoch        bumped by any writer but the projector (see cache.py)
     lucent:{<projection>}:g<N>:<read model key>   e.g. lucent:{portfolio}:g1:portfolio:alice
+    lucent:{<projection>}:kept                    hash: the generation kept for a rollback, since when
+    lucent:{<projection>}:g<N>-lease              fencing token of the job writing generation N (not live)
     lucent:{<projection>}:lease                   fencing token of the projector that owns it
     lucent:{<projection>}:heartbeat               refreshed with a TTL while a projector runs
     lucent:{<projection>}:status                  hash: state, checkpoint, head, lag, ...
@@ -99,6 +101,12 @@ def resync_request(projection: str) -> str:
 def flip(projection: str) -> str:
     """Hash of a flip in progress: from, to, state (requested, paused, done, aborted), at, job."""
     return f"{tag(projection)}:flip"
+
+
+def kept(projection: str) -> str:
+    """Hash of the generation kept for a rollback: ``generation``, ``since`` (ms: the flip that left it), written
+    after each flip; a failed or aborted flip leaves it as it was."""
+    return f"{tag(projection)}:kept"
 
 
 def generation_lease(projection: str, generation: int) -> str:

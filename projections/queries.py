@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from projections import infrastructure, keys
+from projections import infrastructure, inventory, keys
 from projections.errors import BadEvent, InvalidIdentifier
 from projections.events import Envelope, PortfolioSignificantlyUpdated, RiskLevelChanged, decode, is_identifier, is_pair
 from projections.eventstore import EventStore
@@ -38,6 +38,7 @@ from projections.writer import text
 GENERATION_CACHE_S = 0.05  # short: after a flip, readers move to the new generation within 50 ms
 CANARY_WINDOW_MS = 600_000  # the canaries' p50/p99 are over the last ten minutes
 MEMORY_ESTIMATE_CACHE_S = 30.0  # memory per projection is sampled at most this often per process
+GENERATIONS_CACHE_S = 30.0  # a projection's generations are scanned at most this often, unless one comes or goes
 
 
 class ProjectionState(StrEnum):
@@ -293,6 +294,7 @@ class ProjectionStatus:
     sessions: int = 0  # subscriptions the projector started (retries and resyncs start new ones)
     cold_start_at: int = 0  # epoch ms its projector found Redis had lost its read models (0: never)
     cold_start_from: int = 0  # the checkpoint it had committed before
+    healed: int = 0  # users whose vanished keys this projector rebuilt before writing to them
 
     @property
     def effective_state(self) -> ProjectionState:
@@ -330,6 +332,7 @@ class Queries:
         self.client: Any = client
         self._generations: dict[str, tuple[float, int]] = {}
         self._memory: infrastructure.MemoryEstimate | None = None
+        self._scans: dict[str, tuple[float, dict[int, inventory.Counted], inventory.Probe]] = {}
 
     def ks(self, projection: str) -> KeySpace:
         """The live generation's key space (pointer read at most once a second)."""
@@ -565,6 +568,22 @@ class Queries:
         """Infrastructure samples of the last hour per series, oldest first (see ``infrastructure.record_samples``)."""
         return infrastructure.read_history(self.client, series, now_ms)
 
+    def generations(self, projection: str, max_age: float = GENERATIONS_CACHE_S) -> list[inventory.Generation]:
+        """Every generation of ``projection`` present in Redis with its role, keys and memory (estimated; see
+        ``projections/inventory.py``). The roles are read each time (a probe, two round trips); the keys are
+        counted by a SCAN at most every ``max_age`` s, and again as soon as the probe sees a generation come or go."""
+        name = check_projection(projection)
+        cached = self._scans.get(name)
+        if cached is not None:
+            at, counted, before = cached
+            seen = inventory.probe(self.client, name, inventory.numbers_to_probe(counted))
+            if time.monotonic() - at <= max_age and seen.marks == before.marks:
+                return inventory.describe(name, counted, seen)
+        counted = inventory.count(self.client, name)
+        seen = inventory.probe(self.client, name, inventory.numbers_to_probe(counted))
+        self._scans[name] = (time.monotonic(), counted, seen)
+        return inventory.describe(name, counted, seen)
+
     def health_samples(self, projection: str) -> list[HealthSample]:
         """The projector's status samples (``projector/status.py``), newest first: the health window."""
         members = self.client.lrange(keys.health_samples(check_projection(projection)), 0, -1)
@@ -627,5 +646,5 @@ def _status(name: str, f: dict[str, str], beat: Any, parked: int, generation: in
         _i(f.get("head")), _f(f.get("lagSeconds")), _i(f.get("eventsBehind")), f.get("eventsBehindBounded") == "1",
         _f(f.get("throughput")), _i(f.get("applied")), parked, f.get("lastError", ""),
         failing_event_from_json(f.get("failingEvent", "")), f.get("projector", ""), _f(f.get("updatedAt")),
-        _i(f.get("sessions")), _i(f.get("coldStartAt")), _i(f.get("coldStartFrom")),
+        _i(f.get("sessions")), _i(f.get("coldStartAt")), _i(f.get("coldStartFrom")), _i(f.get("healed")),
     )

@@ -15,7 +15,13 @@ Contract:
   started from and that the generation's ``state-epoch`` has not moved since
   the batch loaded its states (another writer, a per-user rebuild, changed
   entities meanwhile); otherwise nothing is written and :class:`Fenced`
-  (another projector) or :class:`CheckpointMoved` is raised.
+  (another projector) or :class:`CheckpointMoved` is raised. The live projector's
+  commit also checks that the generation pointer still names the generation the
+  batch was folded for (a flip it did not see: paused past its heartbeat);
+  otherwise nothing is written and :class:`GenerationMoved` is raised.
+  Guards (:func:`guards`) come first in the writes: the entities the batch was folded from must still be in
+  Redis as it loaded them (``lastPosition``, every key of their image); if one vanished (eviction, a lossy
+  failover) nothing is written and :class:`EntityLost` names the keys, so a batch never writes a partial entity.
 * :func:`write_entity` is that other writer's commit: the absolute writes of
   one entity, applied only if the entity's ``lastPosition`` is still the one
   it read (compare-and-set), bumping ``state-epoch`` in the same script.
@@ -30,7 +36,7 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.errors import CheckpointMoved, EpochMoved, Fenced, Flipped, LeaseLost
+from projections.errors import CheckpointMoved, EntityLost, EpochMoved, Fenced, Flipped, GenerationMoved, LeaseLost
 from projections.keys import KeySpace
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
 
@@ -51,8 +57,30 @@ local epoch = redis.call('GET', KEYS[3]) or ''
 if epoch ~= ARGV[5] then
   return redis.error_reply('EPOCH ' .. epoch)
 end
+local live = redis.call('GET', KEYS[4]) or '1'
+if ARGV[6] ~= '' and live ~= ARGV[6] then
+  return redis.error_reply('GENERATION ' .. live)
+end
+local i, n = 7, #ARGV
+local lost = {}
+while i <= n and string.sub(ARGV[i + 1], 1, 1) == '?' do
+  -- a guard: ?LAST main expected | ?EXISTS main key | ?MEMBER main key member; a failed one names its entity (main)
+  local c, op, main = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
+  local ok
+  if op == '?LAST' then
+    ok = (redis.call('HGET', main, 'lastPosition') or '') == ARGV[i + 3]
+  elseif op == '?EXISTS' then
+    ok = redis.call('EXISTS', ARGV[i + 3]) == 1
+  else
+    ok = redis.call('ZSCORE', ARGV[i + 3], ARGV[i + 4]) ~= false
+  end
+  if not ok and lost[#lost] ~= main then lost[#lost + 1] = main end
+  i = i + c + 1
+end
+if #lost > 0 then
+  return redis.error_reply('LOST ' .. table.concat(lost, ' '))
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local i, n = 6, #ARGV
 while i <= n do
   local c = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + c))
@@ -151,6 +179,27 @@ def plan(
     return out
 
 
+def guards(model: ReadModel, ks: KeySpace, states: Mapping[Ref, Any], images: Mapping[Ref, Rendered],
+           refs: Iterable[Ref]) -> list[Write]:
+    """The commit's checks that each user entity of ``refs`` is in Redis as the batch loaded it: its main
+    hash's ``lastPosition`` ('' for an entity the batch starts), every non-empty hash of its image, and its
+    members of the rankings. (Market entities are not one user's: a full check finds their losses.)"""
+    out: list[Write] = []
+    for ref in refs:
+        if ref[0] != model.user_kind:
+            continue
+        state = states.get(ref)
+        if state is None:
+            out.append(("?LAST", model.main_key(ks, ref), ""))
+            continue
+        image = images.get(ref) or model.render(ks, ref, state)
+        main = model.main_key(ks, ref)
+        out.append(("?LAST", main, image.owned.get(main, {}).get("lastPosition", "")))
+        out.extend(("?EXISTS", main, key) for key, fields in image.owned.items() if fields and key != main)
+        out.extend(("?MEMBER", main, key, member) for key, members in image.zsets.items() for member in members)
+    return out
+
+
 @dataclass
 class Loaded:
     """What a batch starts from: the touched entities found in Redis, the old images already
@@ -194,8 +243,12 @@ def _text_map(fields: Mapping[Any, Any]) -> dict[str, str]:
 class Committer:
     """Commits batches for one projection holding lease ``token`` (see module doc)."""
 
-    def __init__(self, client: redis.Redis, projection: str, token: str, lease_ms: int, lease_key: str | None = None) -> None:
+    def __init__(self, client: redis.Redis, projection: str, token: str, lease_ms: int, lease_key: str | None = None,
+                 live: bool = False) -> None:
+        """``live``: the live projector's committer, which writes only while the generation pointer names the
+        generation its batch was folded for."""
         self.client = client
+        self.live = live
         self.projection = projection
         self.token = token
         self.lease_ms = lease_ms
@@ -205,9 +258,11 @@ class Committer:
     def commit(self, ks: KeySpace, expected: str, checkpoint: int, writes: Sequence[Write], epoch: str) -> None:
         """Apply ``writes`` and move the checkpoint from ``expected`` to ``checkpoint``, if the
         lease, the checkpoint and the state epoch (as loaded: ``epoch``) are as expected."""
-        args: list[str] = [self.token, expected, str(checkpoint), str(self.lease_ms), epoch, *_flatten(writes)]
+        live = str(ks.generation) if self.live else ""
+        args: list[str] = [self.token, expected, str(checkpoint), str(self.lease_ms), epoch, live, *_flatten(writes)]
+        pointer = keys.generation_pointer(self.projection)
         try:
-            self._script(keys=[self.lease_key, ks.checkpoint, ks.state_epoch], args=args)
+            self._script(keys=[self.lease_key, ks.checkpoint, ks.state_epoch, pointer], args=args)
         except redis.ResponseError as exc:
             text = str(exc)
             if text == "FENCED false":
@@ -222,6 +277,13 @@ class Committer:
                 ) from None
             if text.startswith("CHECKPOINT"):  # not "MOVED": redis-py reads that as a cluster redirect
                 raise CheckpointMoved(f"projection {self.projection!r}: checkpoint is {text[11:]!r}, expected {expected!r}") from None
+            if text.startswith("LOST"):
+                lost = tuple(text[5:].split(" "))
+                raise EntityLost(f"projection {self.projection!r}: keys of {len(lost)} entities of the batch vanished or "
+                                 f"moved behind the projector (e.g. {lost[0]!r})", lost) from None
+            if text.startswith("GENERATION"):
+                raise GenerationMoved(f"projection {self.projection!r}: generation {text[11:]} is live now, not "
+                                      f"{ks.generation} (a flip); the batch was not written, resubscribing there") from None
             if text.startswith("EPOCH"):
                 raise EpochMoved(f"projection {self.projection!r}: another writer changed entities (state epoch "
                                       f"{text[6:]!r}, loaded {epoch!r}); the batch is read again") from None

@@ -98,6 +98,15 @@ def rollback(request: HttpRequest, projection: str) -> HttpResponse:
 
 
 @require_POST
+def drop_generation(request: HttpRequest, projection: str, generation: int) -> HttpResponse:
+    """Drop a generation (a job: its page), or back to the Projections page saying why not / that it is gone."""
+    result = actions.do_drop_generation(Actor.of(request.user), projection[:32], generation)
+    if result.ok and result.value["job"] is not None:
+        return _to_job(request, result, "", reverse("console:projections"))
+    return _report(request, result, f"Generation {generation} of {projection[:32]} not dropped", "console:projections")
+
+
+@require_POST
 def rebuild_user(request: HttpRequest) -> HttpResponse:
     form = UserLookupForm({"user": request.POST.get("user_id", "")})
     valid = form.is_valid()

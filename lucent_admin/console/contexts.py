@@ -10,15 +10,16 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from django.conf import settings
+
 from lucent_admin.bootstrap import queries as q
-from lucent_admin.bootstrap import redis_client
 from lucent_admin.console.charts import sparkline
 from lucent_admin.console.jobs import job_row, latest_scores
 from lucent_admin.operations.actions import GENERATION_KINDS
 from lucent_admin.operations.models import Job
 from lucent_admin.operations.recovery import ProjectionHealth, projection_health
 from projections.health import HealthState
-from projections.maintenance.generations import kept_generation
+from projections.inventory import Role
 from projections.queries import ProjectionState, ProjectionStatus
 from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert
 
@@ -89,11 +90,34 @@ def projection_details(params: Params) -> dict[str, Any]:
             "failing_event": failing_event_text(s),
             "stopped_on": s.stopped_on.event_id if s.stopped_on else "",
             "parked": q().parked_events(s.projection, PARKED_SHOWN, newest=True),
-            "kept": kept_generation(redis_client(), s.projection),
+            **generation_rows(s.projection),
             "generation_job": job,
             "generation_job_row": job_row(job) if job else None,
         })
     return {"projections": out}
+
+
+def generation_rows(projection: str) -> dict[str, Any]:
+    """Every generation of ``projection`` present in Redis (``queries.generations``) with its role in words: the
+    job writing or dropping it (a generation job names its generation), until when a kept one is kept, and whether
+    an operator may drop it (neither live nor being written nor being dropped already)."""
+    retention_ms = int(settings.LUCENT_GENERATION_RETENTION_HOURS) * 3_600_000
+    active = Job.objects.filter(kind__in=GENERATION_KINDS, target=projection, state__in=ACTIVE_STATES)
+    by_generation = {int(j.params.get("generation") or 0): j for j in active}
+    rows, kept = [], None
+    for g in q().generations(projection):
+        job = by_generation.get(g.generation)
+        role = str(g.role)
+        if job is not None and g.role is not Role.LIVE:
+            role = "dropping" if job.kind == Job.Kind.DROP_GENERATION else str(Role.WRITING)
+        if g.role is Role.KEPT:
+            kept = g
+        rows.append({"g": g, "role": role, "job": job, "droppable": role in (Role.KEPT, Role.ORPHAN),
+                     "until": when(g.kept_since_ms + retention_ms) if g.role is Role.KEPT else None})
+    return {"generations": rows, "kept": kept}
+
+
+ACTIVE_STATES = (Job.State.QUEUED, Job.State.RUNNING)
 
 
 # -- leaderboards --------------------------------------------------------------------------

@@ -17,6 +17,8 @@ urlpatterns = [
     path("projections/resync/", actions.resync, name="resync"),
     path("projections/<slug:projection>/rebuild/", views.rebuild, name="rebuild"),
     path("projections/<slug:projection>/rollback/", actions.rollback, name="rollback"),
+    path("projections/<slug:projection>/generations/<int:generation>/drop/", actions.drop_generation,
+         name="drop-generation"),
     path("user/rebuild/", actions.rebuild_user, name="rebuild-user"),
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/<int:job_id>/", views.job, name="job"),

@@ -309,9 +309,46 @@ def do_rollback(actor: Actor, projection: str, confirm: str | None) -> Result:
 
 
 def do_drop_generation(actor: Actor, projection: str, generation: int) -> Result:
-    """Queue the drop of a kept generation (UNLINK in chunks): a rollback to it is then impossible."""
-    return _generation_job(actor, DROP_GENERATION, "drop-generation", projection, None, {"generation": generation},
-                           f"Drop of generation {generation} of {projection} queued as job {{job}}.")
+    """Queue the drop of a generation that is neither live nor being written (a job: UNLINK in chunks); a rollback
+    to it is then impossible. Asking again while that drop is queued or running answers with its job; a generation
+    no longer there answers so, with no job."""
+    from lucent_admin.operations import jobs
+    from lucent_admin.operations.models import Job
+    from projections import inventory
+    from projections.maintenance.generations import drop_refusal
+    from projections.readmodels import PROJECTIONS
+
+    invalid = (f"projection: must be one of {', '.join(PROJECTIONS)}" if projection not in PROJECTIONS else
+               f"generation: a generation number (1 or more), got {generation}" if generation < 1 else "")
+
+    def call() -> dict[str, Any]:
+        running = running_generation_job(projection)
+        if running is not None and int(running.params.get("generation") or 0) == generation:
+            if running.kind == Job.Kind.DROP_GENERATION:
+                return {"job": running.pk, "again": True}
+            raise Busy(f"generation {generation} of {projection} is being written by job {running.pk} "
+                       f"({running.get_kind_display().lower()}, {running.state}); cancel it first")
+        client = bootstrap.redis_client()
+        refusal = drop_refusal(client, projection, generation)
+        if refusal:
+            raise ProjectionError(refusal)
+        if running is not None:
+            raise Busy(f"{projection} already has {running.get_kind_display().lower()} job {running.pk} ({running.state}); "
+                       "wait for it or cancel it")
+        if generation not in {g.generation for g in inventory.generations(client, projection, sample=0)}:
+            return {"job": None, "again": False}
+        job = jobs.create(Job.Kind.DROP_GENERATION, projection, {"projection": projection, "generation": generation,
+                                                                 "account": actor.account}, actor.name, None, "keys")
+        return {"job": job.pk, "again": False}
+
+    result = perform(actor, DROP_GENERATION, f"{projection}/g{generation}", call, "", invalid, generation=generation)
+    if not result.ok:
+        return result
+    job_id = result.value["job"]
+    message = (f"Generation {generation} of {projection} is not there (already dropped); nothing to drop." if job_id is None
+               else f"The drop of generation {generation} of {projection} is already job {job_id}." if result.value["again"]
+               else f"Drop of generation {generation} of {projection} queued as job {job_id}.")
+    return Result(result.outcome, message, result.value, result.params)
 
 
 FLIP_ANYWAY = Action("rebuild.flip_anyway", "operations.run_rebuild")

@@ -12,16 +12,26 @@ from django.conf import settings
 
 from lucent_admin import bootstrap
 from lucent_admin.operations import thresholds
-from lucent_admin.operations.jobs import JobControl, notify
+from lucent_admin.operations.jobs import JobControl, notify, save
 from lucent_admin.operations.models import Job, JobEvent
-from projections.errors import JobCancelled
+from projections.errors import JobCancelled, JobLeaseLost, ProjectionError
 from projections.maintenance.consistency import check_sample, check_users
 from projections.maintenance.control import Control
 from projections.maintenance.full_check import check_everything
-from projections.maintenance.generations import Sample, drop_generation, live_generation, next_generation, switch_to
+from projections.maintenance.generations import (
+    GenerationTaken,
+    Sample,
+    abandon,
+    drop_generation,
+    drop_refusal,
+    next_generation,
+    settle_flip,
+    switch_to,
+)
 from projections.maintenance.recovery import resync
 from projections.maintenance.report import Report
 from projections.maintenance.user_rebuild import rebuild_user
+from projections.maintenance.verify import Verification, verify_generation
 
 
 def _rebuild_users(job: Job, control: JobControl) -> dict[str, Any]:
@@ -33,7 +43,7 @@ def _rebuild_users(job: Job, control: JobControl) -> dict[str, Any]:
         rebuilt = rebuild_user(bootstrap.redis_client(), bootstrap.event_store(), users[i], control=_CancelOnly(control))
         results[users[i]] = {p.projection: {"events": p.events, "writes": p.writes, "checkpoint": p.checkpoint}
                              for p in rebuilt.projections}
-        Job.objects.filter(pk=job.pk).update(result={"users": results})  # what is done survives a redelivery
+        save(job, result={"users": results})  # what is done survives a redelivery
         control.report(i + 1, len(users), f"rebuilt {users[i]}")
     writes = sum(w["writes"] for r in results.values() for w in r.values())
     repaired = sum(1 for r in results.values() if any(w["writes"] for w in r.values()))
@@ -49,22 +59,29 @@ def _rebuild(job: Job, control: JobControl) -> dict[str, Any]:
     if generation is None:  # the first delivery picks it; a redelivery resumes filling the same one
         generation = next_generation(client, projection)
         job.params = {**job.params, "generation": generation}
-        Job.objects.filter(pk=job.pk).update(params=job.params)
+        save(job, params=job.params)
         JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"folding the history into generation {generation}")
     try:
         done = switch_to(client, bootstrap.runner_config(projection), generation, control,
                          budget=int(settings.LUCENT_REBUILD_DIFF_BUDGET), flip_anyway=bool(job.params.get("flip_anyway")),
                          max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S),
                          decide=lambda sample: _await_decision(job, control, sample), resumed=job.done)
+    except (JobLeaseLost, GenerationTaken):
+        raise  # another run holds the job, or writes its generation: nothing of it is this run's to delete
     except BaseException:
-        if live_generation(client, projection) != generation:  # never live: drop what the job wrote
-            drop_generation(client, projection, generation, _Unstoppable())
+        abandon(client, projection, generation, control)  # the job's generation, under its lease, never live
         raise
-    return {**asdict(done), "summary": f"generation {generation} is live (was {done.from_generation}) after "
-                                       f"{done.applied:,} events in {done.seconds:,.1f} s; {done.difference_count} "
-                                       f"differences on {done.compared} entities compared; the live projector paused "
-                                       f"{done.pause_ms:,.1f} ms for the flip; generation {done.from_generation} is kept "
-                                       "for a rollback"}
+    dropped = settle_flip(client, projection, done.from_generation, _Phase(control, cancellable=False))
+    return {**asdict(done), "dropped": dropped,
+            "summary": f"generation {generation} is live (was {done.from_generation}) after "
+                       f"{done.applied:,} events in {done.seconds:,.1f} s; {done.difference_count} "
+                       f"differences on {done.compared} entities compared; the live projector paused "
+                       f"{done.pause_ms:,.1f} ms for the flip; generation {done.from_generation} is kept "
+                       f"for a rollback{_dropped(dropped)}"}
+
+
+def _dropped(generations: list[int]) -> str:
+    return f"; generation {', '.join(map(str, generations))}, kept before, dropped" if generations else ""
 
 
 DECISION_POLL_S = 0.3
@@ -75,8 +92,8 @@ def _await_decision(job: Job, control: JobControl, sample: Sample) -> bool:
     """Above the budget: show the differences and wait for an operator's "flip anyway" (True) or a
     cancel (JobCancelled); the new generation keeps following the head meanwhile."""
     found = {"differences": sample.kept, "difference_count": sample.count, "compared": sample.compared}
-    Job.objects.filter(pk=job.pk).update(result=found, phase=f"{AWAITING_DECISION}: {sample.count} differences "
-                                                            f"on {sample.compared} entities (flip anyway, or cancel)")
+    save(job, result=found, phase=f"{AWAITING_DECISION}: {sample.count} differences on {sample.compared} entities "
+                                  "(flip anyway, or cancel)")
     JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"{sample.count} differences on a sample of "
                             f"{sample.compared} entities, above the budget: waiting for an operator to flip anyway or cancel")
     notify(job)
@@ -90,16 +107,45 @@ def _await_decision(job: Job, control: JobControl, sample: Sample) -> bool:
 
 
 def _rollback(job: Job, control: JobControl) -> dict[str, Any]:
-    """Back to the kept generation, caught up from its own checkpoint, then flipped."""
+    """Back to the kept generation: verified against a replay at its checkpoint (refused above the budget, with
+    the differences in the job's result), caught up from its own checkpoint, then flipped."""
     projection, generation = job.params["projection"], int(job.params["generation"])
-    done = switch_to(bootstrap.redis_client(), bootstrap.runner_config(projection), generation, control, verify=False,
+    client = bootstrap.redis_client()
+    found = verify_generation(client, bootstrap.event_store(), projection, generation, _Phase(control))
+    verified = {"verified": found.checked, "verified_at": found.checkpoint, "difference_count": found.count,
+                "differences": found.kept, "users_to_repair": found.users}
+    budget = int(settings.LUCENT_REBUILD_DIFF_BUDGET)
+    if found.count > budget:
+        save(job, result=verified)  # the differences, for the job page and the command line
+        raise GenerationDiffers(_refusal(found, budget))
+    done = switch_to(client, bootstrap.runner_config(projection), generation, control, verify=False,
                      max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S), resumed=job.done)
-    return {**asdict(done), "summary": f"generation {generation} is live again (was {done.from_generation}), caught up "
-                                       f"by {done.applied:,} events"}
+    dropped = settle_flip(client, projection, done.from_generation, _Phase(control, cancellable=False))
+    return {**asdict(done), **verified, "dropped": dropped,
+            "summary": f"generation {generation} is live again (was {done.from_generation}), verified against a replay "
+                       f"({found.checked:,} {'keys' if projection == 'market' else 'users'}, {found.count} differences) "
+                       f"and caught up by {done.applied:,} events{_dropped(dropped)}"}
+
+
+class GenerationDiffers(ProjectionError):
+    """The kept generation differs from a replay above the budget: no rollback."""
+
+
+def _refusal(found: Verification, budget: int) -> str:
+    p, what = found.projection, "keys" if found.projection == "market" else "users"
+    first = "; ".join(f"{d['key']} {d['field']} ({d['kind']})".replace("  ", " ") for d in found.kept[:3])
+    return (f"generation {found.generation} of {p} differs from a replay of the events: {found.count} differences on "
+            f"{found.checked:,} {what} checked at its checkpoint {found.checkpoint}, above the budget of {budget}; not "
+            f"rolled back. First: {first}. Instead, repair the live read models (manage.py consistency --projection {p} "
+            f"--all --repair) or rebuild from the events (manage.py rebuild {p}), whose flip drops the damaged generation")
 
 
 def _drop(job: Job, control: JobControl) -> dict[str, Any]:
+    """Drop a generation that is neither live nor being written (checked again: time passed since the action)."""
     projection, generation = job.params["projection"], int(job.params["generation"])
+    refusal = drop_refusal(bootstrap.redis_client(), projection, generation)
+    if refusal:
+        raise ProjectionError(refusal)
     dropped = drop_generation(bootstrap.redis_client(), projection, generation, control)
     return {"dropped": dropped, "summary": f"dropped generation {generation} of {projection}: {dropped:,} keys"}
 
@@ -137,12 +183,19 @@ def _repair_rule(report: Report) -> bool:
     return rules.repair and report.score is not None and report.score * 100 < rules.repair_below_score
 
 
-class _Unstoppable(Control):
+class _Phase(Control):
+    """An engine's phases on the job, its progress left as it stands (a verification counts users, a drop after a
+    flip keys: not the job's events); with ``cancellable`` False, no cancel (the flip is done: what follows is its
+    bookkeeping)."""
+
+    def __init__(self, control: JobControl, cancellable: bool = True) -> None:
+        self.control, self.cancellable = control, cancellable
+
     def report(self, done: int, total: int | None, phase: str = "") -> None:
-        return None
+        self.control.report(self.control.job.done, self.control.job.total, phase)
 
     def cancelled(self) -> bool:
-        return False
+        return self.cancellable and self.control.cancelled()
 
 
 class _CancelOnly(Control):

@@ -1,9 +1,14 @@
 """What a long operation is given by whoever runs it (a job, the command line, a test).
 
-The engine calls :meth:`Control.report` as it goes and :meth:`Control.check` at
-every safe point; ``check`` raises :class:`~projections.errors.JobCancelled` once a
+The engine calls :meth:`Control.report` as it goes and :func:`check` at every
+safe point; ``check`` raises :class:`~projections.errors.JobCancelled` once a
 cancel was asked for, and the engine leaves everything as it was before it
 (its writes are atomic per entity, or go to a generation nobody reads).
+
+A job's control also raises :class:`~projections.errors.JobLeaseLost` from
+``cancelled`` (and ``report``) once its run lost the job's lease: the engine stops
+at that safe point like a cancel, but its cleanup deletes nothing (:func:`owned`)
+and the job's row is left to the run that holds the lease now.
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ class Control(Protocol):
         """``done`` units of ``total`` (None: not known yet); ``phase`` says what is being done."""
 
     def cancelled(self) -> bool:
-        """True once a cancel was asked for (cheap: it is called often)."""
+        """True once a cancel was asked for (cheap: it is called often); raises JobLeaseLost once this run
+        lost its job (see the module doc)."""
 
 
 class Unattended:
@@ -34,3 +40,9 @@ def check(control: Control) -> None:
     """Raise JobCancelled if ``control`` was asked to cancel."""
     if control.cancelled():
         raise JobCancelled("cancelled by an operator; nothing of this step was written")
+
+
+def owned(control: Control) -> None:
+    """Raise JobLeaseLost if ``control``'s run lost its job (its ``cancelled`` does); a cancel asked for is no
+    loss: the cleanup it calls for goes on."""
+    control.cancelled()

@@ -14,8 +14,15 @@ rollback (back to an older generation, caught up from its own checkpoint):
    and G has applied everything up to C, one Lua script sets the pointer to G, fences G's runner
    (its lease becomes ``flipped``) and marks the flip done. The live projector then resubscribes
    on G from G's checkpoint: nothing lost, nothing applied twice, and readers (who resolve the
-   pointer at most 50 ms late) never see time go backwards. With no live projector beating, the
-   pointer is flipped at once, G being at least at the live generation's checkpoint.
+   pointer at most 50 ms late) never see time go backwards. With no live projector beating (dead, or
+   paused past its heartbeat while its lease holds), the pointer is flipped at once, G being at least
+   at the live generation's checkpoint as the script reads it; a paused projector that comes back
+   finds the pointer moved at its next commit (refused) and resubscribes on G — it never writes the
+   old generation again. The flip is made only while G's lease holds this job's runner's token.
+4. *Leases.* Only the run holding the job (``control``: JobLeaseLost at its next safe point, before any
+   further commit of G) and G's lease writes G; a failed or cancelled rebuild's cleanup, :func:`abandon`,
+   drops G only under both, and a run that could not take G's lease (:class:`GenerationTaken`) deletes
+   nothing.
 
 :func:`drop_generation` removes a generation that is not live, in chunks (UNLINK over SCAN). The dry
 run of a rebuild is :mod:`projections.maintenance.plan`.
@@ -31,11 +38,15 @@ from typing import Any
 
 import redis
 
-from projections import keys
-from projections.errors import ProjectionError
+from projections import inventory, keys
+from projections.errors import Fenced, Flipped, ProjectionError
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
-from projections.maintenance.control import Control, check
+from projections.maintenance.control import Control, check, owned
+from projections.maintenance.pointer import live_generation as live_generation  # re-exported: callers read it here
+from projections.maintenance.user_rebuild import heal
+from projections.projector.lease import Lease, new_token
+from projections.projector.requests import ABORT
 from projections.projector.runner import Runner, RunnerConfig
 from projections.writer import FLIPPED, text
 
@@ -50,19 +61,26 @@ SAMPLE = 200  # entities compared before a flip
 DIFFERENCES_KEPT = 20
 
 _FLIP = """
--- KEYS: pointer, flip, live checkpoint, G's checkpoint, G's lease; ARGV: from, to, paused-at, paused ('1'/'0'), fence, now (ms)
+-- KEYS: pointer, flip, live checkpoint, G's checkpoint, G's lease
+-- ARGV: from, to, paused-at, paused ('1'/'0'), fence, now (ms), the token of G's runner
+local holder = redis.call('GET', KEYS[5])
+if holder ~= ARGV[7] then
+  return redis.error_reply('FLIP generation ' .. ARGV[2] .. ' is no longer written by this job (its lease: ' .. tostring(holder) .. ')')
+end
+local live_at = redis.call('GET', KEYS[3]) or ''
 if ARGV[4] == '1' then
   if redis.call('HGET', KEYS[2], 'state') ~= 'paused' then
     return redis.error_reply('FLIP the live projector is no longer paused')
   end
-  if (redis.call('GET', KEYS[3]) or '') ~= ARGV[3] then
+  if live_at ~= ARGV[3] then
     return redis.error_reply('FLIP the live checkpoint moved')
   end
 end
 if (redis.call('GET', KEYS[1]) or '1') ~= ARGV[1] then
   return redis.error_reply('FLIP the live generation is no longer ' .. ARGV[1])
 end
-if tonumber(redis.call('GET', KEYS[4]) or '0') < tonumber(ARGV[3] ~= '' and ARGV[3] or '0') then
+-- G at least where the live generation stands now (with no pause: a projector may still have committed since)
+if tonumber(redis.call('GET', KEYS[4]) or '0') < tonumber(live_at ~= '' and live_at or '0') then
   return redis.error_reply('FLIP the new generation is behind')
 end
 redis.call('SET', KEYS[1], ARGV[2])
@@ -76,8 +94,21 @@ class FlipFailed(ProjectionError):
     """The flip could not be made (the live projector did not pause, or moved); nothing changed."""
 
 
-class FlipBehind(FlipFailed):
-    """G did not reach the paused live checkpoint in time; the pause was aborted, the flip can be tried again."""
+class FlipAgain(FlipFailed):
+    """The flip was not made but can be tried again (the pause, if any, was aborted)."""
+
+
+class FlipBehind(FlipAgain):
+    """G did not reach the (paused) live checkpoint in time."""
+
+
+class NotPaused(FlipAgain):
+    """The live projector did not pause in time: stalled, or paused itself; the next attempt looks at its
+    heartbeat again (none: the flip is made at once, and its commit check catches it up)."""
+
+
+class GenerationTaken(Fenced):
+    """Another run holds G's lease (it still writes G): this run stopped, and its cleanup deletes nothing."""
 
 
 @dataclass(frozen=True)
@@ -94,10 +125,6 @@ class SwitchResult:
     difference_count: int = 0
     flipped: bool = True
     pause_ms: float = 0.0  # how long the live projector stood still for the flip
-
-
-def live_generation(client: redis.Redis, projection: str) -> int:
-    return int(text(client.get(keys.generation_pointer(projection))) or 1)
 
 
 def switch_to(
@@ -123,7 +150,7 @@ def switch_to(
     between = _Between(client, projection, control, max_lag_s)
     # a rebuild parks bad events whatever the live policy: it must not wait for an operator midway
     runner = Runner(replace(base, generation=generation, publish_status=False, exit_when_caught_up=False,
-                            on_bad_event="park"), hook=between.hook)
+                            on_bad_event="park"), hook=between.hook, healer=heal)
     between.progress = lambda: _progress(runner, start, head, resumed)
     between.caught_up = lambda: runner.caught_up
     failures: list[BaseException] = []
@@ -149,11 +176,16 @@ def switch_to(
             try:
                 pause_ms = flip(client, projection, live, generation, runner, failures)
                 break
-            except FlipBehind as exc:
+            except FlipAgain as exc:
                 if attempt == FLIP_ATTEMPTS:
                     raise
                 log.warning("%s; trying the flip again (%d of %d)", exc, attempt + 1, FLIP_ATTEMPTS)
                 check(control)
+    except Fenced as exc:
+        if isinstance(exc, Flipped):
+            raise
+        raise GenerationTaken(f"generation {generation} of {projection} is written by another run (its lease: "
+                              f"{text(client.get(lease)) or 'expired'}); this run stopped and deleted nothing") from exc
     finally:
         runner.stop()
         thread.join(30)
@@ -219,9 +251,10 @@ class _Between:
         self.caught_up: Callable[[], bool] = lambda: False
 
     def hook(self, step: str) -> None:
+        if step == "write":  # before G's commit: a cancel, or a job this run lost, writes nothing more
+            check(self.control)
         if step != "commit":
             return
-        check(self.control)
         now = time.monotonic()
         if now - self.checked < 0.5 or self.caught_up():  # at the head G must keep up, for the flip
             return
@@ -235,37 +268,53 @@ class _Between:
 
 def flip(client: redis.Redis, projection: str, live: int, generation: int, runner: Runner,
          failures: list[BaseException]) -> float:
-    """Pause the live projector, wait for G to reach its checkpoint, flip; the pause in ms."""
+    """Pause the live projector, wait for G to reach its checkpoint, flip; the pause in ms.
+
+    Decision: a live projector whose heartbeat expired while it holds its lease (a paused process) is not
+    waited for: the pointer is flipped at once, G at least where the live generation stands as the script
+    reads it, and the projector's commit, which checks the pointer, refuses its next batch and sends it to G
+    (``writer.Committer``, ``live``). Waiting for its lease to expire would hold the flip for a lease period
+    and still race with a projector that comes back."""
     g = KeySpace(projection, generation)
     pointer, flip_key = keys.generation_pointer(projection), keys.flip(projection)
+    live_checkpoint = KeySpace(projection, live).checkpoint
     script = client.register_script(_FLIP)
+    script_keys = [pointer, flip_key, live_checkpoint, g.checkpoint, keys.generation_lease(projection, generation)]
+
+    def flip_at(at: str, paused: bool) -> None:
+        try:
+            script(keys=script_keys, args=[str(live), str(generation), at, "1" if paused else "0", FLIPPED,
+                                           str(int(time.time() * 1000)), runner.token])
+        except redis.ResponseError as exc:
+            reason = str(exc).removeprefix("FLIP ")
+            if reason == "the new generation is behind":
+                raise FlipBehind(f"generation {generation} is behind the live checkpoint") from None
+            raise FlipFailed(f"the flip of {projection} to generation {generation} was refused: {reason}") from None
+
     beating = bool(client.exists(keys.heartbeat(projection)))
     client.delete(flip_key)
-    if not beating:  # nobody writes the live generation: flip at its checkpoint
-        at = text(client.get(KeySpace(projection, live).checkpoint))
-        _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(at or 0), CATCH_UP_WAIT_S, failures)
-        script(keys=[pointer, flip_key, KeySpace(projection, live).checkpoint, g.checkpoint,
-                     keys.generation_lease(projection, generation)], args=[str(live), str(generation), at, "0", FLIPPED, str(int(time.time() * 1000))])
+    if not beating:  # nobody beats for the live generation: flip at its checkpoint (see the decision above)
+        _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(text(client.get(live_checkpoint)) or 0),
+                  CATCH_UP_WAIT_S, failures)
+        flip_at("", False)
         return 0.0
     # First let G draw level with the live projector while it still runs: the pause then only waits for the
     # events of one batch, not for G's runner settling into its live subscription after a long catch-up.
-    live_checkpoint = KeySpace(projection, live).checkpoint
     _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(text(client.get(live_checkpoint)) or 0),
               DRAW_LEVEL_WAIT_S, failures)
     client.hset(flip_key, mapping={"from": str(live), "to": str(generation), "state": "requested"})
     try:
         if not _wait_for(lambda: text(client.hget(flip_key, "state")) == "paused", PAUSE_WAIT_S, failures):
-            raise FlipFailed(f"the live {projection} projector did not pause for the flip within {PAUSE_WAIT_S:g} s")
+            raise NotPaused(f"the live {projection} projector did not pause for the flip within {PAUSE_WAIT_S:g} s")
         paused = time.monotonic()
         at = text(client.hget(flip_key, "at"))
         if not _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(at or 0), CATCH_UP_WAIT_S, failures):
             raise FlipBehind(f"generation {generation} did not reach the live checkpoint {at} within {CATCH_UP_WAIT_S:g} s")
-        script(keys=[pointer, flip_key, KeySpace(projection, live).checkpoint, g.checkpoint,
-                     keys.generation_lease(projection, generation)], args=[str(live), str(generation), at, "1", FLIPPED, str(int(time.time() * 1000))])
+        flip_at(at, True)
         return round((time.monotonic() - paused) * 1000, 2)
     except BaseException:
-        if text(client.hget(flip_key, "state")) != "done":
-            client.hset(flip_key, mapping={"state": "aborted"})  # the live projector goes on where it paused
+        # the live projector goes on where it paused; a flip done (the script ran) is never marked aborted
+        client.eval(ABORT, 1, flip_key, "requested", "paused", "the job gave up the flip")
         raise
 
 
@@ -277,6 +326,49 @@ def _wait_for(condition: Any, seconds: float, failures: list[BaseException]) -> 
             return True
         time.sleep(0.001)
     return bool(condition())
+
+
+CLEANUP_LEASE_MS = 10_000  # G's lease as the cleanup holds it (renewed before each chunk it deletes)
+
+
+def abandon(client: redis.Redis, projection: str, generation: int, control: Control) -> int:
+    """After a rebuild's cancel or failure, drop ``generation``, which this job created; how many keys.
+
+    Only while this run still holds its job (:func:`~projections.maintenance.control.owned`: JobLeaseLost
+    otherwise, nothing deleted) and under G's lease, taken here with a token of its own and renewed before
+    each chunk: a generation whose lease another run holds (it still writes it), or flipped live, is left
+    alone (0). A run that never got G's lease (GenerationTaken) does not call this at all."""
+    owned(control)
+    if generation == live_generation(client, projection):
+        return 0
+    lease = Lease(client, f"{projection} generation {generation}", new_token(), CLEANUP_LEASE_MS,
+                  key=keys.generation_lease(projection, generation))
+    try:
+        lease.acquire(0, threading.Event())
+    except Fenced:
+        log.warning("generation %s of %s not dropped: its lease is held by %s", generation, projection, lease.holder())
+        return 0
+    try:
+        return drop_generation(client, projection, generation, _Holding(control, lease))
+    finally:
+        lease.release()
+
+
+class _Holding:
+    """The control of a cleanup's drop: before each chunk, the job must still be this run's and G's lease
+    renewed (else it stops deleting); never cancelled, reports nowhere."""
+
+    def __init__(self, control: Control, lease: Lease) -> None:
+        self.control, self.lease = control, lease
+
+    def report(self, done: int, total: int | None, phase: str = "") -> None:
+        return None
+
+    def cancelled(self) -> bool:
+        owned(self.control)
+        if not self.lease.renew():
+            raise GenerationTaken(f"{self.lease.projection}: the lease was lost while dropping; the rest is left")
+        return False
 
 
 @dataclass
@@ -328,32 +420,28 @@ class Kept:
 
 
 def kept_generation(client: redis.Redis, projection: str) -> Kept | None:
-    """The generation a rollback goes back to (the last flip's source), if its keys are still there."""
-    done: dict[Any, Any] = client.hgetall(keys.flip(projection))  # type: ignore[assignment]
-    flip_state = {text(k): text(v) for k, v in done.items()}
-    source = flip_state.get("from", "")
-    if flip_state.get("state") != "done" or not source.isdigit() or int(source) == live_generation(client, projection):
-        return None
-    if not client.exists(KeySpace(projection, int(source)).checkpoint):
-        return None
-    return Kept(int(source), int(flip_state.get("flipped_at") or 0))
+    """The generation a rollback goes back to, if its keys are still there: the last flip's source, as recorded
+    by :func:`settle_flip` (or by the flip itself until then); a failed or aborted flip since changes nothing."""
+    kept = inventory.kept_of(client, projection)
+    return None if kept is None else Kept(*kept)
 
 
 def next_generation(client: redis.Redis, projection: str) -> int:
-    """A generation number no key uses yet: one past the live one and every one kept beside it."""
-    numbers = {live_generation(client, projection)}
-    for key in client.scan_iter(match=f"{keys.tag(projection)}:g*:checkpoint", count=1000):
-        name = text(key).split(":")[2]
-        if name[1:].isdigit():
-            numbers.add(int(name[1:]))
-    return max(numbers) + 1
+    """A generation number no key uses yet: one past the live one, every one present beside it (a half dropped
+    one included) and any the last flip or the kept record names (so a stale record never names a new one)."""
+    present = inventory.count(client, projection, sample=0)
+    c: Any = client  # redis-py types replies as "Awaitable | value"; this is a sync client
+    named = [*c.hmget(keys.flip(projection), ["from", "to"]), c.hget(keys.kept(projection), "generation")]
+    return max({live_generation(client, projection), *present, *(int(text(n)) for n in named if text(n).isdigit())}) + 1
 
 
 def drop_generation(client: redis.Redis, projection: str, generation: int, control: Control, chunk: int = 500) -> int:
-    """UNLINK every key of a generation that is not live, ``chunk`` keys at a time; how many."""
+    """UNLINK every key of a generation that is not live, ``chunk`` keys at a time; how many. Its checkpoint
+    goes first, so from then on it is no rollback target and no reader takes it for a generation."""
     if generation == live_generation(client, projection):
         raise ProjectionError(f"generation {generation} of {projection} is live; flip to another before dropping it")
-    dropped = 0
+    dropped = int(client.unlink(KeySpace(projection, generation).checkpoint))  # type: ignore[arg-type]
+    _forget_kept(client, projection, generation)
     batch: list[Any] = []
     for key in client.scan_iter(match=keys.generation_pattern(projection, generation), count=chunk):
         batch.append(key)
@@ -367,3 +455,45 @@ def drop_generation(client: redis.Redis, projection: str, generation: int, contr
     client.delete(keys.generation_lease(projection, generation))
     control.report(dropped, dropped, f"dropped generation {generation}")
     return dropped
+
+
+_FORGET_KEPT = """
+if redis.call('HGET', KEYS[1], 'generation') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+def _forget_kept(client: redis.Redis, projection: str, generation: int) -> None:
+    """``generation`` is no rollback target any more (it is being dropped; its checkpoint went first, so the last
+    flip's record cannot name it either)."""
+    client.eval(_FORGET_KEPT, 1, keys.kept(projection), str(generation))
+
+
+def settle_flip(client: redis.Redis, projection: str, left: int, control: Control) -> list[int]:
+    """After a flip left ``left`` for the live generation: ``left`` becomes the generation kept for a rollback
+    (since the flip), and every other generation but the live one and one being written — the generation kept
+    before, a leftover — is dropped, so at most the live and one kept generation remain. Idempotent (a
+    redelivered job settles again); returns the generations dropped."""
+    present = inventory.count(client, projection, sample=0)
+    seen = inventory.probe(client, projection, present)
+    if seen.live == left:
+        raise ProjectionError(f"generation {left} of {projection} is live again; nothing to settle")
+    flip_state = {text(k): text(v) for k, v in client.hgetall(keys.flip(projection)).items()}  # type: ignore[union-attr]
+    since = flip_state.get("flipped_at") if flip_state.get("from") == str(left) else None
+    client.hset(keys.kept(projection), mapping={"generation": str(left), "since": since or str(int(time.time() * 1000))})
+    dropped = []
+    for n in sorted(present):
+        if n not in (seen.live, left) and not seen.marks[n][1]:
+            drop_generation(client, projection, n, control)
+            dropped.append(n)
+    return dropped
+
+
+def drop_refusal(client: redis.Redis, projection: str, generation: int) -> str:
+    """Why ``generation`` may not be dropped now ('' if it may): it is live, or a writer holds its lease."""
+    if generation == live_generation(client, projection):
+        return f"generation {generation} of {projection} is live; flip to another before dropping it"
+    if inventory.role(inventory.probe(client, projection, [generation]), generation) is inventory.Role.WRITING:
+        return (f"generation {generation} of {projection} is being written (its lease is held); cancel the job "
+                "writing it first")
+    return ""

@@ -46,7 +46,7 @@ from projections.events import CanaryAppended, DomainEvent, Ignored, PriceUpdate
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Control, Unattended, check
-from projections.maintenance.generations import live_generation
+from projections.maintenance.pointer import live_generation
 from projections.projector.fold import fold_batch
 from projections.readmodels import PROJECTIONS, model
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
@@ -125,8 +125,19 @@ class Fold:
     marks: dict[int, dict[str, float]] = field(default_factory=dict)  # the true marks set before these positions
 
 
+def heal(client: redis.Redis, store: EventStore, ks: KeySpace, users: Sequence[str]) -> None:
+    """The projector's healer (``projector/vanished.py``): rebuild ``users``' entities of ``ks.projection`` in
+    generation ``ks.generation`` at its checkpoint, which the calling runner holds still."""
+    m = model(ks.projection)
+    strays = stray_places(client, m, ks)
+    for user in users:
+        ref: Ref = (str(m.user_kind), user)
+        shot = snapshots(client, [(ks, m.main_key(ks, ref))])[0]
+        _rebuild_one(client, store, m, ks, ref, shot, user_events(store, user), strays)
+
+
 def _rebuild_one(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref,
-                 snapshot: tuple[int, str], events: list[DomainEvent]) -> EntityRebuilt:
+                 snapshot: tuple[int, str], events: list[DomainEvent], strays: Strays | None = None) -> EntityRebuilt:
     main = m.main_key(ks, ref)
     fold = Fold()
     for attempt in range(1, ATTEMPTS + 1):
@@ -136,7 +147,7 @@ def _rebuild_one(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySp
         checkpoint, last = snapshot
         expected = replay(fold, client, store, m, ks, ref, checkpoint, events)
         plan = Plan()
-        diff(observe(client, m, ks, ref, expected), expected, plan)
+        diff(observe(client, m, ks, ref, expected, strays), expected, plan)
         if not plan.writes or write_entity(client, ks, main, last, plan.writes):
             return EntityRebuilt(m.name, checkpoint, fold.count, len(plan.writes), attempt)
         log.info("per-user rebuild of %s in %s: a live event moved it (attempt %d); again", ref[1], m.name, attempt)

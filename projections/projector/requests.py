@@ -6,6 +6,10 @@
   projector stops applying at its checkpoint, says where (state ``paused``, ``at``), and waits,
   renewing its lease, until the job flips the pointer (then it resubscribes on the new
   generation) or aborts — or ``FLIP_PAUSE_S`` passes, when it aborts the flip itself and goes on.
+  Each change of the flip's state is a compare-and-set in one script (requested → paused, paused →
+  aborted), so a projector that read the flip before a pause of its own never writes over what the
+  job wrote meanwhile (a flip done stays done). A flip it never saw (paused past its heartbeat, the
+  job flipped without it) is caught by its commit instead: see ``writer.Committer`` (``live``).
 """
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
 
@@ -28,12 +31,34 @@ FLIP_PAUSE_S = 5.0  # the longest the live projector waits for a flip it paused 
 FLIP_POLL_S = 0.002  # how often it looks, paused (the pause is what readers feel)
 POLL_S = 0.5  # how often a running projector looks for a request
 
+_PAUSE = """
+-- KEYS: flip; ARGV: the generation the projector writes, its checkpoint. Paused only if asked for that generation.
+if redis.call('HGET', KEYS[1], 'state') == 'requested' and redis.call('HGET', KEYS[1], 'from') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'state', 'paused', 'at', ARGV[2])
+  return redis.call('HGET', KEYS[1], 'to') or ''
+end
+return false
+"""
+ABORT = """
+-- KEYS: flip; ARGV: the states that may be aborted, the reason. A flip done is never undone here.
+local state = redis.call('HGET', KEYS[1], 'state') or ''
+for i = 1, #ARGV - 1 do
+  if state == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'state', 'aborted', 'reason', ARGV[#ARGV])
+    return 1
+  end
+end
+return 0
+"""
+
 
 class Requests:
     def __init__(self, client: redis.Redis, projection: str, lease: Lease, lease_ms: int, stop: threading.Event,
                  tick: Callable[[], None]) -> None:
         self.client, self.projection, self.lease, self.lease_ms = client, projection, lease, lease_ms
         self.stop, self.tick = stop, tick
+        self._pause = client.register_script(_PAUSE)
+        self._abort = client.register_script(ABORT)
 
     def resync_asked(self) -> bool:
         """True (once: the request is consumed) if an operator asked this projection to resync."""
@@ -55,28 +80,28 @@ class Requests:
             raise ResyncRequested("an operator asked for a resync: state dropped, resubscribing from the checkpoint")
         if not live:
             return
-        stored: dict[Any, Any] = self.client.hgetall(keys.flip(self.projection))  # type: ignore[assignment]
-        flip = {text(k): text(v) for k, v in stored.items()}
-        if flip.get("state") == "requested" and flip.get("from") == str(generation):
-            self._pause_for_flip(flip, checkpoint)
+        to = self._pause(keys=[keys.flip(self.projection)], args=[str(generation), checkpoint])
+        if to is not None:
+            self._pause_for_flip(text(to), checkpoint)
 
-    def _pause_for_flip(self, flip: dict[str, str], checkpoint: str) -> None:
-        """Raises ResyncRequested once flipped (continue on the new generation); returns if aborted."""
+    def _pause_for_flip(self, to: str, checkpoint: str) -> None:
+        """Paused (the flip's state says so): raises ResyncRequested once flipped (continue on the new
+        generation); returns if aborted."""
         key = keys.flip(self.projection)
-        self.client.hset(key, mapping={"state": "paused", "at": checkpoint})
-        log.info("projection %s: paused at %s for a flip to generation %s", self.projection, checkpoint, flip.get("to"))
+        log.info("projection %s: paused at %s for a flip to generation %s", self.projection, checkpoint, to)
         deadline = renewed = time.monotonic()
         deadline += FLIP_PAUSE_S
         while not self.stop.wait(FLIP_POLL_S):
             self.tick()
             now = time.monotonic()
             state = text(self.client.hget(key, "state"))
+            if state == "paused" and now > deadline:  # unless the job flipped meanwhile
+                self._abort(keys=[key], args=["paused", f"not flipped within {FLIP_PAUSE_S:g} s"])
+                state = text(self.client.hget(key, "state"))
             if state == "done":
-                raise ResyncRequested(f"flipped to generation {flip.get('to')}: continuing there")
-            if state != "paused" or now > deadline:
-                if state == "paused":
-                    self.client.hset(key, mapping={"state": "aborted", "reason": f"not flipped within {FLIP_PAUSE_S:g} s"})
-                log.warning("projection %s: flip to %s aborted (%s); going on", self.projection, flip.get("to"),
+                raise ResyncRequested(f"flipped to generation {to}: continuing there")
+            if state != "paused":
+                log.warning("projection %s: flip to %s aborted (%s); going on", self.projection, to,
                             state or "request withdrawn")
                 return
             if now - renewed > self.lease_ms / 3000:

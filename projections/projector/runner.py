@@ -51,6 +51,7 @@ from projections import keys
 from projections.errors import (
     BadEvent,
     CheckpointMoved,
+    EntityLost,
     EpochMoved,
     EventStoreUnavailable,
     Fenced,
@@ -62,6 +63,7 @@ from projections.errors import (
 from projections.events import CanaryAppended, DomainEvent, Ignored, Recorded, decode, envelope_of
 from projections.eventstore import EventStore, Marker, Subscription
 from projections.keys import KeySpace
+from projections.projector import vanished
 from projections.projector.batches import Collected, collect_direct, collect_live
 from projections.projector.cache import StateCache
 from projections.projector.canary import now_ms, sample_writes
@@ -75,10 +77,12 @@ from projections.projector.reader import ReaderProcess
 from projections.projector.requests import POLL_S as REQUEST_POLL_S
 from projections.projector.requests import Requests
 from projections.projector.status import Reporter, RunStatus
+from projections.projector.vanished import Healer
 from projections.published import SignificantMove, builder_for
 from projections.queries import ProjectionState as State
 from projections.readmodels import model as model_named
 from projections.writer import Committer, Plan, load_states, outbox_writes, text
+from projections.writer import guards as writer_guards
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +121,10 @@ def _noop(_: Any) -> None:
 
 
 class Runner:
-    def __init__(self, config: RunnerConfig, notifier: Notifier | None = None, hook: Hook | None = None) -> None:
+    def __init__(self, config: RunnerConfig, notifier: Notifier | None = None, hook: Hook | None = None,
+                 healer: Healer | None = None) -> None:
         self.config = config
+        self.healer = healer  # heals entities that vanished behind the projector (see projector/vanished.py)
         self.model = model_named(config.projection)
         self.notifier = notifier or _noop
         self.hook = hook or _noop
@@ -129,7 +135,8 @@ class Runner:
         self.ks = KeySpace(config.projection)
         lease_key = None if config.generation is None else keys.generation_lease(config.projection, config.generation)
         self.lease = Lease(self.redis, config.projection, self.token, config.lease_ms, key=lease_key)
-        self.committer = Committer(self.redis, config.projection, self.token, config.lease_ms, lease_key)
+        self.committer = Committer(self.redis, config.projection, self.token, config.lease_ms, lease_key,
+                                   live=config.generation is None)  # the live runner commits only to the pointer's generation
         self.parking = Parking(self.redis, config.projection)
         live = config.publish_events and config.generation is None and config.publish_status
         build = builder_for(config.projection, config.significant_move) if live else None
@@ -140,6 +147,7 @@ class Runner:
         self.cache = StateCache(config.state_cache_entries)
         self._store: EventStore | None = None
         self._checkpoint_text = ""
+        self._healed: set[str] = set()  # users healed in the batch in flight (each once)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -400,10 +408,16 @@ class Runner:
                 canaries: Sequence[CanaryAppended] = ()) -> None:
         self.hook("read")
         canaries = canaries if self.config.publish_status else ()  # only the live projector records canaries
+        self._healed = set()
         for attempt in range(1, EPOCH_RETRIES + 1):
             try:
                 result, writes, parked_now = self._fold_and_commit(events, parked, checkpoint, canaries)
                 break
+            except EntityLost as exc:
+                self.cache.clear()  # keys vanished under the batch: heal those entities, then fold it again
+                if attempt == EPOCH_RETRIES:
+                    raise
+                self._heal(vanished.users_of_keys(self.model, self.ks, touched_refs(self.model, events), exc.keys))
             except EpochMoved:
                 self.cache.clear()  # a per-user rebuild wrote entities: fold this batch again from Redis
                 if attempt == EPOCH_RETRIES:
@@ -430,18 +444,38 @@ class Runner:
     def _fold_and_commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int,
                          canaries: Sequence[CanaryAppended] = ()) -> tuple[FoldResult, Plan, list[tuple[str, ...]]]:
         """Load, fold, plan and commit one batch; the folded result, its plan and what it parked."""
-        loaded = self.cache.load(self.redis, self.model, self.ks, touched_refs(self.model, events))
+        refs = touched_refs(self.model, events)
+        loaded = self.cache.load(self.redis, self.model, self.ks, refs)
         if loaded.checkpoint != self._checkpoint_text:
             raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
+        if self.healer is not None and self._store is not None:
+            first = vanished.first_positions(self.model, events)
+            if self._heal(vanished.lost_users(self._store, self.model, loaded.states, first, self._healed)):
+                loaded = self.cache.load(self.redis, self.model, self.ks, refs)  # the healed entities, whole
+        guards = [] if self.healer is None else writer_guards(self.model, self.ks, loaded.states, loaded.images, refs)
         result = fold_batch(self.model, self.ks, loaded.states, events, publish=self.build)
         self.hook("fold")
         result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, result, loaded.images, self.build)
         parked = [*parked, *self._park_failed(result.failed)]
         self.hook("write")
         samples = sample_writes(self.config.projection, canaries, now_ms()) if canaries else []
-        self.committer.commit(self.ks, self._checkpoint_text, checkpoint, [*writes.writes, *parked, *self._outbox(result),
-                                                                          *samples], loaded.epoch)
+        self.committer.commit(self.ks, self._checkpoint_text, checkpoint,
+                              [*guards, *writes.writes, *parked, *self._outbox(result), *samples], loaded.epoch)
         return result, writes, parked
+
+    def _heal(self, users: Sequence[str]) -> bool:
+        """Rebuild ``users``' entities that vanished, at this runner's checkpoint (True if any)."""
+        users = [u for u in dict.fromkeys(users) if u not in self._healed]
+        if not users or self.healer is None or self._store is None:
+            return False
+        log.warning("projection %s: the keys of %d user(s) vanished behind the projector (%s); rebuilding them at "
+                    "checkpoint %s before the next write", self.config.projection, len(users), ", ".join(users[:5]),
+                    self._checkpoint_text or 0)
+        self.healer(self.redis, self._store, self.ks, users)
+        self._healed.update(users)
+        self.status.healed += len(users)
+        self.cache.clear()
+        return True
 
     def _outbox(self, result: FoldResult) -> list[tuple[str, ...]]:
         return outbox_writes(self.config.projection, [(o.event_id, o.to_json()) for o in result.published])

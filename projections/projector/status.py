@@ -45,6 +45,7 @@ class RunStatus:
     last_error: str = ""
     failing_event: Envelope | None = None
     sessions: int = 0  # subscriptions started: one, plus one per retry or resync
+    healed: int = 0  # users whose vanished keys this runner rebuilt before writing to them (projector/vanished.py)
     started_at: float = field(default_factory=time.time)
     tick: float = field(default_factory=time.monotonic)
 
@@ -135,6 +136,7 @@ class Reporter(threading.Thread):
             "projection": p.projection, "projector": p.token, "generation": str(p.generation), "state": p.state,
             "checkpoint": str(p.checkpoint), "lastEventAt": str(p.last_event_at), "applied": str(p.applied),
             "throughput": f"{(p.applied - applied_then) / max(now - then, 1e-6):.1f}", "parked": str(p.parked), "sessions": str(p.sessions),
+            "healed": str(p.healed),
             "lastError": p.last_error,
             "failingEvent": failing_event_to_json(p.failing_event) if p.failing_event else "",
             "startedAt": f"{p.started_at:.3f}", "updatedAt": f"{time.time():.3f}",

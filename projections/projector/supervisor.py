@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from projections.projector.runner import Notifier, Runner, RunnerConfig
+from projections.projector.vanished import Healer
 from projections.readmodels import PROJECTIONS
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,16 @@ def build_runners(
     base: RunnerConfig,
     policies: Mapping[str, Mapping[str, Any]],
     notifier_for: Callable[[str], Notifier] | None = None,
+    healer: Healer | None = None,
 ) -> list[Runner]:
-    """One runner per projection name (all when ``names`` is empty), from plain settings values."""
+    """One runner per projection name (all when ``names`` is empty), from plain settings values; ``healer``
+    rebuilds entities that vanished behind them (``projector/vanished.py``)."""
     chosen = list(names) or list(PROJECTIONS)
     runners = []
     for name in chosen:
         policy = str(policies.get(name, {}).get("on_bad_event", "park"))
         config = replace(base, projection=name, on_bad_event=policy)
-        runners.append(Runner(config, notifier_for(name) if notifier_for else None))
+        runners.append(Runner(config, notifier_for(name) if notifier_for else None, healer=healer))
     return runners
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TOP_LEVEL_OWNERS = ("events", "keys", "errors", "eventstore", "writer", "queries", "actions", "health", "published",
-                    "infrastructure")
+                    "infrastructure", "inventory")
 
 
 def imports_of(path: Path) -> set[str]:

@@ -1,8 +1,12 @@
-"""A worker killed with -9 in the middle of a rebuild: the job is queued again, resumes, and ends as if nothing happened."""
+"""A job whose worker dies (kill -9) or loses its lease: the job is queued again, resumes, and ends as if nothing
+happened; the run that lost its lease stops within a second and deletes nothing."""
 from __future__ import annotations
 
 import io
 import signal
+import threading
+import time
+from dataclasses import replace
 
 import pytest
 import redis
@@ -10,11 +14,16 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import override_settings
+from django.utils import timezone
 
+from lucent_admin import bootstrap
 from lucent_admin.operations import actions, jobs
 from lucent_admin.operations.actions import Actor
-from lucent_admin.operations.models import Job
+from lucent_admin.operations.models import Job, JobEvent
+from projections import keys
 from projections.maintenance.generations import live_generation
+from projections.projector.runner import Runner
+from projections.queries import Queries
 from tests.fixtures.jobs import finished
 from tests.integration.projections.helpers import generation_content, run_to_end
 from tests.waiting import wait_until
@@ -49,6 +58,121 @@ def test_a_rebuild_survives_its_worker_killed_with_minus_9(live_stack) -> None:
     run_to_end(fresh_url, live_stack.env["EVENTSTORE_URI"], projections=("risk",))
     assert generation_content(client, 2, "risk") == generation_content(fresh, 1, "risk")  # one writer, nothing lost
     fresh.flushdb()
+
+
+def _fresh_projection(client: redis.Redis, uri: str, projection: str, generation: int) -> None:
+    fresh_url = settings.REDIS_URL.rsplit("/", 1)[0] + "/15"
+    fresh = redis.Redis.from_url(fresh_url)
+    fresh.flushdb()
+    run_to_end(fresh_url, uri, projections=(projection,))
+    assert generation_content(client, generation, projection) == generation_content(fresh, 1, projection)
+    fresh.flushdb()
+
+
+def test_a_rebuild_that_loses_its_lease_stops_and_its_requeued_run_finishes_it(live_stack) -> None:
+    """The job's lease deleted under a running rebuild (a Redis failover longer than the lease): the sweep queues
+    it again at once; the first run stops within a second without writing the row's state or deleting anything,
+    the second takes the generation over from its progress, flips, and the generation equals a fresh projection."""
+    with override_settings(EVENTSTORE_URI=live_stack.env["EVENTSTORE_URI"]):
+        call_command("simulate", events=8000, seed=43, users=30, stderr=io.StringIO(), stdout=io.StringIO())
+        call_command("run_projector", "--projection", "risk", exit_when_caught_up=True, stderr=io.StringIO())
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    live_stack.env["LUCENT_BATCH_SIZE"] = "10"  # small batches: the rebuild is still running when its lease goes
+    live_stack.start_worker()
+    live_stack.start_worker()  # the requeued task runs on the other one, while the first run may still be going
+    chief = get_user_model().objects.create_superuser("chief", password="pw-chief-123")
+    job_id = actions.do_rebuild(Actor.of(chief), "risk", "risk").value["job"]
+    wait_until(lambda: Job.objects.get(pk=job_id).done > 0, 60, what="the rebuild to make progress")
+
+    lost_at = timezone.now()
+    client.delete(keys.job_lease(job_id))
+    assert jobs.requeue_orphans() == [job_id]
+
+    stopped = wait_until(lambda: JobEvent.objects.filter(job_id=job_id, message__contains="lost its lease").first(), 10,
+                         what="the first run to stop")
+    assert (stopped.at - lost_at).total_seconds() < 1.0, stopped.at - lost_at
+    job = wait_until(lambda: finished(job_id), 120, what="the requeued rebuild to finish")
+    assert job.state == Job.State.SUCCEEDED, job.error
+    assert job.attempts == 2 and live_generation(client, "risk") == 2
+    states = list(job.events.values_list("state", flat=True))
+    assert Job.State.FAILED not in states and Job.State.CANCELLED not in states
+    _fresh_projection(client, live_stack.env["EVENTSTORE_URI"], "risk", 2)  # one writer at a time, nothing lost
+
+
+def test_a_rebuild_whose_worker_is_paused_past_its_lease_is_finished_by_another_and_the_paused_run_writes_nothing(
+        live_stack) -> None:
+    """A worker paused (SIGSTOP) longer than the job's lease: the sweep queues the job again and another worker
+    resumes it; the paused one, continued while the other writes, stops at once: no state on the row, no write
+    to the generation, nothing deleted."""
+    with override_settings(EVENTSTORE_URI=live_stack.env["EVENTSTORE_URI"]):
+        call_command("simulate", events=8000, seed=47, users=30, stderr=io.StringIO(), stdout=io.StringIO())
+        call_command("run_projector", "--projection", "risk", exit_when_caught_up=True, stderr=io.StringIO())
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    live_stack.env["LUCENT_BATCH_SIZE"] = "10"
+    workers = [live_stack.start_worker(), live_stack.start_worker()]
+    chief = get_user_model().objects.create_superuser("chief", password="pw-chief-123")
+    job_id = actions.do_rebuild(Actor.of(chief), "risk", "risk").value["job"]
+    job = wait_until(lambda: (j := Job.objects.get(pk=job_id)).done > 0 and j, 60, what="the rebuild to make progress")
+    paused = next(w for w in workers if w.pid == int(job.worker.split(":")[1]))  # the worker token names its pid
+
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: not client.exists(keys.job_lease(job_id)), 30, what="the paused run's lease to expire")
+        assert jobs.requeue_orphans() == [job_id]
+        wait_until(lambda: (j := Job.objects.get(pk=job_id)).attempts == 2 and j.done > job.done, 60,
+                   what="the other worker to go on with the rebuild")
+    finally:
+        paused.send_signal(signal.SIGCONT)
+
+    wait_until(lambda: JobEvent.objects.filter(job_id=job_id, message__contains="lost its lease").exists(), 10,
+               what="the paused run to stop once continued")
+    job = wait_until(lambda: finished(job_id), 120, what="the requeued rebuild to finish")
+    assert job.state == Job.State.SUCCEEDED and job.attempts == 2, job.error
+    states = list(job.events.values_list("state", flat=True))
+    assert Job.State.FAILED not in states and Job.State.CANCELLED not in states
+    assert live_generation(client, "risk") == 2
+    _fresh_projection(client, live_stack.env["EVENTSTORE_URI"], "risk", 2)
+
+
+def test_a_job_that_loses_its_lease_stops_within_a_second_and_leaves_the_row_to_the_new_run(projected: Queries, ops,
+                                                                                            redis_client) -> None:
+    many = [f"nobody-{i}" for i in range(400)]  # unknown users: each is cheap, the job takes a few seconds
+    job_id = actions.do_rebuild_users(Actor.of(ops), many).value["job"]
+    said: dict[str, str] = {}
+    first = threading.Thread(target=lambda: said.update(first=jobs.run(job_id)), daemon=True)
+    first.start()
+    wait_until(lambda: Job.objects.get(pk=job_id).done > 0, 30, what="the job to make progress")
+
+    lost = time.monotonic()
+    redis_client.delete(keys.job_lease(job_id))
+    second = threading.Thread(target=lambda: said.update(second=jobs.run(job_id)), daemon=True)
+    second.start()
+
+    first.join(5)
+    assert not first.is_alive() and time.monotonic() - lost < 2.0  # a second, plus slack for a loaded machine
+    assert "lost its lease" in said["first"]
+    second.join(90)
+    job = Job.objects.get(pk=job_id)
+    assert job.state == Job.State.SUCCEEDED and job.attempts == 2 and job.done == len(many), said
+    states = list(job.events.values_list("state", flat=True))
+    assert states.count(Job.State.SUCCEEDED) == 1 and states[-1] == Job.State.SUCCEEDED  # only the second run's
+    assert Job.State.FAILED not in states and Job.State.CANCELLED not in states
+
+
+def test_a_run_that_cannot_take_the_generation_lease_deletes_nothing(projected: Queries, worker, redis_client) -> None:
+    """A rebuild's run finds its generation still written by an earlier run (its lease held): it stops with that
+    reason, and its cleanup leaves the generation alone."""
+    Runner(replace(bootstrap.runner_config("risk", exit_when_caught_up=True), generation=2, publish_status=False)).run()
+    before = generation_content(redis_client, 2, "risk")
+    assert before
+    redis_client.set(keys.generation_lease("risk", 2), "an-earlier-run", px=60_000)
+    job = jobs.create(Job.Kind.REBUILD, "risk", {"projection": "risk", "generation": 2}, "test", None, "events")
+
+    job = wait_until(lambda: finished(job.pk), 60, what="the run to give up")
+
+    assert job.state == Job.State.FAILED and "an-earlier-run" in job.error, job.error
+    assert generation_content(redis_client, 2, "risk") == before
+    assert redis_client.get(keys.generation_lease("risk", 2)) == b"an-earlier-run"
 
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,6 +8,7 @@ import redis
 
 from projections import keys
 from projections.eventstore import EventStore
+from projections.maintenance.user_rebuild import heal
 from projections.projector.runner import Runner, RunnerConfig
 from projections.readmodels import PROJECTIONS
 from projections.simulation.appender import append_events
@@ -43,7 +44,7 @@ def config(projection: str, redis_url: str, uri: str, **over: Any) -> RunnerConf
 
 def run_to_end(redis_url: str, uri: str, projections: tuple[str, ...] = PROJECTIONS, **over: Any) -> None:
     for name in projections:
-        Runner(config(name, redis_url, uri, **over)).run()
+        Runner(config(name, redis_url, uri, **over), healer=heal).run()
 
 
 def keyspace(client: redis.Redis) -> dict[str, Any]:

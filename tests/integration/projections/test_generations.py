@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 import redis
@@ -16,7 +17,7 @@ from projections.projector.runner import Runner
 from projections.simulation.appender import append_events
 from projections.simulation.market import Market
 from projections.writer import text
-from tests.fixtures.projections import RedisProcess, StoreProcess
+from tests.fixtures.projections import ProjectorProcess, RedisProcess, StoreProcess
 from tests.integration.projections.helpers import (
     append_market,
     checkpoint,
@@ -172,3 +173,37 @@ def test_a_flip_pause_the_new_generation_misses_is_aborted_and_tried_again(
         stand_in.join(5)
     assert len(answers) == 2 and done.flipped  # the missed pause was aborted, the second one flipped
     assert live_generation(client, P) == 2 and int(text(client.get(KeySpace(P, 2).checkpoint))) >= live_at
+
+
+def test_a_flip_while_the_live_projector_is_paused_past_its_heartbeat_moves_it_to_the_new_generation(
+        redis_process: RedisProcess, store_process: StoreProcess, tmp_path: Path) -> None:
+    """The live projector stopped (SIGSTOP) long enough for its heartbeat to expire, not its lease: the flip goes
+    ahead without its acknowledgement; resumed, its next commit finds the pointer moved and it goes on in the new
+    generation from that generation's checkpoint, never writing the old one again."""
+    append_market(store_process.uri, 1500, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    projector = ProjectorProcess(tmp_path / "projector.log", projection=P, redis_url=redis_process.url,
+                                 eventstore_uri=store_process.uri, batch_size=50, status_interval=0.2, lease_ms=60_000)
+    projector.start()
+    try:
+        head = head_for(store_process.uri, P)
+        wait_until(lambda: checkpoint_of(client, 1) == head, 30, what="the live projector to catch up")
+        holder = client.get(keys.lease(P))
+        projector.pause()
+        wait_until(lambda: not client.exists(keys.heartbeat(P)), 10, what="the paused projector's heartbeat to expire")
+
+        done = switch_to(client, config(P, redis_process.url, store_process.uri), 2, Unattended(), verify=False)
+
+        assert done.flipped and live_generation(client, P) == 2
+        assert client.get(keys.lease(P)) == holder  # the paused projector still holds its lease
+        flipped_at = checkpoint_of(client, 1)
+        append_market(store_process.uri, 300, start=1500, bad_ratio=0.0)
+        head = head_for(store_process.uri, P)
+        projector.resume()
+        wait_until(lambda: checkpoint_of(client, 2) == head, 30, what="the resumed projector to go on in generation 2")
+    finally:
+        projector.stop()
+    assert checkpoint_of(client, 1) == flipped_at  # the old generation was not written after the flip
+    fresh = redis.Redis.from_url(redis_process.url.replace("/0", "/1"))
+    run_to_end(redis_process.url.replace("/0", "/1"), store_process.uri, projections=(P,))
+    assert generation_content(client, 2) == generation_content(fresh, 1)  # nothing lost, nothing applied twice

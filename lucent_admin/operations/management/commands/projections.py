@@ -16,7 +16,7 @@ from lucent_admin.operations.recovery import projection_health
 from projections.readmodels import PROJECTIONS
 
 STATUS_COLUMNS = ("projection", "health", "effective_state", "alive", "checkpoint", "head", "lag_seconds", "events_behind",
-                  "throughput", "parked", "health_reason")
+                  "throughput", "parked", "healed", "health_reason")
 PARKED_COLUMNS = ("projection", "event_id", "stream", "position", "type", "field", "reason")
 
 

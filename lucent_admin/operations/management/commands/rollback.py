@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lucent_admin.operations import actions
 from lucent_admin.operations.cli import actor_as, report_job
@@ -24,4 +24,21 @@ class Command(BaseCommand):
         confirm = None if yes else input(f"type {projection!r} to roll back: ").strip()
         actor = actor_as(as_user)
         result = actions.do_rollback(actor, projection, confirm)
-        report_job(self, result, wait)
+        try:
+            report_job(self, result, wait)
+        except CommandError:
+            self._differences(result)
+            raise
+
+    def _differences(self, result: Any) -> None:
+        """A rollback refused by its verification: the differences it found, before the reason."""
+        from lucent_admin.operations.models import Job
+
+        job = Job.objects.filter(pk=(result.value or {}).get("job")).first()
+        found = job.result.get("differences", []) if job is not None else []
+        if found:
+            self.stdout.write(f"differences from a replay ({job.result['difference_count']} in all; key, field, kind, "
+                              "replay gives, the kept generation holds):")
+        for d in found:
+            self.stdout.write(f"  {d['key']}  {d['field'] or '(whole key)'}  {d['kind']}  {d['replay'][:60] or '(nothing)'}"
+                              f"  {d['kept'][:60] or '(nothing)'}")

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lucent_admin.bootstrap import runner_config
 from projections.errors import ProjectionError
+from projections.maintenance.user_rebuild import heal
 from projections.projector.notices import group_name
 from projections.projector.runner import Notifier
 from projections.projector.supervisor import build_runners, run_all
@@ -49,7 +50,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         base = runner_config("", exit_when_caught_up=bool(options["exit_when_caught_up"]))
-        runners = build_runners(options["projection"], base, settings.LUCENT_PROJECTIONS, channel_notifier)
+        runners = build_runners(options["projection"], base, settings.LUCENT_PROJECTIONS, channel_notifier, heal)
         stop = threading.Event()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
