@@ -148,6 +148,7 @@ class Runner:
         self._store: EventStore | None = None
         self._checkpoint_text = ""
         self._healed: set[str] = set()  # users healed in the batch in flight (each once)
+        self._known = vanished.Known()  # a session from nothing: the users it committed (others absent are new)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -254,6 +255,7 @@ class Runner:
         self.status.sessions += 1
         self.status.generation = self.ks.generation
         self._checkpoint_text = text(self.redis.get(self.ks.checkpoint))
+        self._known = vanished.Known(from_nothing=not self._checkpoint_text)
         checkpoint = int(self._checkpoint_text) if self._checkpoint_text else 0
         if checkpoint < self.status.checkpoint:  # Redis lost what this runner had committed: a cold start
             self.status.cold_start(self.status.checkpoint)
@@ -428,6 +430,7 @@ class Runner:
         parked = parked_now
         for ref, state in result.changed.items():
             self.cache.put(ref, state, writes.images[ref])
+        self._known.add(ref[1] for ref in result.changed if ref[0] == self.model.user_kind)
         self.hook("commit")
         self._checkpoint_text = str(checkpoint)
         self.status.checkpoint = checkpoint
@@ -450,7 +453,7 @@ class Runner:
             raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
         if self.healer is not None and self._store is not None:
             first = vanished.first_positions(self.model, events)
-            if self._heal(vanished.lost_users(self._store, self.model, loaded.states, first, self._healed)):
+            if self._heal(vanished.lost_users(self._store, self.model, loaded.states, first, self._healed, self._known)):
                 loaded = self.cache.load(self.redis, self.model, self.ks, refs)  # the healed entities, whole
         guards = [] if self.healer is None else writer_guards(self.model, self.ks, loaded.states, loaded.images, refs)
         result = fold_batch(self.model, self.ks, loaded.states, events, publish=self.build)

@@ -40,13 +40,38 @@ def first_positions(model: ReadModel, events: Iterable[DomainEvent]) -> dict[Ref
     return first
 
 
+class Known:
+    """The users a session that started from nothing (no checkpoint: a first start, a rebuild, a cold start)
+    has committed. Nothing of the generation was there before it, so a user it never committed is new, and
+    needs no look at the store; one it committed and finds absent was lost. Bounded: past ``cap`` users it
+    stops saying "new" and the store is asked, as in a session that started from a checkpoint."""
+
+    def __init__(self, from_nothing: bool = False, cap: int = 1_000_000) -> None:
+        self.from_nothing, self.cap = from_nothing, cap
+        self.users: set[str] = set()
+
+    def add(self, users: Iterable[str]) -> None:
+        if self.from_nothing:
+            self.users.update(users)
+            if len(self.users) > self.cap:
+                self.from_nothing = False
+                self.users.clear()
+
+    def new(self, user: str) -> bool:
+        """True if ``user`` is certainly new to this generation."""
+        return self.from_nothing and user not in self.users
+
+
 def lost_users(store: EventStore, model: ReadModel, states: Mapping[Ref, Any], first: Mapping[Ref, int],
-               skip: set[str]) -> list[str]:
+               skip: set[str], known: Known | None = None) -> list[str]:
     """Users of the batch absent from Redis (not in ``states``) whose streams hold an event before the batch's
-    first one of theirs: their keys were lost (``skip``: users already healed in this batch)."""
+    first one of theirs: their keys were lost (``skip``: users already healed in this batch; ``known``: what a
+    session from nothing committed)."""
     lost = []
     for ref, position in first.items():
         if ref in states or ref[1] in skip:
+            continue
+        if known is not None and known.new(ref[1]):
             continue
         for stream in user_streams(ref[1]):
             earliest = store.first_position(stream)
