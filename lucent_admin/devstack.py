@@ -61,7 +61,11 @@ def _applications(env: dict[str, str], data: Path) -> dict[str, str]:
     beat_schedule = shlex.quote(str(data / "celerybeat-schedule"))
     return {
         "web": f"{wait} exec {bin_dir / 'daphne'} -b {host} -p {port} lucent_admin.asgi:application",
-        "worker": f"{wait} exec {bin_dir / 'celery'} -A lucent_admin worker --loglevel=INFO --concurrency=2",
+        # the ticks (recovery, canaries, samples) and the jobs each have their own queue and worker (settings.py)
+        "worker": f"{wait} exec {bin_dir / 'celery'} -A lucent_admin worker -Q celery -n ticks@%h --loglevel=INFO "
+                  "--concurrency=2",
+        "jobs": f"{wait} exec {bin_dir / 'celery'} -A lucent_admin worker -Q lucent.jobs -n jobs@%h --loglevel=INFO "
+                "--concurrency=2",
         "beat": f"{wait} exec {bin_dir / 'celery'} -A lucent_admin beat --loglevel=INFO --schedule={beat_schedule}",
         "projector": f"{wait} exec {PY} manage.py run_projector",
         # an empty store first gets a day of market ending now, so every page has data at first sign-in

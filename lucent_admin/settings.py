@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from csp.constants import NONE, SELF
+from kombu import Queue
 
 from lucent_admin import config
 from projections import keys
@@ -157,6 +158,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": keys.CELERY_PREFIX}
 CELERY_TIMEZONE = "UTC"
+# Two queues (decision, issue 22): the periodic ticks (recovery, canaries, samples, sweeps) on the default queue,
+# the jobs (rebuilds, checks, drops: minutes to hours) on their own, each served by its own worker (Procfile
+# `worker` and `jobs`), so two long jobs never hold up the recovery tick or a canary. A worker started without
+# -Q consumes both (the tests' single worker).
+CELERY_TASK_DEFAULT_QUEUE = TICKS_QUEUE = "celery"
+JOBS_QUEUE = "lucent.jobs"
+CELERY_TASK_QUEUES = (Queue(TICKS_QUEUE), Queue(JOBS_QUEUE))
+CELERY_TASK_ROUTES = {"lucent.run_job": {"queue": JOBS_QUEUE}}
 
 # Projection engine settings (plain values handed to projections/, never `settings` itself).
 LUCENT_PROJECTIONS = {
