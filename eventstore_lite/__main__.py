@@ -21,6 +21,7 @@ from typing import Callable, NoReturn
 
 from eventstore_lite.server import (
     DEFAULT_KEEPALIVE_S,
+    DEFAULT_MAX_APPEND_EVENTS,
     DEFAULT_MAX_APPEND_SIZE,
     DEFAULT_MAX_CALLS,
     DEFAULT_MAX_OPEN_BATCHES,
@@ -84,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--db", required=True, metavar="PATH", help="SQLite database file")
     _limit(parser, "--max-append-size", _append_size, DEFAULT_MAX_APPEND_SIZE, "BYTES",
            "largest append or batch accepted, refused as soon as a call passes it (1 MiB, as the server)")
+    _limit(parser, "--max-append-events", _count, DEFAULT_MAX_APPEND_EVENTS, "N",
+           "most events in one append or batch, refused as soon as a call passes it (this store's own limit)")
     _limit(parser, "--max-subscriptions", _count, DEFAULT_MAX_SUBSCRIPTIONS, "N", "concurrent subscriptions")
     _limit(parser, "--max-calls", _count, DEFAULT_MAX_CALLS, "N", "concurrent calls other than subscriptions")
     _limit(parser, "--max-open-batches", _count, DEFAULT_MAX_OPEN_BATCHES, "N",
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     server = EventStoreServer(
         args.db, host, port, max_append_size=args.max_append_size, max_workers=args.workers,
         max_subscriptions=args.max_subscriptions, max_calls=args.max_calls,
-        max_open_batches=args.max_open_batches, keepalive_s=args.keepalive,
+        max_open_batches=args.max_open_batches, max_append_events=args.max_append_events, keepalive_s=args.keepalive,
     )
     try:
         server.start()

@@ -100,23 +100,25 @@ def event_size(event: Proposed) -> int:
 class Appender:
     """Handlers for the write RPCs, sharing one :class:`Writer`."""
 
-    def __init__(self, writer: Writer, max_append_size: int, max_open_batches: int) -> None:
+    def __init__(self, writer: Writer, max_append_size: int, max_open_batches: int, max_append_events: int) -> None:
         self.writer = writer
         self.max_append_size = max_append_size
         self.max_open_batches = max_open_batches
+        self.max_append_events = max_append_events
 
     # -- Append ------------------------------------------------------------------
 
     async def append(self, requests: AsyncIterator[Any]) -> Any:
-        """Take the call's messages as they arrive: the size limit refuses an append as soon as
-        its running total passes it, so no more than the limit (plus one message) is ever held."""
+        """Take the call's messages as they arrive: the size and event-count limits refuse an append as soon
+        as its running totals pass them, so no more than the limits (plus one message) is ever held."""
         first = await anext(requests, None)
         if first is None or first.WhichOneof("content") != "options":
             raise HandlerException("the first AppendReq must carry options")
         options = first.options
         stream = stream_name(options.stream_identifier)
         expected = expected_version(options, "expected_stream_revision", "revision", "AppendReq")
-        events, size = [], 0
+        events: list[Proposed] = []
+        size = 0
         async for request in requests:
             if request.WhichOneof("content") != "proposed_message":
                 raise HandlerException("AppendReq after options must carry a proposed message")
@@ -124,6 +126,8 @@ class Appender:
             size += event_size(event)
             if size > self.max_append_size:
                 raise MaxAppendSizeExceeded(self.max_append_size)
+            if len(events) >= self.max_append_events:
+                raise too_many_events(self.max_append_events)
             events.append(event)
         try:
             result = await self.writer.append_async(stream, expected, events)
@@ -154,7 +158,7 @@ class Appender:
             if batch is None:
                 return None
             for message in request.proposed_messages:
-                batch.add(proposed(message), self.max_append_size)
+                batch.add(proposed(message), self.max_append_size, self.max_append_events)
             if not request.is_final:
                 return None
             del pending[key]
@@ -220,11 +224,19 @@ class _PendingBatch:
     events: list[Proposed] = field(default_factory=list)
     size: int = 0
 
-    def add(self, event: Proposed, max_size: int) -> None:
+    def add(self, event: Proposed, max_size: int, max_events: int) -> None:
         self.size += event_size(event)
         if self.size > max_size:
             raise MaxAppendSizeExceeded(max_size)
+        if len(self.events) >= max_events:
+            raise too_many_events(max_events)
         self.events.append(event)
+
+
+def too_many_events(limit: int) -> LimitReached:
+    """The refusal of an append past the event-count limit: the byte limit alone would let a call carry
+    millions of empty events (a real server has no such count; this store's own limit)."""
+    return LimitReached("events in one append", limit, "--max-append-events")
 
 
 class _BatchTimeout(StoreError):

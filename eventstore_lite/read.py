@@ -14,7 +14,10 @@ Generators here are blocking (SQLite) and run on worker threads, but never wait 
 new events themselves: a subscription that has sent everything yields a :class:`Wait`
 naming the position it waits beyond, and the server awaits that on its event loop
 (:meth:`Store.wait_beyond`) before asking for more, so an idle subscription holds no
-thread.
+thread.  Nor does a scan: a read or subscription of ``$all`` yields :data:`PAUSE` after each
+page it scanned, and the server hands the worker back (after a few pages without enough to
+send) before asking for more, so a filter that matches nothing cannot hold a worker for the
+whole store.
 """
 
 from __future__ import annotations
@@ -42,6 +45,15 @@ class Wait:
     position: int
 
 
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Yielded after each page of ``$all`` a read has scanned: a point where the server may hand the worker
+    thread back to the pool and resume the read later (see the module docstring)."""
+
+
+PAUSE = Pause()
+Message = bytes | Wait | Pause
+
 _CAUGHT_UP: bytes = streams_pb2.ReadResp(caught_up=streams_pb2.ReadResp.CaughtUp()).SerializeToString()
 _VALID = {
     ("Stream", "Count", "Forwards", "NoFilter"),
@@ -60,7 +72,7 @@ _CASE_NAMES = {
 }
 
 
-def handle_read(store: Store, request: Any) -> Iterator[bytes | Wait]:
+def handle_read(store: Store, request: Any) -> Iterator[Message]:
     """Dispatch a ``ReadReq`` to a read or a subscription (see module docstring)."""
     options = request.options
     combination = _combination(options)
@@ -143,7 +155,7 @@ def _read_stream(store: Store, options: Any, forwards: bool, count: int, encode:
 
 def _read_all(
     store: Store, options: Any, forwards: bool, count: int, event_filter: EventFilter | None, encode: Encoder
-) -> Iterator[bytes]:
+) -> Iterator[bytes | Pause]:
     which = options.WhichOneof("all_option")
     if which == "position":
         position, inclusive = _clamp(options.position.commit_position), forwards
@@ -162,6 +174,7 @@ def _read_all(
                     return
         if len(rows) < PAGE_SIZE:
             return
+        yield PAUSE
         position, inclusive = rows[-1][POSITION], False
 
 
@@ -191,7 +204,7 @@ def _checkpoint(position: int) -> bytes:
     return bytes(message.SerializeToString())
 
 
-def _subscribe_all(store: Store, options: Any, event_filter: EventFilter | None, encode: Encoder) -> Iterator[bytes | Wait]:
+def _subscribe_all(store: Store, options: Any, event_filter: EventFilter | None, encode: Encoder) -> Iterator[Message]:
     which = options.WhichOneof("all_option")
     if which == "position":
         last = _clamp(options.position.commit_position)
@@ -217,6 +230,7 @@ def _subscribe_all(store: Store, options: Any, event_filter: EventFilter | None,
                     considered = 0
                     yield _checkpoint(last)
         if len(rows) == PAGE_SIZE:
+            yield PAUSE
             continue
         if not caught_up:
             caught_up = True

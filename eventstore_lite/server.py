@@ -34,6 +34,7 @@ MAX_MESSAGE_SIZE = 17 * 1024 * 1024  # a little over the server's 16 MiB record 
 DEFAULT_WORKERS = 32  # threads for SQLite work (short tasks: nothing waits on one); more work queues
 DEFAULT_MAX_SUBSCRIPTIONS = 1000  # concurrent subscriptions (each idle one costs memory, no thread)
 DEFAULT_MAX_CALLS = 256  # concurrent calls other than subscriptions
+DEFAULT_MAX_APPEND_EVENTS = 10_000  # events in one append or batch (the byte limit alone lets empty events through)
 DEFAULT_MAX_OPEN_BATCHES = 16  # unfinished batches in one BatchAppend call (each up to the append size)
 DEFAULT_KEEPALIVE_S = 30.0  # ping each connection this often; a peer that does not answer is dropped
 KEEPALIVE_TIMEOUT_MS = 10_000  # how long a ping may go unanswered
@@ -55,6 +56,7 @@ class EventStoreServer:
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
         max_calls: int = DEFAULT_MAX_CALLS,
         max_open_batches: int = DEFAULT_MAX_OPEN_BATCHES,
+        max_append_events: int = DEFAULT_MAX_APPEND_EVENTS,
         keepalive_s: float = DEFAULT_KEEPALIVE_S,
     ) -> None:
         self.db_path = db_path
@@ -65,6 +67,7 @@ class EventStoreServer:
         self.max_subscriptions = max_subscriptions
         self.max_calls = max_calls
         self.max_open_batches = max_open_batches
+        self.max_append_events = max_append_events
         self.keepalive_s = keepalive_s
         self._port: int | None = None
         self._server: grpc.aio.Server | None = None
@@ -100,7 +103,7 @@ class EventStoreServer:
         try:
             writer = Writer(store)
             writer.ensure_system_events()
-            appender = Appender(writer, self.max_append_size, self.max_open_batches)
+            appender = Appender(writer, self.max_append_size, self.max_open_batches, self.max_append_events)
             server, port = asyncio.run_coroutine_threadsafe(self._serve(store, appender, executor), loop).result()
         except BaseException:
             if writer is not None:

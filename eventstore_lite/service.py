@@ -31,7 +31,7 @@ from esdbclient.protos.Grpc import persistent_pb2, streams_pb2
 
 from eventstore_lite.append import Appender
 from eventstore_lite.errors import HandlerException, LimitReached, StoreError
-from eventstore_lite.read import Wait, handle_read
+from eventstore_lite.read import Message, Pause, Wait, handle_read
 from eventstore_lite.storage import Store
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 STREAMS_SERVICE = "event_store.client.streams.Streams"
 PERSISTENT_SERVICE = "event_store.client.persistent_subscriptions.PersistentSubscriptions"
 READ_CHUNK = 256  # messages a read produces on a worker thread per hand-off to the loop
+SCAN_PAGES = 8  # pages of $all a read may scan on a worker thread per hand-off (a filter may match nothing)
 
 T = TypeVar("T")
 
@@ -57,13 +58,18 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
     raise AssertionError("context.abort returned")
 
 
-def _take(messages: Iterator[bytes | Wait], limit: int) -> tuple[list[bytes], Wait | None, bool]:
-    """Up to ``limit`` messages, fewer if the read is to wait for new events; the wait
-    (or None), and whether the read ended."""
+def _take(messages: Iterator[Message], limit: int, pages: int = SCAN_PAGES) -> tuple[list[bytes], Wait | None, bool]:
+    """Up to ``limit`` messages, fewer if the read is to wait for new events or has scanned ``pages``
+    pages; the wait (or None), and whether the read ended."""
     chunk: list[bytes] = []
     for message in messages:
         if isinstance(message, Wait):
             return chunk, message, False
+        if isinstance(message, Pause):
+            pages -= 1
+            if pages <= 0:
+                return chunk, None, False
+            continue
         chunk.append(message)
         if len(chunk) >= limit:
             return chunk, None, False
@@ -106,7 +112,7 @@ class _Handlers:
             await _abort(context, exc, self.store)
         reader = object()  # this subscription, to the store's live readers
         try:
-            messages = handle_read(self.store, request)
+            messages = await self._run(handle_read, self.store, request)  # compiles a filter: off the loop
             while True:
                 chunk, wait, ended = await self._run(_take, messages, READ_CHUNK)
                 for message in chunk:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import redis
 
 from projections import keys
-from projections.errors import BadEvent, NotParked, NotRunning, NotStoppedOn
+from projections.errors import BadEvent, NotRunning, NotStoppedOn
 from projections.events import NOTE_MAX, is_identifier, risk_stream
 from projections.eventstore import EventStore, ProposedEvent
 from projections.queries import Queries, check_projection
@@ -49,15 +49,14 @@ def acknowledge_alert(
     return store.append(risk_stream(user_id), [event])
 
 
-def retry_parked(client: redis.Redis, projection: str, event_id: str) -> None:
-    """Ask the running projector of ``projection`` to retry parked event ``event_id``.
+def retry_parked(client: redis.Redis, projection: str, event: str) -> None:
+    """Ask the running projector of ``projection`` to retry the parked event named ``event``: ``stream/id``, its
+    commit position, or its id alone when no other parked event has it (event ids are unique only within a stream).
 
-    Raises NotParked unless the projection has parked that event.
+    Raises NotParked unless the projection has parked that event, AmbiguousEvent if the id names several.
     """
     name = check_projection(projection)
-    if not client.hexists(keys.parked(name), event_id):
-        raise NotParked(f"event {event_id} is not parked in the {name} projection; nothing to retry")
-    client.sadd(keys.retry_requests(name), event_id)
+    client.sadd(keys.retry_requests(name), Queries(client).parked_member(name, event))
 
 
 RESYNC_TTL_S = 60  # a request no projector picks up within this long is dropped
@@ -73,14 +72,15 @@ def request_resync(client: redis.Redis, projection: str) -> None:
     client.set(keys.resync_request(projection), "1", ex=RESYNC_TTL_S)
 
 
-def park_bad_event(client: redis.Redis, projection: str, event_id: str) -> None:
+def park_bad_event(client: redis.Redis, projection: str, event: str) -> None:
     """Decide to park the bad event a ``stop``-policy projection stopped on; the projector resumes past it.
 
-    Raises NotStoppedOn unless the projection's status says it is stopped on ``event_id``.
+    ``event`` names it by its id, ``stream/id`` or commit position (it is stopped on one event, so its id alone is
+    never ambiguous). Raises NotStoppedOn unless the projection's status says it is stopped on that event.
     """
     (status,) = Queries(client).projection_status(check_projection(projection))
-    stopped_on = status.stopped_on.event_id if status.stopped_on else ""
-    if stopped_on != event_id:
-        now = f"it is stopped on {stopped_on}" if stopped_on else f"it is {status.effective_state}"
-        raise NotStoppedOn(f"projection {projection!r} is not stopped on event {event_id!r} ({now}); nothing to park")
-    client.sadd(keys.park_requests(projection), event_id)
+    on = status.stopped_on
+    if on is None or event not in (on.event_id, keys.parked_member(on.stream, on.event_id), str(on.position)):
+        now = f"it is stopped on {on.event_id} in {on.stream}" if on else f"it is {status.effective_state}"
+        raise NotStoppedOn(f"projection {projection!r} is not stopped on event {event!r} ({now}); nothing to park")
+    client.sadd(keys.park_requests(projection), keys.parked_member(on.stream, on.event_id))

@@ -66,7 +66,8 @@ class Flipped(Fenced):
 class ProjectionStopped(ProjectionError):
     """The projection stopped on a bad event because its policy is ``stop``.
 
-    ``event_id`` names the event; an operator's park decision for it lets the projection resume.
+    ``event_id`` names the event as ``stream/id`` (:func:`projections.keys.parked_member`); an operator's park
+    decision for it lets the projection resume.
     """
 
     def __init__(self, message: str, event_id: str) -> None:
@@ -80,6 +81,11 @@ class NotStoppedOn(ProjectionError):
 
 class NotParked(ProjectionError):
     """An operator asked to retry an event the projection has not parked."""
+
+
+class AmbiguousEvent(ProjectionError):
+    """An operator named a parked event by an id that several streams' parked events have (event ids are unique
+    only within a stream); the message lists them as ``stream/id`` and their commit positions."""
 
 
 class StreamDeleted(ProjectionError):
@@ -102,6 +108,14 @@ class EntityLost(CheckpointMoved):
     def __init__(self, message: str, keys: tuple[str, ...]) -> None:
         super().__init__(message)
         self.keys = keys
+
+
+class RedisRefusesWrites(ProjectionError):
+    """Redis is out of memory (``maxmemory`` reached, nothing to evict) and refused a commit whole: nothing was
+    written; the projector retries until Redis has room again."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(f"Redis refuses writes (out of memory): {reply[:200]}")
 
 
 class LeaseLost(ProjectionError):

@@ -65,11 +65,19 @@ def status(projection: str) -> str:
 
 
 def parked(projection: str) -> str:
+    """Hash: parked event (:func:`parked_member`) -> its record (JSON: id, stream, position, type, field, reason...)."""
     return f"{tag(projection)}:parked"
 
 
 def parked_index(projection: str) -> str:
+    """Sorted set: parked event (:func:`parked_member`) scored by its commit position."""
     return f"{tag(projection)}:parked:index"
+
+
+def parked_member(stream: str, event_id: str) -> str:
+    """How a parked event is named in :func:`parked`, :func:`parked_index` and the request sets: ``stream/id``,
+    since event ids are unique only within a stream (records parked before issue 22 are named by id alone)."""
+    return f"{stream}/{event_id}"
 
 
 def outbox(projection: str) -> str:
@@ -84,12 +92,13 @@ def outbox_horizon(projection: str) -> str:
 
 
 def retry_requests(projection: str) -> str:
-    """Set of parked event ids an operator asked to retry."""
+    """Set of parked events (:func:`parked_member`) an operator asked to retry."""
     return f"{tag(projection)}:parked:retry"
 
 
 def park_requests(projection: str) -> str:
-    """Set of bad event ids an operator decided to park (a ``stop``-policy projection resumes past them)."""
+    """Set of bad events (:func:`parked_member`) an operator decided to park (a ``stop``-policy projection resumes
+    past them)."""
     return f"{tag(projection)}:parked:decided"
 
 

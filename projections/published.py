@@ -11,8 +11,9 @@ Contract:
 * ``PortfolioSignificantlyUpdated``: the user's market value moved, in one event, by at least
   ``min_usd`` and by more than ``ratio`` of its old value (:class:`SignificantMove`, default
   10 % and $1,000; a first value counts as a move from 0).
-* Ids are uuid5 of the causing event's id and the published type, so a batch folded again
-  (a retry, a restart) yields the same ids and the store keeps one of each. Metadata:
+* Ids are uuid5 of the causing event's stream and id and the published type, so a batch folded
+  again (a retry, a restart) yields the same ids and the store keeps one of each, and causes with
+  one id in two streams (event ids are unique only within a stream) publish two events. Metadata:
   ``causationId`` is the causing event, ``correlationId`` the cause's own (filled in by the
   publisher from the cause's metadata, the cause's id if it has none).
 * Streams (decision): ``published-risk-<userId>`` and ``published-portfolio-<userId>``,
@@ -46,9 +47,9 @@ def published_streams(user_id: str) -> tuple[str, ...]:
     return (published_risk_stream(user_id), published_portfolio_stream(user_id))
 
 
-def published_id(source_event_id: str, event_type: str) -> str:
-    """The id of the ``event_type`` event the event ``source_event_id`` caused (stable)."""
-    return str(uuid.uuid5(NAMESPACE, f"{source_event_id}:{event_type}"))
+def published_id(source_stream: str, source_event_id: str, event_type: str) -> str:
+    """The id of the ``event_type`` event the event ``source_event_id`` of ``source_stream`` caused (stable)."""
+    return str(uuid.uuid5(NAMESPACE, f"{source_stream}/{source_event_id}:{event_type}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ def _iso(ms: int) -> str:
 def _outgoing(stream: str, type_: str, event: DomainEvent, data: dict[str, Any]) -> Outgoing:
     env = event.envelope
     data = {**data, "sourceEventId": env.event_id, "at": _iso(event_time(event))}
-    return Outgoing(stream, published_id(env.event_id, type_), type_, data, env.event_id, env.position)
+    return Outgoing(stream, published_id(env.stream, env.event_id, type_), type_, data, env.event_id, env.position)
 
 
 def risk_published(event: DomainEvent, before: Risk, after: Risk) -> list[Outgoing]:

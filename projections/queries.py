@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 import redis
 
 from projections import infrastructure, inventory, keys
-from projections.errors import BadEvent, InvalidIdentifier
+from projections.errors import AmbiguousEvent, BadEvent, InvalidIdentifier, NotParked
 from projections.events import Envelope, PortfolioSignificantlyUpdated, RiskLevelChanged, decode, is_identifier, is_pair
 from projections.eventstore import EventStore
 from projections.health import HealthSample
@@ -31,13 +31,17 @@ from projections.readmodels.market import MODEL as MARKET
 from projections.readmodels.market import Opportunity, PairMarket, Quote, opportunity_from_json
 from projections.readmodels.portfolio import MODEL as PORTFOLIO
 from projections.readmodels.portfolio import Portfolio, value_of
-from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert, Risk
+from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert, Risk, as_of, idle_score, risk_level
 from projections.readmodels.risk import MODEL as RISK
 from projections.writer import text
 
 GENERATION_CACHE_S = 0.05  # short: after a flip, readers move to the new generation within 50 ms
 CANARY_WINDOW_MS = 600_000  # the canaries' p50/p99 are over the last ten minutes
 MEMORY_ESTIMATE_CACHE_S = 30.0  # memory per projection is sampled at most this often per process
+RISK_FIELDS = ("day", "riskScore", "riskLevel", "concentration", "dailyExposure", "dailyVolume", "largestTrade",
+               "tradesToday")  # what a risk list reads of each user's hash, in this order
+RISK_SCAN_CHUNK = 500  # risk rankings are walked this many members per round trip
+RISK_RANK_SCAN = 1_000  # a user's risk rank is looked for this far down; below it, unranked (None)
 GENERATIONS_CACHE_S = 30.0  # a projection's generations are scanned at most this often, unless one comes or goes
 
 
@@ -169,6 +173,31 @@ class RiskProfile:
     rank: int | None
     active_alerts: list[Alert]
     acknowledged_alerts: list[Alert]
+    last_trade_day: str = ""  # the day of the user's newest trade; ``day`` is the day the figures are of
+
+
+@dataclass(frozen=True)
+class RiskRanked:
+    """A user's risk as of the risk projection's today (no trades today: no daily figures)."""
+
+    user_id: str
+    rank: int
+    score: float
+    level: str
+    daily_exposure: float
+    daily_volume: float
+    trades_today: int
+    largest_trade: float
+    last_trade_day: str
+
+
+@dataclass(frozen=True)
+class RiskRanking:
+    """The first users by today's risk score, and how many users have a score."""
+
+    day: str
+    rows: list[RiskRanked]
+    total: int
 
 
 @dataclass(frozen=True)
@@ -180,6 +209,15 @@ class HighRiskUser:
     risk_level: str
     largest_trade: float
     daily_volume: float
+
+
+@dataclass(frozen=True)
+class HighRiskUsers:
+    """The first high-risk users of ``day`` and how many there are in all."""
+
+    day: str
+    rows: list[HighRiskUser]
+    total: int
 
 
 @dataclass(frozen=True)
@@ -216,6 +254,7 @@ class ParkedEvent:
     recorded_at: int
     retried: bool
     decision: str
+    key: str = ""  # its name in the parked hash: ``stream/id`` (keys.parked_member), or the id alone if parked before
 
 
 @dataclass(frozen=True)
@@ -323,6 +362,16 @@ def _history_entry(member: Any) -> HistoryEntry:
     return HistoryEntry(int(h["position"]), h["pair"], float(h["amount"]), int(h["at"]), h["event"])
 
 
+def _risk_today(user: str, d: list[Any], today: str) -> RiskRanked:
+    """A user's :data:`RISK_FIELDS` as of ``today`` (unranked): the stored figures when the user's
+    day is today, else none of the day's (the model's ``as_of`` over the stored concentration)."""
+    day = text(d[0])
+    if not today or day >= today:
+        return RiskRanked(user, 0, _f(d[1]), text(d[2]) or "low", _f(d[4]), _f(d[5]), _i(d[7]), _f(d[6]), day)
+    score = idle_score(_f(d[3]))
+    return RiskRanked(user, 0, score, risk_level(score), 0.0, 0.0, 0, _f(d[6]), day)
+
+
 class Queries:
     """Queries over one Redis client (thread-safe; cheap to keep for the process)."""
 
@@ -401,45 +450,71 @@ class Queries:
         pipe.zrevrank(pf.portfolio_values(), user)
         pipe.zrevrank(lb.daily_volume_leaders(day or "-"), user)
         pipe.zscore(lb.daily_volume_leaders(day or "-"), user)
-        pipe.zrevrank(rk.user_risk_scores(), user)
-        pv, vol, volume, risk = pipe.execute()
-        return UserRank(user, day, _rank(pv), _rank(vol), _f(volume), _rank(risk))
+        pipe.hmget(rk.user_risk(user), *RISK_FIELDS)
+        pipe.hget(rk.clock(), "day")
+        pv, vol, volume, risk, risk_day = pipe.execute()
+        risk_rank = None
+        if risk[0] is not None:  # the user has a risk profile
+            risk_rank = self._risk_rank(rk, user, _risk_today(user, risk, text(risk_day)).score, text(risk_day))
+        return UserRank(user, day, _rank(pv), _rank(vol), _f(volume), risk_rank)
 
     # -- risk -----------------------------------------------------------------------
 
+    def risk_day(self) -> str:
+        """'Today' for the risk read side: the UTC day of the newest trade the risk projection applied."""
+        return text(self.client.hget(self.ks("risk").clock(), "day"))
+
     def risk_profile(self, user_id: str) -> RiskProfile | None:
+        """A user's risk as of the projection's today (see :func:`~projections.readmodels.risk.as_of`)."""
         user = check_user(user_id)
         ks = self.ks("risk")
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(ks.user_risk(user))
-        pipe.zrevrank(ks.user_risk_scores(), user)
-        main, rank = pipe.execute()
+        pipe.hget(ks.clock(), "day")
+        main, today = pipe.execute()
         if not main:
             return None
-        r: Risk = RISK.parse(("user", user), _tm(main))
+        stored: Risk = RISK.parse(("user", user), _tm(main))
+        r = as_of(stored, text(today))
         active = sorted(r.active.values(), key=lambda a: (-a.raised_at, a.alert_id))
         return RiskProfile(
             user, r.day, r.daily_volume, r.daily_exposure, r.trades_today, r.largest_today, r.largest_trade,
-            r.exposure, r.concentration, r.score, r.level, _rank(rank), active, list(r.acknowledged),
+            r.exposure, r.concentration, r.score, r.level, self._risk_rank(ks, user, r.score, text(today)), active,
+            list(r.acknowledged), stored.day,
         )
 
-    def high_risk_users(self, limit: int = 50, threshold: float = HIGH_RISK_DAILY_EXPOSURE) -> list[HighRiskUser]:
-        """Users whose daily exposure, on the risk projection's newest day, exceeds ``threshold``."""
+    def high_risk_users(self, limit: int = 50, threshold: float = HIGH_RISK_DAILY_EXPOSURE) -> HighRiskUsers:
+        """Users whose daily exposure today (the risk projection's newest day) exceeds ``threshold``:
+        the first ``limit`` by score, then exposure, and the true total. ``user-daily-exposure`` holds
+        each user's exposure of *their* newest day, so every member over the threshold is checked
+        (chunked) before the list is cut: an earlier day's whale is never today's high-risk user."""
         ks = self.ks("risk")
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zrevrangebyscore(ks.user_daily_exposure(), "+inf", f"({threshold}", start=0, num=limit, withscores=True)
-        pipe.hget(ks.clock(), "day")
-        rows, today = pipe.execute()
-        pipe = self.client.pipeline(transaction=False)
-        for member, _ in rows:
-            pipe.hmget(ks.user_risk(text(member)), "day", "riskScore", "riskLevel", "largestTrade", "dailyVolume")
-        details = pipe.execute() if rows else []
+        today = self.risk_day()
         out = [
-            HighRiskUser(text(member), float(exposure), text(d[0]), _f(d[1]), text(d[2]), _f(d[3]), _f(d[4]))
-            for (member, exposure), d in zip(rows, details)
-            if text(d[0]) == text(today)  # exposure of an earlier day is not high-risk today
+            HighRiskUser(user, _f(d[4]), text(d[0]), _f(d[1]), text(d[2]), _f(d[6]), _f(d[5]))
+            for _, chunk in self._risk_walk(ks, ks.user_daily_exposure(), f"({threshold}")
+            for user, d in chunk
+            if today and text(d[0]) == today  # exposure of an earlier day is not high-risk today
         ]
-        return sorted(out, key=lambda u: (-u.risk_score, -u.daily_exposure, u.user_id))
+        out.sort(key=lambda u: (-u.risk_score, -u.daily_exposure, u.user_id))
+        return HighRiskUsers(today, out[:limit], len(out))
+
+    def risk_ranking(self, limit: int = 20) -> RiskRanking:
+        """Users ranked by today's risk score (the seed's ``user-risk-scores`` ranking, read as of today).
+
+        A stored score is the user's newest day's; today's is never higher (an idle user keeps only
+        concentration), so walking the ranking from the top can stop once ``limit`` users score at
+        least the next stored score. Ties keep the ranking's order."""
+        ks = self.ks("risk")
+        today = self.risk_day()
+        found: list[RiskRanked] = []
+        for bound, chunk in self._risk_walk(ks, ks.user_risk_scores()):
+            found += [_risk_today(user, d, today) for user, d in chunk]
+            found.sort(key=lambda r: -r.score)  # stable: equal scores stay in the ranking's order
+            if len(found) >= limit and found[limit - 1].score >= bound:
+                break
+        rows = [replace(r, rank=i) for i, r in enumerate(found[:limit], 1)]
+        return RiskRanking(today, rows, int(self.client.zcard(ks.user_risk_scores())))
 
     def active_alerts(self, limit: int = 50) -> list[Alert]:
         """Active (unacknowledged) risk alerts, newest first by event time."""
@@ -448,6 +523,44 @@ class Queries:
         if not ids:
             return []
         return [Alert.from_json(json.loads(text(d))) for d in self.client.hmget(ks.risk_alert_details(), ids) if d is not None]
+
+    def active_alert_count(self) -> int:
+        """How many risk alerts are active, all of them (the badge; the list shows the newest)."""
+        return int(self.client.zcard(self.ks("risk").risk_alerts()))
+
+    def _risk_walk(self, ks: KeySpace, ranking: str, low: str = "-inf") -> Iterator[tuple[float, list[tuple[str, list[Any]]]]]:
+        """``ranking``'s members from the top (stored score >= ``low``), a chunk at a time with their
+        :data:`RISK_FIELDS`, each chunk with its lowest stored score."""
+        start = 0
+        while True:
+            rows = self.client.zrevrangebyscore(ranking, "+inf", low, start=start, num=RISK_SCAN_CHUNK, withscores=True)
+            if not rows:
+                return
+            pipe = self.client.pipeline(transaction=False)
+            for member, _ in rows:
+                pipe.hmget(ks.user_risk(text(member)), *RISK_FIELDS)
+            yield float(rows[-1][1]), [(text(m), d) for (m, _), d in zip(rows, pipe.execute())]
+            if len(rows) < RISK_SCAN_CHUNK:
+                return
+            start += RISK_SCAN_CHUNK
+
+    def _risk_rank(self, ks: KeySpace, user: str, score: float, today: str) -> int | None:
+        """``user``'s place in :meth:`risk_ranking`'s order given its today's ``score``; None when
+        unranked or further down than :data:`RISK_RANK_SCAN` members of the stored ranking."""
+        ahead, walked, seen = 0, 0, False
+        for bound, chunk in self._risk_walk(ks, ks.user_risk_scores()):
+            for member, d in chunk:
+                if member == user:
+                    seen = True
+                    continue
+                other = _risk_today(member, d, today).score
+                ahead += other > score or (other == score and not seen)
+            walked += len(chunk)
+            if bound < score:  # the rest score below ``score`` today: none is ahead
+                break
+            if walked >= RISK_RANK_SCAN:
+                return None
+        return ahead + 1 if seen else None
 
     # -- market ---------------------------------------------------------------------
 
@@ -502,6 +615,16 @@ class Queries:
             out.append(_status(name, _tm(status), beat, int(parked), _i(generation, 1)))
         return out
 
+    def write_refusal(self) -> str:
+        """Why Redis refuses writes now, with the figures ('' while it takes them): ``maxmemory`` reached under the
+        ``noeviction`` policy, which evicts nothing to make room (every projector then stalls)."""
+        memory: dict[str, Any] = self.client.info("memory")
+        used, most = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+        if not most or used <= most or memory.get("maxmemory_policy") != "noeviction":
+            return ""
+        return (f"Redis refuses writes (out of memory): {used / 2**20:,.1f} MiB used of its maxmemory "
+                f"{most / 2**20:,.1f} MiB, policy noeviction")
+
     def parked_events(self, projection: str, limit: int | None = 100, newest: bool = False) -> list[ParkedEvent]:
         """Parked events of ``projection``: the oldest ``limit`` (None: all) by position, oldest first
         (``newest``: the newest ``limit``, newest first)."""
@@ -511,7 +634,40 @@ class Queries:
         ids = [text(m) for m in members]
         if not ids:
             return []
-        return [_parked(json.loads(text(r))) for r in self.client.hmget(keys.parked(name), ids) if r is not None]
+        records = self.client.hmget(keys.parked(name), ids)
+        return [_parked(json.loads(text(r)), m) for m, r in zip(ids, records) if r is not None]
+
+    def parked_member(self, projection: str, name: str) -> str:
+        """The parked event of ``projection`` an operator names by ``name``: ``stream/id``, its commit position, or
+        its event id alone when no other parked event has that id (event ids are unique only within a stream).
+        Raises NotParked if none is, AmbiguousEvent (listing each as ``stream/id`` with its position) if several."""
+        proj = check_projection(projection)
+        found = sorted(self._parked_named(proj, name))
+        if not found:
+            raise NotParked(f"event {name} is not parked in the {proj} projection; nothing to retry")
+        if len(found) == 1:
+            return found[0]
+        scores = self.client.zmscore(keys.parked_index(proj), found)
+        listed = ", ".join(f"{m} (position {int(p) if p is not None else '?'})" for m, p in zip(found, scores))
+        raise AmbiguousEvent(f"event id {name} names {len(found)} parked events of the {proj} projection: "
+                             f"{listed}; name one as stream/id or by its commit position")
+
+    def _parked_named(self, proj: str, name: str) -> set[str]:
+        """The members of ``proj``'s parked hash that ``name`` may mean (see :meth:`parked_member`)."""
+        found: set[str] = set()
+        if self.client.hexists(keys.parked(proj), name):  # stream/id, or an id parked before issue 22
+            found.add(name)
+        if name.isdigit():  # event ids are UUIDs: digits alone are a commit position
+            found.update(text(m) for m in self.client.zrangebyscore(keys.parked_index(proj), name, name))
+        elif "/" in name:  # a record parked before issue 22 is named by its id alone: find it by its stream too
+            stream, _, event_id = name.rpartition("/")
+            old = self.client.hget(keys.parked(proj), event_id)
+            if old is not None and json.loads(text(old)).get("stream") == stream:
+                found.add(event_id)
+        else:
+            pattern = "*/" + "".join(f"\\{c}" if c in "*?[]\\" else c for c in name)
+            found.update(text(f) for f, _ in self.client.hscan_iter(keys.parked(proj), match=pattern, count=1000))
+        return found
 
     def lag_history(self, projection: str, now_ms: int) -> list[LagSample]:
         """Lag samples of the last hour (see ``projector/lag.py``), oldest first."""
@@ -608,10 +764,10 @@ def published_events(store: EventStore, user_id: str, limit: int = 20) -> list[P
     return sorted(found, key=lambda e: e.envelope.position, reverse=True)[:limit]
 
 
-def _parked(d: Mapping[str, Any]) -> ParkedEvent:
+def _parked(d: Mapping[str, Any], key: str) -> ParkedEvent:
     return ParkedEvent(
         d["eventId"], d["stream"], int(d["position"]), d["type"], d["field"], d["reason"], int(d.get("recordedAt", 0)),
-        bool(d.get("retried", False)), d.get("decision", ""),
+        bool(d.get("retried", False)), d.get("decision", ""), key,
     )
 
 

@@ -36,7 +36,16 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.errors import CheckpointMoved, EntityLost, EpochMoved, Fenced, Flipped, GenerationMoved, LeaseLost
+from projections.errors import (
+    CheckpointMoved,
+    EntityLost,
+    EpochMoved,
+    Fenced,
+    Flipped,
+    GenerationMoved,
+    LeaseLost,
+    RedisRefusesWrites,
+)
 from projections.keys import KeySpace
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
 
@@ -80,7 +89,9 @@ end
 if #lost > 0 then
   return redis.error_reply('LOST ' .. table.concat(lost, ' '))
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+-- the first write is a deny-OOM command: out of memory, Redis refuses the script whole (after a first write
+-- it lets a script's every later write through, past maxmemory)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
 while i <= n do
   local c = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + c))
@@ -277,6 +288,8 @@ class Committer:
                 ) from None
             if text.startswith("CHECKPOINT"):  # not "MOVED": redis-py reads that as a cluster redirect
                 raise CheckpointMoved(f"projection {self.projection!r}: checkpoint is {text[11:]!r}, expected {expected!r}") from None
+            if "OOM" in text:
+                raise RedisRefusesWrites(text) from None
             if text.startswith("LOST"):
                 lost = tuple(text[5:].split(" "))
                 raise EntityLost(f"projection {self.projection!r}: keys of {len(lost)} entities of the batch vanished or "
@@ -304,13 +317,14 @@ local last = redis.call('HGET', KEYS[1], 'lastPosition') or ''
 if last ~= ARGV[1] then
   return redis.error_reply('ENTITY ' .. last)
 end
+local epoch = redis.call('INCR', KEYS[2])  -- first, a deny-OOM write: out of memory, nothing is written
 local i, n = 2, #ARGV
 while i <= n do
   local c = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + c))
   i = i + c + 1
 end
-return redis.call('INCR', KEYS[2])
+return epoch
 """
 
 
@@ -327,16 +341,16 @@ def write_entity(client: redis.Redis, ks: KeySpace, main_key: str, expected_last
     return True
 
 
-def parked_writes(projection: str, event_id: str, position: int, record: str) -> list[Write]:
-    """Writes recording a parked event (idempotent: keyed by event id)."""
+def parked_writes(projection: str, member: str, position: int, record: str) -> list[Write]:
+    """Writes recording a parked event (idempotent: keyed by ``member``, :func:`keys.parked_member`)."""
     return [
-        ("HSET", keys.parked(projection), event_id, record),
-        ("ZADD", keys.parked_index(projection), str(position), event_id),
+        ("HSET", keys.parked(projection), member, record),
+        ("ZADD", keys.parked_index(projection), str(position), member),
     ]
 
 
-def unpark_writes(projection: str, event_id: str) -> list[Write]:
-    return [("HDEL", keys.parked(projection), event_id), ("ZREM", keys.parked_index(projection), event_id)]
+def unpark_writes(projection: str, member: str) -> list[Write]:
+    return [("HDEL", keys.parked(projection), member), ("ZREM", keys.parked_index(projection), member)]
 
 
 def outbox_writes(projection: str, entries: Sequence[tuple[str, str]]) -> list[Write]:

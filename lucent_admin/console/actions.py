@@ -57,7 +57,7 @@ def _event_action(request: HttpRequest, do: Callable[..., Result], failed: str) 
     form = RetryParkedForm(request.POST)
     valid = form.is_valid()
     projection = form.cleaned_data["projection"] if valid else request.POST.get("projection", "")[:32]
-    event_id = str(form.cleaned_data["event_id"]) if valid else request.POST.get("event_id", "")[:64]
+    event_id = str(form.cleaned_data["event_id"]) if valid else request.POST.get("event_id", "")[:300]
     result = do(Actor.of(request.user), projection, event_id, invalid="" if valid else _form_errors(form))
     return _report(request, result, failed.format(event_id=event_id).replace("  ", " "), "console:projections")
 

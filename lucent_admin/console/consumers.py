@@ -60,6 +60,21 @@ def live_params(page: str, query_string: bytes) -> dict[str, str]:
     return params
 
 
+def session_hash_valid(data: dict[str, Any], user: Any) -> bool:
+    """Whether a session's auth hash still matches its account, as Django's ``get_user`` decides for a request:
+    a password change rotates the hash (the current secret key's or a fallback's), ending every other session."""
+    from django.contrib.auth import HASH_SESSION_KEY
+    from django.utils.crypto import constant_time_compare
+
+    if not hasattr(user, "get_session_auth_hash"):
+        return True
+    stored = data.get(HASH_SESSION_KEY)
+    if not stored:
+        return False
+    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    return any(constant_time_compare(stored, h) for h in hashes)
+
+
 class LiveConsumer(AsyncWebsocketConsumer):
     """Pushes re-rendered widgets of one page."""
 
@@ -95,8 +110,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
             raise Refused(CLOSE_FORBIDDEN, f"this page needs the permission {page_permission(page)!r}")
 
     async def watch_session(self) -> None:
-        """Close the socket once its session ends (sign-out, expiry) or its account loses the page's permission,
-        within SESSION_CHECK_S, rather than streaming on until the server's timeout."""
+        """Close the socket once its session ends (sign-out, expiry, a password change) or its account loses the
+        page's permission, within SESSION_CHECK_S, rather than streaming on until the server's timeout."""
         try:
             while True:
                 await asyncio.sleep(SESSION_CHECK_S)
@@ -119,6 +134,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if user is None or not data or data.get(SESSION_KEY) != str(user.pk):
             return Refused(CLOSE_UNAUTHENTICATED, "signed out, or the session expired")
         fresh = get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
+        if fresh is not None and not session_hash_valid(data, fresh):
+            return Refused(CLOSE_UNAUTHENTICATED, "the account's password changed; sign in again")
         permission = page_permission(self.scope["url_route"]["kwargs"]["page"])
         if fresh is None or not fresh.has_perm(permission):
             return Refused(CLOSE_FORBIDDEN, f"this page needs the permission {permission!r}")

@@ -140,16 +140,28 @@ def user_rank(user_id: str) -> dict[str, Any]:
 
 # -- risk ----------------------------------------------------------------------------------
 
+ALERTS_SHOWN = 50  # the newest; the badge counts them all
+HIGH_RISK_SHOWN = 50  # by score; the heading counts them all
+RISK_RANKING_SHOWN = 20  # the seed's risk dashboard shows 20
+
+
 def _alert(a: Alert) -> dict[str, Any]:
     return {"alert": a, "reasons": a.reasons or (f"risk level rose to {a.level}",), "raised_at": when(a.raised_at)}
 
 
 def alerts(params: Params) -> dict[str, Any]:
-    return {"alerts": [_alert(a) for a in q().active_alerts(50)]}
+    return {"alerts": [_alert(a) for a in q().active_alerts(ALERTS_SHOWN)], "count": q().active_alert_count()}
 
 
 def high_risk(params: Params) -> dict[str, Any]:
-    return {"rows": q().high_risk_users(50), "threshold": HIGH_RISK_DAILY_EXPOSURE}
+    users = q().high_risk_users(HIGH_RISK_SHOWN)
+    return {"day": users.day, "rows": users.rows, "total": users.total, "more": users.total - len(users.rows),
+            "threshold": HIGH_RISK_DAILY_EXPOSURE}
+
+
+def risk_ranking(params: Params) -> dict[str, Any]:
+    ranking = q().risk_ranking(RISK_RANKING_SHOWN)
+    return {"day": ranking.day, "rows": ranking.rows, "total": ranking.total}
 
 
 # -- market ----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Operator input, validated before it reaches the event store or a Redis key."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 from django import forms
@@ -20,6 +21,22 @@ def identifier(field: str) -> Callable[[str], None]:
     return check
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        return bool(uuid.UUID(value))
+    except ValueError:
+        return False
+
+
+def event_name(value: str) -> None:
+    """An event as an operator names it: its id (a UUID), ``stream/id`` (ids are unique only within a stream) or
+    its commit position."""
+    stream, slash, event_id = value.rpartition("/")
+    if value.isdigit() or (value.isprintable() and (not slash or stream.strip()) and _is_uuid(event_id)):
+        return
+    raise ValidationError("Event must be an event id (a UUID), stream/event id, or a commit position.")
+
+
 class UserLookupForm(forms.Form):
     user = forms.CharField(label="User id", max_length=64, validators=[identifier("User id")])
 
@@ -33,7 +50,7 @@ class AcknowledgeForm(forms.Form):
 class RetryParkedForm(forms.Form):
     projection = forms.ChoiceField(choices=[(p, p) for p in PROJECTIONS],
                                    error_messages={"invalid_choice": f"Projection must be one of {', '.join(PROJECTIONS)}."})
-    event_id = forms.UUIDField(error_messages={"invalid": "Event id must be a UUID."})
+    event_id = forms.CharField(max_length=300, validators=[event_name])
 
 
 class AuditFilterForm(forms.Form):

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET
 from lucent_admin.bootstrap import event_store, redis_client
 from lucent_admin.operations.roles import VIEW_CONSOLE
 from projections.errors import EventStoreUnavailable, redact
+from projections.queries import Queries
 
 log = logging.getLogger(__name__)
 READY_CACHE_SECONDS = 1.5
@@ -33,8 +34,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _check_redis() -> None:
-    redis_client(timeout=1.0).ping()
+def _check_redis() -> str:
+    """Redis answers; '' or, when it takes no writes (out of memory), why: the console still serves every page, so
+    it stays ready, and says so."""
+    client = redis_client(timeout=1.0)
+    client.ping()
+    return Queries(client).write_refusal()
 
 
 def _check_eventstore() -> None:
@@ -46,20 +51,23 @@ def _check_database() -> None:
         cursor.execute("SELECT 1")
 
 
-CHECKS: dict[str, Callable[[], None]] = {
+CHECKS: dict[str, Callable[[], object]] = {
     "redis": _check_redis,
     "eventstore": _check_eventstore,
     "database": _check_database,
 }
 
 
-def _run(name: str, check: Callable[[], None]) -> dict[str, object]:
+def _run(name: str, check: Callable[[], object]) -> dict[str, object]:
     try:
-        check()
+        warning = check()
     except (redis.RedisError, EventStoreUnavailable, Exception) as exc:  # noqa: BLE001 - a probe reports, never raises
         error = redact(f"{type(exc).__name__}: {exc}")[:300]
         log.warning("readyz: %s is not ready: %s", name, error)
         return {"ok": False, "error": error}
+    if isinstance(warning, str) and warning:
+        log.warning("readyz: %s: %s", name, warning)
+        return {"ok": True, "writable": False, "error": warning}  # the flag for everyone, the words for staff
     return {"ok": True}
 
 
@@ -86,6 +94,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
     """Each dependency reachable or not, HTTP 503 when any is not; why not only for the console's viewers."""
     results = _look()
     if not request.user.has_perm(VIEW_CONSOLE):
-        results = {name: {"ok": result["ok"]} for name, result in results.items()}
+        results = {name: {k: v for k, v in result.items() if k != "error"} for name, result in results.items()}
     ready = all(r["ok"] for r in results.values())
     return JsonResponse({"ready": ready, "checks": results}, status=200 if ready else 503)

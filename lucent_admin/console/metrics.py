@@ -156,6 +156,8 @@ class LucentCollector(Collector):
             _metric("lucent_redis_max_memory_bytes", "Redis maxmemory (0: no limit)", m.max_bytes),
             _metric("lucent_redis_rss_bytes", "Redis resident set size", m.rss_bytes),
             _metric("lucent_redis_memory_fragmentation_ratio", "Redis RSS ÷ used memory", m.fragmentation),
+            _metric("lucent_redis_refuses_writes", "1 while Redis refuses writes (maxmemory reached under noeviction): "
+                    "every projector is stalled", 1.0 if self.q.write_refusal() else 0.0),
         ]
 
     def memory(self) -> Iterable[Metric]:

@@ -57,6 +57,7 @@ WIDGETS: dict[str, Widget] = {
         Widget("strategies", "console/widgets/strategies.html", contexts.strategies, ("leaderboards",)),
         Widget("alerts", "console/widgets/alerts.html", contexts.alerts, ("risk",)),
         Widget("high-risk", "console/widgets/high_risk.html", contexts.high_risk, ("risk",)),
+        Widget("risk-ranking", "console/widgets/risk_ranking.html", contexts.risk_ranking, ("risk",)),
         Widget("prices", "console/widgets/prices.html", contexts.prices, ("market",)),
         Widget("movers", "console/widgets/movers.html", contexts.movers, ("market",)),
         Widget("arbitrage", "console/widgets/arbitrage.html", contexts.arbitrage, ("market",)),
@@ -87,7 +88,7 @@ WIDGETS: dict[str, Widget] = {
 PAGES: dict[str, tuple[str, ...]] = {
     "overview": ("projection-tiles", "recovery", "canary-freshness"),
     "leaderboards": ("top-portfolios", "volume-leaders", "strategies"),
-    "risk": ("alerts", "high-risk"),
+    "risk": ("alerts", "high-risk", "risk-ranking"),
     "market": ("prices", "movers", "arbitrage"),
     "user": ("user-portfolio", "user-risk", "user-jobs", "user-published"),
     "projections": ("projection-details", "canary-freshness"),

@@ -14,12 +14,14 @@ machine holds its settings and secrets, so no permission is checked there.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import redis
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
@@ -29,6 +31,8 @@ from lucent_admin.operations.models import AuditEntry
 from projections import actions
 from projections.errors import ProjectionError
 from projections.events import is_identifier
+from projections.maintenance.plan import second_generation
+from projections.readmodels import PROJECTIONS
 
 log = logging.getLogger(__name__)
 Outcome = AuditEntry.Outcome
@@ -40,6 +44,7 @@ class Actor:
 
     name: str
     user: AbstractBaseUser | AnonymousUser | None = None
+    automatic: bool = False  # the system acting on a rule (recovery): exempt from two-person approval
 
     @classmethod
     def of(cls, user: AbstractBaseUser | AnonymousUser) -> Actor:
@@ -58,6 +63,8 @@ class Actor:
         if account is None:
             raise LookupError(f"--as: there is no account {username!r}; create it (manage.py ensure_operator) or "
                               "name another with --as")
+        if not account.is_active:
+            raise LookupError(f"--as: the account {username!r} is inactive; name an active account with --as")
         return cls(f"cli:{getpass.getuser()} as {username}", account)
 
     @property
@@ -206,7 +213,8 @@ def do_rebuild_users(actor: Actor, users: list[str], invalid: str = "") -> Resul
     target = ",".join(wanted)[:200]
 
     def call() -> dict[str, Any]:
-        job, again = single_job(Job.Kind.REBUILD_USERS, target, {"users": wanted}, actor, len(wanted))
+        job, again = single_job(Job.Kind.REBUILD_USERS, target, {"users": wanted}, actor, len(wanted),
+                                whole=",".join(wanted))
         return {"job": job.pk, "again": again}
 
     result = perform(actor, REBUILD_USERS, target, call, "", invalid, users=len(wanted))
@@ -231,16 +239,22 @@ def users_invalid(users: list[str]) -> str:
     return ""
 
 
-def single_job(kind: str, target: str, params: dict[str, Any], actor: Actor, total: int | None, unit: str = "users"
-            ) -> tuple[Any, bool]:
-    """The job of ``kind`` on ``target`` queued or running already (True), else a new one (False)."""
+def single_job(kind: str, target: str, params: dict[str, Any], actor: Actor, total: int | None, unit: str = "users",
+               whole: str | None = None) -> tuple[Any, bool]:
+    """The job of ``kind`` on the same whole target queued or running already (True), else a new one (False).
+
+    ``target`` is what the job list shows (cut to 200 characters); ``whole`` (default: ``target``) is the whole
+    target — a long user list — compared through its SHA-256 digest, kept in the job's params as ``identity``.
+    """
     from lucent_admin.operations import jobs
     from lucent_admin.operations.models import Job
 
-    running = Job.objects.filter(kind=kind, target=target[:200], state__in=[Job.State.QUEUED, Job.State.RUNNING]).first()
+    identity = hashlib.sha256(f"{kind}\n{target if whole is None else whole}".encode()).hexdigest()
+    running = Job.objects.filter(kind=kind, target=target[:200], params__identity=identity,
+                                 state__in=[Job.State.QUEUED, Job.State.RUNNING]).first()
     if running is not None:
         return running, True
-    return jobs.create(kind, target, params, actor.name, total, unit), False
+    return jobs.create(kind, target, {**params, "identity": identity}, actor.name, total, unit), False
 
 
 GENERATION_KINDS = ("rebuild", "rollback", "drop-generation")
@@ -255,7 +269,10 @@ def running_generation_job(projection: str) -> Any:
 
 def _generation_job(actor: Actor, action: Action, kind: str, projection: str, confirm: str | None, params: dict[str, Any],
                     done: str, invalid: str = "") -> Result:
-    """Queue a job that writes or flips a projection's generations: one at a time per projection."""
+    """Queue a job that writes or flips a projection's generations: one at a time per projection. With two-person
+    approval on, a rebuild or rollback waits for a second operator's approval unless the system asks (automatic)."""
+    from django.conf import settings
+
     from lucent_admin.operations import jobs
     from projections.readmodels import PROJECTIONS
 
@@ -263,17 +280,19 @@ def _generation_job(actor: Actor, action: Action, kind: str, projection: str, co
         invalid = f"projection: must be one of {', '.join(PROJECTIONS)}"
     if not invalid and confirm is not None and confirm != projection:
         invalid = f"confirm: type the projection's name ({projection!r}) to confirm"
+    guarded = bool(settings.LUCENT_REBUILD_APPROVAL) and kind in ("rebuild", "rollback")
+    approval = guarded and not actor.automatic
+    if guarded and actor.automatic:
+        params = {**params, "approval": "exempt (automatic)"}
 
     def call() -> dict[str, Any]:
         running = running_generation_job(projection)
         if running is not None:
             raise Busy(f"{projection} already has {running.get_kind_display().lower()} job {running.pk} ({running.state}); "
                        "wait for it or cancel it")
-        from django.conf import settings
-
-        approval = bool(settings.LUCENT_REBUILD_APPROVAL) and kind in ("rebuild", "rollback")
         job = jobs.create(kind, projection, {"projection": projection, **params, "account": actor.account}, actor.name,
-                          None, "keys" if kind == "drop-generation" else "events", approval=approval)
+                          None, "keys" if kind == "drop-generation" else "events", approval=approval,
+                          note="automatic, exempt from two-person approval" if guarded and actor.automatic else "")
         return {"job": job.pk, "pending": approval}
 
     result = perform(actor, action, projection, call, "", invalid, **params)
@@ -290,10 +309,23 @@ class Busy(ProjectionError):
 
 
 def do_rebuild(actor: Actor, projection: str, confirm: str | None, flip_anyway: bool = False) -> Result:
-    """Queue a full rebuild of ``projection`` (``confirm``: its name typed; None from the CLI's --yes)."""
+    """Queue a full rebuild of ``projection`` (``confirm``: its name typed; None from the CLI's --yes). Refused,
+    for every caller (the console, a direct POST, the command line, automatic recovery), when the dry run says a
+    second generation would not fit in Redis's memory."""
     return _generation_job(actor, REBUILD, "rebuild", projection, confirm, {"flip_anyway": flip_anyway},
                            f"Full rebuild of {projection} queued as job {{job}}; the live read models stay in use until "
-                           "the flip.")
+                           "the flip.", _memory_refusal(projection))
+
+
+def _memory_refusal(projection: str) -> str:
+    """Why a rebuild of ``projection`` would not fit in Redis ('' if it fits, or the projection is unknown)."""
+    if projection not in PROJECTIONS:
+        return ""
+    try:
+        refusal = second_generation(bootstrap.redis_client(), projection).refusal
+    except redis.RedisError:
+        return ""  # Redis away: the action fails on its own, with that message
+    return f"memory: {refusal}" if refusal else ""
 
 
 def do_rollback(actor: Actor, projection: str, confirm: str | None) -> Result:
@@ -397,11 +429,20 @@ def do_approve_job(actor: Actor, job_id: int) -> Result:
     def refuse(job: Any) -> str:
         if job.state != Job.State.PENDING_APPROVAL:
             return f"job: job {job_id} is {job.state}, not waiting for an approval"
-        if job.params.get("account", "") in ("", actor.account):
+        if job.params.get("account", "") in ("", actor.account) or _same_cli_user(job.requested_by, actor.name):
             return f"job: job {job_id} was asked for by {job.requested_by}; a second operator must approve it"
         return ""
 
     return _on_job(actor, APPROVE_JOB, job_id, refuse, lambda job: jobs.approve(job, actor.name))
+
+
+def _same_cli_user(requested_by: str, approver: str) -> bool:
+    """Whether both names are the command line's (``cli:OS-USER [as ACCOUNT]``) with the same OS user: one person
+    naming two accounts with --as is not two people (the command line cannot check a password)."""
+    def os_user(name: str) -> str:
+        return name.split(" ", 1)[0] if name.startswith("cli:") else ""
+
+    return bool(os_user(approver)) and os_user(approver) == os_user(requested_by)
 
 
 def audit_sign_in(name: str, user: AbstractBaseUser | None, outcome: str = Outcome.OK, detail: str = "",

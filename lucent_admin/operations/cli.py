@@ -88,8 +88,9 @@ def actor_as(username: str) -> Any:
         raise CommandError(str(exc)) from None
 
 
-def job_command(help_text: str, action: Callable[[Any, int], Any]) -> type:
-    """A management command ``ID [--as OPERATOR]`` that applies ``action(actor, job_id)`` to one job."""
+def job_command(help_text: str, action: Callable[[Any, int], Any], as_required: bool = False) -> type:
+    """A management command ``ID [--as OPERATOR]`` that applies ``action(actor, job_id)`` to one job;
+    ``as_required``: ``--as`` must be given (no default account)."""
     import os
 
     from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -99,7 +100,11 @@ def job_command(help_text: str, action: Callable[[Any, int], Any]) -> type:
 
         def add_arguments(self, parser: CommandParser) -> None:
             parser.add_argument("job_id", type=int, metavar="ID")
-            parser.add_argument("--as", dest="as_user", default=os.environ.get("LUCENT_OPERATOR_USER", "operator"))
+            if as_required:
+                parser.add_argument("--as", dest="as_user", required=True, metavar="OPERATOR",
+                                    help="the account that acts: it must exist, be active and have the permission")
+            else:
+                parser.add_argument("--as", dest="as_user", default=os.environ.get("LUCENT_OPERATOR_USER", "operator"))
 
         def handle(self, *args: Any, job_id: int, as_user: str, **options: Any) -> None:
             result = action(actor_as(as_user), job_id)

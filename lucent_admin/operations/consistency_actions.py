@@ -43,7 +43,8 @@ def do_check_consistency(actor: Actor, projection: str = "", users: list[str] | 
 
     def call() -> dict[str, Any]:
         job, again = single_job(Job.Kind.CONSISTENCY_CHECK, target, params, actor, len(wanted) or None,
-                             "events" if everything else "users")  # a full check counts the events it replays
+                                "events" if everything else "users",  # a full check counts the events it replays
+                                whole=",".join(wanted) + where if wanted else None)
         return {"job": job.pk, "again": again}
 
     result = perform(actor, CHECK_CONSISTENCY, target, call, "", invalid, scope=scope, repair=repair)
@@ -67,7 +68,7 @@ def do_repair(actor: Actor, job_id: int) -> Result:
 
     def call() -> dict[str, Any]:
         repair, again = single_job(Job.Kind.REBUILD_USERS, ",".join(users)[:200], {"users": users, "repairs": job_id},
-                                actor, len(users))
+                                   actor, len(users), whole=",".join(users))
         return {"job": repair.pk, "again": again}
 
     result = perform(actor, REPAIR, f"job {job_id}", call, "", invalid, users=len(users))

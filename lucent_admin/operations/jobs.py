@@ -91,13 +91,13 @@ def record(job: Job, state: str, message: str, **fields: Any) -> None:
 
 
 def create(kind: str, target: str, params: dict[str, Any], requested_by: str, total: int | None, unit: str,
-           approval: bool = False) -> Job:
+           approval: bool = False, note: str = "") -> Job:
     """A new job, enqueued on the workers once the transaction commits — or, with ``approval``, waiting
-    for a second operator's (:func:`approve`)."""
+    for a second operator's (:func:`approve`). ``note`` is added to its first history line."""
     state = State.PENDING_APPROVAL if approval else State.QUEUED
     job = Job.objects.create(kind=kind, target=target[:200], params=params, requested_by=requested_by, total=total,
                              unit=unit, state=state)
-    waits = "; it waits for a second operator's approval" if approval else ""
+    waits = "; it waits for a second operator's approval" if approval else (f" ({note})" if note else "")
     JobEvent.objects.create(job=job, state=state, message=f"requested by {requested_by}{waits}")
     if not approval:
         _enqueue(job)

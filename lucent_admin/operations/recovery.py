@@ -65,12 +65,14 @@ def _rebuilding(name: str, cold_start: str) -> str:
     return ""
 
 
-def _observed(s: ProjectionStatus, rebuilding: str, canary_age_s: float | None) -> Observed:
+def _observed(s: ProjectionStatus, rebuilding: str, canary_age_s: float | None, refusal: str = "") -> Observed:
+    """What the classification needs (``refusal``: why Redis refuses writes, which stalls every projector that
+    beats, whatever its status hash — which it cannot write — last said)."""
     stopped = s.stopped_on
     return Observed(
         alive=s.alive, started=s.state is not ProjectionState.NOT_STARTED,
         stopped_on=f"{stopped.event_id} ({stopped.type} at {stopped.position:,})" if stopped else "",
-        stall_error=s.last_error if s.state is ProjectionState.STALLED else "",
+        stall_error=refusal or (s.last_error if s.state is ProjectionState.STALLED else ""),
         events_behind=s.events_behind, lag_seconds=s.lag_seconds, rebuilding=rebuilding, canary_age_s=canary_age_s,
         behind_bounded=s.events_behind_bounded,
     )
@@ -97,11 +99,12 @@ def projection_health(names: list[str] | None = None) -> dict[str, ProjectionHea
     now = _now_ms()
     limits = thresholds.health_thresholds()
     states = {r.projection: r for r in RecoveryState.objects.filter(projection__in=names or PROJECTIONS)}
+    refusal = queries.write_refusal()
     out = {}
     for s in statuses:
         state = states.get(s.projection)
         cold = state.cold_start if state else ""
-        observed = _observed(s, _rebuilding(s.projection, cold), canary_age_s(s.projection, now))
+        observed = _observed(s, _rebuilding(s.projection, cold), canary_age_s(s.projection, now), refusal)
         health = classify(observed, queries.health_samples(s.projection), now, limits)
         out[s.projection] = ProjectionHealth(s, health, cold, state.escalated if state else "")
     return out
@@ -220,7 +223,7 @@ def _guarded(row: RecoveryState, proposal: Proposal, rules: Any, now: int) -> li
 
 def _act(projection: str, proposal: Proposal) -> Result:
     """Queue the proposal's job as the system naming the rule, audited as recovery.act with the reason."""
-    actor = Actor(f"{SYSTEM} ({proposal.rule})")
+    actor = Actor(f"{SYSTEM} ({proposal.rule})", automatic=True)
     queued: list[Result] = []
 
     def call() -> dict[str, Any]:

@@ -42,7 +42,7 @@ def explained(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, fold: F
         later = _parked_after(parked, event)
         out.append(Difference(m.name, ref[1], ks.name_of(key), name, kind, expected[:500], actual[:500],
                               _cause(kind, event, at, checkpoint, later, last), _ref(event),
-                              str(later[0].get("eventId", "")) if later else ""))
+                              _parked_name(later[0]) if later else ""))
     return out
 
 
@@ -58,7 +58,7 @@ def _cause(kind: str, event: Envelope | None, at: int, checkpoint: int, parked: 
     cause = _likely(kind, event, at, checkpoint, last)
     if parked:
         first = parked[0]
-        cause += (f"; note: event {first.get('eventId', '?')} of this user ({first.get('type', '?')} at "
+        cause += (f"; note: event {_parked_name(first)} of this user ({first.get('type', '?')} at "
                   f"{first.get('position', '?')}) is parked ({first.get('reason', '')}): a poison event may have damaged it")
     return cause
 
@@ -117,6 +117,11 @@ def _values(image: Rendered, places: Iterable[Place]) -> dict[Place, Any]:
             out[(key, name)] = (image.owned.get(key, {}).get(name) or image.hfields.get(key, {}).get(name)
                                 or image.zsets.get(key, {}).get(name))
     return out
+
+
+def _parked_name(record: dict[str, Any]) -> str:
+    """How an operator names a parked event to retry it: ``stream/id`` (event ids are unique only within a stream)."""
+    return keys.parked_member(str(record.get("stream", "?")), str(record.get("eventId", "?")))
 
 
 def _parked_of(client: redis.Redis, projection: str, user_id: str) -> list[dict[str, Any]]:

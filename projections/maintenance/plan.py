@@ -29,9 +29,19 @@ class RebuildPlan:
         return self.events / rate if rate else None
 
 
-def plan_rebuild(client: redis.Redis, base: RunnerConfig, sample: int = 200) -> RebuildPlan:
-    """The dry run of a rebuild of ``base.projection``: events to read and the memory a second generation takes."""
-    projection = base.projection
+@dataclass(frozen=True)
+class SecondGeneration:
+    """The memory a second generation of a projection takes, against what Redis holds and may hold."""
+
+    keys: int  # keys of the live generation (a rebuild writes as many again)
+    estimated_bytes: int
+    used_bytes: int
+    max_bytes: int  # 0: no maxmemory set
+    refusal: str  # why it would not fit; empty when it fits
+
+
+def second_generation(client: redis.Redis, projection: str, sample: int = 200) -> SecondGeneration:
+    """The live generation's keys (counted by SCAN) times a sampled ``MEMORY USAGE``, against Redis's memory."""
     live = live_generation(client, projection)
     count, sizes = 0, list[int]()
     for key in client.scan_iter(match=keys.generation_pattern(projection, live), count=1000):
@@ -45,5 +55,13 @@ def plan_rebuild(client: redis.Redis, base: RunnerConfig, sample: int = 200) -> 
     if most and used + estimate > most * 0.95:
         refusal = (f"a second generation needs about {estimate / 2**20:,.1f} MiB and Redis has {used / 2**20:,.1f} of "
                    f"{most / 2**20:,.1f} MiB in use: drop a kept generation or raise maxmemory first")
-    return RebuildPlan(projection, live, next_generation(client, projection), head_position(base), count, estimate,
-                       used, most, refusal)
+    return SecondGeneration(count, estimate, used, most, refusal)
+
+
+def plan_rebuild(client: redis.Redis, base: RunnerConfig, sample: int = 200) -> RebuildPlan:
+    """The dry run of a rebuild of ``base.projection``: events to read and the memory a second generation takes."""
+    projection = base.projection
+    memory = second_generation(client, projection, sample)
+    return RebuildPlan(projection, live_generation(client, projection), next_generation(client, projection),
+                       head_position(base), memory.keys, memory.estimated_bytes, memory.used_bytes, memory.max_bytes,
+                       memory.refusal)

@@ -41,7 +41,7 @@ class Difference:
     actual: str  # what Redis holds ('' where it has nothing)
     cause: str
     event: EventRef | None = None  # the event that last set this place in the replay
-    parked_event: str = ""  # a parked event of the user after it, named in the cause (its id)
+    parked_event: str = ""  # a parked event of the user after it, named in the cause (as stream/id)
 
 
 @dataclass(frozen=True)

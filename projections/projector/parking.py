@@ -1,13 +1,16 @@
-"""Parked events: bad events recorded with the reason, never lost, retryable by id.
+"""Parked events: bad events recorded with the reason, never lost, retryable by name.
 
 A parked event (one that failed to decode or validate, or whose fold raised)
-is recorded in the projection's ``parked`` hash (event id -> JSON: id, stream,
-position, type, field, reason, recorded time, retried) and indexed by commit
-position in ``parked:index``; both are written in the same commit as the
-batch that moved the checkpoint past the event. Nothing here uses the wall
-clock, so a replay parks the same records.
+is recorded in the projection's ``parked`` hash (``stream/id``, see
+:func:`keys.parked_member`: event ids are unique only within a stream -> JSON:
+id, stream, position, type, field, reason, recorded time, retried) and indexed
+by commit position in ``parked:index``; both are written in the same commit as
+the batch that moved the checkpoint past the event. Nothing here uses the wall
+clock, so a replay parks the same records. Records parked before issue 22 are
+named by the event id alone; parking the event again (a retry, a rebuild)
+moves its record to ``stream/id``.
 
-Retry: an operator adds the id to ``parked:retry``
+Retry: an operator adds the parked event's name to ``parked:retry``
 (:func:`projections.actions.retry_parked`); the running projector re-reads the event from the store, decodes it again and,
 if it now validates, folds it at the current state and unparks it in one
 commit (a rebuild would apply it at its place in ``$all``).
@@ -43,31 +46,44 @@ class Parking:
         }
         if decided:
             record["decision"] = "parked by an operator (stop policy)"
-        commands = parked_writes(self.projection, env.event_id, env.position, json.dumps(record, sort_keys=True))
+        member = keys.parked_member(env.stream, env.event_id)
+        commands = [*self._legacy_of(env.stream, env.event_id),
+                    *parked_writes(self.projection, member, env.position, json.dumps(record, sort_keys=True))]
         if decided:
-            commands.append(("SREM", keys.park_requests(self.projection), env.event_id))
+            commands.append(("SREM", keys.park_requests(self.projection), member))
         return commands
 
-    def park_decided(self, event_id: str) -> bool:
-        """True if an operator decided to park ``event_id`` (:func:`projections.actions.park_bad_event`)."""
-        return bool(self.client.sismember(keys.park_requests(self.projection), event_id))
-
-    def unpark_writes(self, event_id: str) -> list[Write]:
+    def _legacy_of(self, stream: str, event_id: str) -> list[Write]:
+        """Writes removing this event's record of before issue 22 (named by its id alone), if there is one: parked
+        again (a retry, a rebuild), it is named ``stream/id`` and must not be listed twice."""
+        old = self.client.hget(keys.parked(self.projection), event_id)
+        if old is None or json.loads(text(old)).get("stream") != stream:
+            return []
         return unpark_writes(self.projection, event_id)
+
+    def park_decided(self, member: str) -> bool:
+        """True if an operator decided to park the event ``member`` (``stream/id``,
+        :func:`projections.actions.park_bad_event`)."""
+        return bool(self.client.sismember(keys.park_requests(self.projection), member))
+
+    def unpark_writes(self, member: str) -> list[Write]:
+        return unpark_writes(self.projection, member)
 
     def count(self) -> int:
         return int(cast(int, self.client.hlen(keys.parked(self.projection))))
 
     def due(self, store: EventStore) -> Iterator[tuple[str, Any]]:
-        """Parked events whose retry was requested, re-read from the store (requests are consumed)."""
+        """Parked events whose retry was requested, by the name they are parked under, re-read from the store
+        (requests are consumed)."""
         requested = self.client.spop(keys.retry_requests(self.projection), 100)
-        for raw_id in requested or ():
-            event_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-            record = self.client.hget(keys.parked(self.projection), event_id)
+        for raw in requested or ():
+            member = text(raw)
+            record = self.client.hget(keys.parked(self.projection), member)
             if record is None:
                 continue
-            position = int(json.loads(text(record))["position"])
+            parked = json.loads(text(record))
+            position = int(parked["position"])
             for event in store.read_all(after=position - 1, limit=1):
-                if str(event.id) == event_id:
-                    yield event_id, event
+                if str(event.id) == parked.get("eventId") and event.stream_name == parked.get("stream", event.stream_name):
+                    yield member, event
 

@@ -68,9 +68,11 @@ class Requests:
             return False
 
     def back_off(self, seconds: float) -> None:
-        """Wait ``seconds`` before a retry, cut short by a stop or by a resync request."""
+        """Wait ``seconds`` before a retry, cut short by a stop or by a resync request; the loop stays alive (its
+        heartbeat beats: a projector waiting to retry is stalled, not dead)."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
+            self.tick()
             if self.stop.wait(min(left, POLL_S)) or self.resync_asked():
                 return
 

@@ -58,6 +58,7 @@ from projections.errors import (
     Flipped,
     LeaseLost,
     ProjectionStopped,
+    RedisRefusesWrites,
     ResyncRequested,
 )
 from projections.events import CanaryAppended, DomainEvent, Ignored, Recorded, decode, envelope_of
@@ -90,7 +91,9 @@ Notifier = Callable[[dict[str, Any]], None]
 Hook = Callable[[str], None]
 RETURN, LIVE, SWITCH = "return", "live", "switch"  # outcomes of Runner._catch_up
 EPOCH_RETRIES = 5  # a batch refolded at once when a per-user rebuild wrote entities under it
-RETRYABLE = (EventStoreUnavailable, redis.ConnectionError, redis.TimeoutError, CheckpointMoved, LeaseLost, OSError)
+# Redis refusing writes (out of memory; a replica, during a failover) is a stall to wait out, like Redis away.
+RETRYABLE = (EventStoreUnavailable, redis.ConnectionError, redis.TimeoutError, CheckpointMoved, LeaseLost,
+             RedisRefusesWrites, redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError, OSError)
 
 
 @dataclass
@@ -189,13 +192,13 @@ class Runner:
                 reporter.stop()
             self._release()
 
-    def _await_park_decision(self, event_id: str) -> bool:
+    def _await_park_decision(self, member: str) -> bool:
         """Stopped on a bad event: stay alive (heartbeat, state ``failed``) until an operator parks
         it (True: resume) or the projector is stopped (False)."""
         while not self.stop_flag.wait(0.5):
             self.status.tick = time.monotonic()
             try:
-                if self.parking.park_decided(event_id) or self.requests.resync_asked():
+                if self.parking.park_decided(member) or self.requests.resync_asked():
                     return True
             except redis.RedisError:
                 continue
@@ -387,7 +390,8 @@ class Runner:
             except BadEvent as exc:
                 env = item.envelope
                 if self.config.on_bad_event == "stop":
-                    if self.parking.park_decided(env.event_id):
+                    member = keys.parked_member(env.stream, env.event_id)
+                    if self.parking.park_decided(member):
                         parked.extend(self.parking.park_writes(item, exc, decided=True))
                         continue
                     self._commit(decoded, parked, env.position - 1, raw[:index], canaries)
@@ -396,7 +400,7 @@ class Runner:
                         f"projection {self.config.projection!r} stopped on bad event {env.event_id} "
                         f"({env.type} in {env.stream} at {env.position}): {exc}; to go on past it, park it: "
                         f"manage.py projections park {self.config.projection} {env.event_id} (or the console's "
-                        "Projections page)", env.event_id,
+                        "Projections page)", member,
                     ) from None
                 parked.extend(self.parking.park_writes(item, exc))
                 continue
@@ -442,7 +446,7 @@ class Runner:
             self.status.fail(State.LIVE if self.caught_up else State.CATCHING_UP, "")
         if result.published:
             self._publish()
-        self._notify(result.changed, writes.changed_zsets, checkpoint, canaries)
+        self._notify(result.changed, writes.changed_zsets, checkpoint, canaries, parked=bool(parked))
 
     def _fold_and_commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int,
                          canaries: Sequence[CanaryAppended] = ()) -> tuple[FoldResult, Plan, list[tuple[str, ...]]]:
@@ -499,13 +503,15 @@ class Runner:
         return writes
 
     def _notify(self, changed: dict[Any, Any], zsets: dict[str, set[str]], checkpoint: int,
-                canaries: Sequence[CanaryAppended] = ()) -> None:
-        if not changed and not canaries:
+                canaries: Sequence[CanaryAppended] = (), parked: bool = False) -> None:
+        if not changed and not canaries and not parked:
             return
         try:
             notice = notice_for(self.config.projection, self.ks, checkpoint, changed, zsets)
             if canaries:
                 notice["canary"] = canaries[-1].canary_id  # the console's freshness widget re-renders
+            if parked:
+                notice["parked"] = True  # an event parked or unparked: the Projections page lists them
             self.notifier(notice)
         except Exception as exc:  # noqa: BLE001 - a failing notifier must not stop the projection
             log.warning("change notice of %s not delivered: %s", self.config.projection, exc)
@@ -514,14 +520,14 @@ class Runner:
         """Apply parked events an operator asked to retry (see :mod:`projections.projector.parking`)."""
         if self._store is None or not self._checkpoint_text:
             return
-        for event_id, item in self.parking.due(self._store):
+        for member, item in self.parking.due(self._store):
             try:
                 event = decode(item)
             except BadEvent as exc:
                 self._commit_retry([], self.parking.park_writes(item, exc, retried=True))
                 continue
             events = [] if isinstance(event, (Ignored, CanaryAppended)) else [event]
-            self._commit_retry(events, self.parking.unpark_writes(event_id))
+            self._commit_retry(events, self.parking.unpark_writes(member))
 
     def _commit_retry(self, events: list[DomainEvent], extra: list[tuple[str, ...]]) -> None:
         """Fold ``events`` at the current state and commit with ``extra`` (un/park writes). A retried
@@ -539,4 +545,4 @@ class Runner:
         self.status.parked = self.parking.count()
         if result.published:
             self._publish()
-        self._notify(result.changed, writes.changed_zsets, int(stored))
+        self._notify(result.changed, writes.changed_zsets, int(stored), parked=True)

@@ -158,6 +158,9 @@ class Reporter(threading.Thread):
         if final:
             pipe.delete(keys.heartbeat(p.projection))
         elif alive:
+            # PEXPIRE first: it is not a deny-OOM command, so with Redis out of memory (every other write here
+            # refused) the heartbeat stays and the projector shows stalled with the reason, not dead
+            pipe.pexpire(keys.heartbeat(p.projection), max(2, int(self.interval * 5)) * 1000)
             beat = json.dumps({"projector": p.token, "at": time.time(), "state": p.state})
             pipe.set(keys.heartbeat(p.projection), beat, ex=max(2, int(self.interval * 5)))
         pipe.execute()

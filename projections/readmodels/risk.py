@@ -14,11 +14,14 @@ Definitions (all from event time; the "day" is the UTC day of ``executedAt``):
 A trade on an earlier day than the user's current day (late event) updates
 positions and all-time figures, not the current day's. An alert is raised
 exactly once each time the level *rises* to high or critical; its id derives
-from the triggering event's id, so a replay raises the same alert. It stays
-active until a ``RiskAlertAcknowledged`` names it.
+from the triggering event's stream and id (event ids are unique only within a
+stream), so a replay raises the same alert and two users' events with one id
+raise two. It stays active until a ``RiskAlertAcknowledged`` names it, by that
+id or by the ``alert-<event id>`` alerts were named by before (issue 22).
 """
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from math import fsum
@@ -35,6 +38,7 @@ LEVELS = RISK_LEVELS
 HIGH_RISK_DAILY_EXPOSURE = 100_000.0
 ACKNOWLEDGED_KEPT = 20
 ACTIVE_CAP = 100
+ALERT_NAMESPACE = uuid.UUID("0d5e7f3a-6b2c-4e1d-8a9f-3c7b5e2d1f04")  # of alert ids: never change it
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,22 @@ def risk_level(score: float) -> str:
     return "low" if score < 3 else "medium" if score < 6 else "high" if score < 8 else "critical"
 
 
+def idle_score(concentration: float) -> float:
+    """The score of a user with no trades on the day: concentration alone."""
+    return risk_score(0.0, 0, 0.0, concentration)
+
+
+def as_of(r: Risk, day: str) -> Risk:
+    """``r`` as of ``day`` (the read side's today): a user whose current day is earlier has no daily
+    figures on ``day``, and the score and level of concentration alone. Stored state never decays
+    (folds see no time but events'); readers apply this with the projection's clock day."""
+    if not day or r.day >= day:
+        return r
+    score = idle_score(r.concentration)
+    return replace(r, day=day, daily_volume=0.0, daily_net={}, trades_today=0, largest_today=0.0,
+                   score=score, level=risk_level(score))
+
+
 def _positions_after(r: Risk, e: TradeExecuted) -> dict[str, float]:
     positions = dict(r.positions)
     amount = positions.get(e.pair, 0.0) + (e.amount if e.side == "buy" else -e.amount)
@@ -155,8 +175,14 @@ def evolve_trade(r: Risk, e: TradeExecuted) -> Risk:
     return new
 
 
-def alert_id_for(event_id: str) -> str:
-    """The alert raised by the event ``event_id`` (deterministic: a replay raises the same id)."""
+def alert_id_for(stream: str, event_id: str) -> str:
+    """The alert raised by the event ``event_id`` of ``stream`` (deterministic: a replay raises the same id; an
+    identifier of 42 characters, whatever the lengths of the user id and the event id)."""
+    return f"alert-{uuid.uuid5(ALERT_NAMESPACE, f'{stream}/{event_id}')}"
+
+
+def legacy_alert_id(event_id: str) -> str:
+    """The id an alert raised by ``event_id`` had before issue 22, which acknowledgements stored then carry."""
     return f"alert-{event_id}"[:64]
 
 
@@ -177,8 +203,9 @@ def alert_reasons(r: Risk) -> tuple[str, ...]:
 
 
 def _raise(r: Risk, e: TradeExecuted, level: str, score: float) -> Risk:
-    alert = Alert(alert_id_for(e.envelope.event_id), r.user_id, level, score, e.executed_at, e.envelope.event_id,
-                  e.envelope.position, reasons=alert_reasons(r))
+    env = e.envelope
+    alert = Alert(alert_id_for(env.stream, env.event_id), r.user_id, level, score, e.executed_at, env.event_id,
+                  env.position, reasons=alert_reasons(r))
     active = {**r.active, alert.alert_id: alert}
     if len(active) > ACTIVE_CAP:  # keep the newest; a flood of alerts must not grow a hash without bound
         active = dict(sorted(active.items(), key=lambda kv: (kv[1].raised_at, kv[1].position))[-ACTIVE_CAP:])
@@ -186,12 +213,16 @@ def _raise(r: Risk, e: TradeExecuted, level: str, score: float) -> Risk:
 
 
 def evolve_acknowledged(r: Risk, e: RiskAlertAcknowledged) -> Risk:
-    """Move the named alert from active to acknowledged; an unknown or repeated id changes nothing."""
-    alert = r.active.get(e.alert_id)
+    """Move the named alert from active to acknowledged; an unknown or repeated id changes nothing.
+
+    An id of before issue 22 (``alert-<event id>``) names the user's alert raised by that event: the user's trades
+    are all in one stream, where event ids are unique, so it names one alert of this user at most."""
+    alert = r.active.get(e.alert_id) or next(
+        (a for a in r.active.values() if legacy_alert_id(a.event_id) == e.alert_id), None)
     if alert is None:
         return r
     done = replace(alert, acknowledged_by=e.acknowledged_by, acknowledged_at=e.at, note=e.note)
-    active = {k: v for k, v in r.active.items() if k != e.alert_id}
+    active = {k: v for k, v in r.active.items() if k != alert.alert_id}
     return replace(r, active=active, acknowledged=((done,) + r.acknowledged)[:ACKNOWLEDGED_KEPT], last_position=e.envelope.position)
 
 

@@ -91,7 +91,7 @@ def test_parked_event_is_shown_and_retried(console, live_stack, append) -> None:
     assert "price" in row.inner_text()
     row.get_by_role("button", name="Retry").click()
     console.wait_for_selector(".msg.success >> text=Retry of parked event")
-    assert AuditEntry.objects.get(action="parked.retry").target == f"portfolio/{bad.id}"
+    assert AuditEntry.objects.get(action="parked.retry").target == f"portfolio/trades-dave-e2e/{bad.id}"
     queries = Queries(redis.Redis.from_url(live_stack.env["REDIS_URL"]))
     record = wait_until(lambda: next((p for p in queries.parked_events("portfolio")
                                     if p.event_id == str(bad.id) and p.retried), None),

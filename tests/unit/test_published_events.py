@@ -58,7 +58,7 @@ def test_a_level_change_publishes_one_event_with_the_alert_reasons() -> None:
     [out] = risk_published(event, before, after)
     assert (out.type, out.stream, out.cause_id, out.cause_position) == (
         RISK_LEVEL_CHANGED, "published-risk-alice", event.envelope.event_id, event.envelope.position)
-    assert out.event_id == published_id(event.envelope.event_id, RISK_LEVEL_CHANGED)
+    assert out.event_id == published_id(event.envelope.stream, event.envelope.event_id, RISK_LEVEL_CHANGED)
     assert (out.data["oldLevel"], out.data["newLevel"]) == ("low", "critical")
     assert out.data["reasons"] == list(next(iter(after.active.values())).reasons)
     decoded = decode(as_recorded(out))

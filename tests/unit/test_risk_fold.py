@@ -1,6 +1,7 @@
 """Risk folds: UTC days, exposure, score and level, alerts raised once, acknowledgement."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -58,7 +59,7 @@ def test_alert_raised_exactly_once_when_level_rises_to_high() -> None:
     e1 = big(T0, 150_000.0)
     r = evolve_trade(r, e1)  # type: ignore[arg-type]
     assert r.level == "high"  # 3 volume + 2 largest + 2 concentration
-    assert list(r.active) == [alert_id_for(e1.envelope.event_id)]  # type: ignore[attr-defined]
+    assert list(r.active) == [alert_id_for(e1.envelope.stream, e1.envelope.event_id)]  # type: ignore[attr-defined]
     r2 = evolve_trade(r, big(T0 + minutes(1), 10.0, pair="BTC-USD"))  # type: ignore[arg-type]
     assert r2.level == "high" and list(r2.active) == list(r.active)  # staying high raises nothing
 
@@ -68,7 +69,7 @@ def test_rise_from_high_to_critical_raises_a_second_alert() -> None:
     e = big(T0 + minutes(1), 100_000.0)
     r = evolve_trade(r, e)  # type: ignore[arg-type]
     assert r.level == "critical" and len(r.active) == 2
-    assert r.active[alert_id_for(e.envelope.event_id)].level == "critical"  # type: ignore[attr-defined]
+    assert r.active[alert_id_for(e.envelope.stream, e.envelope.event_id)].level == "critical"  # type: ignore[attr-defined]
 
 
 def test_fall_on_a_new_day_then_rise_raises_again() -> None:
@@ -100,3 +101,19 @@ def test_render_lists_active_alerts_and_rankings_and_round_trips() -> None:
     acked = evolve_acknowledged(r, acknowledged(alert_id))  # type: ignore[arg-type]
     assert MODEL.render(KS, ref, acked).zsets[KS.risk_alerts()] == {}
     assert MODEL.parse(ref, MODEL.render(KS, ref, acked).owned[KS.user_risk("alice")]) == acked
+
+
+def test_alerts_of_two_users_raised_by_events_with_one_id_have_two_ids() -> None:
+    alice, bob = (big(T0, 150_000.0, userId=u) for u in ("alice", "bob"))
+    bob = replace(bob, envelope=replace(bob.envelope, event_id=alice.envelope.event_id))  # type: ignore[attr-defined]
+    (a,) = evolve_trade(Risk("alice"), alice).active  # type: ignore[arg-type]
+    (b,) = evolve_trade(Risk("bob"), bob).active  # type: ignore[arg-type]
+    assert a != b and a == alert_id_for("trades-alice", alice.envelope.event_id)  # type: ignore[attr-defined]
+
+
+def test_an_acknowledgement_naming_the_alert_id_of_before_still_matches() -> None:
+    """Alerts were named ``alert-<event id>`` before issue 22; stored acknowledgements carry such ids."""
+    e = big(T0, 150_000.0)
+    r = evolve_trade(Risk("alice"), e)  # type: ignore[arg-type]
+    acked = evolve_acknowledged(r, acknowledged(f"alert-{e.envelope.event_id}"))  # type: ignore[arg-type,attr-defined]
+    assert acked.active == {} and acked.acknowledged[0].alert_id == alert_id_for("trades-alice", e.envelope.event_id)  # type: ignore[attr-defined]

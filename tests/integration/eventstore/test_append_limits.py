@@ -131,3 +131,28 @@ def _open_batches_over_the_cap(server: EventStoreServer) -> None:
             client.get_stream(streams[-1])
     finally:
         client.close()
+
+
+def test_an_append_or_a_batch_of_more_events_than_the_count_limit_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    """Empty events weigh almost nothing against the byte limit: the event count has its own."""
+    with EventStoreServer(str(tmp_path / "count.sqlite3"), max_append_events=5) as server:
+        channel, stub = raw_stub(server.uri)
+        try:
+            def append(stream: str, events: int) -> list[streams_pb2.AppendReq]:
+                options = streams_pb2.AppendReq.Options(stream_identifier=stream_id(stream), any=shared_pb2.Empty())
+                return [streams_pb2.AppendReq(options=options),
+                        *(streams_pb2.AppendReq(proposed_message=_proposed(0)) for _ in range(events))]
+
+            assert stub.Append(iter(append(new_stream("five"), 5)), timeout=30).HasField("success")
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Append(iter(append(new_stream("six"), 6)), timeout=30)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "the limit of 5 events in one append" in refused.value.details()
+            assert "--max-append-events or EVENTSTORE_LITE_MAX_APPEND_EVENTS" in refused.value.details()
+
+            batch = next(iter(stub.BatchAppend(iter([_batch_req(uuid.uuid4(), new_stream("b"), final=True, events=6)]),
+                                               timeout=30)))
+            assert batch.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+            assert "the limit of 5 events in one append" in batch.error.message
+        finally:
+            channel.close()

@@ -50,6 +50,15 @@ def test_asking_twice_while_queued_gives_the_same_job(ops) -> None:
     assert Job.objects.count() == 1
 
 
+def test_a_longer_user_list_sharing_the_first_200_characters_is_another_job(ops) -> None:
+    users = [f"user-{n:04d}" for n in range(40)]  # 399 characters joined
+    first = actions.do_rebuild_users(Actor.of(ops), users)
+    longer = actions.do_rebuild_users(Actor.of(ops), [*users, "user-extra"])
+    assert longer.ok and "queued as job" in longer.message and longer.value["job"] != first.value["job"]
+    again = actions.do_rebuild_users(Actor.of(ops), [*users, "user-extra"])
+    assert again.value["job"] == longer.value["job"] and "already job" in again.message  # the whole list, the same job
+
+
 def test_a_job_is_never_run_twice_at_once(ops, redis_client) -> None:
     job_id = actions.do_rebuild_users(Actor.of(ops), ["alice"]).value["job"]
     redis_client.set(keys.job_lease(job_id), "another-worker", px=5000)  # a worker is running it

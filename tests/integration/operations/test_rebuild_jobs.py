@@ -149,3 +149,34 @@ def test_differences_above_the_budget_wait_for_an_operator_who_flips_anyway(clie
     assert live_generation(redis_client, "portfolio") == 2
     assert projected.portfolio_summary(user).trade_count != 424242  # the rebuilt, right value is live
     assert AuditEntry.objects.get(action="rebuild.flip_anyway").outcome == "ok"
+
+
+def test_job_approve_on_the_command_line_needs_a_named_active_approver_who_did_not_ask(redis_client: redis.Redis) -> None:
+    import getpass
+
+    def approver(name: str, **fields: object):
+        user = account(name, "pw-appr-123", **fields)
+        user.user_permissions.add(*Permission.objects.filter(codename="approve_job"))
+        return user
+
+    def approve(job: Job, *args: str) -> str:
+        try:
+            call_command("job-approve", str(job.pk), *args, stdout=io.StringIO(), stderr=io.StringIO())
+        except CommandError as exc:
+            return str(exc)
+        return "approved"
+
+    approver("operator"), approver("alice"), approver("gone", is_active=False), account("nobody", "pw-nobody-123")
+    job = jobs.create("rebuild", "portfolio", {"projection": "portfolio", "account": "alice"}, "alice", None, "events",
+                      approval=True)
+    assert "--as" in approve(job)  # no default account: the approver must be named
+    assert "no account 'ghost'" in approve(job, "--as", "ghost")
+    assert "inactive" in approve(job, "--as", "gone")
+    assert "a second operator must approve it" in approve(job, "--as", "alice")  # the requester
+    assert "you need the permission 'operations.approve_job'" in approve(job, "--as", "nobody")
+    by_cli = jobs.create("rebuild", "risk", {"projection": "risk", "account": "alice"},
+                         f"cli:{getpass.getuser()} as alice", None, "events", approval=True)
+    assert "a second operator must approve it" in approve(by_cli, "--as", "operator")  # one OS user, two accounts
+    assert approve(job, "--as", "operator") == "approved"
+    approved = AuditEntry.objects.filter(action="job.approve", outcome="ok").get()
+    assert approved.actor_name == f"cli:{getpass.getuser()} as operator" and Job.objects.get(pk=job.pk).state == "queued"

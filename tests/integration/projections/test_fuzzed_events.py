@@ -217,7 +217,7 @@ def test_a_retried_fold_failure_stays_parked_marked_retried(redis_process: Redis
     wait_until(lambda: event_id in parked_by_id(queries, "leaderboards"), 20, what="the absurd trade to be parked")
 
     retry_parked(client, "leaderboards", event_id)  # re-read, decoded again, and its fold fails again
-    wait_until(lambda: json.loads(client.hget(keys.parked("leaderboards"), event_id))["retried"], 20, what="the retry")
+    wait_until(lambda: json.loads(client.hget(keys.parked("leaderboards"), keys.parked_member("trades-ancient", event_id)))["retried"], 20, what="the retry")
     record = parked_by_id(queries, "leaderboards")[event_id]
     assert (record.field, record.reason, record.retried) == ("data", FOLD_FAILURES["leaderboards"][event_id], True)
     assert runner.status.parked == 1 and thread.is_alive()

@@ -47,7 +47,7 @@ def test_retry_by_id(redis_process: RedisProcess, store_process: StoreProcess, m
         retry_parked(client, "portfolio", "not-parked")
 
     retry_parked(client, "portfolio", parked.event_id)
-    wait_until(lambda: json.loads(client.hget(keys.parked("portfolio"), parked.event_id))["retried"], 10, what="a failed retry")
+    wait_until(lambda: json.loads(client.hget(keys.parked("portfolio"), parked.key))["retried"], 10, what="a failed retry")
     assert queries.portfolio_summary("alice") is None
 
     monkeypatch.setattr(runner_module, "decode", lenient)

@@ -57,11 +57,12 @@ def test_portfolio_and_leaderboards(queries: Queries) -> None:
 
 
 def test_risk_queries(queries: Queries) -> None:
-    (whale,) = queries.high_risk_users()
+    (whale,) = queries.high_risk_users().rows
     assert whale.user_id == "whale" and whale.daily_exposure == 150_000.0 and whale.risk_level in ("high", "critical")
     alerts = queries.active_alerts()
     assert [a.user_id for a in alerts] == ["whale"]
-    assert alerts[0].alert_id.startswith("alert-") and alerts[0].alert_id == alert_id_for(alerts[0].event_id)
+    first = alerts[0]
+    assert first.alert_id.startswith("alert-") and first.alert_id == alert_id_for(f"trades-{first.user_id}", first.event_id)
     profile = queries.risk_profile("whale")
     assert profile is not None and profile.rank == 1 and profile.active_alerts[0].alert_id == alerts[0].alert_id
     with pytest.raises(InvalidIdentifier):

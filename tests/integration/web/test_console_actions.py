@@ -114,7 +114,7 @@ def test_retry_of_an_event_that_is_not_parked_says_so(client: Client, redis_clie
 def test_retry_with_a_bad_event_id_names_the_field(client: Client, redis_client) -> None:
     operator(client, "retry_parked_event")
     response = client.post("/projections/retry/", {"projection": "risk", "event_id": "nope"}, follow=True)
-    assert b"event_id: Event id must be a UUID." in response.content
+    assert b"event_id: Event must be an event id (a UUID), stream/event id, or a commit position." in response.content
     assert not redis_client.exists(keys.retry_requests("risk"))
 
 
@@ -168,7 +168,7 @@ def test_parking_the_event_a_stopped_projection_stopped_on_is_requested_and_audi
     assert b"Park this event and resume" in page.content
     response = client.post("/projections/park/", {"projection": "risk", "event_id": event_id}, follow=True)
     assert f"Event {event_id} will be parked".encode() in response.content
-    assert redis_client.sismember(keys.park_requests("risk"), event_id)
+    assert redis_client.sismember(keys.park_requests("risk"), f"trades-u1/{event_id}")
     entry = AuditEntry.objects.get(action="parked.decide")
     assert entry.target == f"risk/{event_id}" and entry.outcome == "ok"
 
@@ -198,7 +198,7 @@ def test_cli_park_is_audited_as_the_shell_user(redis_client) -> None:
     out = io.StringIO()
     call_command("projections", "park", "risk", event_id, stdout=out)
     assert "resumes past it" in out.getvalue()
-    assert redis_client.sismember(keys.park_requests("risk"), event_id)
+    assert redis_client.sismember(keys.park_requests("risk"), f"trades-u1/{event_id}")
     assert AuditEntry.objects.get(action="parked.decide").actor_name == f"cli:{getpass.getuser()}"
     with pytest.raises(CommandError, match="is not stopped on event"):
         call_command("projections", "park", "risk", "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a23")
@@ -293,3 +293,46 @@ def test_command_line_resync_is_audited(redis_client) -> None:
     with pytest.raises(CommandError, match="no projector is running 'risk'"):
         call_command("projections", "resync", "risk")
     assert AuditEntry.objects.get(action="projection.resync").outcome == "failed"
+
+
+def test_a_rebuild_that_would_not_fit_in_memory_is_refused_for_a_direct_post_and_for_recovery(
+        client: Client, store_settings, redis_client) -> None:
+    from lucent_admin.operations import actions
+    from lucent_admin.operations.actions import Actor
+    from lucent_admin.operations.models import Job
+
+    pf = keys.KeySpace("portfolio")
+    redis_client.set(pf.checkpoint, "100")
+    for i in range(300):  # a live generation whose copy would need more than Redis may hold
+        redis_client.hset(pf.portfolio(f"big-{i}"), mapping={"userId": f"big-{i}", "positions": "x" * 2000})
+    redis_client.config_set("maxmemory", str(int(redis_client.info("memory")["used_memory"]) + 2**18))
+    try:
+        operator(client, "run_rebuild")
+        response = client.post("/projections/portfolio/rebuild/", {"confirm": "portfolio"}, follow=True)
+        assert b"portfolio not rebuilt: memory: a second generation needs about" in response.content
+        automatic = actions.do_rebuild(Actor("system: recovery (missing → rebuild)", automatic=True), "portfolio", None)
+    finally:
+        redis_client.config_set("maxmemory", "0")
+    assert not automatic.ok and automatic.message.startswith("memory: a second generation needs about")
+    assert not Job.objects.exists()
+    outcomes = list(AuditEntry.objects.filter(action="rebuild.projection").values_list("outcome", flat=True))
+    assert outcomes == ["failed", "failed"]
+
+
+def test_a_retry_by_an_id_two_streams_parked_names_both_and_stream_slash_id_picks_one(client: Client, redis_client) -> None:
+    operator(client, "retry_parked_event", "view_console")
+    event_id = "0b6f6a2e-3f4e-4d0b-9d55-6c3a0c1f2a31"
+    for position, user in ((11, "alice"), (12, "bob")):
+        member = keys.parked_member(f"trades-{user}", event_id)
+        record = {"eventId": event_id, "stream": f"trades-{user}", "position": position, "type": "TradeExecuted",
+                  "field": "amount", "reason": "not a number", "recordedAt": 0, "retried": False}
+        redis_client.hset(keys.parked("risk"), member, json.dumps(record))
+        redis_client.zadd(keys.parked_index("risk"), {member: position})
+    page = client.get("/projections/").content.decode()
+    assert f'name="event_id" value="trades-alice/{event_id}"' in page and f'value="trades-bob/{event_id}"' in page
+    response = client.post("/projections/retry/", {"projection": "risk", "event_id": event_id}, follow=True)
+    assert (f"trades-alice/{event_id} (position 11), trades-bob/{event_id} (position 12); name one as stream/id"
+            in response.content.decode())
+    assert not redis_client.exists(keys.retry_requests("risk"))
+    client.post("/projections/retry/", {"projection": "risk", "event_id": f"trades-bob/{event_id}"})
+    assert redis_client.smembers(keys.retry_requests("risk")) == {f"trades-bob/{event_id}".encode()}

@@ -119,3 +119,15 @@ async def test_a_socket_closes_when_its_session_ends_or_its_permission_goes(monk
     user = await sync_to_async(get_user_model().objects.get)(username="dora")
     await sync_to_async(user.groups.clear)()
     assert await closed_with(comm) == CLOSE_FORBIDDEN
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_closes_when_its_accounts_password_changes(monkeypatch) -> None:
+    monkeypatch.setattr(consumers, "SESSION_CHECK_S", 0.2)
+    client = await sync_to_async(signed_in)(VIEWERS, "pat")
+    comm = session_socket(client, "overview")
+    assert await comm.connect() == (True, None)
+    user = await sync_to_async(get_user_model().objects.get)(username="pat")
+    user.set_password("pw-changed-456")  # rotates the session auth hash: the old session is no longer valid
+    await sync_to_async(user.save)()
+    assert await closed_with(comm) == CLOSE_UNAUTHENTICATED

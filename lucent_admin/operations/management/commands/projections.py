@@ -1,5 +1,5 @@
-"""``manage.py projections status [--json]``, ``projections parked [--projection P] [--retry ID]``,
-``projections park PROJECTION EVENT_ID`` (a stop-policy projection goes on past its bad event) and
+"""``manage.py projections status [--json]``, ``projections parked [--projection P] [--retry EVENT]``,
+``projections park PROJECTION EVENT`` (a stop-policy projection goes on past its bad event) and
 ``projections resync PROJECTION`` (a projector alive but stuck drops its state and resubscribes)."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from projections.readmodels import PROJECTIONS
 
 STATUS_COLUMNS = ("projection", "health", "effective_state", "alive", "checkpoint", "head", "lag_seconds", "events_behind",
                   "throughput", "parked", "healed", "health_reason")
-PARKED_COLUMNS = ("projection", "event_id", "stream", "position", "type", "field", "reason")
+PARKED_COLUMNS = ("projection", "key", "event_id", "stream", "position", "type", "field", "reason")  # key: --retry
 
 
 class Command(BaseCommand):
@@ -29,11 +29,12 @@ class Command(BaseCommand):
         status.add_argument("--json", action="store_true")
         parked = sub.add_parser("parked", help="list parked events, or ask the projector to retry one")
         parked.add_argument("--projection", choices=PROJECTIONS)
-        parked.add_argument("--retry", metavar="EVENT_ID")
+        parked.add_argument("--retry", metavar="EVENT", help="the parked event: stream/id, its commit position, or "
+                            "its id alone when no other parked event has it (ids are unique only within a stream)")
         parked.add_argument("--json", action="store_true")
         park = sub.add_parser("park", help="park the bad event a stop-policy projection stopped on, so it resumes")
         park.add_argument("projection", choices=PROJECTIONS)
-        park.add_argument("event_id")
+        park.add_argument("event_id", metavar="EVENT", help="the event it stopped on: its id, stream/id or commit position")
         resync = sub.add_parser("resync", help="make the running projector drop its state and resubscribe")
         resync.add_argument("projection", choices=PROJECTIONS)
 
