@@ -46,8 +46,12 @@ def append(store):
 
 @pytest.fixture
 def console(live_stack, page):
-    """A superuser signed in, with the projector running."""
+    """A superuser signed in, with the projector running: every projection live (on a loaded machine a projector
+    takes seconds to start; a test's events must not race its start against the page's wait)."""
     live_stack.start_projector()
+    queries = Queries(redis.Redis.from_url(live_stack.env["REDIS_URL"]))
+    wait_until(lambda: all(s.alive and s.state == "live" for s in queries.projection_status()), 60,
+               what="every projection to be live")
     return sign_in(page, live_stack, "chief", "browser-pw-2")
 
 
