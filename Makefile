@@ -1,10 +1,11 @@
 # Lucent Admin. `make run`: the whole console on embedded defaults. `make test`: the whole suite.
+# `make drills [DRILLS=name,name]`: the fault drills (tests/drills), one JSON line per drill.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint venv vendor-htmx constraints audit clean
+.PHONY: run test drills bench lint venv vendor-htmx constraints audit clean
 
 # Installs the tested set: constraints.txt pins every dependency (`make constraints` rewrites it).
 $(STAMP): pyproject.toml constraints.txt
@@ -22,6 +23,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+drills: $(STAMP)
+	@$(PY) -m tests.drills $(if $(DRILLS),--drills $(DRILLS))
 
 lint: $(STAMP)
 	$(VENV)/bin/mypy

@@ -1,0 +1,104 @@
+"""Drills on the services the stack depends on: Redis out of memory, killed, failed over; the event store down."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from lucent_admin.embedded import free_port
+from projections.readmodels import PROJECTIONS, model
+from tests.drills import compare
+from tests.drills.drill import Context
+from tests.drills.processes import RedisServer
+
+OUTAGE_S = 30.0  # the issue's duration for Redis out of memory and the event store down
+BALLAST = "lucent-drills:ballast"  # not a Lucent key: the memory that keeps Redis over its limit
+BALLAST_EVERY_S = 0.02
+WINDOW_EVENTS = 60  # events the primary commits that its replica never receives
+
+
+def _reply(value: Any) -> dict[str, Any]:
+    """A dict reply of the synchronous client (redis-py types every reply as possibly awaitable)."""
+    return dict(value)
+
+
+def _oom(client: redis.Redis) -> bool:
+    """True once a write is refused for memory (the ballast write itself may be the last one accepted)."""
+    try:
+        client.append(BALLAST, "x" * 65536)
+    except redis.exceptions.OutOfMemoryError:
+        return True
+    return False
+
+
+def redis_oom(ctx: Context) -> None:
+    """maxmemory set 64 KiB above what Redis uses (noeviction) and a ballast written until writes are refused, and
+    written again whenever memory freed elsewhere (a list trimmed, a message consumed) lets writes in, for 30 s;
+    then the limit and policy restored and the ballast deleted."""
+    client = ctx.stack.client()
+    saved = {name: str(_reply(client.config_get(name))[name]) for name in ("maxmemory", "maxmemory-policy")}
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", int(_reply(client.info("memory"))["used_memory"]) + 64 * 1024)
+    try:
+        ctx.wait(lambda: _oom(client), 10, "Redis to refuse writes for memory", interval=0.05)
+        full, before = time.monotonic(), compare.checkpoint(client, "portfolio")
+        probes = refused = 0
+        while time.monotonic() - full < OUTAGE_S:  # the fault's own duration, kept full
+            probes, refused = probes + 1, refused + _oom(client)
+            time.sleep(BALLAST_EVERY_S)
+        ctx.note(f"Redis full for {time.monotonic() - full:.1f} s ({refused} of {probes} ballast writes refused); "
+                 f"meanwhile the portfolio checkpoint went from {before} to {compare.checkpoint(client, 'portfolio')}")
+    finally:
+        for name, value in saved.items():
+            client.config_set(name, value)
+        client.delete(BALLAST)
+    ctx.lifted()
+
+
+def redis_kill9_aof(ctx: Context) -> None:
+    """redis-server killed with -9 and started again on its port and directory (its append-only file)."""
+    ctx.stack.redis.kill()
+    ctx.stack.redis.start()
+    ctx.lifted()
+
+
+def eventstore_down(ctx: Context) -> None:
+    """eventstore_lite killed with -9, 30 s later started again on its port and SQLite file."""
+    ctx.stack.store.kill()
+    time.sleep(OUTAGE_S)  # the fault's own duration
+    ctx.stack.store.start()
+    ctx.lifted()
+
+
+def _replicated(primary: redis.Redis, replica: redis.Redis) -> bool:
+    info = _reply(replica.info("replication"))
+    return (info.get("master_link_status") == "up" and not info.get("master_sync_in_progress")
+            and int(info.get("slave_repl_offset", -1)) == int(_reply(primary.info("replication"))["master_repl_offset"]))
+
+
+def redis_failover(ctx: Context) -> None:
+    """A replica synced, then cut off (pointed at a port where nothing listens) while the primary takes WINDOW_EVENTS
+    more events; the stack's processes stopped, the primary killed, the replica promoted, the stack started on it."""
+    stack = ctx.stack
+    primary = stack.redis
+    replica = RedisServer(stack.files.root / "replica", stack.files.logs, "replica",
+                          ("--replicaof", "127.0.0.1", str(primary.port))).start()
+    with primary.client() as p, replica.client() as r:
+        ctx.wait(lambda: _replicated(p, r), 30, "the replica to hold everything the primary holds", interval=0.1)
+        # the link cut: the replica follows a primary that is not there; what the real one writes now is lost
+        r.replicaof("127.0.0.1", str(free_port()))
+        cut = compare.heads(stack.store.uri, PROJECTIONS)
+        with stack.eventstore() as store:
+            ctx.wait(lambda: store.count_after(cut["market"], model("market").event_types, 1000) >= WINDOW_EVENTS,
+                     60, "the market to append the window's events", interval=0.1)
+        compare.wait_caught_up(p, stack.store.uri, PROJECTIONS, 30)
+        lost = {name: (compare.checkpoint(r, name), compare.checkpoint(p, name)) for name in PROJECTIONS}
+        stack.stop_apps()
+        primary.kill()
+        r.replicaof("NO", "ONE")
+        ctx.wait(lambda: _reply(r.info("replication"))["role"] == "master", 10, "the replica to be promoted", interval=0.1)
+    ctx.note(f"checkpoints lost in the failover (replica's, primary's): {lost}")
+    stack.redis = replica
+    stack.start_apps()
+    ctx.lifted()
