@@ -151,6 +151,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis out of memory refuses the broker's bookkeeping of a received task (a ResponseError, a "channel error" to
+# kombu); without this the worker stops with "Unrecoverable error" (a fault drill found it), with it the worker's
+# consumer reconnects and goes on once Redis has room.
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 # A full rebuild can run for hours: a message is redelivered only after this long unacknowledged.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": config.env_int("LUCENT_TASK_VISIBILITY_TIMEOUT", 6 * 3600, 60),

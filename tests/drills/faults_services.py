@@ -1,6 +1,7 @@
 """Drills on the services the stack depends on: Redis out of memory, killed, failed over; the event store down."""
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -44,9 +45,13 @@ def redis_oom(ctx: Context) -> None:
         ctx.wait(lambda: _oom(client), 10, "Redis to refuse writes for memory", interval=0.05)
         full, before = time.monotonic(), compare.checkpoint(client, "portfolio")
         probes = refused = 0
+        shown = ""
         while time.monotonic() - full < OUTAGE_S:  # the fault's own duration, kept full
             probes, refused = probes + 1, refused + _oom(client)
+            if not shown and time.monotonic() - full > OUTAGE_S / 2:
+                shown = _health_shown(ctx)
             time.sleep(BALLAST_EVERY_S)
+        ctx.note(f"while Redis refused writes, the console said: {shown}")
         ctx.note(f"Redis full for {time.monotonic() - full:.1f} s ({refused} of {probes} ballast writes refused); "
                  f"meanwhile the portfolio checkpoint went from {before} to {compare.checkpoint(client, 'portfolio')}")
     finally:
@@ -54,6 +59,20 @@ def redis_oom(ctx: Context) -> None:
             client.config_set(name, value)
         client.delete(BALLAST)
     ctx.lifted()
+
+
+def _health_shown(ctx: Context) -> str:
+    """What ``manage.py projections status`` says of every projection mid-outage: each must be STALLED with the
+    reason (Redis refuses writes, out of memory), never DEAD; a problem otherwise."""
+    done = ctx.stack.manage("projections", "status", "--json", timeout=60.0)
+    rows = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else []
+    said = {row["projection"]: f"{row['health']}: {row['health_reason']}" for row in rows}
+    wrong = {name: text for name, text in said.items()
+             if not text.startswith("stalled: ") or "Redis refuses writes (out of memory)" not in text}
+    if not said or wrong:
+        ctx.problem(f"out of memory, the projections should show STALLED with the reason; they show "
+                    f"{wrong or done.stderr[-300:]}")
+    return next(iter(said.values()), "")
 
 
 def redis_kill9_aof(ctx: Context) -> None:
