@@ -38,7 +38,7 @@ from projections.maintenance.consistency import check_users  # noqa: E402
 from projections.maintenance.control import Unattended  # noqa: E402
 from projections.maintenance.full_check import check_projection  # noqa: E402
 from projections.maintenance.generations import next_generation, switch_to  # noqa: E402
-from projections.maintenance.user_rebuild import user_events  # noqa: E402
+from projections.maintenance.user_fold import history  # noqa: E402
 from projections.readmodels import PROJECTIONS, model  # noqa: E402
 from projections.writer import text  # noqa: E402
 
@@ -51,7 +51,7 @@ def users_check(s: Servers, users: list[str]) -> dict[str, Any]:
     client = redis.Redis.from_url(s.redis_url)
     with EventStore(s.uri) as store:
         start = time.perf_counter()
-        events = sum(len(user_events(store, u)) for u in users)
+        events = sum(sum(1 for _ in history(store, u)) for u in users)
         read_s = time.perf_counter() - start
         start = time.perf_counter()
         report = check_users(client, store, users, urls=(s.redis_url, s.uri))

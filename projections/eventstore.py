@@ -131,14 +131,20 @@ class EventStore:
         :class:`~projections.events.Recorded` events built straight from the gRPC messages. Read in pages of
         ``page`` events, each with the client's timeout: a long stream is not cut off by one deadline, a store
         that stops answering still is."""
-        revision: int | None = None
+        return (event for _, event in self.read_stream_from(stream, 0, page))
+
+    def read_stream_from(self, stream: str, revision: int, page: int = STREAM_PAGE) -> Iterator[tuple[int, Recorded]]:
+        """The events of ``stream`` from stream revision ``revision`` on, each with its revision (to resume after
+        it), read page by page as :meth:`read_stream`. Each page is read whole before it is handed on: a
+        consumer as slow as it likes (folding, interleaving streams) never holds a call past its deadline."""
         while True:
             try:
                 response = self.client.read_stream(stream, stream_position=revision, limit=page, timeout=self.timeout)
             except (GrpcError, EventStoreDBClientException) as exc:
                 raise EventStoreUnavailable(f"reading stream {stream!r} failed: {exc}") from exc
             revisions: list[int] = []
-            yield from _read_items(response, f"stream {stream!r}", revisions)
+            pairs = [(revisions[-1], event) for event in _read_items(response, f"stream {stream!r}", revisions)]
+            yield from pairs
             if len(revisions) < page:
                 return
             revision = revisions[-1] + 1
@@ -155,6 +161,17 @@ class EventStore:
         except (GrpcError, EventStoreDBClientException) as exc:
             raise EventStoreUnavailable(f"reading stream {stream!r} failed: {exc}") from exc
         return list(_read_items(response, f"stream {stream!r}"))
+
+    def stream_length(self, stream: str) -> int:
+        """How many events ``stream`` holds (its newest revision + 1; 0 if it does not exist)."""
+        try:
+            response = self.client.read_stream(stream, backwards=True, limit=1, timeout=self.timeout)
+        except (GrpcError, EventStoreDBClientException) as exc:
+            raise EventStoreUnavailable(f"reading stream {stream!r} failed: {exc}") from exc
+        revisions: list[int] = []
+        for _ in _read_items(response, f"stream {stream!r}", revisions):
+            pass
+        return revisions[-1] + 1 if revisions else 0
 
     def metadata_at(self, position: int) -> dict[str, Any]:
         """The JSON metadata of the event at commit ``position`` ({} if none is there or it is not JSON)."""

@@ -40,7 +40,8 @@ def _rebuild_users(job: Job, control: JobControl) -> dict[str, Any]:
     results: dict[str, Any] = dict(job.result.get("users", {}))
     for i in range(job.done, len(users)):
         control.report(i, len(users), f"rebuilding {users[i]}")
-        rebuilt = rebuild_user(bootstrap.redis_client(), bootstrap.event_store(), users[i], control=_CancelOnly(control))
+        rebuilt = rebuild_user(bootstrap.redis_client(), bootstrap.event_store(), users[i],
+                               control=_PhaseOnly(control, i, len(users)))
         results[users[i]] = {p.projection: {"events": p.events, "writes": p.writes, "checkpoint": p.checkpoint}
                              for p in rebuilt.projections}
         save(job, result={"users": results})  # what is done survives a redelivery
@@ -198,14 +199,17 @@ class _Phase(Control):
         return self.cancellable and self.control.cancelled()
 
 
-class _CancelOnly(Control):
-    """Passes cancel checks through, keeps the engine's own progress out of the job's."""
+class _PhaseOnly(Control):
+    """Passes cancel checks and the engine's phase through (a busy user's events read so far), keeping the job's
+    progress in its own units (step ``done`` of ``total``: the job resumes from its progress)."""
 
-    def __init__(self, control: Control) -> None:
-        self.control = control
+    def __init__(self, control: Control, done: int, total: int) -> None:
+        self.control, self.done, self.total = control, done, total
 
     def report(self, done: int, total: int | None, phase: str = "") -> None:
-        return None
+        if phase:
+            counted = f"{done:,} of {total:,}" if total else f"{done:,}"
+            self.control.report(self.done, self.total, f"{phase} ({counted})")
 
     def cancelled(self) -> bool:
         return self.control.cancelled()

@@ -5,8 +5,9 @@ For each projection with user entities and each user checked:
 
 1. *Snapshot* (as a per-user rebuild, :mod:`projections.maintenance.user_rebuild`): the live
    generation's checkpoint C and the entity's ``lastPosition`` L, in one MULTI/EXEC.
-2. *Replay* the user's events up to C with the same pure folds (and the marks a full replay uses):
-   the image a full replay leaves.
+2. *Replay* the user's events up to C with the same pure folds (and the marks a full replay uses),
+   folded while read page by page (:mod:`projections.maintenance.user_fold`): the image a full replay
+   leaves.
 3. *Observe* what Redis holds for the entity, in one MULTI/EXEC, and keep it only if the entity's
    ``lastPosition`` is still L: the live projector applied no event of the user in between, so both
    stand at one position and live traffic causes no false difference (else go again, a bounded
@@ -30,27 +31,22 @@ import redis
 
 from projections import keys
 from projections.errors import RebuildContended
-from projections.events import DomainEvent
 from projections.eventstore import EventStore
-from projections.keys import KeySpace
 from projections.maintenance.control import Control, Unattended, check
 from projections.maintenance.explain import explained
 from projections.maintenance.report import MISSING_KEY, Difference, EntityCheck, Report, compare
+from projections.maintenance.user_fold import Fold, advance, catch_up, new_fold
 from projections.maintenance.user_reader import UserRead, UserReaderProcess, read_user
 from projections.maintenance.user_rebuild import (
     ATTEMPTS,
-    Fold,
     Strays,
     live_keyspace,
     observe,
-    replay,
     snapshots,
     stray_places,
-    user_events,
     user_projections,
 )
 from projections.readmodels import model
-from projections.readmodels.base import ReadModel, Ref
 from projections.writer import text
 
 log = logging.getLogger(__name__)
@@ -120,12 +116,14 @@ def _read_ahead(client: redis.Redis, store: EventStore, work: Sequence[tuple[str
 
 def _compared(client: redis.Redis, store: EventStore, read: UserRead, strays: dict[str, Strays] | None = None
               ) -> list[tuple[str, EntityCheck | None]]:
-    """Each projection's check of the user (None: live events kept moving the entity; not compared)."""
-    events = list(read.events)
-    return [(ks.projection, _check_one(client, store, model(ks.projection), ks,
-                                       (str(model(ks.projection).user_kind), read.user_id), shot, events,
-                                       (strays or {}).get(ks.projection), marks))
-            for ks, shot, marks in zip(read.spaces(), read.shots, read.marks)]
+    """Each projection's check of the user (None: live events kept moving the entity; not compared). The user's
+    events are read once and folded as they come, for every projection up to its checkpoint."""
+    spaces = read.spaces()
+    folds = [new_fold(client, store, model(ks.projection), ks, (str(model(ks.projection).user_kind), read.user_id))
+             for ks in spaces]
+    advance([(fold, shot[0]) for fold, shot in zip(folds, read.shots)], read.items)
+    return [(ks.projection, _check_one(client, store, fold, shot, (strays or {}).get(ks.projection)))
+            for ks, fold, shot in zip(spaces, folds, read.shots)]
 
 
 def check_user(client: redis.Redis, store: EventStore, user_id: str, projections: Sequence[str] | None = None
@@ -139,22 +137,22 @@ def check_user(client: redis.Redis, store: EventStore, user_id: str, projections
     return [entity for _, entity in done if entity is not None]
 
 
-def _check_one(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref, snapshot: tuple[int, str],
-               events: list[DomainEvent], strays: Strays | None = None,
-               marks: dict[int, dict[str, float]] | None = None) -> EntityCheck | None:
+def _check_one(client: redis.Redis, store: EventStore, fold: Fold, snapshot: tuple[int, str],
+               strays: Strays | None = None) -> EntityCheck | None:
+    """``fold``'s entity (``fold`` stands at the snapshot's checkpoint) against what Redis holds for it."""
+    m, ks, ref = fold.m, fold.ks, fold.ref
     main = m.main_key(ks, ref)
-    fold = Fold()
     for attempt in range(1, ATTEMPTS + 1):
         if attempt > 1:
             snapshot = snapshots(client, [(ks, main)])[0]
-            events = user_events(store, ref[1])
+            catch_up(fold, store, snapshot[0])
         checkpoint, last = snapshot
-        expected = replay(fold, client, store, m, ks, ref, checkpoint, events, marks)
+        expected = fold.image()
         actual = observe(client, m, ks, ref, expected, strays)
         if actual.owned.get(main, {}).get("lastPosition", "") != last:
             continue  # the live projector applied an event of the user meanwhile: both at one position again
         found = compare(expected, actual)
-        differences = explained(client, m, ks, ref, fold, found, checkpoint, last) if found else ()
+        differences = explained(client, store, fold, found, checkpoint, last) if found else ()
         return EntityCheck(m.name, ref[1], checkpoint, last, fold.count, tuple(differences))
     log.info("consistency check of %s in %s: live events kept moving it during %d attempts; not compared", ref[1],
              m.name, ATTEMPTS)

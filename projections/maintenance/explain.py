@@ -1,7 +1,8 @@
 """Why a user's read model differs from a replay: the event behind each difference and its likely cause.
 
 The event is the last of the user's events whose fold changed what the replay shows at that place (found by
-folding the user's events one at a time, only for an inconsistent user). The cause: keys missing while the
+reading the user's events again and folding them one at a time, only for an inconsistent user, with the marks
+the replay used). The cause: keys missing while the
 checkpoint is intact (eviction, a flush, a failover), an event the checkpoint passed that Redis does not show
 (lost writes), a value no event of the user explains (an outside writer); a parked event of the user after the
 event behind it is named too.
@@ -16,11 +17,11 @@ import redis
 
 from projections import keys
 from projections.events import Envelope, user_streams
-from projections.keys import KeySpace
+from projections.eventstore import EventStore
 from projections.maintenance.report import EXTRA_KEY, MEMBER_EXTRA, MISSING_KEY, Difference, EventRef, Found
-from projections.maintenance.user_rebuild import Fold, own_append_keys, segments
+from projections.maintenance.user_fold import Fold, history, own_append_keys, with_marks
 from projections.projector.fold import fold_batch
-from projections.readmodels.base import ReadModel, Ref, Rendered
+from projections.readmodels.base import Ref, Rendered
 from projections.readmodels.portfolio import MARKS, Marks
 from projections.writer import text
 
@@ -29,11 +30,12 @@ EXPLAIN_MAX_EVENTS = 50_000  # a user with more events gets its differences with
 Place = tuple[str, str]  # (key, hash field or sorted-set member; '' for the key as a whole)
 
 
-def explained(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, fold: Fold, found: list[Found],
-               checkpoint: int, last: str) -> list[Difference]:
-    """Each difference with the event behind it and its likely cause."""
+def explained(client: redis.Redis, store: EventStore, fold: Fold, found: list[Found], checkpoint: int, last: str
+              ) -> list[Difference]:
+    """Each difference of ``fold``'s entity with the event behind it and its likely cause."""
+    m, ks, ref = fold.m, fold.ks, fold.ref
     places = {(key, name) for key, name, *_ in found}
-    setters = _last_setters(m, ks, ref, fold, places) if len(fold.events) <= EXPLAIN_MAX_EVENTS else {}
+    setters = _last_setters(store, fold, places) if fold.count <= EXPLAIN_MAX_EVENTS else {}
     parked = _parked_of(client, m.name, ref[1])
     at = int(last) if last.isdigit() else 0
     out = []
@@ -84,27 +86,30 @@ def _ref(event: Envelope | None) -> EventRef | None:
     return EventRef(event.event_id, event.type, event.stream, event.position, event.recorded_at)
 
 
-def _last_setters(m: ReadModel, ks: KeySpace, ref: Ref, fold: Fold, places: set[Place]) -> dict[Place, Envelope]:
-    """For each place, the last of the user's events whose fold changed what the replay shows there."""
+def _last_setters(store: EventStore, fold: Fold, places: set[Place]) -> dict[Place, Envelope]:
+    """For each place, the last of the user's events (up to where ``fold`` stands) whose fold changed what the
+    replay shows there."""
+    m, ks, ref = fold.m, fold.ks, fold.ref
     states: dict[Ref, Any] = {}
-    own = own_append_keys(m, ks, ref)
+    appended = own_append_keys(m, ks, ref)
     previous = _values(Rendered(), places)
     setters: dict[Place, Envelope] = {}
-    for chunk, marks in segments(fold.events, fold.marks):
+    own = (event for _, _, _, event in history(store, ref[1], upto=fold.events_upto)
+           if event is not None and event.envelope.type in m.event_types and ref in m.touches(event))
+    for event, marks in with_marks(own, fold.marks_of):
         if marks is not None:
             states[MARKS] = Marks(marks)
-        for event in chunk:
-            result = fold_batch(m, ks, states, [event])
-            states.update(result.changed)
-            for entry in result.appends:
-                if entry.key in own and (entry.key, entry.member) in places:
-                    setters[(entry.key, entry.member)] = event.envelope
-            state = states.get(ref)
-            now = _values(Rendered() if state is None else m.render(ks, ref, state), places)
-            for place in places:
-                if now[place] != previous[place]:
-                    setters[place] = event.envelope
-            previous = now
+        result = fold_batch(m, ks, states, [event])
+        states.update(result.changed)
+        for entry in result.appends:
+            if entry.key in appended and (entry.key, entry.member) in places:
+                setters[(entry.key, entry.member)] = event.envelope
+        state = states.get(ref)
+        now = _values(Rendered() if state is None else m.render(ks, ref, state), places)
+        for place in places:
+            if now[place] != previous[place]:
+                setters[place] = event.envelope
+        previous = now
     return setters
 
 

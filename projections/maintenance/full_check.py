@@ -40,7 +40,8 @@ from projections.maintenance.report import (
     Report,
     compare,
 )
-from projections.maintenance.user_rebuild import live_keyspace, own_append_keys
+from projections.maintenance.user_fold import own_append_keys
+from projections.maintenance.user_rebuild import live_keyspace
 from projections.projector.fold import fold_batch, touched_refs
 from projections.projector.reader import ReaderProcess
 from projections.readmodels import PROJECTIONS, model

@@ -6,10 +6,12 @@ costs about as much CPU as folding the event; in one process (one GIL) the two a
 catch-up (see :mod:`projections.projector.reader`).
 
 :func:`read_user` takes the user's snapshot in every projection (the checkpoint C and the entity's
-``lastPosition``, one MULTI/EXEC), *then* reads the user's events — so every event up to each C is among them
-— and the marks a first fold needs. :class:`UserReaderProcess` does the same for a list of users in
-``python -m projections.maintenance.user_reader``, pickling one :class:`UserRead` per user to its stdout; the
-pipe bounds how far ahead it runs (a user or two), so its snapshots are as fresh as a thread's would be.
+``lastPosition``, one MULTI/EXEC), *then* reads the user's events up to the highest C — so every event up to
+each C is among them —, page by page as they are folded (:func:`projections.maintenance.user_fold.history`).
+:class:`UserReaderProcess` does the same for a list of users in ``python -m projections.maintenance.user_reader``,
+pickling to its stdout per user a :class:`UserRead` header, the user's events in pages of ``PAGE``, and an end
+mark; the pipe bounds how far ahead it runs (a page or two), so neither process holds a user's whole history
+and its snapshots are as fresh as a thread's would be.
 """
 from __future__ import annotations
 
@@ -19,31 +21,31 @@ import pickle
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
 
 from projections.errors import EventStoreUnavailable
-from projections.events import DomainEvent
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
-from projections.maintenance.user_rebuild import live_keyspace, marks_of, snapshots, user_events, user_projections
+from projections.maintenance.user_fold import Item, history
+from projections.maintenance.user_rebuild import live_keyspace, snapshots, user_projections
 from projections.projector.reader import exit_with_parent, stop_child
 from projections.readmodels import model
 
+PAGE = 1000  # events pickled per message of the reader process
 
 @dataclass(frozen=True)
 class UserRead:
-    """One user's snapshot in each projection, the user's events read after it, and the marks per projection."""
+    """One user's snapshot in each projection and the user's events read after it (read once, in order)."""
 
     user_id: str
     projections: tuple[str, ...]
     generations: tuple[int, ...]
     shots: tuple[tuple[int, str], ...]  # (checkpoint C, lastPosition L) per projection
-    events: tuple[DomainEvent, ...]
-    marks: tuple[dict[int, dict[str, float]], ...]
+    items: Iterable[Item] = ()  # the user's history up to the highest C (``user_fold.history``)
 
     def spaces(self) -> list[KeySpace]:
         return [KeySpace(p, g) for p, g in zip(self.projections, self.generations)]
@@ -54,10 +56,8 @@ def read_user(client: redis.Redis, store: EventStore, user_id: str, projections:
     models = [model(name) for name in names]
     spaces = [live_keyspace(client, name) for name in names]
     shots = snapshots(client, [(ks, m.main_key(ks, (str(m.user_kind), user_id))) for m, ks in zip(models, spaces)])
-    events = user_events(store, user_id)  # after every snapshot: all the events up to each C
-    marks = tuple(marks_of(client, store, m, ks, (str(m.user_kind), user_id), events, shot[0])
-                  for m, ks, shot in zip(models, spaces, shots))
-    return UserRead(user_id, names, tuple(ks.generation for ks in spaces), tuple(shots), tuple(events), marks)
+    upto = max((checkpoint for checkpoint, _ in shots), default=0)  # after every snapshot: all the events up to each C
+    return UserRead(user_id, names, tuple(ks.generation for ks in spaces), tuple(shots), history(store, user_id, upto=upto))
 
 
 class UserReaderProcess:
@@ -73,18 +73,31 @@ class UserReaderProcess:
         self._process.stdin.close()
 
     def __iter__(self) -> Iterator[UserRead]:
+        """Each user's read; its ``items`` must be read to the end before the next user is asked for."""
+        while True:
+            header = self._next(end_ok=True)
+            if header is None:
+                return
+            yield replace(header, items=self._pages())
+
+    def _pages(self) -> Iterator[Item]:
+        while (page := self._next()) is not None:
+            yield from page
+
+    def _next(self, end_ok: bool = False) -> Any:
         pipe = self._process.stdout
         assert pipe is not None
-        while True:
-            try:
-                item = pickle.load(pipe)
-            except EOFError:
-                return
-            except (pickle.UnpicklingError, OSError, ValueError) as exc:
-                raise EventStoreUnavailable(f"the user reader process ended (exit {self._process.poll()}): {exc}") from None
-            if isinstance(item, dict):
-                raise EventStoreUnavailable(f"the user reader process failed: {item['error']}")
-            yield item
+        try:
+            message = pickle.load(pipe)
+        except EOFError:
+            if end_ok:
+                return None
+            raise EventStoreUnavailable(f"the user reader process ended mid-user (exit {self._process.poll()})") from None
+        except (pickle.UnpicklingError, OSError, ValueError) as exc:
+            raise EventStoreUnavailable(f"the user reader process ended (exit {self._process.poll()}): {exc}") from None
+        if isinstance(message, dict):
+            raise EventStoreUnavailable(f"the user reader process failed: {message['error']}")
+        return message
 
     def stop(self) -> None:
         """End the child (safe to call twice)."""
@@ -96,7 +109,16 @@ def _serve(request: dict[str, Any], out: Any) -> None:
     try:
         with EventStore(request["uri"]) as store:
             for user, projections in request["work"]:
-                pickle.dump(read_user(client, store, user, projections), out, pickle.HIGHEST_PROTOCOL)
+                read = read_user(client, store, user, projections)
+                pickle.dump(replace(read, items=()), out, pickle.HIGHEST_PROTOCOL)
+                page: list[Item] = []
+                for item in read.items:
+                    page.append(item)
+                    if len(page) >= PAGE:
+                        pickle.dump(page, out, pickle.HIGHEST_PROTOCOL)
+                        page = []
+                pickle.dump(page, out, pickle.HIGHEST_PROTOCOL)
+                pickle.dump(None, out, pickle.HIGHEST_PROTOCOL)  # the user's end
                 out.flush()
     except BrokenPipeError:
         return

@@ -29,7 +29,8 @@ from projections.keys import KeySpace
 from projections.maintenance.control import Control, check
 from projections.maintenance.pointer import live_generation
 from projections.maintenance.report import Found, compare
-from projections.maintenance.user_rebuild import Fold, Strays, observe, replay, snapshots, stray_places, user_events
+from projections.maintenance.user_fold import catch_up, new_fold
+from projections.maintenance.user_rebuild import Strays, observe, snapshots, stray_places
 from projections.readmodels import model
 from projections.readmodels.base import ReadModel
 from projections.writer import text
@@ -123,7 +124,7 @@ def _user(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, us
     ref = (str(m.user_kind), user)
     main = m.main_key(ks, ref)
     checkpoint, last = snapshots(client, [(ks, main)])[0]
-    expected = replay(Fold(), client, store, m, ks, ref, checkpoint, user_events(store, user))
+    expected = catch_up(new_fold(client, store, m, ks, ref), store, checkpoint)
     actual = observe(client, m, ks, ref, expected, strays)
     if actual.owned.get(main, {}).get("lastPosition", "") != last:
         return None

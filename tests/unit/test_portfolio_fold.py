@@ -7,7 +7,7 @@ import pytest
 
 from projections.events import PortfolioRebalanced, PriceUpdated
 from projections.keys import KeySpace
-from projections.maintenance.user_rebuild import marks_needed, segments
+from projections.maintenance.user_fold import marks_needed, segments
 from projections.projector.fold import fold_batch
 from projections.readmodels.portfolio import (
     HISTORY_CAP,

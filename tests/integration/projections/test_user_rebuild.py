@@ -10,7 +10,8 @@ from projections import keys
 from projections.events import PriceUpdated, decode
 from projections.eventstore import EventStore, ProposedEvent
 from projections.keys import KeySpace
-from projections.maintenance.user_rebuild import latest_prices, rebuild_user
+from projections.maintenance.user_fold import latest_prices
+from projections.maintenance.user_rebuild import rebuild_user
 from projections.projector.runner import Runner
 from projections.queries import Queries
 from tests.fixtures.projections import RedisProcess, StoreProcess
