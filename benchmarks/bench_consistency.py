@@ -33,6 +33,7 @@ from bench_projector import Servers, config  # noqa: E402
 from bench_rebuild import Child, catch_up, freshness, simulated_store  # noqa: E402
 
 from projections import keys  # noqa: E402
+from projections.codec import text  # noqa: E402
 from projections.eventstore import EventStore  # noqa: E402
 from projections.maintenance.consistency import check_users  # noqa: E402
 from projections.maintenance.control import Unattended  # noqa: E402
@@ -40,7 +41,6 @@ from projections.maintenance.full_check import check_projection  # noqa: E402
 from projections.maintenance.generations import next_generation, switch_to  # noqa: E402
 from projections.maintenance.user_fold import history  # noqa: E402
 from projections.readmodels import PROJECTIONS, model  # noqa: E402
-from projections.writer import text  # noqa: E402
 
 
 def say(message: str) -> None:

@@ -42,6 +42,7 @@ import redis  # noqa: E402
 from bench_projector import Servers, bench_read_all, config, pct, rss_mb  # noqa: E402
 
 from projections import keys  # noqa: E402
+from projections.codec import text  # noqa: E402
 from projections.eventstore import EventStore, ProposedEvent  # noqa: E402
 from projections.maintenance.control import Unattended  # noqa: E402
 from projections.maintenance.generations import next_generation, switch_to  # noqa: E402
@@ -50,7 +51,6 @@ from projections.projector.runner import Runner  # noqa: E402
 from projections.readmodels import PROJECTIONS, model  # noqa: E402
 from projections.simulation.appender import append_events  # noqa: E402
 from projections.simulation.market import Market  # noqa: E402
-from projections.writer import text  # noqa: E402
 
 HERE = Path(__file__).resolve()
 PER_USER_TARGET = 10_000  # events of the user rebuilt alone

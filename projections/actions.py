@@ -5,7 +5,7 @@ the event store port (the projector folds it like any other event) or records a
 request the running projector consumes. They are idempotent: acknowledging an
 alert twice appends once (the event id derives from the alert), a repeated retry
 or park request is one member of a set. Permission checks and the audit log are
-the Django side's (``lucent_admin/operations/actions.py``), which calls these.
+the Django side's (``lucent_admin/operations/actions/``), which calls these.
 """
 from __future__ import annotations
 

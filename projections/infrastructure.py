@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.errors import EventStoreUnavailable
-from projections.writer import text
 
 if TYPE_CHECKING:  # the read side imports this module: it need not load esdbclient
     from projections.eventstore import EventStore, Head

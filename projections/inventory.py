@@ -25,8 +25,9 @@ from typing import Any
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.keys import KeySpace
-from projections.writer import FLIPPED, text
+from projections.writer import FLIPPED
 
 SAMPLE = 100  # keys of a generation sized with MEMORY USAGE
 

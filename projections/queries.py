@@ -14,14 +14,14 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Any
 
 import redis
 
 from projections import infrastructure, inventory, keys
+from projections.codec import text
 from projections.errors import AmbiguousEvent, BadEvent, InvalidIdentifier, NotParked
-from projections.events import Envelope, PortfolioSignificantlyUpdated, RiskLevelChanged, decode, is_identifier, is_pair
+from projections.events import PortfolioSignificantlyUpdated, RiskLevelChanged, decode, is_identifier, is_pair
 from projections.eventstore import EventStore
 from projections.health import HealthSample
 from projections.keys import KeySpace
@@ -33,7 +33,7 @@ from projections.readmodels.portfolio import MODEL as PORTFOLIO
 from projections.readmodels.portfolio import Portfolio, value_of
 from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert, Risk, as_of, idle_score, risk_level
 from projections.readmodels.risk import MODEL as RISK
-from projections.writer import text
+from projections.status import ProjectionStatus, parse_status
 
 GENERATION_CACHE_S = 0.05  # short: after a flip, readers move to the new generation within 50 ms
 CANARY_WINDOW_MS = 600_000  # the canaries' p50/p99 are over the last ten minutes
@@ -43,21 +43,6 @@ RISK_FIELDS = ("day", "riskScore", "riskLevel", "concentration", "dailyExposure"
 RISK_SCAN_CHUNK = 500  # risk rankings are walked this many members per round trip
 RISK_RANK_SCAN = 1_000  # a user's risk rank is looked for this far down; below it, unranked (None)
 GENERATIONS_CACHE_S = 30.0  # a projection's generations are scanned at most this often, unless one comes or goes
-
-
-class ProjectionState(StrEnum):
-    """What a projection is doing. The projector reports the first seven in its status hash;
-    the read side adds the last two: no status at all, or a status without a heartbeat."""
-
-    STARTING = "starting"
-    CATCHING_UP = "catching up"
-    LIVE = "live"
-    STALLED = "stalled"
-    REBUILDING = "rebuilding"
-    PAUSED = "paused"
-    FAILED = "failed"
-    NOT_STARTED = "not started"
-    DEAD = "dead"
 
 
 def check_user(user_id: object) -> str:
@@ -309,44 +294,6 @@ def percentile(values: list[int], pct: float) -> int | None:
         return None
     ordered = sorted(values)
     return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
-
-
-@dataclass(frozen=True)
-class ProjectionStatus:
-    projection: str
-    state: ProjectionState  # the projector's last word (NOT_STARTED if it never reported)
-    alive: bool  # its heartbeat is present: what tells a dead projector
-    heartbeat_age: float | None
-    generation: int
-    checkpoint: int
-    head: int
-    lag_seconds: float
-    events_behind: int
-    events_behind_bounded: bool
-    throughput: float
-    applied: int
-    parked: int
-    last_error: str
-    failing_event: Envelope | None  # the event a failed projection stopped on
-    projector: str
-    updated_at: float
-    sessions: int = 0  # subscriptions the projector started (retries and resyncs start new ones)
-    cold_start_at: int = 0  # epoch ms its projector found Redis had lost its read models (0: never)
-    cold_start_from: int = 0  # the checkpoint it had committed before
-    healed: int = 0  # users whose vanished keys this projector rebuilt before writing to them
-
-    @property
-    def effective_state(self) -> ProjectionState:
-        """DEAD when the last word is not backed by a heartbeat, else the reported state."""
-        if not self.alive and self.state is not ProjectionState.NOT_STARTED:
-            return ProjectionState.DEAD
-        return self.state
-
-    @property
-    def stopped_on(self) -> Envelope | None:
-        """The bad event a ``stop``-policy projection failed on, if it did (alive, it waits for an
-        operator's decision; dead, it meets the event again when it restarts)."""
-        return self.failing_event if self.state is ProjectionState.FAILED else None
 
 
 def _rank(zero_based: Any) -> int | None:
@@ -612,7 +559,7 @@ class Queries:
         out = []
         for i, name in enumerate(names):
             status, beat, parked, generation = replies[4 * i : 4 * i + 4]
-            out.append(_status(name, _tm(status), beat, int(parked), _i(generation, 1)))
+            out.append(parse_status(name, _tm(status), beat, int(parked), _i(generation, 1)))
         return out
 
     def write_refusal(self) -> str:
@@ -768,39 +715,4 @@ def _parked(d: Mapping[str, Any], key: str) -> ParkedEvent:
     return ParkedEvent(
         d["eventId"], d["stream"], int(d["position"]), d["type"], d["field"], d["reason"], int(d.get("recordedAt", 0)),
         bool(d.get("retried", False)), d.get("decision", ""), key,
-    )
-
-
-def failing_event_from_json(value: str) -> Envelope | None:
-    """The failing event recorded in a status hash (see ``projector/status.py``), or None."""
-    if not value:
-        return None
-    try:
-        d = json.loads(value)
-        return Envelope(d["eventId"], d["stream"], int(d["position"]), d["type"], int(d.get("recordedAt", 0)))
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def failing_event_to_json(envelope: Envelope) -> str:
-    return json.dumps({"eventId": envelope.event_id, "stream": envelope.stream, "position": envelope.position,
-                       "type": envelope.type, "recordedAt": envelope.recorded_at}, sort_keys=True)
-
-
-def _state(value: str) -> ProjectionState:
-    try:
-        return ProjectionState(value) if value else ProjectionState.NOT_STARTED
-    except ValueError:
-        return ProjectionState.NOT_STARTED
-
-
-def _status(name: str, f: dict[str, str], beat: Any, parked: int, generation: int) -> ProjectionStatus:
-    heartbeat = json.loads(text(beat)) if beat else None
-    age = None if heartbeat is None else max(0.0, time.time() - float(heartbeat["at"]))
-    return ProjectionStatus(
-        name, _state(f.get("state", "")), heartbeat is not None, age, generation, _i(f.get("checkpoint")),
-        _i(f.get("head")), _f(f.get("lagSeconds")), _i(f.get("eventsBehind")), f.get("eventsBehindBounded") == "1",
-        _f(f.get("throughput")), _i(f.get("applied")), parked, f.get("lastError", ""),
-        failing_event_from_json(f.get("failingEvent", "")), f.get("projector", ""), _f(f.get("updatedAt")),
-        _i(f.get("sessions")), _i(f.get("coldStartAt")), _i(f.get("coldStartFrom")), _i(f.get("healed")),
     )

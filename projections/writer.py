@@ -36,6 +36,7 @@ from typing import Any
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.errors import (
     CheckpointMoved,
     EntityLost,
@@ -238,13 +239,6 @@ def load_states(client: redis.Redis, model: ReadModel, ks: KeySpace, refs: Seque
     replies = pipe.execute()
     states = {ref: model.parse(ref, _text_map(fields)) for ref, fields in zip(refs, replies[1:]) if fields}
     return Loaded(states, {}, text(replies[-1]), text(replies[0]))
-
-
-def text(value: Any) -> str:
-    """A Redis reply as str ('' for None)."""
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _text_map(fields: Mapping[Any, Any]) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """Operator actions from the console: parse the form, call the action layer, report the result.
 
 Permission checks and the audit entry are the action layer's
-(:mod:`lucent_admin.operations.actions`); a denied attempt answers 403, any other
-outcome goes back to the page with a message.
+(:mod:`lucent_admin.operations.actions`); every result is answered by :func:`respond`: a
+denied attempt is a 403, any other outcome a message and a redirect (the job's page when
+one was queued).
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from django_htmx.http import HttpResponseClientRedirect
 from lucent_admin.console import contexts
 from lucent_admin.console.forms import AcknowledgeForm, ConsistencyCheckForm, RetryParkedForm, UserLookupForm
 from lucent_admin.console.permissions import console_page
-from lucent_admin.operations import actions, consistency_actions, recovery
-from lucent_admin.operations.actions import Actor, Result
+from lucent_admin.operations import actions
+from lucent_admin.operations.audit import Actor, Result
 from projections.readmodels import PROJECTIONS
 
 
@@ -30,17 +31,27 @@ def _form_errors(form: Form) -> str:
     return "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
 
 
-def _report(request: HttpRequest, result: Result, failed: str, url_name: str) -> HttpResponse:
-    """403 for a denied attempt; otherwise back to the page (a client redirect for htmx) with a message."""
+def respond(request: HttpRequest, result: Result, failed: str, back: str, done: str | None = None) -> HttpResponse:
+    """The console's one answer to an action's result: 403 for a denied attempt; otherwise the result's message (a
+    failure's after ``failed``, when given) and a redirect — to ``done`` (default ``back``) when it succeeded, else
+    to ``back`` — as a client redirect for htmx."""
     if result.denied:
         raise PermissionDenied(result.message)
     if result.ok:
         messages.success(request, result.message)
     else:
-        messages.error(request, f"{failed}: {result.message}")
-    if getattr(request, "htmx", False):
-        return HttpResponseClientRedirect(reverse(url_name))
-    return redirect(url_name)
+        messages.error(request, f"{failed}: {result.message}" if failed else result.message)
+    url = (done or back) if result.ok else back
+    return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else redirect(url)
+
+
+def job_page(result: Result) -> str | None:
+    """The page of the job ``result`` queued (None if it queued none)."""
+    return reverse("console:job", args=[result.job]) if result.job is not None else None
+
+
+def _report(request: HttpRequest, result: Result, failed: str, url_name: str) -> HttpResponse:
+    return respond(request, result, failed, reverse(url_name))
 
 
 @require_POST
@@ -83,27 +94,22 @@ def resync(request: HttpRequest) -> HttpResponse:
 @require_POST
 def dismiss_recovery_alert(request: HttpRequest) -> HttpResponse:
     projection = request.POST.get("projection", "")[:32]
-    result = recovery.do_dismiss(Actor.of(request.user), projection)
+    result = actions.do_dismiss(Actor.of(request.user), projection)
     return _report(request, result, f"Recovery alert of {projection} not dismissed", "console:overview")
 
 
 @require_POST
 def rollback(request: HttpRequest, projection: str) -> HttpResponse:
     result = actions.do_rollback(Actor.of(request.user), projection[:32], None)  # one click (and the browser's confirm)
-    if result.ok:
-        messages.success(request, result.message)
-        url = reverse("console:job", args=[result.value["job"]])
-        return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else redirect(url)
-    return _report(request, result, f"{projection[:32]} not rolled back", "console:projections")
+    return respond(request, result, f"{projection[:32]} not rolled back", reverse("console:projections"), job_page(result))
 
 
 @require_POST
 def drop_generation(request: HttpRequest, projection: str, generation: int) -> HttpResponse:
     """Drop a generation (a job: its page), or back to the Projections page saying why not / that it is gone."""
     result = actions.do_drop_generation(Actor.of(request.user), projection[:32], generation)
-    if result.ok and result.value["job"] is not None:
-        return _to_job(request, result, "", reverse("console:projections"))
-    return _report(request, result, f"Generation {generation} of {projection[:32]} not dropped", "console:projections")
+    return respond(request, result, f"Generation {generation} of {projection[:32]} not dropped",
+                   reverse("console:projections"), job_page(result))
 
 
 @require_POST
@@ -112,21 +118,8 @@ def rebuild_user(request: HttpRequest) -> HttpResponse:
     valid = form.is_valid()
     user = form.cleaned_data["user"] if valid else request.POST.get("user_id", "")[:64]
     result = actions.do_rebuild_users(Actor.of(request.user), [user], invalid="" if valid else _form_errors(form))
-    if result.denied:
-        raise PermissionDenied(result.message)
-    (messages.success if result.ok else messages.error)(request, result.message if result.ok else
-                                                         f"{user} not rebuilt: {result.message}")
-    url = f"{reverse('console:user')}?{urlencode({'user': user})}" if valid else reverse("console:jobs")
-    return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else redirect(url)
-
-
-def _to_job(request: HttpRequest, result: Result, failed: str, back: str) -> HttpResponse:
-    """403 for a denied attempt; the job's page when one was queued, else back to ``back`` with the message."""
-    if result.denied:
-        raise PermissionDenied(result.message)
-    (messages.success if result.ok else messages.error)(request, result.message if result.ok else f"{failed}: {result.message}")
-    url = reverse("console:job", args=[result.value["job"]]) if result.ok else back
-    return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else redirect(url)
+    back = f"{reverse('console:user')}?{urlencode({'user': user})}" if valid else reverse("console:jobs")
+    return respond(request, result, f"{user} not rebuilt", back)
 
 
 @require_POST
@@ -136,18 +129,18 @@ def check_consistency(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data if valid else {}
     scope = data.get("scope", "")
     user = data.get("user_id") or request.POST.get("user_id", "")[:64]
-    result = consistency_actions.do_check_consistency(Actor.of(request.user), data.get("projection", ""),
+    result = actions.do_check_consistency(Actor.of(request.user), data.get("projection", ""),
                                           [user] if scope == "user" else [], (data.get("sample") or 0) if scope == "sample" else 0,
                                           scope == "all", invalid="" if valid else _form_errors(form))
     back = (f"{reverse('console:user')}?{urlencode({'user': user})}" if request.POST.get("scope") == "user" and user
             else reverse("console:consistency"))
-    return _to_job(request, result, "Consistency not checked", back)
+    return respond(request, result, "Consistency not checked", back, job_page(result))
 
 
 @require_POST
 def repair(request: HttpRequest, job_id: int) -> HttpResponse:
-    result = consistency_actions.do_repair(Actor.of(request.user), job_id)
-    return _to_job(request, result, "Not repaired", reverse("console:job", args=[job_id]))
+    result = actions.do_repair(Actor.of(request.user), job_id)
+    return respond(request, result, "Not repaired", reverse("console:job", args=[job_id]), job_page(result))
 
 
 @require_POST
@@ -165,11 +158,7 @@ def approve_job(request: HttpRequest, job_id: int) -> HttpResponse:
 @require_POST
 def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
     result = actions.do_cancel_job(Actor.of(request.user), job_id)
-    if result.denied:
-        raise PermissionDenied(result.message)
-    (messages.success if result.ok else messages.error)(request, result.message)
-    url = reverse("console:job", args=[job_id])
-    return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else redirect(url)
+    return respond(request, result, "", reverse("console:job", args=[job_id]))
 
 
 @require_GET

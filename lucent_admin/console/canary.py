@@ -13,8 +13,9 @@ from typing import Any
 from django.conf import settings
 
 from lucent_admin.bootstrap import queries as q
-from projections.queries import CANARY_WINDOW_MS, CanaryAppend, CanaryFreshness, ProjectionState, ProjectionStatus
+from projections.queries import CANARY_WINDOW_MS, CanaryAppend, CanaryFreshness
 from projections.readmodels import PROJECTIONS
+from projections.status import ProjectionState, ProjectionStatus
 
 OVERDUE_PERIODS = 3
 OVERDUE_MIN_MS = 10_000

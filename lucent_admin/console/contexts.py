@@ -15,13 +15,13 @@ from django.conf import settings
 from lucent_admin.bootstrap import queries as q
 from lucent_admin.console.charts import sparkline
 from lucent_admin.console.jobs import job_row, latest_scores
-from lucent_admin.operations.actions import GENERATION_KINDS
 from lucent_admin.operations.models import Job
+from lucent_admin.operations.queue import GENERATION_KINDS
 from lucent_admin.operations.recovery import ProjectionHealth, projection_health
 from projections.health import HealthState
 from projections.inventory import Role
-from projections.queries import ProjectionState, ProjectionStatus
 from projections.readmodels.risk import HIGH_RISK_DAILY_EXPOSURE, Alert
+from projections.status import ProjectionState, ProjectionStatus
 
 Params = Any
 

@@ -17,8 +17,8 @@ from django.conf import settings
 from lucent_admin.bootstrap import queries as q
 from projections import infrastructure as infra
 from projections.keys import INFRA_HISTORY_MS
-from projections.queries import ProjectionState
 from projections.readmodels import PROJECTIONS
+from projections.status import ProjectionState
 
 Params = Any
 

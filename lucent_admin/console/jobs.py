@@ -13,8 +13,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from lucent_admin.operations.engines import AWAITING_DECISION
 from lucent_admin.operations.models import Job
+from lucent_admin.operations.queue import AWAITING_DECISION
 from projections.readmodels import PROJECTIONS
 
 Params = Any

@@ -32,8 +32,9 @@ from lucent_admin.operations.models import Job
 from lucent_admin.operations.recovery import projection_health
 from lucent_admin.operations.roles import VIEW_CONSOLE
 from projections.health import HealthState
-from projections.queries import ProjectionState, Queries
+from projections.queries import Queries
 from projections.readmodels import PROJECTIONS
+from projections.status import ProjectionState
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Who may see what: each page needs its view permission (``operations/roles.py`` groups them into roles).
 Anonymous users go to the login page; a signed-in account without the permission gets 403.
 
-Actions check their own permission in the action layer (``lucent_admin/operations/actions.py``),
+Actions check their own permission in the action layer (``lucent_admin/operations/audit.py``'s ``perform``),
 which audits every attempt, denied ones included; the live socket of a page checks the page's.
 """
 from __future__ import annotations

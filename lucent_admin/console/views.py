@@ -10,19 +10,17 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from lucent_admin import bootstrap
 from lucent_admin.console.forms import AuditFilterForm, UserLookupForm
 from lucent_admin.console.permissions import audit_page, console_page, risk_page
 from lucent_admin.console.recovery import ThresholdsForm
 from lucent_admin.console.widgets import page_widgets, render_widget
 from lucent_admin.operations import actions
-from lucent_admin.operations.actions import Actor
+from lucent_admin.operations.actions import do_change_thresholds
+from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import AuditEntry, Job
-from lucent_admin.operations.recovery import do_change_thresholds
+from lucent_admin.operations.queue import running_generation_job
 from lucent_admin.operations.roles import VIEW_CONSOLE, VIEW_RISK
-from projections.maintenance.plan import plan_rebuild
-from projections.maintenance.user_rebuild import user_projections
-from projections.readmodels import PROJECTIONS
+from projections.readmodels import PROJECTIONS, user_projections
 
 AUDIT_PAGE_SIZE = 50
 
@@ -102,13 +100,13 @@ def rebuild(request: HttpRequest, projection: str) -> HttpResponse:
             raise PermissionDenied(result.message)
         if result.ok:
             messages.success(request, result.message)
-            return redirect("console:job", result.value["job"])
+            return redirect("console:job", result.job)
         messages.error(request, f"{projection} not rebuilt: {result.message}")
-    plan = plan_rebuild(bootstrap.redis_client(), bootstrap.runner_config(projection))
+    plan = actions.rebuild_dry_run(projection)
     last = Job.objects.filter(kind=Job.Kind.REBUILD, target=projection, state=Job.State.SUCCEEDED).first()
     rate = (last.result.get("applied", 0) / last.result["seconds"]) if last and last.result.get("seconds") else None
     return render(request, "console/rebuild.html", {
-        "title": f"Rebuild {projection}", "plan": plan, "eta": plan.eta_seconds(rate), "busy": actions.running_generation_job(projection),
+        "title": f"Rebuild {projection}", "plan": plan, "eta": plan.eta_seconds(rate), "busy": running_generation_job(projection),
         "estimated_mib": plan.estimated_bytes / 2**20, "used_mib": plan.used_bytes / 2**20, "max_mib": plan.max_bytes / 2**20,
     })
 

@@ -69,7 +69,7 @@ def report_job(command: Any, result: Any, wait: bool) -> None:
     command.stdout.write(result.message)
     if not wait:
         return
-    job = follow_job(result.value["job"], command.stderr._out)
+    job = follow_job(result.job, command.stderr._out)
     last = job.events.last()
     if job.state != job.State.SUCCEEDED:
         raise CommandError(f"job {job.pk} {job.state}: {job.error or (last.message if last else '')}")
@@ -80,7 +80,7 @@ def actor_as(username: str) -> Any:
     """The action layer's actor for ``--as username``; CommandError naming the fix if there is no such account."""
     from django.core.management.base import CommandError
 
-    from lucent_admin.operations.actions import Actor
+    from lucent_admin.operations.audit import Actor
 
     try:
         return Actor.cli_as(username)

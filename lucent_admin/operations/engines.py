@@ -1,6 +1,7 @@
 """The engines of the jobs: what each kind of job does, one function of ``projections/`` each, given the job
-and its :class:`~lucent_admin.operations.jobs.JobControl` (progress, cancel); the result it returns is the
-job's, its ``summary`` the last line of the job's history."""
+and its control (progress, cancel: the runner's :class:`~lucent_admin.operations.jobs.JobControl`, which
+runs them); the result it returns is the job's, its ``summary`` the last line of the job's history. Above the
+action layer (a check may queue its repair), below the runner."""
 from __future__ import annotations
 
 import time
@@ -12,8 +13,10 @@ from django.conf import settings
 
 from lucent_admin import bootstrap
 from lucent_admin.operations import thresholds
-from lucent_admin.operations.jobs import JobControl, notify, save
+from lucent_admin.operations.actions import do_rebuild_users
+from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import Job, JobEvent
+from lucent_admin.operations.queue import AWAITING_DECISION, notify, save
 from projections.errors import JobCancelled, JobLeaseLost, ProjectionError
 from projections.maintenance.consistency import check_sample, check_users
 from projections.maintenance.control import Control
@@ -32,9 +35,10 @@ from projections.maintenance.recovery import resync
 from projections.maintenance.report import Report
 from projections.maintenance.user_rebuild import rebuild_user
 from projections.maintenance.verify import Verification, verify_generation
+from projections.readmodels import model
 
 
-def _rebuild_users(job: Job, control: JobControl) -> dict[str, Any]:
+def _rebuild_users(job: Job, control: Control) -> dict[str, Any]:
     """Per-user rebuild of ``params["users"]``, one after the other, resuming after ``done``."""
     users: list[str] = list(job.params["users"])
     results: dict[str, Any] = dict(job.result.get("users", {}))
@@ -52,7 +56,7 @@ def _rebuild_users(job: Job, control: JobControl) -> dict[str, Any]:
                                          f"{len(users) - repaired:,} already equal to a full replay"}
 
 
-def _rebuild(job: Job, control: JobControl) -> dict[str, Any]:
+def _rebuild(job: Job, control: Control) -> dict[str, Any]:
     """Full rebuild into a new generation, verified and flipped; a cancel or a failure drops it."""
     projection = job.params["projection"]
     client = bootstrap.redis_client()
@@ -72,7 +76,7 @@ def _rebuild(job: Job, control: JobControl) -> dict[str, Any]:
     except BaseException:
         abandon(client, projection, generation, control)  # the job's generation, under its lease, never live
         raise
-    dropped = settle_flip(client, projection, done.from_generation, _Phase(control, cancellable=False))
+    dropped = settle_flip(client, projection, done.from_generation, _Phase(job, control, cancellable=False))
     return {**asdict(done), "dropped": dropped,
             "summary": f"generation {generation} is live (was {done.from_generation}) after "
                        f"{done.applied:,} events in {done.seconds:,.1f} s; {done.difference_count} "
@@ -86,10 +90,7 @@ def _dropped(generations: list[int]) -> str:
 
 
 DECISION_POLL_S = 0.3
-AWAITING_DECISION = "waiting for an operator"  # how a rebuild's phase starts while it waits for flip anyway / cancel
-
-
-def _await_decision(job: Job, control: JobControl, sample: Sample) -> bool:
+def _await_decision(job: Job, control: Control, sample: Sample) -> bool:
     """Above the budget: show the differences and wait for an operator's "flip anyway" (True) or a
     cancel (JobCancelled); the new generation keeps following the head meanwhile."""
     found = {"differences": sample.kept, "difference_count": sample.count, "compared": sample.compared}
@@ -107,12 +108,12 @@ def _await_decision(job: Job, control: JobControl, sample: Sample) -> bool:
         time.sleep(DECISION_POLL_S)
 
 
-def _rollback(job: Job, control: JobControl) -> dict[str, Any]:
+def _rollback(job: Job, control: Control) -> dict[str, Any]:
     """Back to the kept generation: verified against a replay at its checkpoint (refused above the budget, with
     the differences in the job's result), caught up from its own checkpoint, then flipped."""
     projection, generation = job.params["projection"], int(job.params["generation"])
     client = bootstrap.redis_client()
-    found = verify_generation(client, bootstrap.event_store(), projection, generation, _Phase(control))
+    found = verify_generation(client, bootstrap.event_store(), projection, generation, _Phase(job, control))
     verified = {"verified": found.checked, "verified_at": found.checkpoint, "difference_count": found.count,
                 "differences": found.kept, "users_to_repair": found.users}
     budget = int(settings.LUCENT_REBUILD_DIFF_BUDGET)
@@ -121,10 +122,10 @@ def _rollback(job: Job, control: JobControl) -> dict[str, Any]:
         raise GenerationDiffers(_refusal(found, budget))
     done = switch_to(client, bootstrap.runner_config(projection), generation, control, verify=False,
                      max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S), resumed=job.done)
-    dropped = settle_flip(client, projection, done.from_generation, _Phase(control, cancellable=False))
+    dropped = settle_flip(client, projection, done.from_generation, _Phase(job, control, cancellable=False))
     return {**asdict(done), **verified, "dropped": dropped,
             "summary": f"generation {generation} is live again (was {done.from_generation}), verified against a replay "
-                       f"({found.checked:,} {'keys' if projection == 'market' else 'users'}, {found.count} differences) "
+                       f"({found.checked:,} {'users' if model(projection).user_kind else 'keys'}, {found.count} differences) "
                        f"and caught up by {done.applied:,} events{_dropped(dropped)}"}
 
 
@@ -133,7 +134,7 @@ class GenerationDiffers(ProjectionError):
 
 
 def _refusal(found: Verification, budget: int) -> str:
-    p, what = found.projection, "keys" if found.projection == "market" else "users"
+    p, what = found.projection, "users" if model(found.projection).user_kind else "keys"
     first = "; ".join(f"{d['key']} {d['field']} ({d['kind']})".replace("  ", " ") for d in found.kept[:3])
     return (f"generation {found.generation} of {p} differs from a replay of the events: {found.count} differences on "
             f"{found.checked:,} {what} checked at its checkpoint {found.checkpoint}, above the budget of {budget}; not "
@@ -141,7 +142,7 @@ def _refusal(found: Verification, budget: int) -> str:
             f"--all --repair) or rebuild from the events (manage.py rebuild {p}), whose flip drops the damaged generation")
 
 
-def _drop(job: Job, control: JobControl) -> dict[str, Any]:
+def _drop(job: Job, control: Control) -> dict[str, Any]:
     """Drop a generation that is neither live nor being written (checked again: time passed since the action)."""
     projection, generation = job.params["projection"], int(job.params["generation"])
     refusal = drop_refusal(bootstrap.redis_client(), projection, generation)
@@ -151,10 +152,8 @@ def _drop(job: Job, control: JobControl) -> dict[str, Any]:
     return {"dropped": dropped, "summary": f"dropped generation {generation} of {projection}: {dropped:,} keys"}
 
 
-def _check(job: Job, control: JobControl) -> dict[str, Any]:
+def _check(job: Job, control: Control) -> dict[str, Any]:
     """A consistency check (read only: a redelivered one starts again); a repair job after it if asked."""
-    from lucent_admin.operations.actions import Actor, do_rebuild_users
-
     params, client, store = job.params, bootstrap.redis_client(), bootstrap.event_store()
     names = [params["projection"]] if params.get("projection") else None
     report: Report
@@ -170,7 +169,7 @@ def _check(job: Job, control: JobControl) -> dict[str, Any]:
     repaired = ""
     if report.users_to_repair and repair:
         queued = do_rebuild_users(Actor(f"system: consistency check {job.pk}"), report.users_to_repair)
-        result["repair_job"] = queued.value["job"] if queued.ok else None
+        result["repair_job"] = queued.job if queued.ok else None
         repaired = f"; repair: {queued.message}"
     score = "no entity to check" if report.score is None else f"{report.consistent:,} of {report.checked:,} consistent"
     result["summary"] = (f"{score}, {report.difference_count:,} differences; {len(report.users_to_repair):,} users to "
@@ -189,11 +188,11 @@ class _Phase(Control):
     flip keys: not the job's events); with ``cancellable`` False, no cancel (the flip is done: what follows is its
     bookkeeping)."""
 
-    def __init__(self, control: JobControl, cancellable: bool = True) -> None:
-        self.control, self.cancellable = control, cancellable
+    def __init__(self, job: Job, control: Control, cancellable: bool = True) -> None:
+        self.job, self.control, self.cancellable = job, control, cancellable
 
     def report(self, done: int, total: int | None, phase: str = "") -> None:
-        self.control.report(self.control.job.done, self.control.job.total, phase)
+        self.control.report(self.job.done, self.job.total, phase)
 
     def cancelled(self) -> bool:
         return self.cancellable and self.control.cancelled()
@@ -215,14 +214,14 @@ class _PhaseOnly(Control):
         return self.control.cancelled()
 
 
-def _resync(job: Job, control: JobControl) -> dict[str, Any]:
+def _resync(job: Job, control: Control) -> dict[str, Any]:
     """Make the running projector drop its state and resubscribe; done once it has."""
     projection = job.params["projection"]
     checkpoint = resync(bootstrap.redis_client(), projection, control)
     return {"checkpoint": checkpoint, "summary": f"{projection} resubscribed from its checkpoint {checkpoint:,}"}
 
 
-ENGINES: dict[str, Callable[[Job, JobControl], dict[str, Any]]] = {
+ENGINES: dict[str, Callable[[Job, Control], dict[str, Any]]] = {
     Job.Kind.REBUILD_USERS: _rebuild_users,
     Job.Kind.REBUILD: _rebuild,
     Job.Kind.ROLLBACK: _rollback,

@@ -1,4 +1,4 @@
-"""Running jobs: claim, progress, cancel and outcome (DESIGN invariant 10).
+"""Running jobs, the runner above the engines: claim, progress, cancel and outcome (DESIGN invariant 10).
 
 A job is a database row (:class:`~lucent_admin.operations.models.Job`) and a Celery task
 that calls :func:`run` with its id; the work itself, an engine per kind of job
@@ -32,22 +32,17 @@ import time
 from collections import deque
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from lucent_admin import bootstrap
+from lucent_admin.operations.engines import ENGINES
 from lucent_admin.operations.models import Job, JobEvent
+from lucent_admin.operations.queue import notify, save
 from projections import keys
 from projections.errors import Fenced, JobCancelled, JobLeaseLost, ProjectionError
 from projections.maintenance.control import Control
-from projections.maintenance.generations import (
-    kept_generation,
-)
 from projections.projector.lease import Lease, new_token
-from projections.projector.notices import group_name
 
 log = logging.getLogger(__name__)
 
@@ -56,87 +51,7 @@ CANCEL_POLL = 0.3
 RATE_WINDOW = 10.0
 LEASE_MS = 15_000
 RENEW_S = 0.3  # how often the renewer renews the job's lease (and so how soon a lost one is noticed)
-JOBS_GROUP = group_name("jobs")
 State = Job.State
-
-
-NOTICE_USERS = 50  # users named in a job's change notice (more: the notice says "truncated")
-
-
-def notify(job: Job) -> None:
-    """Tell the console a job changed (after its row was written), naming the users it rebuilds so
-    their pages redraw; never fails the job."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    users = list(job.params.get("users", ()))
-    notice: dict[str, Any] = {"projection": "jobs", "checkpoint": time.time_ns() // 1_000_000, "jobs": [str(job.pk)],
-                              "users": users[:NOTICE_USERS]}
-    if len(users) > NOTICE_USERS:
-        notice["truncated"] = True
-    try:
-        async_to_sync(layer.group_send)(JOBS_GROUP, {"type": "change.notice", "notice": notice})
-    except Exception as exc:  # noqa: BLE001 - a console that misses a notice catches up on the next one
-        log.warning("job %s: change notice not sent: %s", job.pk, exc)
-
-
-def record(job: Job, state: str, message: str, **fields: Any) -> None:
-    """Move ``job`` to ``state`` (with ``fields``), add the history line, notify after commit."""
-    with transaction.atomic():
-        Job.objects.filter(pk=job.pk).update(state=state, **fields)
-        JobEvent.objects.create(job_id=job.pk, state=state, message=message)
-    for name, value in {"state": state, **fields}.items():
-        setattr(job, name, value)
-    transaction.on_commit(lambda: notify(job))
-
-
-def create(kind: str, target: str, params: dict[str, Any], requested_by: str, total: int | None, unit: str,
-           approval: bool = False, note: str = "") -> Job:
-    """A new job, enqueued on the workers once the transaction commits — or, with ``approval``, waiting
-    for a second operator's (:func:`approve`). ``note`` is added to its first history line."""
-    state = State.PENDING_APPROVAL if approval else State.QUEUED
-    job = Job.objects.create(kind=kind, target=target[:200], params=params, requested_by=requested_by, total=total,
-                             unit=unit, state=state)
-    waits = "; it waits for a second operator's approval" if approval else (f" ({note})" if note else "")
-    JobEvent.objects.create(job=job, state=state, message=f"requested by {requested_by}{waits}")
-    if not approval:
-        _enqueue(job)
-    transaction.on_commit(lambda: notify(job))
-    return job
-
-
-def _enqueue(job: Job) -> None:
-    from lucent_admin.operations.tasks import run_job
-
-    transaction.on_commit(lambda: run_job.delay(job.pk))
-
-
-def approve(job: Job, by: str) -> str:
-    """Let a job waiting for approval start; what happened, in words."""
-    record(job, State.QUEUED, f"approved by {by}", approved_by=by)
-    _enqueue(job)
-    return f"job {job.pk} approved; it starts on a worker"
-
-
-def request_cancel(job: Job, by: str) -> str:
-    """Ask ``job`` to stop; one not started yet is cancelled at once. Returns what happened, in words."""
-    if job.finished:
-        return f"job {job.pk} already {job.state}; nothing to cancel"
-    if job.state in (State.QUEUED, State.PENDING_APPROVAL):
-        record(job, State.CANCELLED, f"cancelled by {by} before it started", cancel_requested=True,
-               finished_at=timezone.now())
-        return f"job {job.pk} cancelled before it started"
-    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
-    JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"cancel asked by {by}")
-    transaction.on_commit(lambda: notify(job))
-    return f"job {job.pk} asked to stop; it stops within a second"
-
-
-def save(job: Job, **fields: Any) -> None:
-    """Write ``fields`` to the row of ``job``, claimed by this run: only while the row still names this run's
-    attempt; if another run claimed it since, nothing is written and JobLeaseLost is raised."""
-    if not Job.objects.filter(pk=job.pk, attempts=job.attempts).update(**fields):
-        raise JobLeaseLost(f"job {job.pk}: attempt {job.attempts} lost its lease; another run claimed the job")
 
 
 class JobControl(Control):
@@ -277,8 +192,6 @@ def _run_claimed(job_id: int, worker: str, renewer: _Renewer | None = None) -> s
         try:
             if control.cancelled():
                 raise JobCancelled("cancelled before it started")
-            from lucent_admin.operations.engines import ENGINES
-
             result = ENGINES[job.kind](job, control)
         except JobLeaseLost:
             raise
@@ -299,57 +212,3 @@ def _run_claimed(job_id: int, worker: str, renewer: _Renewer | None = None) -> s
         notify(job)
         return f"job {job_id}: this run lost its lease and stopped"
     return f"job {job_id} {job.state}"
-
-
-def requeue_orphans() -> list[int]:
-    """Queue again every job the database says is running but no worker holds (its worker died, e.g. killed
-    with -9): the task resumes it from its own progress. The broker would redeliver it too, but only after
-    its visibility timeout (hours, for long rebuilds); a job queued twice still runs once at a time."""
-    from lucent_admin.operations.tasks import run_job
-
-    client = bootstrap.redis_client()
-    requeued = []
-    for job in Job.objects.filter(state=State.RUNNING):
-        if client.exists(keys.job_lease(job.pk)):
-            continue
-        JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"its worker {job.worker} is gone; queued again")
-        run_job.delay(job.pk)
-        requeued.append(job.pk)
-    return requeued
-
-
-def drop_expired_generations(now_ms: int | None = None) -> list[int]:
-    """Queue drops (as the system) of what no rollback will use: the kept generation once kept longer than
-    LUCENT_GENERATION_RETENTION_HOURS, and at once any orphan (neither live, kept nor being written: left by a
-    crash between a flip and its bookkeeping, or by a cleanup cut short). A projection with a generation job
-    queued or running is left for the next run; one drop per projection per run (one generation job at a time)."""
-    from lucent_admin.operations.actions import Actor, do_drop_generation, running_generation_job
-    from projections import inventory
-    from projections.readmodels import PROJECTIONS
-
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    retention_ms = int(settings.LUCENT_GENERATION_RETENTION_HOURS) * 3_600_000
-    client = bootstrap.redis_client()
-    queued = []
-    for projection in PROJECTIONS:
-        if running_generation_job(projection) is not None:
-            continue
-        kept = kept_generation(client, projection)
-        due = [kept.generation] if kept is not None and kept.flipped_at_ms + retention_ms <= now else []
-        due += [g.generation for g in inventory.generations(client, projection, sample=0) if g.role is inventory.Role.ORPHAN]
-        for generation in due[:1]:
-            result = do_drop_generation(Actor("system: retention"), projection, generation)
-            if result.ok and result.value.get("job"):
-                queued.append(result.value["job"])
-    return queued
-
-
-def schedule_consistency_check() -> int | None:
-    """Queue the scheduled check of the next rolling sample (as the system); its job id."""
-    from lucent_admin.operations.actions import Actor
-    from lucent_admin.operations.consistency_actions import do_check_consistency
-
-    if not settings.LUCENT_CONSISTENCY_SAMPLE:
-        return None
-    queued = do_check_consistency(Actor("system: schedule"), sample=int(settings.LUCENT_CONSISTENCY_SAMPLE), scheduled=True)
-    return int(queued.value["job"]) if queued.ok else None

@@ -26,21 +26,20 @@ from django.db import IntegrityError, transaction
 
 from lucent_admin import bootstrap
 from lucent_admin.operations import actions, thresholds
-from lucent_admin.operations.actions import Action, Actor, Result
+from lucent_admin.operations.audit import Action, Actor, Result, perform
 from lucent_admin.operations.models import Job, RecoveryState
 from lucent_admin.operations.observability import HEALTH, announce
-from projections.errors import ProjectionError
+from lucent_admin.operations.queue import running_generation_job
 from projections.health import Health, HealthState, Observed, classify
 from projections.maintenance.recovery import REBUILD, REPAIR, RESYNC, Missing, Proposal, Since, decide, missing_read_models
-from projections.queries import ProjectionState, ProjectionStatus
 from projections.readmodels import PROJECTIONS
+from projections.status import ProjectionState, ProjectionStatus
 
 log = logging.getLogger(__name__)
 SYSTEM = "system: recovery"
 ACT = Action("recovery.act", "")
 COLD_START = Action("recovery.cold-start", "")
 ESCALATE = Action("recovery.escalated", "")
-DISMISS = Action("recovery.dismiss", "operations.resync_projection")
 HOUR_MS = 3_600_000
 
 
@@ -59,7 +58,7 @@ def _now_ms() -> int:
 def _rebuilding(name: str, cold_start: str) -> str:
     if cold_start:
         return cold_start
-    job = actions.running_generation_job(name)
+    job = running_generation_job(name)
     if job is not None and job.kind == Job.Kind.REBUILD and job.state == Job.State.RUNNING:
         return f"Rebuild job {job.pk} is folding the history into a new generation; the live one keeps serving."
     return ""
@@ -171,7 +170,7 @@ def _cold_start(row: RecoveryState, s: ProjectionStatus) -> list[str]:
         at = s.cold_start_at / 1000 if reported else time.time()
         row.cold_start_at, row.healed_at = datetime.fromtimestamp(at, timezone.utc), None
         row.high_checkpoint = had
-        actions.perform(Actor(f"{SYSTEM} (cold start)"), COLD_START, row.projection, lambda: None, "",
+        perform(Actor(f"{SYSTEM} (cold start)"), COLD_START, row.projection, lambda: None, "",
                         checkpoint=s.checkpoint, was=had)
         said.append(f"{row.projection}: cold start")
     if row.cold_start and s.checkpoint >= row.high_checkpoint and s.events_behind == 0 \
@@ -187,7 +186,7 @@ def _missing(name: str, ph: ProjectionHealth, rules: Any) -> Missing | None:
     (a cold start's catch-up, a rebuild or a stall would be mistaken for loss)."""
     if not rules.missing_rebuild or ph.health.state not in (HealthState.OK, HealthState.WARN) or ph.cold_start:
         return None
-    if actions.running_generation_job(name) is not None:
+    if running_generation_job(name) is not None:
         return None
     return missing_read_models(bootstrap.redis_client(), name, rules.missing_sample)
 
@@ -198,7 +197,7 @@ def _guarded(row: RecoveryState, proposal: Proposal, rules: Any, now: int) -> li
     # names its users, not the projection), or a generation job writes it.
     ours = [int(a[2]) for a in row.attempts if a[2]]
     busy = Job.objects.filter(pk__in=ours, state__in=[Job.State.QUEUED, Job.State.RUNNING]).exists()
-    if busy or actions.running_generation_job(row.projection) is not None:
+    if busy or running_generation_job(row.projection) is not None:
         return []
     last = max((int(a[0]) for a in row.attempts if a[1] == proposal.rule), default=None)
     if last is not None and now - last < rules.cooldown_s * 1000:
@@ -209,7 +208,7 @@ def _guarded(row: RecoveryState, proposal: Proposal, rules: Any, now: int) -> li
                              f"hour; the last rule to fire was {proposal.rule!r} ({proposal.reason}). An operator must "
                              "look at it; dismiss this alert to let the rules act again.")
             row.escalated_at = datetime.now(timezone.utc)
-            actions.perform(Actor(SYSTEM), ESCALATE, row.projection, lambda: None, "", rule=proposal.rule,
+            perform(Actor(SYSTEM), ESCALATE, row.projection, lambda: None, "", rule=proposal.rule,
                             reason=proposal.reason)
             return [f"{row.projection}: escalated"]
         return []
@@ -228,71 +227,14 @@ def _act(projection: str, proposal: Proposal) -> Result:
 
     def call() -> dict[str, Any]:
         if proposal.action == RESYNC:
-            queued.append(do_resync_job(actor, projection))
+            queued.append(actions.do_resync_job(actor, projection))
         elif proposal.action == REPAIR:
             queued.append(actions.do_rebuild_users(actor, list(proposal.users)))
         elif proposal.action == REBUILD:
             queued.append(actions.do_rebuild(actor, projection, None))
         if not queued[-1].ok:
             raise RuntimeError(queued[-1].message)
-        return {"job": queued[-1].value["job"]}
+        return {"job": queued[-1].job}
 
-    result = actions.perform(actor, ACT, projection, call, "", rule=proposal.rule, reason=proposal.reason)
+    result = perform(actor, ACT, projection, call, "", rule=proposal.rule, reason=proposal.reason)
     return Result(result.outcome, queued[-1].message if queued else result.message, result.value, result.params)
-
-
-RESYNC_JOB = Action("projection.resync", "operations.resync_projection")
-
-
-def do_resync_job(actor: Actor, projection: str) -> Result:
-    """Queue a resync as a job (what automatic recovery does: the job says when the projector resubscribed)."""
-    invalid = "" if projection in PROJECTIONS else f"projection: must be one of {', '.join(PROJECTIONS)}"
-
-    def call() -> dict[str, Any]:
-        job, again = actions.single_job(Job.Kind.RESYNC, projection, {"projection": projection}, actor, 1, "steps")
-        return {"job": job.pk, "again": again}
-
-    result = actions.perform(actor, RESYNC_JOB, projection, call, "", invalid)
-    if result.ok:
-        return Result(result.outcome, f"Resync of {projection} queued as job {result.value['job']}.", result.value,
-                      result.params)
-    return result
-
-
-def do_dismiss(actor: Actor, projection: str) -> Result:
-    """Dismiss the alert automatic recovery raised for ``projection``; its rules may act again."""
-    def call() -> None:
-        updated = RecoveryState.objects.filter(projection=projection).exclude(escalated="").update(
-            escalated="", escalated_at=None, attempts=[])
-        if not updated:
-            raise ProjectionError(f"{projection} has no recovery alert to dismiss")
-
-    return actions.perform(actor, DISMISS, projection, call, f"Recovery alert of {projection} dismissed; its rules act "
-                           "again.")
-
-
-CHANGE_THRESHOLDS = Action("settings.thresholds", "operations.change_thresholds")
-
-
-def do_change_thresholds(actor: Actor, values: dict[str, float], invalid: str = "") -> Result:
-    """Set the health and recovery thresholds (the Settings page); audited with each change, old → new.
-    Setting the values already in force changes nothing and says so."""
-    from lucent_admin.operations.models import ThresholdValue
-
-    invalid = invalid or "; ".join(e for e in (thresholds.invalid(k, v) for k, v in values.items()) if e)
-    before = thresholds.current(fresh=True)
-    changes = {k: [before[k], v] for k, v in values.items() if k in before and before[k] != v}
-
-    def call() -> dict[str, Any]:
-        with transaction.atomic():
-            for name, (_, new) in changes.items():
-                ThresholdValue.objects.update_or_create(name=name, defaults={"value": new, "updated_by": actor.name})
-        thresholds.forget()
-        return {"changes": changes}
-
-    result = actions.perform(actor, CHANGE_THRESHOLDS, ",".join(sorted(changes)) or "thresholds", call, "", invalid)
-    if result.ok:
-        said = ", ".join(f"{k} {old:g} → {new:g}" for k, (old, new) in sorted(changes.items())) or "nothing changed"
-        return Result(result.outcome, f"Thresholds saved: {said}. They take effect within a few seconds.",
-                      result.value, result.params)
-    return result

@@ -1,6 +1,6 @@
 """Sign-ins and sign-outs are operator actions too: they go to the audit log (via the action layer).
 
-What a refused sign-in leaves in the audit log is bounded (decision, README "Sign-in protection"): a wrong
+What a refused sign-in leaves in the audit log is bounded (decision: docs/decisions.md, "Security and access"): a wrong
 password for an existing account is one entry each (at most the failure limit per account and per address
 before the lockout); a name that is no account is one entry per address per cool-off window, however many
 names it tries (axes counts them all); the failure that starts a lockout is one ``auth.lockout`` entry;
@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
-from lucent_admin.operations.actions import Outcome, audit_lockout, audit_sign_in, audit_sign_out
+from lucent_admin.operations.audit import Outcome, audit_lockout, audit_sign_in, audit_sign_out
 from lucent_admin.operations.signin import client_address
 
 UNKNOWN_ACCOUNT = "no such account (further attempts from this address are counted, not audited, until the cool-off ends)"

@@ -7,7 +7,7 @@ import time
 from celery import shared_task
 
 from lucent_admin.bootstrap import event_store, redis_client
-from lucent_admin.operations import jobs, recovery
+from lucent_admin.operations import jobs, recovery, schedules
 from lucent_admin.operations.observability import sample_infrastructure as record_infrastructure
 from projections.projector.canary import append_canary as append_one_canary
 from projections.projector.lag import record_samples
@@ -29,19 +29,19 @@ def run_job(job_id: int) -> str:
 @shared_task(name="lucent.requeue_orphaned_jobs", ignore_result=True)
 def requeue_orphaned_jobs() -> list[int]:
     """Queue again the running jobs whose worker died (scheduled by beat)."""
-    return jobs.requeue_orphans()
+    return schedules.requeue_orphans()
 
 
 @shared_task(name="lucent.drop_kept_generations", ignore_result=True)
 def drop_kept_generations() -> list[int]:
     """Queue the drop of every generation kept past the retention period (scheduled by beat)."""
-    return jobs.drop_expired_generations()
+    return schedules.drop_expired_generations()
 
 
 @shared_task(name="lucent.scheduled_consistency_check", ignore_result=True)
 def scheduled_consistency_check() -> int | None:
     """Queue the check of the next rolling sample of users (scheduled by beat); the job's id."""
-    return jobs.schedule_consistency_check()
+    return schedules.schedule_consistency_check()
 
 
 @shared_task(name="lucent.sample_lag", ignore_result=True)

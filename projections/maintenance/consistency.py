@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.errors import RebuildContended
 from projections.eventstore import EventStore
 from projections.maintenance.control import Control, Unattended, check
@@ -44,10 +45,8 @@ from projections.maintenance.user_rebuild import (
     observe,
     snapshots,
     stray_places,
-    user_projections,
 )
-from projections.readmodels import model
-from projections.writer import text
+from projections.readmodels import model, user_projections
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +174,8 @@ def known_users(client: redis.Redis) -> list[str]:
     found: set[str] = set()
     for projection in user_projections():
         found.update(users_of(client, projection))
-    rankings = [live_keyspace(client, "portfolio").portfolio_values(), live_keyspace(client, "risk").user_risk_scores()]
-    for key in rankings:
+    rankings = [model(name).user_ranking(live_keyspace(client, name)) for name in user_projections()]
+    for key in (r for r in rankings if r):
         found.update(text(member) for member in client.zrange(key, 0, -1))  # type: ignore[union-attr]  # sync client
     return sorted(found)
 

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.events import Envelope, user_streams
 from projections.eventstore import EventStore
 from projections.maintenance.report import EXTRA_KEY, MEMBER_EXTRA, MISSING_KEY, Difference, EventRef, Found
@@ -23,7 +24,6 @@ from projections.maintenance.user_fold import Fold, history, own_append_keys, wi
 from projections.projector.fold import fold_batch
 from projections.readmodels.base import Ref, Rendered
 from projections.readmodels.portfolio import MARKS, Marks
-from projections.writer import text
 
 EXPLAIN_MAX_EVENTS = 50_000  # a user with more events gets its differences without the events behind them
 

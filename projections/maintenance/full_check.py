@@ -23,6 +23,7 @@ from typing import Any
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.errors import BadEvent, RebuildContended
 from projections.events import CanaryAppended, DomainEvent, Ignored, Recorded, decode
 from projections.eventstore import EventStore, Marker
@@ -46,7 +47,6 @@ from projections.projector.fold import fold_batch, touched_refs
 from projections.projector.reader import ReaderProcess
 from projections.readmodels import PROJECTIONS, model
 from projections.readmodels.base import ReadModel, Ref, Rendered
-from projections.writer import text
 
 BATCH = 500  # events folded per call
 READER_AFTER = 20_000  # positions to replay past which the events are read by a child process

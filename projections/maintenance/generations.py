@@ -39,6 +39,7 @@ from typing import Any
 import redis
 
 from projections import inventory, keys
+from projections.codec import text
 from projections.errors import Fenced, Flipped, ProjectionError
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
@@ -48,7 +49,7 @@ from projections.maintenance.user_rebuild import heal
 from projections.projector.lease import Lease, new_token
 from projections.projector.requests import ABORT
 from projections.projector.runner import Runner, RunnerConfig
-from projections.writer import FLIPPED, text
+from projections.writer import FLIPPED
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import redis
 
 from projections import keys
-from projections.writer import text
+from projections.codec import text
 
 
 def live_generation(client: redis.Redis, projection: str) -> int:

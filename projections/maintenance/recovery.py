@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 import redis
 
 from projections.actions import request_resync
+from projections.codec import text
 from projections.errors import JobCancelled, ProjectionError
 from projections.health import Health, HealthState
 from projections.keys import KeySpace
@@ -36,7 +37,6 @@ from projections.maintenance.control import Control
 from projections.maintenance.user_rebuild import live_keyspace
 from projections.queries import Queries
 from projections.readmodels import model
-from projections.writer import text
 
 RESYNC, REPAIR, REBUILD = "resync", "repair", "rebuild"
 LISTING_MAX = 10_000  # users listed once a sample found some missing (a per-user rebuild job's maximum)
@@ -145,11 +145,7 @@ def missing_read_models(client: redis.Redis, projection: str, sample: int) -> Mi
 
 
 def _ranking(ks: KeySpace) -> str | None:
-    if ks.projection == "portfolio":
-        return ks.portfolio_values()
-    if ks.projection == "risk":
-        return ks.user_risk_scores()
-    return None
+    return model(ks.projection).user_ranking(ks)
 
 
 def _without_entity(client: redis.Redis, ks: KeySpace, users: Sequence[str]) -> list[str]:
@@ -162,11 +158,10 @@ def _without_entity(client: redis.Redis, ks: KeySpace, users: Sequence[str]) -> 
 
 def _emptied(client: redis.Redis, ks: KeySpace) -> bool:
     """No key of the generation's read models but its checkpoint (and bookkeeping) is left."""
-    if ks.projection == "market":
-        return not client.exists(ks.latest_prices())
-    m = model(ks.projection)
-    pattern = m.main_key(ks, (str(m.user_kind), "*")) if m.user_kind else ks.latest_prices()
-    return next(iter(client.scan_iter(match=pattern, count=1000)), None) is None
+    presence = model(ks.projection).presence(ks)
+    if "*" not in presence:
+        return not client.exists(presence)
+    return next(iter(client.scan_iter(match=presence, count=1000)), None) is None
 
 
 # -- resync as a job -------------------------------------------------------------------------

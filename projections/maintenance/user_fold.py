@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 
+from projections.codec import text
 from projections.errors import BadEvent
 from projections.events import CanaryAppended, DomainEvent, Ignored, PriceUpdated, Recorded, decode, user_streams
 from projections.eventstore import EventStore
@@ -36,7 +37,6 @@ from projections.maintenance.control import Control, Unattended, check
 from projections.projector.fold import fold_batch
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
 from projections.readmodels.portfolio import MARKS, Marks, marks_outlive, pairs_of, parse_rebalance_marks
-from projections.writer import text
 
 CHUNK = 2000  # events folded per call (states are carried from one chunk to the next)
 PAGE = 1024  # events of a stream read per call (a page of each of the user's streams is held at once)
@@ -201,7 +201,7 @@ def with_marks(events: Iterable[DomainEvent], marks_of: MarksOf | None) -> Itera
 
 def own_append_keys(m: ReadModel, ks: KeySpace, ref: Ref) -> set[str]:
     """The append-only keys that are the entity's own (the portfolio's position history)."""
-    return {ks.portfolio_history(ref[1])} if m.name == "portfolio" else set()
+    return m.own_append_keys(ks, ref)
 
 
 def marks_needed(events: Sequence[DomainEvent], pairs: set[str], last: bool = True) -> list[Need]:

@@ -31,9 +31,9 @@ from projections.errors import EventStoreUnavailable
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.user_fold import Item, history
-from projections.maintenance.user_rebuild import live_keyspace, snapshots, user_projections
+from projections.maintenance.user_rebuild import live_keyspace, snapshots
 from projections.projector.reader import exit_with_parent, stop_child
-from projections.readmodels import model
+from projections.readmodels import model, user_projections
 
 PAGE = 1000  # events pickled per message of the reader process
 

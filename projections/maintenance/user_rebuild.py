@@ -33,15 +33,16 @@ from typing import Any
 
 import redis
 
+from projections.codec import text
 from projections.errors import RebuildContended
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Control, Unattended, check
 from projections.maintenance.pointer import live_generation
 from projections.maintenance.user_fold import Fold, advance, catch_up, history, history_length, new_fold, own_append_keys
-from projections.readmodels import PROJECTIONS, model
+from projections.readmodels import model, user_projections
 from projections.readmodels.base import ReadModel, Ref, Rendered
-from projections.writer import Plan, diff, text, write_entity
+from projections.writer import Plan, diff, write_entity
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,6 @@ class UserRebuilt:
     @property
     def writes(self) -> int:
         return sum(p.writes for p in self.projections)
-
-
-def user_projections() -> tuple[str, ...]:
-    """The projections that keep per-user read models."""
-    return tuple(name for name in PROJECTIONS if model(name).user_kind)
 
 
 def rebuild_user(
@@ -199,17 +195,17 @@ def observe(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, image: Re
 
 @dataclass(frozen=True)
 class Strays:
-    """The places a user may have been left in that no image names: for a trader, every day's volume
-    leaderboard; for a user's risk, the alerts whose details name the user. Found by scanning once, then
-    used for any number of users (a stray created afterwards is found by the next scan)."""
+    """The places a user may have been left in that no image names (the read model's ``stray_places``): for a
+    trader, every day's volume leaderboard; for a user's risk, the alerts whose details name the user. Found by
+    scanning once, then used for any number of users (a stray created afterwards is found by the next scan)."""
 
-    days: tuple[str, ...] = ()  # every daily volume leaderboard
+    keys: tuple[str, ...] = ()  # every sorted set that may hold a stray member of a user
     alerts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # user -> alert ids naming them
     alert_details: str = ""
     alerts_ranking: str = ""
 
     def add(self, user: str, zsets: dict[str, set[str]], hfields: dict[str, set[str]]) -> None:
-        for key in self.days:
+        for key in self.keys:
             zsets.setdefault(key, set()).add(user)
         if self.alert_details:
             for alert in self.alerts.get(user, ()):
@@ -219,17 +215,17 @@ class Strays:
 
 def stray_places(client: redis.Redis, m: ReadModel, ks: KeySpace) -> Strays:
     """Scan for the stray places of ``m``'s users (see :class:`Strays`)."""
-    if m.name == "leaderboards":
-        return Strays(days=tuple(sorted(text(k) for k in client.scan_iter(match=ks.daily_volume_leaders("*"), count=1000))))
-    if m.name == "risk":
-        found: dict[str, list[str]] = {}
-        for alert, value in client.hscan_iter(ks.risk_alert_details(), count=1000):
-            try:
-                user = json.loads(text(value)).get("userId")
-            except (ValueError, AttributeError):  # not the projector's: the comparison shows it
-                continue
-            if isinstance(user, str):
-                found.setdefault(user, []).append(text(alert))
-        return Strays(alerts={u: tuple(a) for u, a in found.items()}, alert_details=ks.risk_alert_details(),
-                      alerts_ranking=ks.risk_alerts())
-    return Strays()
+    places = m.stray_places(ks)
+    keys = tuple(sorted(text(k) for k in client.scan_iter(match=places.keys, count=1000))) if places.keys else ()
+    if not places.details:
+        return Strays(keys=keys)
+    found: dict[str, list[str]] = {}
+    for alert, value in client.hscan_iter(places.details, count=1000):
+        try:
+            user = json.loads(text(value)).get("userId")
+        except (ValueError, AttributeError):  # not the projector's: the comparison shows it
+            continue
+        if isinstance(user, str):
+            found.setdefault(user, []).append(text(alert))
+    return Strays(keys=keys, alerts={u: tuple(a) for u, a in found.items()}, alert_details=places.details,
+                  alerts_ranking=places.ranking or "")

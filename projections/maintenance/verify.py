@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from projections.codec import text
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Control, check
@@ -33,7 +34,6 @@ from projections.maintenance.user_fold import catch_up, new_fold
 from projections.maintenance.user_rebuild import Strays, observe, snapshots, stray_places
 from projections.readmodels import model
 from projections.readmodels.base import ReadModel
-from projections.writer import text
 
 USERS = 50  # users replayed per verification (a projection with user entities)
 DIFFERENCES_KEPT = 20

@@ -24,10 +24,11 @@ from typing import Any, cast
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.errors import BadEvent
 from projections.events import envelope_of
 from projections.eventstore import EventStore
-from projections.writer import Write, parked_writes, text, unpark_writes
+from projections.writer import Write, parked_writes, unpark_writes
 
 
 class Parking:

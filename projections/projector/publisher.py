@@ -30,12 +30,12 @@ from typing import Any
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.errors import StreamDeleted
 from projections.events import DomainEvent
 from projections.eventstore import EventStore, ProposedEvent
 from projections.published import Builder, Outgoing
 from projections.readmodels.base import Ref
-from projections.writer import text
 
 log = logging.getLogger(__name__)
 

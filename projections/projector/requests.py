@@ -21,9 +21,9 @@ from collections.abc import Callable
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.errors import Fenced, ResyncRequested
 from projections.projector.lease import Lease
-from projections.writer import text
 
 log = logging.getLogger(__name__)
 

@@ -48,6 +48,7 @@ from typing import Any
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.errors import (
     BadEvent,
     CheckpointMoved,
@@ -80,9 +81,9 @@ from projections.projector.requests import Requests
 from projections.projector.status import Reporter, RunStatus
 from projections.projector.vanished import Healer
 from projections.published import SignificantMove, builder_for
-from projections.queries import ProjectionState as State
 from projections.readmodels import model as model_named
-from projections.writer import Committer, Plan, load_states, outbox_writes, text
+from projections.status import ProjectionState as State
+from projections.writer import Committer, Plan, load_states, outbox_writes
 from projections.writer import guards as writer_guards
 
 log = logging.getLogger(__name__)

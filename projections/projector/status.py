@@ -25,7 +25,7 @@ from projections import keys
 from projections.events import Envelope
 from projections.eventstore import EventStore
 from projections.health import HealthSample
-from projections.queries import ProjectionState, failing_event_to_json
+from projections.status import ProjectionState, failing_event_to_json
 
 log = logging.getLogger(__name__)
 

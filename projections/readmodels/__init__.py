@@ -18,3 +18,8 @@ def model(name: str) -> ReadModel:
     if name not in _MODELS:
         raise ConfigurationError("projection", f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}")
     return _MODELS[name]
+
+
+def user_projections() -> tuple[str, ...]:
+    """The projections that keep per-user read models (``ReadModel.user_kind``)."""
+    return tuple(name for name in PROJECTIONS if _MODELS[name].user_kind)

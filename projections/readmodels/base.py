@@ -70,6 +70,29 @@ class ReadModel(Protocol):
     def render(self, ks: KeySpace, ref: Ref, state: Any) -> Rendered: ...
     def appends(self, ks: KeySpace, ref: Ref, event: DomainEvent, state: Any) -> Sequence[Append]: ...
 
+    # -- what the engines need to know of a read model (so none of them branches on a projection's name) --
+    def own_append_keys(self, ks: KeySpace, ref: Ref) -> set[str]:
+        """The append-only keys that are the entity's own (a per-user rebuild rewrites them whole)."""
+    def user_ranking(self, ks: KeySpace) -> str | None:
+        """The ranking every user entity of the model is a member of (None: none is), where lost entities are
+        looked for and users are listed."""
+    def presence(self, ks: KeySpace) -> str:
+        """A key, or a SCAN pattern, that exists while the generation holds any of the model's read models
+        (none left while the checkpoint stands: the read models were emptied)."""
+    def stray_places(self, ks: KeySpace) -> StrayPlaces:
+        """Where a user's members may be left that no image of the user names (found by scanning)."""
+
+
+@dataclass(frozen=True)
+class StrayPlaces:
+    """Where a read model may leave a user's members that the user's current image does not name: keys matching
+    ``keys`` (each a sorted set that may hold the user), and the fields of hash ``details`` whose JSON value names
+    the user in ``userId`` (each also a member of sorted set ``ranking``)."""
+
+    keys: str | None = None
+    details: str | None = None
+    ranking: str | None = None
+
 
 # -- codec helpers shared by the modules ----------------------------------------------
 

@@ -22,6 +22,7 @@ from projections.readmodels.base import (
     EPSILON,
     Ref,
     Rendered,
+    StrayPlaces,
     day_start,
     dumps,
     fnum,
@@ -96,6 +97,18 @@ class LeaderboardsModel:
     name = NAME
     event_types = EVENT_TYPES
     user_kind: str | None = "trader"
+
+    def own_append_keys(self, ks: KeySpace, ref: Ref) -> set[str]:
+        return set()
+
+    def user_ranking(self, ks: KeySpace) -> str | None:
+        return None
+
+    def presence(self, ks: KeySpace) -> str:
+        return self.main_key(ks, ("trader", "*"))
+
+    def stray_places(self, ks: KeySpace) -> StrayPlaces:
+        return StrayPlaces(keys=ks.daily_volume_leaders("*"))  # every day's volume leaderboard
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]:
         if not isinstance(event, TradeExecuted):

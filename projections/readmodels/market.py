@@ -31,6 +31,7 @@ from projections.readmodels.base import (
     MINUTE_MS,
     Ref,
     Rendered,
+    StrayPlaces,
     dumps,
     floor_to,
     inum,
@@ -193,6 +194,18 @@ class MarketModel:
     name = NAME
     event_types = EVENT_TYPES
     user_kind: str | None = None
+
+    def own_append_keys(self, ks: KeySpace, ref: Ref) -> set[str]:
+        return set()
+
+    def user_ranking(self, ks: KeySpace) -> str | None:
+        return None
+
+    def presence(self, ks: KeySpace) -> str:
+        return ks.latest_prices()
+
+    def stray_places(self, ks: KeySpace) -> StrayPlaces:
+        return StrayPlaces()
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]:
         if isinstance(event, PriceUpdated):

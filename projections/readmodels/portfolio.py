@@ -27,7 +27,7 @@ from typing import Any
 
 from projections.events import CANARY_TYPE, DomainEvent, PortfolioRebalanced, PositionClosed, PriceUpdated, TradeExecuted
 from projections.keys import KeySpace
-from projections.readmodels.base import EPSILON, Append, Ref, Rendered, dumps, fnum, inum, loads_map, num
+from projections.readmodels.base import EPSILON, Append, Ref, Rendered, StrayPlaces, dumps, fnum, inum, loads_map, num
 
 NAME: str = "portfolio"
 EVENT_TYPES: tuple[str, ...] = ("TradeExecuted", "PriceUpdated", "PortfolioRebalanced", "PositionClosed", CANARY_TYPE)
@@ -176,6 +176,18 @@ class PortfolioModel:
     name = NAME
     event_types = EVENT_TYPES
     user_kind: str | None = "user"
+
+    def own_append_keys(self, ks: KeySpace, ref: Ref) -> set[str]:
+        return {ks.portfolio_history(ref[1])}
+
+    def user_ranking(self, ks: KeySpace) -> str | None:
+        return ks.portfolio_values()
+
+    def presence(self, ks: KeySpace) -> str:
+        return self.main_key(ks, ("user", "*"))
+
+    def stray_places(self, ks: KeySpace) -> StrayPlaces:
+        return StrayPlaces()
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]:
         if isinstance(event, PriceUpdated):

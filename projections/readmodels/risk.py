@@ -29,7 +29,19 @@ from typing import Any
 
 from projections.events import CANARY_TYPE, RISK_LEVELS, DomainEvent, RiskAlertAcknowledged, TradeExecuted
 from projections.keys import KeySpace
-from projections.readmodels.base import EPSILON, Ref, Rendered, dumps, fnum, inum, loads_map, no_appends, num, utc_day
+from projections.readmodels.base import (
+    EPSILON,
+    Ref,
+    Rendered,
+    StrayPlaces,
+    dumps,
+    fnum,
+    inum,
+    loads_map,
+    no_appends,
+    num,
+    utc_day,
+)
 from projections.readmodels.clock import CLOCK, Clock, evolve_clock, parse_clock, render_clock
 
 NAME: str = "risk"
@@ -230,6 +242,18 @@ class RiskModel:
     name = NAME
     event_types = EVENT_TYPES
     user_kind: str | None = "user"
+
+    def own_append_keys(self, ks: KeySpace, ref: Ref) -> set[str]:
+        return set()
+
+    def user_ranking(self, ks: KeySpace) -> str | None:
+        return ks.user_risk_scores()
+
+    def presence(self, ks: KeySpace) -> str:
+        return self.main_key(ks, ("user", "*"))
+
+    def stray_places(self, ks: KeySpace) -> StrayPlaces:
+        return StrayPlaces(details=ks.risk_alert_details(), ranking=ks.risk_alerts())  # an alert naming the user
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]:
         if isinstance(event, TradeExecuted):

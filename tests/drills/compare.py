@@ -27,11 +27,11 @@ from typing import Any
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.projector.runner import Runner, RunnerConfig
 from projections.readmodels import PROJECTIONS, model
-from projections.writer import text
 from tests.waiting import wait_until
 
 FRESH_DB = 1  # the fresh projection goes to this database of the live Redis server

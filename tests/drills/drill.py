@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from projections import keys
+from projections.codec import text
 from projections.keys import KeySpace
-from projections.writer import text
 from tests.drills.compare import live_generation
 from tests.drills.stack import JobRow, Stack
 from tests.waiting import GiveUp, wait_until

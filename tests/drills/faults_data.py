@@ -6,10 +6,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from projections.codec import text
 from projections.eventstore import ProposedEvent
 from projections.keys import KeySpace, latest_price_field
 from projections.simulation.market import iso_utc
-from projections.writer import text
 from tests.drills import compare
 from tests.drills.drill import Context
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from projections import keys
+from projections.codec import text
 from projections.keys import KeySpace
-from projections.writer import text
 from tests.drills import compare
 from tests.drills.drill import Context
 

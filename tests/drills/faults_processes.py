@@ -7,11 +7,11 @@ import time
 from datetime import UTC, datetime
 
 from projections import keys
+from projections.codec import text
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.simulation.appender import append_events
 from projections.simulation.market import Market
-from projections.writer import text
 from tests.drills import compare
 from tests.drills.broker import prepared_task, send_task
 from tests.drills.drill import Context

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import redis
 
 from projections import keys
-from projections.queries import ProjectionState
+from projections.codec import text
 from projections.readmodels import PROJECTIONS
-from projections.writer import text
+from projections.status import ProjectionState
 from tests.drills.broker import ping_worker
 from tests.drills.processes import procfile
 from tests.waiting import wait_until

@@ -1,7 +1,7 @@
 """The comparison behind a consistency check, and how its score is shown."""
 from __future__ import annotations
 
-from lucent_admin.console.templatetags.numbers import consistency
+from lucent_admin.formats import consistency
 from projections.maintenance.report import (
     EXTRA_KEY,
     MEMBER_EXTRA,

@@ -15,8 +15,8 @@ from django.test import override_settings
 
 from lucent_admin.celery import app
 from lucent_admin.operations import actions
-from lucent_admin.operations.actions import Actor
-from lucent_admin.operations.consistency_actions import do_check_consistency
+from lucent_admin.operations.actions import do_check_consistency
+from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import Job
 from lucent_admin.operations.tasks import ping
 from tests.waiting import wait_until
@@ -51,8 +51,8 @@ def test_jobs_have_their_own_queue_and_worker_so_two_long_jobs_leave_the_ticks_o
     live_stack.env["LUCENT_BATCH_SIZE"] = "10"  # small batches: the jobs run for a while
     live_stack.spawn("ticks", celery, "-A", "lucent_admin", "worker", "-Q", "celery", "-n", "ticks@%h", "--pool=solo")
     chief = get_user_model().objects.create_superuser("chief", password="pw-chief-123")
-    rebuild = actions.do_rebuild(Actor.of(chief), "portfolio", "portfolio").value["job"]
-    check = do_check_consistency(Actor.of(chief), everything=True).value["job"]
+    rebuild = actions.do_rebuild(Actor.of(chief), "portfolio", "portfolio").job
+    check = do_check_consistency(Actor.of(chief), everything=True).job
     assert ping.delay().get(timeout=30)  # the ticks' worker answers (the jobs were queued before: one queue, they went first) ...
     assert set(Job.objects.filter(pk__in=[rebuild, check]).values_list("state", flat=True)) == {Job.State.QUEUED}  # ... and takes no job
     live_stack.spawn("jobs", celery, "-A", "lucent_admin", "worker", "-Q", "lucent.jobs", "-n", "jobs@%h",

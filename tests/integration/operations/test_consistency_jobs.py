@@ -10,8 +10,8 @@ from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.test import Client
 
-from lucent_admin.operations import consistency_actions, jobs, thresholds
-from lucent_admin.operations.actions import Actor
+from lucent_admin.operations import actions, schedules, thresholds
+from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import AuditEntry, Job, ThresholdValue
 from projections.keys import KeySpace
 from projections.queries import Queries
@@ -28,9 +28,9 @@ def checker(ops):
 
 
 def run_check(actor: Actor, **scope) -> Job:
-    result = consistency_actions.do_check_consistency(actor, **scope)
+    result = actions.do_check_consistency(actor, **scope)
     assert result.ok, result.message
-    return wait_until(lambda: finished(result.value["job"]), 60, what="the check to finish on the worker")
+    return wait_until(lambda: finished(result.job), 60, what="the check to finish on the worker")
 
 
 def test_a_check_finds_a_corrupted_user_and_its_repair_makes_the_next_check_clean(
@@ -49,9 +49,9 @@ def test_a_check_finds_a_corrupted_user_and_its_repair_makes_the_next_check_clea
         f"portfolio:{damaged}", "tradeCount", "value differs", "4242")
     assert difference["event"]["stream"] == f"trades-{damaged}" and "outside writer" in difference["cause"]
     assert "1 users to repair" in report.events.last().message
-    repair = consistency_actions.do_repair(Actor.of(checker), report.pk)
+    repair = actions.do_repair(Actor.of(checker), report.pk)
     assert repair.ok and "a per-user rebuild" in repair.message
-    rebuilt = wait_until(lambda: finished(repair.value["job"]), 60, what="the repair to finish")
+    rebuilt = wait_until(lambda: finished(repair.job), 60, what="the repair to finish")
     assert rebuilt.kind == Job.Kind.REBUILD_USERS and rebuilt.params["users"] == [damaged]
     assert run_check(Actor.of(checker), users=users).result["differences"] == []
     outcomes = set(AuditEntry.objects.filter(action__startswith="consistency.").values_list("action", "outcome"))
@@ -59,14 +59,14 @@ def test_a_check_finds_a_corrupted_user_and_its_repair_makes_the_next_check_clea
 
 
 def test_bad_scopes_are_refused_naming_the_field(checker) -> None:
-    assert "scope: give users, a sample size or everything" in consistency_actions.do_check_consistency(Actor.of(checker)).message
-    assert "sample: between 1 and 10,000" in consistency_actions.do_check_consistency(Actor.of(checker), sample=20_000).message
-    assert "projection: must be one of" in consistency_actions.do_check_consistency(Actor.of(checker), projection="market",
+    assert "scope: give users, a sample size or everything" in actions.do_check_consistency(Actor.of(checker)).message
+    assert "sample: between 1 and 10,000" in actions.do_check_consistency(Actor.of(checker), sample=20_000).message
+    assert "projection: must be one of" in actions.do_check_consistency(Actor.of(checker), projection="market",
                                                                         sample=5).message
-    assert "not a user id" in consistency_actions.do_check_consistency(Actor.of(checker), users=["bad user"]).message
+    assert "not a user id" in actions.do_check_consistency(Actor.of(checker), users=["bad user"]).message
     assert not Job.objects.exists()
     assert AuditEntry.objects.filter(action="consistency.check", outcome="failed").count() == 4
-    assert "there is no consistency check 999" in consistency_actions.do_repair(Actor.of(checker), 999).message
+    assert "there is no consistency check 999" in actions.do_repair(Actor.of(checker), 999).message
 
 
 def test_without_the_permission_a_check_is_denied_and_audited(client: Client, ops) -> None:
@@ -104,7 +104,7 @@ def test_scheduled_checks_sample_in_turn_and_repair_by_the_recovery_rule(project
     thresholds.forget()
     user = projected.top_portfolios(1)[0].user_id
     redis_client.delete(KeySpace("risk").user_risk(user))
-    off = jobs.schedule_consistency_check()
+    off = schedules.schedule_consistency_check()
     job = wait_until(lambda: finished(off), 60, what="the scheduled check to finish")
     assert user in job.result["users_to_repair"] and "repair_job" not in job.result
 
@@ -113,7 +113,7 @@ def test_scheduled_checks_sample_in_turn_and_repair_by_the_recovery_rule(project
     user = projected.top_portfolios(1)[0].user_id
     redis_client.delete(KeySpace("risk").user_risk(user))  # e.g. evicted
 
-    job_id = jobs.schedule_consistency_check()
+    job_id = schedules.schedule_consistency_check()
 
     assert job_id is not None
     job = wait_until(lambda: finished(job_id), 60, what="the scheduled check to finish")

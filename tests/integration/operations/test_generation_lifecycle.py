@@ -13,8 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from lucent_admin.operations import actions, jobs
-from lucent_admin.operations.actions import Actor
+from lucent_admin.operations import actions, schedules
+from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import Job
 from projections import keys
 from projections.keys import KeySpace
@@ -43,7 +43,7 @@ def run(job_id: int, timeout: float = 90) -> Job:
 
 
 def rebuilt(ops, projection: str) -> Job:
-    job = run(actions.do_rebuild(Actor.of(ops), projection, projection).value["job"])
+    job = run(actions.do_rebuild(Actor.of(ops), projection, projection).job)
     assert job.state == Job.State.SUCCEEDED, job.error
     return job
 
@@ -66,7 +66,7 @@ def test_an_aborted_flip_keeps_the_generation_kept_before_for_a_rollback(project
                                                                          redis_client: redis.Redis) -> None:
     rebuilt(ops, "risk")
     redis_client.set(keys.heartbeat("risk"), "1", px=120_000)  # a live projector "beats" but never pauses for the flip
-    job_id = actions.do_rebuild(Actor.of(ops), "risk", "risk").value["job"]
+    job_id = actions.do_rebuild(Actor.of(ops), "risk", "risk").job
     wait_until(lambda: Job.objects.get(pk=job_id).phase == "flipping", 60, what="the rebuild to try its flip")
 
     assert actions.do_cancel_job(Actor.of(ops), job_id).ok  # the operator gives up waiting: the flip is aborted
@@ -77,7 +77,7 @@ def test_an_aborted_flip_keeps_the_generation_kept_before_for_a_rollback(project
     assert live_generation(redis_client, "risk") == 2 and present(redis_client, "risk") == {1, 2}
     kept = kept_generation(redis_client, "risk")
     assert kept is not None and kept.generation == 1  # still the rollback target
-    rollback = run(actions.do_rollback(Actor.of(ops), "risk", "risk").value["job"])
+    rollback = run(actions.do_rollback(Actor.of(ops), "risk", "risk").job)
     assert rollback.state == Job.State.SUCCEEDED, rollback.error
     assert live_generation(redis_client, "risk") == 1
 
@@ -90,14 +90,14 @@ def test_the_retention_drops_a_generation_nothing_uses_and_keeps_the_rollback_ta
     redis_client.hset(orphan.user_risk("nobody"), mapping={"lastPosition": "12"})
     settings.LUCENT_GENERATION_RETENTION_HOURS = 24  # generation 1 is kept well within it
 
-    (drop_id,) = jobs.drop_expired_generations()
+    (drop_id,) = schedules.drop_expired_generations()
 
     job = run(drop_id)
     assert job.state == Job.State.SUCCEEDED and job.requested_by == "system: retention"
     assert present(redis_client, "risk") == {1, 2}
     kept = kept_generation(redis_client, "risk")
     assert kept is not None and kept.generation == 1
-    assert jobs.drop_expired_generations() == []
+    assert schedules.drop_expired_generations() == []
 
 
 def test_a_rollback_to_a_damaged_kept_generation_is_refused_with_the_differences(
@@ -134,7 +134,7 @@ def test_a_rollback_verifies_against_a_replay_not_against_the_live_generation(
     rebuilt(ops, "portfolio")
     redis_client.hset(KeySpace("portfolio", 2).portfolio(user), "tradeCount", "424242")  # the live one is damaged
 
-    job = run(actions.do_rollback(Actor.of(ops), "portfolio", "portfolio").value["job"])
+    job = run(actions.do_rollback(Actor.of(ops), "portfolio", "portfolio").job)
 
     assert job.state == Job.State.SUCCEEDED, job.error
     assert live_generation(redis_client, "portfolio") == 1

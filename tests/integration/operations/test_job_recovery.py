@@ -17,8 +17,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from lucent_admin import bootstrap
-from lucent_admin.operations import actions, jobs
-from lucent_admin.operations.actions import Actor
+from lucent_admin.operations import actions, jobs, queue, schedules
+from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import Job, JobEvent
 from projections import keys
 from projections.maintenance.generations import live_generation
@@ -37,14 +37,14 @@ def test_a_rebuild_survives_its_worker_killed_with_minus_9(live_stack) -> None:
     live_stack.env["LUCENT_BATCH_SIZE"] = "10"  # small batches: the rebuild takes long enough to be killed midway
     first = live_stack.start_worker()
     chief = get_user_model().objects.create_superuser("chief", password="pw-chief-123")
-    job_id = actions.do_rebuild(Actor.of(chief), "risk", "risk").value["job"]
+    job_id = actions.do_rebuild(Actor.of(chief), "risk", "risk").job
     wait_until(lambda: Job.objects.get(pk=job_id).done > 0, 60, what="the rebuild to make progress")
 
     first.send_signal(signal.SIGKILL)
     first.wait()
     killed_at = Job.objects.get(pk=job_id).done
     live_stack.start_worker()
-    wait_until(lambda: jobs.requeue_orphans() == [job_id], 40, what="the orphaned job to be queued again")
+    wait_until(lambda: schedules.requeue_orphans() == [job_id], 40, what="the orphaned job to be queued again")
 
     job = wait_until(lambda: finished(job_id), 120, what="the resumed rebuild to finish")
     assert job.state == Job.State.SUCCEEDED, job.error
@@ -81,12 +81,12 @@ def test_a_rebuild_that_loses_its_lease_stops_and_its_requeued_run_finishes_it(l
     live_stack.start_worker()
     live_stack.start_worker()  # the requeued task runs on the other one, while the first run may still be going
     chief = get_user_model().objects.create_superuser("chief", password="pw-chief-123")
-    job_id = actions.do_rebuild(Actor.of(chief), "risk", "risk").value["job"]
+    job_id = actions.do_rebuild(Actor.of(chief), "risk", "risk").job
     wait_until(lambda: Job.objects.get(pk=job_id).done > 0, 60, what="the rebuild to make progress")
 
     lost_at = timezone.now()
     client.delete(keys.job_lease(job_id))
-    assert jobs.requeue_orphans() == [job_id]
+    assert schedules.requeue_orphans() == [job_id]
 
     stopped = wait_until(lambda: JobEvent.objects.filter(job_id=job_id, message__contains="lost its lease").first(), 10,
                          what="the first run to stop")
@@ -111,14 +111,14 @@ def test_a_rebuild_whose_worker_is_paused_past_its_lease_is_finished_by_another_
     live_stack.env["LUCENT_BATCH_SIZE"] = "10"
     workers = [live_stack.start_worker(), live_stack.start_worker()]
     chief = get_user_model().objects.create_superuser("chief", password="pw-chief-123")
-    job_id = actions.do_rebuild(Actor.of(chief), "risk", "risk").value["job"]
+    job_id = actions.do_rebuild(Actor.of(chief), "risk", "risk").job
     job = wait_until(lambda: (j := Job.objects.get(pk=job_id)).done > 0 and j, 60, what="the rebuild to make progress")
     paused = next(w for w in workers if w.pid == int(job.worker.split(":")[1]))  # the worker token names its pid
 
     paused.send_signal(signal.SIGSTOP)
     try:
         wait_until(lambda: not client.exists(keys.job_lease(job_id)), 30, what="the paused run's lease to expire")
-        assert jobs.requeue_orphans() == [job_id]
+        assert schedules.requeue_orphans() == [job_id]
         wait_until(lambda: (j := Job.objects.get(pk=job_id)).attempts == 2 and j.done > job.done, 60,
                    what="the other worker to go on with the rebuild")
     finally:
@@ -137,7 +137,7 @@ def test_a_rebuild_whose_worker_is_paused_past_its_lease_is_finished_by_another_
 def test_a_job_that_loses_its_lease_stops_within_a_second_and_leaves_the_row_to_the_new_run(projected: Queries, ops,
                                                                                             redis_client) -> None:
     many = [f"nobody-{i}" for i in range(400)]  # unknown users: each is cheap, the job takes a few seconds
-    job_id = actions.do_rebuild_users(Actor.of(ops), many).value["job"]
+    job_id = actions.do_rebuild_users(Actor.of(ops), many).job
     said: dict[str, str] = {}
     first = threading.Thread(target=lambda: said.update(first=jobs.run(job_id)), daemon=True)
     first.start()
@@ -166,7 +166,7 @@ def test_a_run_that_cannot_take_the_generation_lease_deletes_nothing(projected: 
     before = generation_content(redis_client, 2, "risk")
     assert before
     redis_client.set(keys.generation_lease("risk", 2), "an-earlier-run", px=60_000)
-    job = jobs.create(Job.Kind.REBUILD, "risk", {"projection": "risk", "generation": 2}, "test", None, "events")
+    job = queue.create(Job.Kind.REBUILD, "risk", {"projection": "risk", "generation": 2}, "test", None, "events")
 
     job = wait_until(lambda: finished(job.pk), 60, what="the run to give up")
 

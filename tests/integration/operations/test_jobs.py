@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from lucent_admin.operations import actions, jobs
-from lucent_admin.operations.actions import Actor
+from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import AuditEntry, Job
 from projections import keys
 from projections.keys import KeySpace
@@ -32,7 +32,7 @@ def test_a_rebuild_job_restores_a_users_deleted_read_models(projected: Queries, 
     result = actions.do_rebuild_users(Actor.of(ops), [user])
 
     assert result.ok and "queued as job" in result.message
-    job = wait_until(lambda: finished(result.value["job"]), 30, what="the job to finish on the worker")
+    job = wait_until(lambda: finished(result.job), 30, what="the job to finish on the worker")
     assert job.state == Job.State.SUCCEEDED and (job.done, job.total) == (1, 1)
     assert projected.portfolio_summary(user) == before
     assert projected.risk_profile(user) is not None
@@ -46,7 +46,7 @@ def test_a_rebuild_job_restores_a_users_deleted_read_models(projected: Queries, 
 def test_asking_twice_while_queued_gives_the_same_job(ops) -> None:
     first = actions.do_rebuild_users(Actor.of(ops), ["alice", "bob"])
     again = actions.do_rebuild_users(Actor.of(ops), ["alice", "bob", "alice"])
-    assert first.value["job"] == again.value["job"] and "already job" in again.message
+    assert first.job == again.job and "already job" in again.message
     assert Job.objects.count() == 1
 
 
@@ -54,13 +54,13 @@ def test_a_longer_user_list_sharing_the_first_200_characters_is_another_job(ops)
     users = [f"user-{n:04d}" for n in range(40)]  # 399 characters joined
     first = actions.do_rebuild_users(Actor.of(ops), users)
     longer = actions.do_rebuild_users(Actor.of(ops), [*users, "user-extra"])
-    assert longer.ok and "queued as job" in longer.message and longer.value["job"] != first.value["job"]
+    assert longer.ok and "queued as job" in longer.message and longer.job != first.job
     again = actions.do_rebuild_users(Actor.of(ops), [*users, "user-extra"])
-    assert again.value["job"] == longer.value["job"] and "already job" in again.message  # the whole list, the same job
+    assert again.job == longer.job and "already job" in again.message  # the whole list, the same job
 
 
 def test_a_job_is_never_run_twice_at_once(ops, redis_client) -> None:
-    job_id = actions.do_rebuild_users(Actor.of(ops), ["alice"]).value["job"]
+    job_id = actions.do_rebuild_users(Actor.of(ops), ["alice"]).job
     redis_client.set(keys.job_lease(job_id), "another-worker", px=5000)  # a worker is running it
     assert "running on another-worker" in jobs.run(job_id)
     assert Job.objects.get(pk=job_id).state == Job.State.QUEUED
@@ -68,7 +68,7 @@ def test_a_job_is_never_run_twice_at_once(ops, redis_client) -> None:
 
 def test_a_redelivered_job_resumes_from_its_own_progress(projected: Queries, ops) -> None:
     users = [r.user_id for r in projected.top_portfolios(3)]
-    job_id = actions.do_rebuild_users(Actor.of(ops), users).value["job"]
+    job_id = actions.do_rebuild_users(Actor.of(ops), users).job
     done_before = {users[0]: {"portfolio": {"events": 1, "writes": 0, "checkpoint": 1}}}
     # the first delivery rebuilt one user, then its worker was killed: the row says so
     Job.objects.filter(pk=job_id).update(state=Job.State.RUNNING, done=1, attempts=1, result={"users": done_before})
@@ -84,7 +84,7 @@ def test_a_redelivered_job_resumes_from_its_own_progress(projected: Queries, ops
 
 def test_cancel_stops_a_running_job_within_a_second(projected: Queries, worker, ops) -> None:
     many = [f"nobody-{i}" for i in range(3000)]  # unknown users: each is cheap, the job is long
-    job_id = actions.do_rebuild_users(Actor.of(ops), many).value["job"]
+    job_id = actions.do_rebuild_users(Actor.of(ops), many).job
     wait_until(lambda: Job.objects.get(pk=job_id).done > 0, 30, what="the job to make progress")
 
     asked = time.monotonic()
@@ -98,7 +98,7 @@ def test_cancel_stops_a_running_job_within_a_second(projected: Queries, worker, 
 
 
 def test_a_queued_job_is_cancelled_at_once(ops) -> None:
-    job_id = actions.do_rebuild_users(Actor.of(ops), ["carol"]).value["job"]
+    job_id = actions.do_rebuild_users(Actor.of(ops), ["carol"]).job
     assert actions.do_cancel_job(Actor.of(ops), job_id).ok
     assert Job.objects.get(pk=job_id).state == Job.State.CANCELLED
     assert "nothing to run" in jobs.run(job_id)  # its task, delivered later, does nothing

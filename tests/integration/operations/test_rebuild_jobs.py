@@ -10,8 +10,8 @@ from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from lucent_admin.operations import actions, jobs
-from lucent_admin.operations.actions import Actor
+from lucent_admin.operations import actions, queue, schedules
+from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import AuditEntry, Job
 from projections import keys
 from projections.keys import KeySpace
@@ -61,19 +61,19 @@ def test_the_dry_run_then_a_rebuild_from_the_projections_page_flips_and_rolls_ba
 
 def test_kept_generations_are_dropped_after_the_retention_and_nothing_else(
         projected: Queries, worker, ops, redis_client: redis.Redis, settings) -> None:
-    job_id = actions.do_rebuild(Actor.of(ops), "risk", "risk").value["job"]
+    job_id = actions.do_rebuild(Actor.of(ops), "risk", "risk").job
     assert wait_until(lambda: finished(job_id), 60, what="the rebuild").state == Job.State.SUCCEEDED
     live_keys = {k for k in redis_client.scan_iter(match=keys.generation_pattern("risk", 2))}
     settings.LUCENT_GENERATION_RETENTION_HOURS = 0
 
-    (drop_id,) = jobs.drop_expired_generations()
+    (drop_id,) = schedules.drop_expired_generations()
 
     job = wait_until(lambda: finished(drop_id), 30, what="the drop")
     assert job.state == Job.State.SUCCEEDED and job.requested_by == "system: retention"
     assert not list(redis_client.scan_iter(match=keys.generation_pattern("risk", 1)))
     assert {k for k in redis_client.scan_iter(match=keys.generation_pattern("risk", 2))} == live_keys
     assert redis_client.exists(KeySpace("portfolio", 1).checkpoint)  # other projections untouched
-    assert kept_generation(redis_client, "risk") is None and jobs.drop_expired_generations() == []
+    assert kept_generation(redis_client, "risk") is None and schedules.drop_expired_generations() == []
 
 
 def test_the_command_line_dry_run_and_refusals(projected: Queries) -> None:
@@ -104,7 +104,7 @@ def test_with_two_person_approval_a_second_operator_starts_the_rebuild(client: C
                                                                        redis_client: redis.Redis, settings) -> None:
     settings.LUCENT_REBUILD_APPROVAL = True
     asked = actions.do_rebuild(Actor.of(ops), "leaderboards", "leaderboards")
-    job = Job.objects.get(pk=asked.value["job"])
+    job = Job.objects.get(pk=asked.job)
     assert asked.ok and "second operator approves" in asked.message and job.state == Job.State.PENDING_APPROVAL
     ops.user_permissions.add(*Permission.objects.filter(codename="approve_job"))
     ops = get_user_model().objects.get(pk=ops.pk)  # permissions are cached per instance
@@ -129,11 +129,11 @@ def test_with_two_person_approval_a_second_operator_starts_the_rebuild(client: C
 
 def test_differences_above_the_budget_wait_for_an_operator_who_flips_anyway(client: Client, projected: Queries, worker,
                                                                              ops, redis_client: redis.Redis) -> None:
-    from lucent_admin.operations.engines import AWAITING_DECISION
+    from lucent_admin.operations.queue import AWAITING_DECISION
 
     user = projected.top_portfolios(1)[0].user_id
     redis_client.hset(KeySpace("portfolio").portfolio(user), "tradeCount", "424242")  # the live generation is damaged
-    job_id = actions.do_rebuild(Actor.of(ops), "portfolio", "portfolio").value["job"]
+    job_id = actions.do_rebuild(Actor.of(ops), "portfolio", "portfolio").job
     wait_until(lambda: Job.objects.get(pk=job_id).phase.startswith(AWAITING_DECISION), 60,
                what="the rebuild to stop at the differences")
     assert live_generation(redis_client, "portfolio") == 1  # nothing flipped yet
@@ -167,14 +167,14 @@ def test_job_approve_on_the_command_line_needs_a_named_active_approver_who_did_n
         return "approved"
 
     approver("operator"), approver("alice"), approver("gone", is_active=False), account("nobody", "pw-nobody-123")
-    job = jobs.create("rebuild", "portfolio", {"projection": "portfolio", "account": "alice"}, "alice", None, "events",
+    job = queue.create("rebuild", "portfolio", {"projection": "portfolio", "account": "alice"}, "alice", None, "events",
                       approval=True)
     assert "--as" in approve(job)  # no default account: the approver must be named
     assert "no account 'ghost'" in approve(job, "--as", "ghost")
     assert "inactive" in approve(job, "--as", "gone")
     assert "a second operator must approve it" in approve(job, "--as", "alice")  # the requester
     assert "you need the permission 'operations.approve_job'" in approve(job, "--as", "nobody")
-    by_cli = jobs.create("rebuild", "risk", {"projection": "risk", "account": "alice"},
+    by_cli = queue.create("rebuild", "risk", {"projection": "risk", "account": "alice"},
                          f"cli:{getpass.getuser()} as alice", None, "events", approval=True)
     assert "a second operator must approve it" in approve(by_cli, "--as", "operator")  # one OS user, two accounts
     assert approve(job, "--as", "operator") == "approved"

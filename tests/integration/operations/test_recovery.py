@@ -19,7 +19,8 @@ from projections.eventstore import EventStore, ProposedEvent
 from projections.health import HealthState
 from projections.keys import KeySpace
 from projections.projector.runner import Runner
-from projections.queries import ProjectionState, Queries
+from projections.queries import Queries
+from projections.status import ProjectionState
 from tests.fixtures.jobs import finished
 from tests.fixtures.projections import RedisProcess, StoreProcess
 from tests.integration.projections import helpers
@@ -234,18 +235,19 @@ def test_the_event_store_down_for_30_s_shows_as_stalled_with_its_lag_and_the_pro
 
 def test_with_two_person_approval_recoverys_rebuild_is_exempt_runs_and_is_audited_as_automatic(
         projected: Queries, worker, ops, settings) -> None:
-    from lucent_admin.operations.actions import Actor, do_rollback
+    from lucent_admin.operations.actions import do_rollback
+    from lucent_admin.operations.audit import Actor
     from projections.maintenance.recovery import REBUILD, Proposal
 
     settings.LUCENT_REBUILD_APPROVAL = True
     acted = recovery._act("leaderboards", Proposal("missing → rebuild", REBUILD, "the read models are gone"))
 
     assert acted.ok, acted.message
-    job = Job.objects.get(pk=acted.value["job"])
+    job = Job.objects.get(pk=acted.job)
     assert job.state != Job.State.PENDING_APPROVAL  # nobody could approve the system's request
     assert "exempt from two-person approval" in job.events.order_by("pk").first().message
     audited = AuditEntry.objects.get(action="rebuild.projection")
     assert audited.actor_name == "system: recovery (missing → rebuild)" and audited.params["approval"] == "exempt (automatic)"
     assert wait_until(lambda: finished(job.pk), 60, what="the automatic rebuild to finish").state == Job.State.SUCCEEDED
     asked = do_rollback(Actor.of(ops), "leaderboards", "leaderboards")  # the projection's other jobs are not blocked
-    assert asked.ok and Job.objects.get(pk=asked.value["job"]).state == Job.State.PENDING_APPROVAL  # a person's still waits
+    assert asked.ok and Job.objects.get(pk=asked.job).state == Job.State.PENDING_APPROVAL  # a person's still waits

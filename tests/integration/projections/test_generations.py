@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from projections import keys
+from projections.codec import text
 from projections.errors import JobCancelled
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
@@ -16,7 +17,6 @@ from projections.maintenance.generations import drop_generation, live_generation
 from projections.projector.runner import Runner
 from projections.simulation.appender import append_events
 from projections.simulation.market import Market
-from projections.writer import text
 from tests.fixtures.projections import ProjectorProcess, RedisProcess, StoreProcess
 from tests.integration.projections.helpers import (
     append_market,

@@ -14,7 +14,7 @@ from esdbclient.exceptions import NotFound
 from lucent_admin.operations.models import AuditEntry
 from projections import keys
 from projections.events import Envelope
-from projections.queries import failing_event_to_json
+from projections.status import failing_event_to_json
 from tests.accounts import account
 
 pytestmark = pytest.mark.django_db
@@ -298,7 +298,7 @@ def test_command_line_resync_is_audited(redis_client) -> None:
 def test_a_rebuild_that_would_not_fit_in_memory_is_refused_for_a_direct_post_and_for_recovery(
         client: Client, store_settings, redis_client) -> None:
     from lucent_admin.operations import actions
-    from lucent_admin.operations.actions import Actor
+    from lucent_admin.operations.audit import Actor
     from lucent_admin.operations.models import Job
 
     pf = keys.KeySpace("portfolio")

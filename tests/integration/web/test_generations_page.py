@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from lucent_admin.operations import actions
-from lucent_admin.operations.actions import Actor
+from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import AuditEntry, Job
 from projections import keys
 from projections.keys import KeySpace
@@ -37,7 +37,7 @@ def key_count(client: redis.Redis, projection: str, generation: int) -> int:
 @pytest.fixture
 def generations(projected: Queries, worker, ops, redis_client: redis.Redis) -> Job:
     """risk: generation 2 live, 1 kept (a rebuild), 7 an orphan; leaderboards: generation 5 being written by a job."""
-    job_id = actions.do_rebuild(Actor.of(ops), "risk", "risk").value["job"]
+    job_id = actions.do_rebuild(Actor.of(ops), "risk", "risk").job
     rebuild = wait_until(lambda: finished(job_id), 60, what="the rebuild")
     assert rebuild.state == Job.State.SUCCEEDED, rebuild.error
     orphan = KeySpace("risk", 7)

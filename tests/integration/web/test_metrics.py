@@ -14,8 +14,9 @@ from lucent_admin.operations.models import Job
 from lucent_admin.operations.roles import RISK_TEAM
 from projections.errors import ConfigurationError
 from projections.projector.runner import Runner
-from projections.queries import ProjectionState, ProjectionStatus, Queries
+from projections.queries import Queries
 from projections.readmodels import PROJECTIONS
+from projections.status import ProjectionState, ProjectionStatus
 from tests.accounts import account
 from tests.fixtures.projections import RedisProcess, StoreProcess
 from tests.integration.projections.helpers import append_market, in_thread

@@ -12,8 +12,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lucent_admin.console.templatetags.numbers import consistency
-from lucent_admin.operations import consistency_actions
+from lucent_admin.formats import consistency
+from lucent_admin.operations import actions
 from lucent_admin.operations.cli import actor_as, follow_job
 from projections.readmodels import PROJECTIONS
 
@@ -37,11 +37,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, projection: str, users: list[str] | None, sample: int | None, everything: bool,
                repair: bool, as_json: bool, as_user: str, **options: Any) -> None:
-        result = consistency_actions.do_check_consistency(actor_as(as_user), projection, users or [], sample or 0, everything, repair)
+        result = actions.do_check_consistency(actor_as(as_user), projection, users or [], sample or 0, everything, repair)
         if not result.ok:
             raise CommandError(result.message, returncode=2)
         self.stderr.write(result.message)
-        job = follow_job(result.value["job"], self.stderr._out)
+        job = follow_job(result.job, self.stderr._out)
         if job.state != job.State.SUCCEEDED:
             raise CommandError(f"job {job.pk} {job.state}: {job.error}", returncode=2)
         report = job.result

@@ -52,7 +52,7 @@ class Command(BaseCommand):
         if not options["yes"] and input(f"type {generation} to drop generation {generation} of {projection}: ").strip() != str(generation):
             raise CommandError("not confirmed; nothing dropped")
         result = actions.do_drop_generation(actor_as(options["as_user"]), projection, generation)
-        if result.ok and result.value["job"] is None:
+        if result.ok and result.job is None:
             self.stdout.write(result.message)
             return
         report_job(self, result, options["wait"])

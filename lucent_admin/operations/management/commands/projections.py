@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lucent_admin import bootstrap
 from lucent_admin.operations import actions
-from lucent_admin.operations.actions import Actor, Result
+from lucent_admin.operations.audit import Actor, Result
 from lucent_admin.operations.recovery import projection_health
 from projections.readmodels import PROJECTIONS
 

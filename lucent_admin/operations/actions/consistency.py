@@ -1,13 +1,11 @@
-"""The consistency actions: check (a job) and repair (a per-user rebuild job of what a check found).
-
-Part of the one action layer (:mod:`lucent_admin.operations.actions`): each goes through its ``perform``
-(permission, audit, outcome) like every other action.
-"""
+"""The consistency actions: check (a job) and repair (a per-user rebuild job of what a check found)."""
 from __future__ import annotations
 
-from typing import Any
-
-from lucent_admin.operations.actions import CHECK_CONSISTENCY, REPAIR, Actor, Result, perform, single_job, users_invalid
+from lucent_admin.operations.actions.rebuilds import users_invalid
+from lucent_admin.operations.audit import CHECK_CONSISTENCY, REPAIR, Actor, Queued, Result, perform
+from lucent_admin.operations.models import Job
+from lucent_admin.operations.queue import single_job
+from projections.readmodels import PROJECTIONS, user_projections
 
 MAX_SAMPLE = 10_000
 
@@ -20,10 +18,6 @@ def do_check_consistency(actor: Actor, projection: str = "", users: list[str] | 
     every projection (with user entities, for users and samples). With ``repair``, the
     inconsistent users it finds are rebuilt (a per-user rebuild job) when it ends. Asking again while the same
     check is queued or running answers with that job."""
-    from lucent_admin.operations.models import Job
-    from projections.maintenance.user_rebuild import user_projections
-    from projections.readmodels import PROJECTIONS
-
     wanted = list(dict.fromkeys(users or []))
     allowed = PROJECTIONS if everything else user_projections()  # users and samples: projections with user entities
     if not invalid and projection and projection not in allowed:
@@ -41,16 +35,16 @@ def do_check_consistency(actor: Actor, projection: str = "", users: list[str] | 
     params = {"projection": projection, "users": wanted, "sample": sample, "everything": everything, "repair": repair,
               "scheduled": scheduled}
 
-    def call() -> dict[str, Any]:
-        job, again = single_job(Job.Kind.CONSISTENCY_CHECK, target, params, actor, len(wanted) or None,
+    def call() -> Queued:
+        job, again = single_job(Job.Kind.CONSISTENCY_CHECK, target, params, actor.name, len(wanted) or None,
                                 "events" if everything else "users",  # a full check counts the events it replays
                                 whole=",".join(wanted) + where if wanted else None)
-        return {"job": job.pk, "again": again}
+        return Queued(job.pk, again)
 
     result = perform(actor, CHECK_CONSISTENCY, target, call, "", invalid, scope=scope, repair=repair)
     if result.ok:
-        job_id = result.value["job"]
-        message = (f"The consistency check of {scope}{where} is already job {job_id}." if result.value["again"]
+        job_id = result.job
+        message = (f"The consistency check of {scope}{where} is already job {job_id}." if result.value.again
                    else f"Consistency check of {scope}{where} queued as job {job_id}.")
         return Result(result.outcome, message, result.value, result.params)
     return result
@@ -58,22 +52,20 @@ def do_check_consistency(actor: Actor, projection: str = "", users: list[str] | 
 
 def do_repair(actor: Actor, job_id: int) -> Result:
     """Queue a per-user rebuild of the users consistency check ``job_id`` found inconsistent."""
-    from lucent_admin.operations.models import Job
-
     job = Job.objects.filter(pk=job_id, kind=Job.Kind.CONSISTENCY_CHECK).first()
     users: list[str] = list(job.result.get("users_to_repair", [])) if job is not None else []
     invalid = (f"job: there is no consistency check {job_id}" if job is None else
                f"job: consistency check {job_id} is {job.state}; repair once it has finished" if not job.finished else
                f"job: consistency check {job_id} found no user to repair" if not users else "")
 
-    def call() -> dict[str, Any]:
+    def call() -> Queued:
         repair, again = single_job(Job.Kind.REBUILD_USERS, ",".join(users)[:200], {"users": users, "repairs": job_id},
-                                   actor, len(users), whole=",".join(users))
-        return {"job": repair.pk, "again": again}
+                                   actor.name, len(users), whole=",".join(users))
+        return Queued(repair.pk, again)
 
     result = perform(actor, REPAIR, f"job {job_id}", call, "", invalid, users=len(users))
     if result.ok:
         names = users[0] if len(users) == 1 else f"{len(users):,} users"
-        return Result(result.outcome, f"Repair of {names} queued as job {result.value['job']} (a per-user rebuild).",
+        return Result(result.outcome, f"Repair of {names} queued as job {result.job} (a per-user rebuild).",
                       result.value, result.params)
     return result
