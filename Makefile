@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test drills bench lint venv vendor-htmx constraints audit clean
+.PHONY: run test test-fast drills bench lint venv vendor-htmx constraints audit clean
 
 # Installs the tested set: constraints.txt pins every dependency (`make constraints` rewrites it).
 $(STAMP): pyproject.toml constraints.txt
@@ -23,6 +23,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast tier: pure folds, codecs, rules and the layer tests (no server, no worker, no browser).
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 drills: $(STAMP)
 	@$(PY) -m tests.drills $(if $(DRILLS),--drills $(DRILLS))

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from projections.events import DomainEvent, event_time, published_portfolio_stream, published_risk_stream
+from projections.readmodels import model
 from projections.readmodels.base import Ref
 from projections.readmodels.portfolio import Portfolio
 from projections.readmodels.risk import Risk, alert_reasons
@@ -117,13 +118,16 @@ def portfolio_published(event: DomainEvent, before: Portfolio, after: Portfolio,
 
 
 def builder_for(projection: str, move: SignificantMove) -> Builder | None:
-    """The builder of ``projection``'s published events (None: it publishes nothing)."""
-    if projection == "risk":
-        return lambda event, before, after: _each(event, before, after, Risk, risk_published)
-    if projection == "portfolio":
-        return lambda event, before, after: _each(
-            event, before, after, Portfolio, lambda e, old, new: portfolio_published(e, old, new, move))
-    return None
+    """The builder of ``projection``'s published events (None: its read model publishes nothing). Each builder
+    answers to the states it knows by their type (a risk profile, a portfolio), not to a projection's name."""
+    if not model(projection).publishes:
+        return None
+
+    def build(event: DomainEvent, before: Mapping[Ref, Any], after: Mapping[Ref, Any]) -> list[Outgoing]:
+        return [*_each(event, before, after, Risk, risk_published),
+                *_each(event, before, after, Portfolio, lambda e, old, new: portfolio_published(e, old, new, move))]
+
+    return build
 
 
 def _each(event: DomainEvent, before: Mapping[Ref, Any], after: Mapping[Ref, Any], kind: type,

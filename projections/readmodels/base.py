@@ -61,6 +61,7 @@ class ReadModel(Protocol):
     name: str
     event_types: tuple[str, ...]  # its server-side filter: the types its folds use, and the freshness canary
     user_kind: str | None  # the kind of Ref that is one user's entity ("user", "trader"), if the model has one
+    publishes: bool  # the live projector publishes domain events from its states' changes (``published.py``)
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]: ...
     def empty(self, ref: Ref) -> Any: ...

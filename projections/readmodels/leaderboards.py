@@ -97,6 +97,7 @@ class LeaderboardsModel:
     name = NAME
     event_types = EVENT_TYPES
     user_kind: str | None = "trader"
+    publishes = False
 
     def own_append_keys(self, ks: KeySpace, ref: Ref) -> set[str]:
         return set()

@@ -194,6 +194,7 @@ class MarketModel:
     name = NAME
     event_types = EVENT_TYPES
     user_kind: str | None = None
+    publishes = False
 
     def own_append_keys(self, ks: KeySpace, ref: Ref) -> set[str]:
         return set()

@@ -176,6 +176,7 @@ class PortfolioModel:
     name = NAME
     event_types = EVENT_TYPES
     user_kind: str | None = "user"
+    publishes = True
 
     def own_append_keys(self, ks: KeySpace, ref: Ref) -> set[str]:
         return {ks.portfolio_history(ref[1])}

@@ -242,6 +242,7 @@ class RiskModel:
     name = NAME
     event_types = EVENT_TYPES
     user_kind: str | None = "user"
+    publishes = True
 
     def own_append_keys(self, ks: KeySpace, ref: Ref) -> set[str]:
         return set()
