@@ -1,6 +1,8 @@
 """Wiring in one place: the Django side's Redis clients, event store and read side.
 
-Each is built once per process from settings and shared (redis-py's pool and
+The job runner hands :func:`services` to the engines (they never fetch a client themselves), the projector
+command hands the runners their settings; views and actions ask here. Each is built once per process from
+settings and shared (redis-py's pool and
 esdbclient's channel are thread-safe); settings tests that swap REDIS_URL or
 EVENTSTORE_URI get a client of the new URL, since the caches are keyed by it.
 Nothing else on the Django side builds a Redis client.
@@ -8,6 +10,8 @@ Nothing else on the Django side builds a Redis client.
 from __future__ import annotations
 
 import atexit
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import redis
@@ -63,3 +67,22 @@ def _queries(url: str) -> Queries:
 def queries() -> Queries:
     """The read side over REDIS_URL (views read through it, never raw Redis)."""
     return _queries(settings.REDIS_URL)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What an engine is handed: the shared clients, the projector's settings per projection, the URLs a child
+    process connects with (Redis, the event store), and the engines' settings."""
+
+    redis: redis.Redis
+    store: EventStore
+    runner_config: Callable[[str], RunnerConfig]
+    urls: tuple[str, str]
+    diff_budget: int  # differences a rebuild's or rollback's sample may show before it waits for an operator
+    max_lag_s: float  # how far behind the live projector may be for a flip to wait on it
+
+
+def services() -> Services:
+    """The engines' services, built from settings (the composition root's one call per job run)."""
+    return Services(redis_client(), event_store(), runner_config, (settings.REDIS_URL, settings.EVENTSTORE_URI),
+                    int(settings.LUCENT_REBUILD_DIFF_BUDGET), float(settings.LUCENT_REBUILD_MAX_LAG_S))

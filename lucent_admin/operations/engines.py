@@ -9,9 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from django.conf import settings
-
-from lucent_admin import bootstrap
+from lucent_admin.bootstrap import Services
 from lucent_admin.operations import thresholds
 from lucent_admin.operations.actions import do_rebuild_users
 from lucent_admin.operations.audit import Actor
@@ -38,13 +36,13 @@ from projections.maintenance.verify import Verification, verify_generation
 from projections.readmodels import model
 
 
-def _rebuild_users(job: Job, control: Control) -> dict[str, Any]:
+def _rebuild_users(job: Job, control: Control, services: Services) -> dict[str, Any]:
     """Per-user rebuild of ``params["users"]``, one after the other, resuming after ``done``."""
     users: list[str] = list(job.params["users"])
     results: dict[str, Any] = dict(job.result.get("users", {}))
     for i in range(job.done, len(users)):
         control.report(i, len(users), f"rebuilding {users[i]}")
-        rebuilt = rebuild_user(bootstrap.redis_client(), bootstrap.event_store(), users[i],
+        rebuilt = rebuild_user(services.redis, services.store, users[i],
                                control=_PhaseOnly(control, i, len(users)))
         results[users[i]] = {p.projection: {"events": p.events, "writes": p.writes, "checkpoint": p.checkpoint}
                              for p in rebuilt.projections}
@@ -56,10 +54,10 @@ def _rebuild_users(job: Job, control: Control) -> dict[str, Any]:
                                          f"{len(users) - repaired:,} already equal to a full replay"}
 
 
-def _rebuild(job: Job, control: Control) -> dict[str, Any]:
+def _rebuild(job: Job, control: Control, services: Services) -> dict[str, Any]:
     """Full rebuild into a new generation, verified and flipped; a cancel or a failure drops it."""
     projection = job.params["projection"]
-    client = bootstrap.redis_client()
+    client = services.redis
     generation = job.params.get("generation")
     if generation is None:  # the first delivery picks it; a redelivery resumes filling the same one
         generation = next_generation(client, projection)
@@ -67,9 +65,9 @@ def _rebuild(job: Job, control: Control) -> dict[str, Any]:
         save(job, params=job.params)
         JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"folding the history into generation {generation}")
     try:
-        done = switch_to(client, bootstrap.runner_config(projection), generation, control,
-                         budget=int(settings.LUCENT_REBUILD_DIFF_BUDGET), flip_anyway=bool(job.params.get("flip_anyway")),
-                         max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S),
+        done = switch_to(client, services.runner_config(projection), generation, control,
+                         budget=services.diff_budget, flip_anyway=bool(job.params.get("flip_anyway")),
+                         max_lag_s=services.max_lag_s,
                          decide=lambda sample: _await_decision(job, control, sample), resumed=job.done)
     except (JobLeaseLost, GenerationTaken):
         raise  # another run holds the job, or writes its generation: nothing of it is this run's to delete
@@ -108,20 +106,20 @@ def _await_decision(job: Job, control: Control, sample: Sample) -> bool:
         time.sleep(DECISION_POLL_S)
 
 
-def _rollback(job: Job, control: Control) -> dict[str, Any]:
+def _rollback(job: Job, control: Control, services: Services) -> dict[str, Any]:
     """Back to the kept generation: verified against a replay at its checkpoint (refused above the budget, with
     the differences in the job's result), caught up from its own checkpoint, then flipped."""
     projection, generation = job.params["projection"], int(job.params["generation"])
-    client = bootstrap.redis_client()
-    found = verify_generation(client, bootstrap.event_store(), projection, generation, _Phase(job, control))
+    client = services.redis
+    found = verify_generation(client, services.store, projection, generation, _Phase(job, control))
     verified = {"verified": found.checked, "verified_at": found.checkpoint, "difference_count": found.count,
                 "differences": found.kept, "users_to_repair": found.users}
-    budget = int(settings.LUCENT_REBUILD_DIFF_BUDGET)
+    budget = services.diff_budget
     if found.count > budget:
         save(job, result=verified)  # the differences, for the job page and the command line
         raise GenerationDiffers(_refusal(found, budget))
-    done = switch_to(client, bootstrap.runner_config(projection), generation, control, verify=False,
-                     max_lag_s=float(settings.LUCENT_REBUILD_MAX_LAG_S), resumed=job.done)
+    done = switch_to(client, services.runner_config(projection), generation, control, verify=False,
+                     max_lag_s=services.max_lag_s, resumed=job.done)
     dropped = settle_flip(client, projection, done.from_generation, _Phase(job, control, cancellable=False))
     return {**asdict(done), **verified, "dropped": dropped,
             "summary": f"generation {generation} is live again (was {done.from_generation}), verified against a replay "
@@ -142,22 +140,22 @@ def _refusal(found: Verification, budget: int) -> str:
             f"--all --repair) or rebuild from the events (manage.py rebuild {p}), whose flip drops the damaged generation")
 
 
-def _drop(job: Job, control: Control) -> dict[str, Any]:
+def _drop(job: Job, control: Control, services: Services) -> dict[str, Any]:
     """Drop a generation that is neither live nor being written (checked again: time passed since the action)."""
     projection, generation = job.params["projection"], int(job.params["generation"])
-    refusal = drop_refusal(bootstrap.redis_client(), projection, generation)
+    refusal = drop_refusal(services.redis, projection, generation)
     if refusal:
         raise ProjectionError(refusal)
-    dropped = drop_generation(bootstrap.redis_client(), projection, generation, control)
+    dropped = drop_generation(services.redis, projection, generation, control)
     return {"dropped": dropped, "summary": f"dropped generation {generation} of {projection}: {dropped:,} keys"}
 
 
-def _check(job: Job, control: Control) -> dict[str, Any]:
+def _check(job: Job, control: Control, services: Services) -> dict[str, Any]:
     """A consistency check (read only: a redelivered one starts again); a repair job after it if asked."""
-    params, client, store = job.params, bootstrap.redis_client(), bootstrap.event_store()
+    params, client, store = job.params, services.redis, services.store
     names = [params["projection"]] if params.get("projection") else None
     report: Report
-    urls = (settings.REDIS_URL, settings.EVENTSTORE_URI)  # the users are read ahead by a child process
+    urls = services.urls  # the users are read ahead by a child process
     if params.get("users"):
         report = check_users(client, store, params["users"], names, control, urls=urls)
     elif params.get("sample"):
@@ -214,14 +212,14 @@ class _PhaseOnly(Control):
         return self.control.cancelled()
 
 
-def _resync(job: Job, control: Control) -> dict[str, Any]:
+def _resync(job: Job, control: Control, services: Services) -> dict[str, Any]:
     """Make the running projector drop its state and resubscribe; done once it has."""
     projection = job.params["projection"]
-    checkpoint = resync(bootstrap.redis_client(), projection, control)
+    checkpoint = resync(services.redis, projection, control)
     return {"checkpoint": checkpoint, "summary": f"{projection} resubscribed from its checkpoint {checkpoint:,}"}
 
 
-ENGINES: dict[str, Callable[[Job, Control], dict[str, Any]]] = {
+ENGINES: dict[str, Callable[[Job, Control, Services], dict[str, Any]]] = {
     Job.Kind.REBUILD_USERS: _rebuild_users,
     Job.Kind.REBUILD: _rebuild,
     Job.Kind.ROLLBACK: _rollback,

@@ -192,7 +192,7 @@ def _run_claimed(job_id: int, worker: str, renewer: _Renewer | None = None) -> s
         try:
             if control.cancelled():
                 raise JobCancelled("cancelled before it started")
-            result = ENGINES[job.kind](job, control)
+            result = ENGINES[job.kind](job, control, bootstrap.services())
         except JobLeaseLost:
             raise
         except JobCancelled as exc:

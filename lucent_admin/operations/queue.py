@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -27,7 +28,27 @@ log = logging.getLogger(__name__)
 JOBS_GROUP = group_name("jobs")
 RUN_JOB = "lucent.run_job"  # the task that runs a job by id (lucent_admin.operations.tasks)
 State = Job.State
-GENERATION_KINDS = ("rebuild", "rollback", "drop-generation")
+Kind = Job.Kind
+
+
+@dataclass(frozen=True)
+class KindRule:
+    """What the queue knows of a kind of job (what each kind *does* is its engine: ``engines.ENGINES``)."""
+
+    unit: str  # what its progress counts
+    guarded: bool  # waits for a second operator's approval when two-person approval is on (unless automatic)
+    generations: bool  # writes or flips a projection's generations: one such job at a time per projection
+
+
+KINDS: dict[str, KindRule] = {  # the one registry of job kinds; every Job.Kind has a rule and an engine (tested)
+    Kind.REBUILD_USERS: KindRule("users", guarded=False, generations=False),
+    Kind.REBUILD: KindRule("events", guarded=True, generations=True),
+    Kind.ROLLBACK: KindRule("events", guarded=True, generations=True),
+    Kind.DROP_GENERATION: KindRule("keys", guarded=False, generations=True),
+    Kind.CONSISTENCY_CHECK: KindRule("users", guarded=False, generations=False),  # a full check counts events
+    Kind.RESYNC: KindRule("steps", guarded=False, generations=False),
+}
+GENERATION_KINDS = tuple(kind for kind, rule in KINDS.items() if rule.generations)
 AWAITING_DECISION = "waiting for an operator"  # how a rebuild's phase starts while it waits for flip anyway / cancel
 
 
@@ -110,19 +131,20 @@ def save(job: Job, **fields: Any) -> None:
         raise JobLeaseLost(f"job {job.pk}: attempt {job.attempts} lost its lease; another run claimed the job")
 
 
-def single_job(kind: str, target: str, params: dict[str, Any], actor: str, total: int | None, unit: str = "users",
+def single_job(kind: str, target: str, params: dict[str, Any], actor: str, total: int | None, unit: str | None = None,
                whole: str | None = None) -> tuple[Any, bool]:
     """The job of ``kind`` on the same whole target queued or running already (True), else a new one (False).
 
     ``target`` is what the job list shows (cut to 200 characters); ``whole`` (default: ``target``) is the whole
-    target — a long user list — compared through its SHA-256 digest, kept in the job's params as ``identity``.
+    target — a long user list — compared through its SHA-256 digest, kept in the job's params as ``identity``;
+    ``unit`` (default: the kind's) is what its progress counts.
     """
     identity = hashlib.sha256(f"{kind}\n{target if whole is None else whole}".encode()).hexdigest()
     running = Job.objects.filter(kind=kind, target=target[:200], params__identity=identity,
                                  state__in=[Job.State.QUEUED, Job.State.RUNNING]).first()
     if running is not None:
         return running, True
-    return create(kind, target, {**params, "identity": identity}, actor, total, unit), False
+    return create(kind, target, {**params, "identity": identity}, actor, total, unit or KINDS[kind].unit), False
 
 
 def running_generation_job(projection: str) -> Job | None:

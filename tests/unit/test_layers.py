@@ -136,3 +136,23 @@ def test_no_engine_branches_on_a_projections_name() -> None:
                 literals = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
                 named = names.intersection(v for v in literals if isinstance(v, str))
                 assert not named, f"{path.relative_to(ROOT)}:{node.lineno} compares with {sorted(named)}: ask the read model"
+
+
+def test_every_job_kind_has_one_rule_and_one_engine() -> None:
+    """The job kinds' registry (``queue.KINDS``: unit, approval, generations) and their engines cover every kind."""
+    import django
+
+    django.setup()
+    from lucent_admin.operations.engines import ENGINES
+    from lucent_admin.operations.models import Job
+    from lucent_admin.operations.queue import KINDS
+
+    assert set(KINDS) == set(Job.Kind.values) == set(ENGINES)
+
+
+def test_engines_are_handed_their_clients() -> None:
+    """The composition root (``bootstrap``) builds the clients; the job runner hands them to the engines, which
+    never fetch one themselves."""
+    path = ROOT / "lucent_admin" / "operations" / "engines.py"
+    source = path.read_text()
+    assert "bootstrap." not in source and "redis.Redis" not in source, "engines.py fetches a client: take Services"

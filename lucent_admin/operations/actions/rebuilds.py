@@ -21,7 +21,7 @@ from lucent_admin.operations.audit import (
     perform,
 )
 from lucent_admin.operations.models import Job
-from lucent_admin.operations.queue import Busy, create, running_generation_job, single_job
+from lucent_admin.operations.queue import KINDS, Busy, create, running_generation_job, single_job
 from projections import inventory
 from projections.errors import ProjectionError
 from projections.events import is_identifier
@@ -74,7 +74,7 @@ def _generation_job(actor: Actor, action: Action, kind: str, projection: str, co
         invalid = f"projection: must be one of {', '.join(PROJECTIONS)}"
     if not invalid and confirm is not None and confirm != projection:
         invalid = f"confirm: type the projection's name ({projection!r}) to confirm"
-    guarded = bool(settings.LUCENT_REBUILD_APPROVAL) and kind in ("rebuild", "rollback")
+    guarded = bool(settings.LUCENT_REBUILD_APPROVAL) and KINDS[kind].guarded
     approval = guarded and not actor.automatic
     if guarded and actor.automatic:
         params = {**params, "approval": "exempt (automatic)"}
@@ -85,7 +85,7 @@ def _generation_job(actor: Actor, action: Action, kind: str, projection: str, co
             raise Busy(f"{projection} already has {running.get_kind_display().lower()} job {running.pk} ({running.state}); "
                        "wait for it or cancel it")
         job = create(kind, projection, {"projection": projection, **params, "account": actor.account}, actor.name,
-                          None, "keys" if kind == "drop-generation" else "events", approval=approval,
+                     None, KINDS[kind].unit, approval=approval,
                           note="automatic, exempt from two-person approval" if guarded and actor.automatic else "")
         return Queued(job.pk, pending=approval)
 
@@ -102,7 +102,7 @@ def do_rebuild(actor: Actor, projection: str, confirm: str | None, flip_anyway: 
     """Queue a full rebuild of ``projection`` (``confirm``: its name typed; None from the CLI's --yes). Refused,
     for every caller (the console, a direct POST, the command line, automatic recovery), when the dry run says a
     second generation would not fit in Redis's memory."""
-    return _generation_job(actor, REBUILD, "rebuild", projection, confirm, {"flip_anyway": flip_anyway},
+    return _generation_job(actor, REBUILD, Job.Kind.REBUILD, projection, confirm, {"flip_anyway": flip_anyway},
                            f"Full rebuild of {projection} queued as job {{job}}; the live read models stay in use until "
                            "the flip.", _memory_refusal(projection))
 
@@ -128,7 +128,7 @@ def do_rollback(actor: Actor, projection: str, confirm: str | None) -> Result:
     """Queue a rollback of ``projection`` to the generation its last flip left behind."""
     kept = kept_generation(bootstrap.redis_client(), projection) if projection else None
     invalid = "" if kept is not None else f"projection: {projection} has no kept generation to roll back to"
-    return _generation_job(actor, ROLLBACK, "rollback", projection, confirm,
+    return _generation_job(actor, ROLLBACK, Job.Kind.ROLLBACK, projection, confirm,
                            {"generation": kept.generation if kept else 0},
                            f"Rollback of {projection} queued as job {{job}}.", invalid)
 
@@ -157,7 +157,8 @@ def do_drop_generation(actor: Actor, projection: str, generation: int) -> Result
         if generation not in {g.generation for g in inventory.generations(client, projection, sample=0)}:
             return Queued(None)
         job = create(Job.Kind.DROP_GENERATION, projection, {"projection": projection, "generation": generation,
-                                                                 "account": actor.account}, actor.name, None, "keys")
+                                                                 "account": actor.account}, actor.name, None,
+                     KINDS[Job.Kind.DROP_GENERATION].unit)
         return Queued(job.pk)
 
     result = perform(actor, DROP_GENERATION, f"{projection}/g{generation}", call, "", invalid, generation=generation)

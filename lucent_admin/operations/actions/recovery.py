@@ -19,7 +19,7 @@ def do_resync_job(actor: Actor, projection: str) -> Result:
     invalid = "" if projection in PROJECTIONS else f"projection: must be one of {', '.join(PROJECTIONS)}"
 
     def call() -> Queued:
-        job, again = single_job(Job.Kind.RESYNC, projection, {"projection": projection}, actor.name, 1, "steps")
+        job, again = single_job(Job.Kind.RESYNC, projection, {"projection": projection}, actor.name, 1)
         return Queued(job.pk, again)
 
     result = perform(actor, RESYNC_JOB, projection, call, "", invalid)
