@@ -26,7 +26,7 @@ from django.db import IntegrityError, transaction
 
 from lucent_admin import bootstrap
 from lucent_admin.operations import actions, thresholds
-from lucent_admin.operations.audit import Action, Actor, Result, perform
+from lucent_admin.operations.audit import Action, Actor, Queued, Result, perform
 from lucent_admin.operations.models import Job, RecoveryState
 from lucent_admin.operations.observability import HEALTH, announce
 from lucent_admin.operations.queue import running_generation_job
@@ -215,7 +215,7 @@ def _guarded(row: RecoveryState, proposal: Proposal, rules: Any, now: int) -> li
     if row.escalated:
         return []
     result = _act(row.projection, proposal)
-    job = result.value.get("job") if result.ok and isinstance(result.value, dict) else None
+    job = result.job if result.ok else None
     row.attempts = [*row.attempts, [now, proposal.rule, job]]
     return [f"{row.projection}: {proposal.rule} → {result.outcome} ({result.message})"]
 
@@ -225,7 +225,7 @@ def _act(projection: str, proposal: Proposal) -> Result:
     actor = Actor(f"{SYSTEM} ({proposal.rule})", automatic=True)
     queued: list[Result] = []
 
-    def call() -> dict[str, Any]:
+    def call() -> Queued | None:
         if proposal.action == RESYNC:
             queued.append(actions.do_resync_job(actor, projection))
         elif proposal.action == REPAIR:
@@ -234,7 +234,7 @@ def _act(projection: str, proposal: Proposal) -> Result:
             queued.append(actions.do_rebuild(actor, projection, None))
         if not queued[-1].ok:
             raise RuntimeError(queued[-1].message)
-        return {"job": queued[-1].job}
+        return queued[-1].value if isinstance(queued[-1].value, Queued) else None
 
     result = perform(actor, ACT, projection, call, "", rule=proposal.rule, reason=proposal.reason)
     return Result(result.outcome, queued[-1].message if queued else result.message, result.value, result.params)

@@ -34,7 +34,7 @@ class Command(BaseCommand):
         """A rollback refused by its verification: the differences it found, before the reason."""
         from lucent_admin.operations.models import Job
 
-        job = Job.objects.filter(pk=(result.value or {}).get("job")).first()
+        job = Job.objects.filter(pk=result.job).first()
         found = job.result.get("differences", []) if job is not None else []
         if found:
             self.stdout.write(f"differences from a replay ({job.result['difference_count']} in all; key, field, kind, "
