@@ -1,6 +1,6 @@
 """A projection's status: what it is doing (:class:`ProjectionState`), the record the read side shows
 (:class:`ProjectionStatus`) and its codec — the status hash the projector writes (``projector/status.py``) read
-back. Below both the projector and the read side (``queries.py``), so neither imports the other.
+back. Below both the projector and the read side (``queries/``), so neither imports the other.
 """
 from __future__ import annotations
 

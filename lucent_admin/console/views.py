@@ -1,4 +1,4 @@
-"""Console pages. Views read through projections/queries.py (via contexts), never raw Redis."""
+"""Console pages. Views read through projections/queries/ (via contexts), never raw Redis."""
 from __future__ import annotations
 
 from collections.abc import Callable
