@@ -38,7 +38,7 @@ def faulty() -> list[Item]:
     return run(11, 5000, bad_ratio=0.1)
 
 
-# -- a catalog check written from DESIGN.md's table, independent of projections/events.py --
+# -- a catalog check written from DESIGN.md's table, independent of projections/events/ --
 
 
 def is_number(value: object, low: float | None = None, strict: bool = False) -> bool:
@@ -261,7 +261,7 @@ def test_non_json_drill_sends_raw_bytes(faulty: list[Item]) -> None:
     assert raw and all(e.to_new_event().data == e.raw_data for e in raw)
 
 
-# -- the catalog decoder (projections/events.py) agrees ------------------------------------
+# -- the catalog decoder (projections/events/) agrees ------------------------------------
 
 
 @dataclass(frozen=True)
