@@ -1,7 +1,7 @@
 pytest_plugins = [
     "tests.fixtures.redis",
+    "tests.fixtures.projections",  # before eventstore, which imports it (so its asserts are rewritten)
     "tests.fixtures.eventstore",
-    "tests.fixtures.projections",
     "tests.fixtures.live",
     "tests.fixtures.jobs",
     "tests.fixtures.market",

@@ -19,6 +19,7 @@ from projections.health import HealthState
 from projections.queries import Queries
 from projections.simulation.appender import append_events
 from projections.simulation.market import Market
+from projections.status import ProjectionState
 from tests.accounts import account
 from tests.integration.projections.helpers import checkpoint
 from tests.waiting import wait_until
@@ -36,7 +37,8 @@ def test_redis_out_of_memory_stalls_every_projection_with_the_reason_and_the_pro
     with EventStore(uri) as store:
         head = store.client.get_commit_position()
     wait_until(lambda: all(checkpoint(client, p) >= head - 1000 for p in ("portfolio", "risk"))
-               and Queries(client).projection_status("portfolio")[0].alive, 60, what="the projector to catch up")
+               and all(s.alive and s.state is not ProjectionState.NOT_STARTED for s in Queries(client).projection_status()),
+               60, what="the projector to catch up, every projection reporting")  # (a status never written cannot say STALLED)
     client.config_set("maxmemory-policy", "noeviction")
     memory = client.info("memory")  # below what the data alone takes, so freed buffers cannot bring Redis under it
     client.config_set("maxmemory", str(int(memory["used_memory_startup"]) + int(memory["used_memory_dataset"]) // 2))
