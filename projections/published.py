@@ -124,18 +124,17 @@ def builder_for(projection: str, move: SignificantMove) -> Builder | None:
         return None
 
     def build(event: DomainEvent, before: Mapping[Ref, Any], after: Mapping[Ref, Any]) -> list[Outgoing]:
-        return [*_each(event, before, after, Risk, risk_published),
-                *_each(event, before, after, Portfolio, lambda e, old, new: portfolio_published(e, old, new, move))]
+        """One pass over the entities the event changed (``before`` holds every touched one): per event, on the
+        live projector's path."""
+        out: list[Outgoing] = []
+        for ref, state in after.items():
+            old = before.get(ref)
+            if state is old:
+                continue
+            if isinstance(state, Risk) and isinstance(old, Risk):
+                out.extend(risk_published(event, old, state))
+            elif isinstance(state, Portfolio) and isinstance(old, Portfolio):
+                out.extend(portfolio_published(event, old, state, move))
+        return out
 
     return build
-
-
-def _each(event: DomainEvent, before: Mapping[Ref, Any], after: Mapping[Ref, Any], kind: type,
-          build: Callable[[DomainEvent, Any, Any], list[Outgoing]]) -> list[Outgoing]:
-    """``build`` over each user entity of ``kind`` the event changed (``before`` holds every touched one)."""
-    out: list[Outgoing] = []
-    for ref, state in after.items():
-        old = before.get(ref)
-        if isinstance(state, kind) and isinstance(old, kind) and state is not old:
-            out.extend(build(event, old, state))
-    return out
