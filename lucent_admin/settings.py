@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import django_stubs_ext
 from csp.constants import NONE, SELF
 from kombu import Queue
 
@@ -11,6 +12,8 @@ from projections import keys
 from projections.errors import ConfigurationError
 from projections.eventstore import validate_uri
 from projections.readmodels import PROJECTIONS
+
+django_stubs_ext.monkeypatch()  # Django's generic classes (ModelAdmin[Job]) subscriptable at run time, as their stubs are
 
 BASE_DIR = config.BASE_DIR
 

@@ -1,9 +1,11 @@
-"""Operator actions from the console: parse the form, call the action layer, report the result.
+"""Operator actions from the console: read the posted text into the action's arguments, call the action layer,
+report the result.
 
-Permission checks and the audit entry are the action layer's
-(:mod:`lucent_admin.operations.actions`); every result is answered by :func:`respond`: a
-denied attempt is a 403, any other outcome a message and a redirect (the job's page when
-one was queued).
+Permission checks, the check of every field (:mod:`lucent_admin.operations.fields`) and the audit entry are the
+action layer's (:mod:`lucent_admin.operations.actions`): a view only reads text, bounded in length, and hands it
+on; text that cannot become an argument at all (a sample that is not a number) is refused through the same layer
+(:func:`~lucent_admin.operations.audit.refuse_input`). Every result is answered by :func:`respond`: a denied
+attempt is a 403, any other outcome a message and a redirect (the job's page when one was queued).
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,15 +21,18 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from lucent_admin.console import contexts
-from lucent_admin.console.forms import AcknowledgeForm, ConsistencyCheckForm, RetryParkedForm, UserLookupForm
+from lucent_admin.console.forms import UserLookupForm
 from lucent_admin.console.permissions import console_page
-from lucent_admin.operations import actions
-from lucent_admin.operations.audit import Actor, Result
-from projections.readmodels import PROJECTIONS
+from lucent_admin.operations import actions, fields
+from lucent_admin.operations.audit import CHECK_CONSISTENCY, Actor, Result, refuse_input
+from projections.events import NOTE_MAX
+
+ID_TEXT = 65  # one more than an id may have: a longer one is refused as too long, not cut to a valid one
 
 
-def _form_errors(form: Form) -> str:
-    return "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
+def posted(request: HttpRequest, name: str, most: int = ID_TEXT) -> str:
+    """The posted field ``name`` as text, at most ``most`` characters (the action layer checks what it holds)."""
+    return str(request.POST.get(name, "")).strip()[:most]
 
 
 def respond(request: HttpRequest, result: Result, failed: str, back: str, done: str | None = None) -> HttpResponse:
@@ -56,20 +60,14 @@ def _report(request: HttpRequest, result: Result, failed: str, url_name: str) ->
 
 @require_POST
 def acknowledge_alert(request: HttpRequest) -> HttpResponse:
-    form = AcknowledgeForm(request.POST)
-    valid = form.is_valid()
-    data = form.cleaned_data if valid else {k: request.POST.get(k, "")[:64] for k in ("user_id", "alert_id")}
-    result = actions.do_acknowledge_alert(Actor.of(request.user), data["user_id"], data["alert_id"],
-                                          data.get("note", ""), invalid="" if valid else _form_errors(form))
-    return _report(request, result, f"Alert {data['alert_id']} not acknowledged".replace("  ", " "), "console:risk")
+    user_id, alert_id = posted(request, "user_id"), posted(request, "alert_id")
+    result = actions.do_acknowledge_alert(Actor.of(request.user), user_id, alert_id, posted(request, "note", NOTE_MAX + 1))
+    return _report(request, result, f"Alert {alert_id} not acknowledged".replace("  ", " "), "console:risk")
 
 
-def _event_action(request: HttpRequest, do: Callable[..., Result], failed: str) -> HttpResponse:
-    form = RetryParkedForm(request.POST)
-    valid = form.is_valid()
-    projection = form.cleaned_data["projection"] if valid else request.POST.get("projection", "")[:32]
-    event_id = str(form.cleaned_data["event_id"]) if valid else request.POST.get("event_id", "")[:300]
-    result = do(Actor.of(request.user), projection, event_id, invalid="" if valid else _form_errors(form))
+def _event_action(request: HttpRequest, do: Callable[[Actor, str, str], Result], failed: str) -> HttpResponse:
+    projection, event_id = posted(request, "projection", 32), posted(request, "event_id", 300)
+    result = do(Actor.of(request.user), projection, event_id)
     return _report(request, result, failed.format(event_id=event_id).replace("  ", " "), "console:projections")
 
 
@@ -85,10 +83,9 @@ def park_bad_event(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def resync(request: HttpRequest) -> HttpResponse:
-    projection = request.POST.get("projection", "")
-    invalid = "" if projection in PROJECTIONS else f"projection: must be one of {', '.join(PROJECTIONS)}"
-    result = actions.do_resync(Actor.of(request.user), projection[:32], invalid)
-    return _report(request, result, f"{projection[:32]} not resynced", "console:projections")
+    projection = posted(request, "projection", 32)
+    result = actions.do_resync(Actor.of(request.user), projection)
+    return _report(request, result, f"{projection} not resynced", "console:projections")
 
 
 @require_POST
@@ -114,25 +111,33 @@ def drop_generation(request: HttpRequest, projection: str, generation: int) -> H
 
 @require_POST
 def rebuild_user(request: HttpRequest) -> HttpResponse:
-    form = UserLookupForm({"user": request.POST.get("user_id", "")})
-    valid = form.is_valid()
-    user = form.cleaned_data["user"] if valid else request.POST.get("user_id", "")[:64]
-    result = actions.do_rebuild_users(Actor.of(request.user), [user], invalid="" if valid else _form_errors(form))
-    back = f"{reverse('console:user')}?{urlencode({'user': user})}" if valid else reverse("console:jobs")
+    user = posted(request, "user_id")
+    result = actions.do_rebuild_users(Actor.of(request.user), [user])
+    known = not fields.identifier("User id", user)
+    back = f"{reverse('console:user')}?{urlencode({'user': user})}" if known else reverse("console:jobs")
     return respond(request, result, f"{user} not rebuilt", back)
+
+
+SCOPES = ("user", "sample", "all")
 
 
 @require_POST
 def check_consistency(request: HttpRequest) -> HttpResponse:
-    form = ConsistencyCheckForm(request.POST)
-    valid = form.is_valid()
-    data = form.cleaned_data if valid else {}
-    scope = data.get("scope", "")
-    user = data.get("user_id") or request.POST.get("user_id", "")[:64]
-    result = actions.do_check_consistency(Actor.of(request.user), data.get("projection", ""),
-                                          [user] if scope == "user" else [], (data.get("sample") or 0) if scope == "sample" else 0,
-                                          scope == "all", invalid="" if valid else _form_errors(form))
-    back = (f"{reverse('console:user')}?{urlencode({'user': user})}" if request.POST.get("scope") == "user" and user
+    """Check one user, a rolling sample or everything, in one projection or all (the Consistency page's form)."""
+    actor = Actor.of(request.user)
+    scope, projection, user = posted(request, "scope", 8), posted(request, "projection", 32), posted(request, "user_id")
+    sample_text = posted(request, "sample", 12)
+    unreadable = {"scope": "" if scope in SCOPES else f"Scope must be one of {', '.join(SCOPES)}.",
+                  "user_id": "Give the user id to check." if scope == "user" and not user else "",
+                  "sample": ("" if scope != "sample" or sample_text.isdigit() else
+                             "Give how many users to check (a whole number)." if not sample_text else
+                             f"Sample must be a whole number of users, not {sample_text!r}.")}
+    if any(unreadable.values()):
+        result = refuse_input(actor, CHECK_CONSISTENCY, user if scope == "user" else scope, fields.problems(**unreadable))
+    else:
+        result = actions.do_check_consistency(actor, projection, [user] if scope == "user" else [],
+                                              int(sample_text) if scope == "sample" else 0, scope == "all")
+    back = (f"{reverse('console:user')}?{urlencode({'user': user})}" if scope == "user" and user
             else reverse("console:consistency"))
     return respond(request, result, "Consistency not checked", back, job_page(result))
 

@@ -75,7 +75,7 @@ def session_hash_valid(data: dict[str, Any], user: Any) -> bool:
     return any(constant_time_compare(stored, h) for h in hashes)
 
 
-class LiveConsumer(AsyncWebsocketConsumer):
+class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ships no types
     """Pushes re-rendered widgets of one page."""
 
     widgets: list[Widget]

@@ -74,12 +74,12 @@ def latest_scores() -> dict[str, dict[str, Any]]:
 def trend() -> dict[str, Any]:
     """The score of every projection at each finished check of the last days, oldest first: what the chart draws
     (x: seconds since the epoch; a projection a check did not cover is null there)."""
-    checks = sorted(_finished_checks(), key=lambda j: j.finished_at)
+    checks = sorted((j.finished_at, j) for j in _finished_checks() if j.finished_at is not None)
     names = list(PROJECTIONS)  # market too: a check of everything covers it
     now = timezone.now()
     return {"from": int((now - timedelta(days=TREND_DAYS)).timestamp()), "to": int(now.timestamp()),
-            "x": [int(j.finished_at.timestamp()) for j in checks],
-            "series": {name: [j.result.get("scores", {}).get(name) for j in checks] for name in names}}
+            "x": [int(at.timestamp()) for at, _ in checks],
+            "series": {name: [j.result.get("scores", {}).get(name) for _, j in checks] for name in names}}
 
 
 def consistency_scores(params: Params) -> dict[str, Any]:

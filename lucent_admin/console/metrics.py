@@ -13,6 +13,7 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import cast
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
@@ -112,7 +113,7 @@ class LucentCollector(Collector):
         done = _gauge("lucent_job_progress_done", "Units done of a running job (unit: events, users, keys)",
                       ["job", "kind", "target", "unit"])
         total = _gauge("lucent_job_progress_total", "Units a running job has to do, when known", ["job", "kind", "target", "unit"])
-        counts = {(kind, state): 0 for kind in Job.Kind.values for state in ACTIVE_JOB_STATES}
+        counts: dict[tuple[str, str], int] = {(kind, state): 0 for kind in Job.Kind.values for state in ACTIVE_JOB_STATES}
         for job in Job.objects.filter(state__in=ACTIVE_JOB_STATES).only("kind", "state", "target", "done", "total", "unit"):
             counts[(job.kind, job.state)] = counts.get((job.kind, job.state), 0) + 1
             if job.state == Job.State.RUNNING:
@@ -235,16 +236,19 @@ def _observe(request: HttpRequest, response: HttpResponseBase, started: float) -
 def request_latency(get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]) -> object:
     """Middleware: observe each request's latency in REQUEST_LATENCY (sync or async, whichever the stack is)."""
     if iscoroutinefunction(get_response):
+        respond_async = cast(Callable[[HttpRequest], Awaitable[HttpResponseBase]], get_response)
+
         async def middleware(request: HttpRequest) -> HttpResponseBase:
             started = time.perf_counter()
-            response = await get_response(request)  # type: ignore[misc]
+            response = await respond_async(request)
             _observe(request, response, started)
             return response
         return middleware
+    respond = cast(Callable[[HttpRequest], HttpResponseBase], get_response)
 
     def sync_middleware(request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()
-        response = get_response(request)
-        _observe(request, response, started)  # type: ignore[arg-type]
-        return response  # type: ignore[return-value]
+        response = respond(request)
+        _observe(request, response, started)
+        return response
     return sync_middleware

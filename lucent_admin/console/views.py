@@ -10,13 +10,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from lucent_admin.console.forms import AuditFilterForm, UserLookupForm
+from lucent_admin.console.forms import AuditFilterForm, UserLookupForm, form_problems
 from lucent_admin.console.permissions import audit_page, console_page, risk_page
 from lucent_admin.console.recovery import ThresholdsForm
 from lucent_admin.console.widgets import page_widgets, render_widget
 from lucent_admin.operations import actions
 from lucent_admin.operations.actions import do_change_thresholds
-from lucent_admin.operations.audit import Actor
+from lucent_admin.operations.audit import CHANGE_THRESHOLDS, Actor, refuse_input
 from lucent_admin.operations.models import AuditEntry, Job
 from lucent_admin.operations.queue import running_generation_job
 from lucent_admin.operations.roles import VIEW_CONSOLE, VIEW_RISK
@@ -135,9 +135,9 @@ def thresholds(request: HttpRequest) -> HttpResponse:
     """The Settings page: the health and recovery thresholds (POST: the permission, audited)."""
     form = ThresholdsForm(request.POST or None)
     if request.method == "POST":
-        valid = form.is_valid()
-        errors = "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
-        result = do_change_thresholds(Actor.of(request.user), form.values() if valid else {}, errors)
+        actor = Actor.of(request.user)
+        result = (do_change_thresholds(actor, form.values()) if form.is_valid() else
+                  refuse_input(actor, CHANGE_THRESHOLDS, "thresholds", form_problems(form)))
         if result.denied:
             raise PermissionDenied(result.message)
         if result.ok:

@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.utils import timezone
 
 from lucent_admin.operations.models import AuditEntry
@@ -35,11 +34,11 @@ class Actor:
     """Who acts: a signed-in account, or the command line (``user`` None)."""
 
     name: str
-    user: AbstractBaseUser | AnonymousUser | None = None
+    user: User | AnonymousUser | None = None
     automatic: bool = False  # the system acting on a rule (recovery): exempt from two-person approval
 
     @classmethod
-    def of(cls, user: AbstractBaseUser | AnonymousUser) -> Actor:
+    def of(cls, user: User | AnonymousUser) -> Actor:
         return cls(user.get_username() if user.is_authenticated else "anonymous", user)
 
     @classmethod
@@ -168,8 +167,8 @@ def perform(
 ) -> Result:
     """Check ``actor`` may do ``action``, refuse ``invalid`` input, run ``call``; audit the outcome.
 
-    ``done`` is the message on success; ``invalid`` (the input's errors, naming the fields) makes
-    the attempt fail before ``call`` runs.
+    ``done`` is the message on success; ``invalid`` (what the action's own checks found wrong with its arguments,
+    naming the fields) makes the attempt fail before ``call`` runs.
     """
     refusal = actor.refusal(action.permission)
     if refusal:
@@ -196,7 +195,14 @@ def perform(
     return Result(Outcome.OK, done, value, params)
 
 
-def audit_sign_in(name: str, user: AbstractBaseUser | None, outcome: str = Outcome.OK, detail: str = "",
+def refuse_input(actor: Actor, action: Action, target: str, problems: str, **params: Any) -> Result:
+    """An attempt whose input could not even be read as the action's typed arguments (text that is not a number,
+    a form's missing field): refused and audited as :func:`perform` refuses invalid input (a missing permission
+    is still the answer first). ``problems`` name the fields, as :func:`~lucent_admin.operations.fields.problems`."""
+    return perform(actor, action, target, lambda: None, "", problems or "the input could not be read", **params)
+
+
+def audit_sign_in(name: str, user: User | None, outcome: str = Outcome.OK, detail: str = "",
                   address: str = "", once_per: timedelta | None = None) -> bool:
     """A sign-in (or a refused one: ``outcome`` denied) is in the audit log too, with the client's ``address``.
 
@@ -220,5 +226,5 @@ def audit_lockout(name: str, address: str, failures: int, cool_off: timedelta) -
     _audit(Actor(name or "anonymous"), LOCKOUT, name, Outcome.DENIED, detail, {"address": address, "failures": failures})
 
 
-def audit_sign_out(user: AbstractBaseUser, address: str = "") -> None:
+def audit_sign_out(user: User, address: str = "") -> None:
     _audit(Actor.of(user), SIGN_OUT, user.get_username(), Outcome.OK, "", {"address": address})

@@ -7,11 +7,16 @@ logs get the outcome without a line per redraw.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from tqdm import tqdm
+
+from lucent_admin.operations.audit import Actor, Result
+from lucent_admin.operations.models import Job
 
 
 class ProgressBar:
@@ -41,10 +46,13 @@ class ProgressBar:
         self.stream.flush()
 
 
-def follow_job(job_id: int, stream: TextIO, poll: float = 0.2) -> Any:
-    """Draw job ``job_id``'s progress on ``stream`` until it finishes; return the finished Job."""
-    from lucent_admin.operations.models import Job
+def stream_of(output: OutputWrapper) -> TextIO:
+    """The terminal or file behind a command's ``stdout``/``stderr`` (what a progress bar draws on)."""
+    return cast(TextIO, output._out)
 
+
+def follow_job(job_id: int, stream: TextIO, poll: float = 0.2) -> Job:
+    """Draw job ``job_id``'s progress on ``stream`` until it finishes; return the finished Job."""
     job = Job.objects.get(pk=job_id)
     bar = ProgressBar(job.total, f"job {job_id}", stream, unit=job.unit)
     try:
@@ -59,42 +67,32 @@ def follow_job(job_id: int, stream: TextIO, poll: float = 0.2) -> Any:
     return job
 
 
-def report_job(command: Any, result: Any, wait: bool) -> None:
+def report_job(command: BaseCommand, result: Result, wait: bool) -> None:
     """What a command that queues a job prints: the action's message; with ``wait``, the job followed
     with a progress bar to its end. CommandError (exit status 1) unless all went well."""
-    from django.core.management.base import CommandError
-
     if not result.ok:
         raise CommandError(result.message)
     command.stdout.write(result.message)
-    if not wait:
+    if not wait or result.job is None:
         return
-    job = follow_job(result.job, command.stderr._out)
+    job = follow_job(result.job, stream_of(command.stderr))
     last = job.events.last()
     if job.state != job.State.SUCCEEDED:
         raise CommandError(f"job {job.pk} {job.state}: {job.error or (last.message if last else '')}")
     command.stdout.write(f"job {job.pk} succeeded: {last.message if last else ''}")
 
 
-def actor_as(username: str) -> Any:
+def actor_as(username: str) -> Actor:
     """The action layer's actor for ``--as username``; CommandError naming the fix if there is no such account."""
-    from django.core.management.base import CommandError
-
-    from lucent_admin.operations.audit import Actor
-
     try:
         return Actor.cli_as(username)
     except LookupError as exc:
         raise CommandError(str(exc)) from None
 
 
-def job_command(help_text: str, action: Callable[[Any, int], Any], as_required: bool = False) -> type:
+def job_command(help_text: str, action: Callable[[Actor, int], Result], as_required: bool = False) -> type[BaseCommand]:
     """A management command ``ID [--as OPERATOR]`` that applies ``action(actor, job_id)`` to one job;
     ``as_required``: ``--as`` must be given (no default account)."""
-    import os
-
-    from django.core.management.base import BaseCommand, CommandError, CommandParser
-
     class Command(BaseCommand):
         help = help_text
 

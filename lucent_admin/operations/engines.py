@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+import redis
+
 from lucent_admin.bootstrap import Services
 from lucent_admin.operations import thresholds
 from lucent_admin.operations.actions import do_rebuild_users
@@ -17,7 +19,7 @@ from lucent_admin.operations.models import Job, JobEvent
 from lucent_admin.operations.queue import AWAITING_DECISION, notify, save
 from projections.errors import JobCancelled, JobLeaseLost, ProjectionError
 from projections.maintenance.consistency import check_sample, check_users
-from projections.maintenance.control import Control
+from projections.maintenance.control import Control, Fence
 from projections.maintenance.full_check import check_everything
 from projections.maintenance.generations import (
     GenerationTaken,
@@ -25,6 +27,7 @@ from projections.maintenance.generations import (
     abandon,
     drop_generation,
     drop_refusal,
+    flipped_earlier,
     next_generation,
     settle_flip,
     switch_to,
@@ -64,6 +67,10 @@ def _rebuild(job: Job, control: Control, services: Services) -> dict[str, Any]:
         job.params = {**job.params, "generation": generation}
         save(job, params=job.params)
         JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"folding the history into generation {generation}")
+    else:
+        left = flipped_earlier(client, projection, generation)
+        if left is not None:
+            return _settled_earlier(job, control, client, projection, generation, left)
     try:
         done = switch_to(client, services.runner_config(projection), generation, control,
                          budget=services.diff_budget, flip_anyway=bool(job.params.get("flip_anyway")),
@@ -83,6 +90,16 @@ def _rebuild(job: Job, control: Control, services: Services) -> dict[str, Any]:
                        f"for a rollback{_dropped(dropped)}"}
 
 
+def _settled_earlier(job: Job, control: Control, client: redis.Redis, projection: str, generation: int,
+                     left: int) -> dict[str, Any]:
+    """An earlier attempt of this job flipped ``generation`` live and stopped before recording it (its worker
+    died, or its lease went, right after the flip): what is left is the flip's bookkeeping."""
+    dropped = settle_flip(client, projection, left, _Phase(job, control, cancellable=False))
+    return {"from_generation": left, "to_generation": generation, "dropped": dropped,
+            "summary": f"generation {generation} is live (was {left}): an earlier attempt of this job flipped it and "
+                       f"stopped before recording it; generation {left} is kept for a rollback{_dropped(dropped)}"}
+
+
 def _dropped(generations: list[int]) -> str:
     return f"; generation {', '.join(map(str, generations))}, kept before, dropped" if generations else ""
 
@@ -100,7 +117,7 @@ def _await_decision(job: Job, control: Control, sample: Sample) -> bool:
     while True:
         if control.cancelled():
             raise JobCancelled("cancelled by an operator after the verification; nothing was flipped")
-        if Job.objects.filter(pk=job.pk).values_list("params", flat=True).first().get("decision") == "flip":
+        if (Job.objects.filter(pk=job.pk).values_list("params", flat=True).first() or {}).get("decision") == "flip":
             JobEvent.objects.create(job_id=job.pk, state=job.state, message="an operator decided to flip anyway")
             return True
         time.sleep(DECISION_POLL_S)
@@ -111,6 +128,9 @@ def _rollback(job: Job, control: Control, services: Services) -> dict[str, Any]:
     the differences in the job's result), caught up from its own checkpoint, then flipped."""
     projection, generation = job.params["projection"], int(job.params["generation"])
     client = services.redis
+    left = flipped_earlier(client, projection, generation) if job.attempts > 1 else None
+    if left is not None:
+        return _settled_earlier(job, control, client, projection, generation, left)
     found = verify_generation(client, services.store, projection, generation, _Phase(job, control))
     verified = {"verified": found.checked, "verified_at": found.checkpoint, "difference_count": found.count,
                 "differences": found.kept, "users_to_repair": found.users}
@@ -195,6 +215,9 @@ class _Phase(Control):
     def cancelled(self) -> bool:
         return self.cancellable and self.control.cancelled()
 
+    def fence(self) -> Fence | None:
+        return self.control.fence()
+
 
 class _PhaseOnly(Control):
     """Passes cancel checks and the engine's phase through (a busy user's events read so far), keeping the job's
@@ -210,6 +233,9 @@ class _PhaseOnly(Control):
 
     def cancelled(self) -> bool:
         return self.control.cancelled()
+
+    def fence(self) -> Fence | None:
+        return self.control.fence()
 
 
 def _resync(job: Job, control: Control, services: Services) -> dict[str, Any]:

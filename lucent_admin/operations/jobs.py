@@ -41,7 +41,7 @@ from lucent_admin.operations.models import Job, JobEvent
 from lucent_admin.operations.queue import notify, save
 from projections import keys
 from projections.errors import Fenced, JobCancelled, JobLeaseLost, ProjectionError
-from projections.maintenance.control import Control
+from projections.maintenance.control import Control, Fence
 from projections.projector.lease import Lease, new_token
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,11 @@ class JobControl(Control):
                                    "claimed the job")
             self._cancel = self._cancel or row[0]
         return self._cancel
+
+    def fence(self) -> Fence | None:
+        """The job's lease key and this run's token: the flip's script checks them (a lease lost between two
+        looks at it never flips)."""
+        return (self.renewer.lease.key, self.renewer.lease.token) if self.renewer is not None else None
 
     def own(self) -> None:
         """Raise JobLeaseLost once the renewer says the lease is lost (looked at in the engine's own thread too:

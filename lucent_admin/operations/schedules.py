@@ -61,4 +61,4 @@ def schedule_consistency_check() -> int | None:
     if not settings.LUCENT_CONSISTENCY_SAMPLE:
         return None
     queued = do_check_consistency(Actor("system: schedule"), sample=int(settings.LUCENT_CONSISTENCY_SAMPLE), scheduled=True)
-    return int(queued.job) if queued.ok else None
+    return queued.job

@@ -29,7 +29,7 @@ def client_address(request: HttpRequest) -> str:
     return remote[:45]
 
 
-class ThrottleBackend(AxesStandaloneBackend):
+class ThrottleBackend(AxesStandaloneBackend):  # type: ignore[misc]  # django-axes ships no types
     """Axes' check of the lockout, for requests; ``authenticate()`` without a request is not throttled.
 
     Only the web's sign-ins carry a request; code calling ``authenticate()`` without one runs on the

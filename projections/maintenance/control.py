@@ -8,11 +8,15 @@ cancel was asked for, and the engine leaves everything as it was before it
 A job's control also raises :class:`~projections.errors.JobLeaseLost` from
 ``cancelled`` (and ``report``) once its run lost the job's lease: the engine stops
 at that safe point like a cancel, but its cleanup deletes nothing (:func:`owned`)
-and the job's row is left to the run that holds the lease now.
+and the job's row is left to the run that holds the lease now. A lease lost between
+two safe points is caught where it matters most by :meth:`Control.fence`: the flip's
+script checks the job's lease in the same step as it moves the pointer.
 """
 from __future__ import annotations
 
 from typing import Protocol
+
+Fence = tuple[str, str]  # a Redis key, and the value it holds while the run is still the job's
 
 from projections.errors import JobCancelled
 
@@ -25,6 +29,11 @@ class Control(Protocol):
         """True once a cancel was asked for (cheap: it is called often); raises JobLeaseLost once this run
         lost its job (see the module doc)."""
 
+    def fence(self) -> Fence | None:
+        """The job's lease as this run holds it, for a script to check in the same step as an irreversible
+        write (the flip); None: nothing fences this run (the command line, a test)."""
+        return None
+
 
 class Unattended:
     """A control that reports nowhere and never cancels (tests, the command line's quiet mode)."""
@@ -34,6 +43,9 @@ class Unattended:
 
     def cancelled(self) -> bool:
         return False
+
+    def fence(self) -> Fence | None:
+        return None
 
 
 def check(control: Control) -> None:

@@ -29,7 +29,7 @@ from projections.events import CanaryAppended, DomainEvent, Ignored, Recorded, d
 from projections.eventstore import EventStore, Marker
 from projections.keys import KeySpace
 from projections.maintenance.consistency import check_user
-from projections.maintenance.control import Control, Unattended, check
+from projections.maintenance.control import Control, Fence, Unattended, check
 from projections.maintenance.report import (
     EXTRA_KEY,
     MEMBER_EXTRA,
@@ -227,6 +227,9 @@ class _Cumulative(Control):
 
     def cancelled(self) -> bool:
         return self.control.cancelled()
+
+    def fence(self) -> Fence | None:
+        return self.control.fence()
 
 
 def _cut(client: redis.Redis, ks: KeySpace, shared: set[str], user_keys: set[str]) -> tuple[int, Rendered]:

@@ -18,7 +18,8 @@ rollback (back to an older generation, caught up from its own checkpoint):
    paused past its heartbeat while its lease holds), the pointer is flipped at once, G being at least
    at the live generation's checkpoint as the script reads it; a paused projector that comes back
    finds the pointer moved at its next commit (refused) and resubscribes on G — it never writes the
-   old generation again. The flip is made only while G's lease holds this job's runner's token.
+   old generation again. The flip is made only while G's lease holds this job's runner's token and,
+   for a job, while the job's lease is still this run's (``control.fence()``, checked by the same script).
 4. *Leases.* Only the run holding the job (``control``: JobLeaseLost at its next safe point, before any
    further commit of G) and G's lease writes G; a failed or cancelled rebuild's cleanup, :func:`abandon`,
    drops G only under both, and a run that could not take G's lease (:class:`GenerationTaken`) deletes
@@ -40,10 +41,10 @@ import redis
 
 from projections import inventory, keys
 from projections.codec import text
-from projections.errors import Fenced, Flipped, ProjectionError
+from projections.errors import Fenced, Flipped, JobLeaseLost, ProjectionError
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
-from projections.maintenance.control import Control, check, owned
+from projections.maintenance.control import Control, Fence, check, owned
 from projections.maintenance.pointer import live_generation as live_generation  # re-exported: callers read it here
 from projections.maintenance.user_rebuild import heal
 from projections.projector.lease import Lease, new_token
@@ -62,11 +63,14 @@ SAMPLE = 200  # entities compared before a flip
 DIFFERENCES_KEPT = 20
 
 _FLIP = """
--- KEYS: pointer, flip, live checkpoint, G's checkpoint, G's lease
--- ARGV: from, to, paused-at, paused ('1'/'0'), fence, now (ms), the token of G's runner
+-- KEYS: pointer, flip, live checkpoint, G's checkpoint, G's lease[, the job's lease]
+-- ARGV: from, to, paused-at, paused ('1'/'0'), fence, now (ms), the token of G's runner[, this run's job token]
 local holder = redis.call('GET', KEYS[5])
 if holder ~= ARGV[7] then
   return redis.error_reply('FLIP generation ' .. ARGV[2] .. ' is no longer written by this job (its lease: ' .. tostring(holder) .. ')')
+end
+if KEYS[6] and redis.call('GET', KEYS[6]) ~= ARGV[8] then
+  return redis.error_reply('LOST this run no longer holds its job')
 end
 local live_at = redis.call('GET', KEYS[3]) or ''
 if ARGV[4] == '1' then
@@ -175,7 +179,7 @@ def switch_to(
         control.report(done, done, "flipping")
         for attempt in range(1, FLIP_ATTEMPTS + 1):
             try:
-                pause_ms = flip(client, projection, live, generation, runner, failures)
+                pause_ms = flip(client, projection, live, generation, runner, failures, control.fence())
                 break
             except FlipAgain as exc:
                 if attempt == FLIP_ATTEMPTS:
@@ -268,8 +272,10 @@ class _Between:
 
 
 def flip(client: redis.Redis, projection: str, live: int, generation: int, runner: Runner,
-         failures: list[BaseException]) -> float:
-    """Pause the live projector, wait for G to reach its checkpoint, flip; the pause in ms.
+         failures: list[BaseException], fence: Fence | None = None) -> float:
+    """Pause the live projector, wait for G to reach its checkpoint, flip; the pause in ms. With ``fence`` (the
+    job's lease as this run holds it), the script flips only while the lease is still this run's: a run that lost
+    its job between two checks (JobLeaseLost) never flips the generation the run now holding it is writing.
 
     Decision: a live projector whose heartbeat expired while it holds its lease (a paused process) is not
     waited for: the pointer is flipped at once, G at least where the live generation stands as the script
@@ -280,13 +286,17 @@ def flip(client: redis.Redis, projection: str, live: int, generation: int, runne
     pointer, flip_key = keys.generation_pointer(projection), keys.flip(projection)
     live_checkpoint = KeySpace(projection, live).checkpoint
     script = client.register_script(_FLIP)
-    script_keys = [pointer, flip_key, live_checkpoint, g.checkpoint, keys.generation_lease(projection, generation)]
+    script_keys = [pointer, flip_key, live_checkpoint, g.checkpoint, keys.generation_lease(projection, generation),
+                   *([fence[0]] if fence else [])]
+    fenced_by = [fence[1]] if fence else []
 
     def flip_at(at: str, paused: bool) -> None:
         try:
             script(keys=script_keys, args=[str(live), str(generation), at, "1" if paused else "0", FLIPPED,
-                                           str(int(time.time() * 1000)), runner.token])
+                                           str(int(time.time() * 1000)), runner.token, *fenced_by])
         except redis.ResponseError as exc:
+            if str(exc).startswith("LOST "):
+                raise JobLeaseLost(f"{projection}: not flipped to generation {generation}: {str(exc)[5:]}") from None
             reason = str(exc).removeprefix("FLIP ")
             if reason == "the new generation is behind":
                 raise FlipBehind(f"generation {generation} is behind the live checkpoint") from None
@@ -364,6 +374,9 @@ class _Holding:
 
     def report(self, done: int, total: int | None, phase: str = "") -> None:
         return None
+
+    def fence(self) -> Fence | None:
+        return self.control.fence()
 
     def cancelled(self) -> bool:
         owned(self.control)
@@ -468,6 +481,18 @@ def _forget_kept(client: redis.Redis, projection: str, generation: int) -> None:
     """``generation`` is no rollback target any more (it is being dropped; its checkpoint went first, so the last
     flip's record cannot name it either)."""
     client.eval(_FORGET_KEPT, 1, keys.kept(projection), str(generation))
+
+
+def flipped_earlier(client: redis.Redis, projection: str, generation: int) -> int | None:
+    """The generation the last flip left, if that flip made ``generation`` live and it is live still: what a
+    redelivered job finds when an earlier attempt of it flipped and died before saying so (only the job that
+    picked a generation writes and flips it). None: ``generation`` was not flipped live."""
+    if live_generation(client, projection) != generation:
+        return None
+    flip_state = {text(k): text(v) for k, v in client.hgetall(keys.flip(projection)).items()}  # type: ignore[union-attr]
+    if flip_state.get("state") != "done" or flip_state.get("to") != str(generation) or not flip_state.get("from", "").isdigit():
+        return None
+    return int(flip_state["from"])
 
 
 def settle_flip(client: redis.Redis, projection: str, left: int, control: Control) -> list[int]:

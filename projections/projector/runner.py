@@ -436,7 +436,6 @@ class Runner:
         for ref, state in result.changed.items():
             self.cache.put(ref, state, writes.images[ref])
         self._known.add(ref[1] for ref in result.changed if ref[0] == self.model.user_kind)
-        self.hook("commit")
         self._checkpoint_text = str(checkpoint)
         self.status.checkpoint = checkpoint
         self.status.applied += len(raw)
@@ -445,6 +444,7 @@ class Runner:
             self.status.last_event_at = envelope_of(raw[-1]).recorded_at
         if self.status.state is State.STALLED:
             self.status.fail(State.LIVE if self.caught_up else State.CATCHING_UP, "")
+        self.hook("commit")  # committed and counted (a rebuild's progress includes this batch); not yet published
         if result.published:
             self._publish()
         self._notify(result.changed, writes.changed_zsets, checkpoint, canaries, parked=bool(parked))

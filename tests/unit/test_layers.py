@@ -74,10 +74,10 @@ def test_only_the_audit_layer_writes_audit_entries() -> None:
 
 
 # operations/ is a one-way stack: a module imports only modules of its own layer or below (in-function imports
-# count too). The base (models, roles, thresholds, sign-in helpers, observability) sits under everything; the
+# count too). The base (models, roles, thresholds, field checks, sign-in helpers, observability) sits under everything; the
 # command line's helpers, the signal receivers and the management commands sit on top.
 OPERATION_LAYERS = (
-    ("models", "roles", "thresholds", "signin", "observability", "apps", "admin", "migrations"),
+    ("models", "roles", "thresholds", "fields", "signin", "observability", "apps", "admin", "migrations"),
     ("audit",),
     ("queue",),
     ("actions",),

@@ -1,7 +1,7 @@
 """The consistency actions: check (a job) and repair (a per-user rebuild job of what a check found)."""
 from __future__ import annotations
 
-from lucent_admin.operations.actions.rebuilds import users_invalid
+from lucent_admin.operations import fields
 from lucent_admin.operations.audit import CHECK_CONSISTENCY, REPAIR, Actor, Queued, Result, perform
 from lucent_admin.operations.models import Job
 from lucent_admin.operations.queue import single_job
@@ -11,8 +11,7 @@ MAX_SAMPLE = 10_000
 
 
 def do_check_consistency(actor: Actor, projection: str = "", users: list[str] | None = None, sample: int = 0,
-                         everything: bool = False, repair: bool = False, scheduled: bool = False,
-                         invalid: str = "") -> Result:
+                         everything: bool = False, repair: bool = False, scheduled: bool = False) -> Result:
     """Queue a consistency check (a job) of ``users``, of a rolling ``sample`` of the users, or of ``everything`` (a
     replay of each projection's whole history, the shared read models included); in ``projection`` only, or in
     every projection (with user entities, for users and samples). With ``repair``, the
@@ -20,14 +19,12 @@ def do_check_consistency(actor: Actor, projection: str = "", users: list[str] | 
     check is queued or running answers with that job."""
     wanted = list(dict.fromkeys(users or []))
     allowed = PROJECTIONS if everything else user_projections()  # users and samples: projections with user entities
-    if not invalid and projection and projection not in allowed:
-        invalid = f"projection: must be one of {', '.join(allowed)} (or none: all of them)"
-    if not invalid and sum((bool(wanted), bool(sample), everything)) != 1:
-        invalid = "scope: give users, a sample size or everything (one of them)"
-    if not invalid and wanted:
-        invalid = users_invalid(wanted)
-    if not invalid and sample and not 0 < sample <= MAX_SAMPLE:
-        invalid = f"sample: between 1 and {MAX_SAMPLE:,} users, got {sample:,}"
+    invalid = fields.problems(
+        projection=fields.one_of("Projection", projection, allowed, otherwise="all of them"),
+        scope="" if sum((bool(wanted), bool(sample), everything)) == 1 else
+        "give users, a sample size or everything (one of them)",
+        users=fields.users(wanted) if wanted else "",
+        sample=f"between 1 and {MAX_SAMPLE:,} users, got {sample:,}" if sample and not 0 < sample <= MAX_SAMPLE else "")
     where = f" in {projection}" if projection else ""
     scope = (wanted[0] if len(wanted) == 1 else f"{len(wanted):,} users") if wanted else (
         f"a sample of {sample:,}" if sample else "everything")

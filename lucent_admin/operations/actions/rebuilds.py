@@ -9,6 +9,7 @@ import redis
 from django.conf import settings
 
 from lucent_admin import bootstrap
+from lucent_admin.operations import fields
 from lucent_admin.operations.audit import (
     DROP_GENERATION,
     REBUILD,
@@ -24,19 +25,16 @@ from lucent_admin.operations.models import Job
 from lucent_admin.operations.queue import KINDS, Busy, create, running_generation_job, single_job
 from projections import inventory
 from projections.errors import ProjectionError
-from projections.events import is_identifier
 from projections.maintenance.generations import drop_refusal, kept_generation
 from projections.maintenance.plan import RebuildPlan, plan_rebuild, second_generation
 from projections.readmodels import PROJECTIONS
 
-MAX_USERS_PER_JOB = 10_000
 
-
-def do_rebuild_users(actor: Actor, users: list[str], invalid: str = "") -> Result:
+def do_rebuild_users(actor: Actor, users: list[str]) -> Result:
     """Queue a per-user rebuild of ``users`` (a job). Asking again while the same one is queued or
     running answers with that job instead of a second one."""
     wanted = list(dict.fromkeys(users))  # keep the order, drop repeats
-    invalid = invalid or users_invalid(wanted)
+    invalid = fields.problems(users=fields.users(wanted))
     target = ",".join(wanted)[:200]
 
     def call() -> Queued:
@@ -54,24 +52,12 @@ def do_rebuild_users(actor: Actor, users: list[str], invalid: str = "") -> Resul
     return result
 
 
-def users_invalid(users: list[str]) -> str:
-    """What is wrong with a list of user ids, naming the field; empty when nothing is."""
-    if not users:
-        return "users: give at least one user id"
-    if len(users) > MAX_USERS_PER_JOB:
-        return f"users: at most {MAX_USERS_PER_JOB:,} users per job, got {len(users):,}; split the list"
-    bad = [u for u in users if not is_identifier(u)]
-    if bad:
-        return f"users: {bad[0]!r} is not a user id (1-64 characters of letters, digits, '_', '.', '-')"
-    return ""
-
-
 def _generation_job(actor: Actor, action: Action, kind: str, projection: str, confirm: str | None, params: dict[str, Any],
                     done: str, invalid: str = "") -> Result:
     """Queue a job that writes or flips a projection's generations: one at a time per projection. With two-person
     approval on, a rebuild or rollback waits for a second operator's approval unless the system asks (automatic)."""
     if not invalid and projection not in PROJECTIONS:
-        invalid = f"projection: must be one of {', '.join(PROJECTIONS)}"
+        invalid = fields.problems(projection=fields.one_of("Projection", projection, PROJECTIONS))
     if not invalid and confirm is not None and confirm != projection:
         invalid = f"confirm: type the projection's name ({projection!r}) to confirm"
     guarded = bool(settings.LUCENT_REBUILD_APPROVAL) and KINDS[kind].guarded
@@ -137,8 +123,8 @@ def do_drop_generation(actor: Actor, projection: str, generation: int) -> Result
     """Queue the drop of a generation that is neither live nor being written (a job: UNLINK in chunks); a rollback
     to it is then impossible. Asking again while that drop is queued or running answers with its job; a generation
     no longer there answers so, with no job."""
-    invalid = (f"projection: must be one of {', '.join(PROJECTIONS)}" if projection not in PROJECTIONS else
-               f"generation: a generation number (1 or more), got {generation}" if generation < 1 else "")
+    invalid = fields.problems(projection=fields.one_of("Projection", projection, PROJECTIONS),
+                              generation="" if generation >= 1 else f"a generation number (1 or more), got {generation}")
 
     def call() -> Queued:
         running = running_generation_job(projection)

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
-from lucent_admin.operations import thresholds
+from lucent_admin.operations import fields, thresholds
 from lucent_admin.operations.audit import CHANGE_THRESHOLDS, DISMISS, RESYNC_JOB, Actor, Queued, Result, perform
 from lucent_admin.operations.models import Job, RecoveryState, ThresholdValue
 from lucent_admin.operations.queue import single_job
@@ -16,7 +16,7 @@ from projections.readmodels import PROJECTIONS
 
 def do_resync_job(actor: Actor, projection: str) -> Result:
     """Queue a resync as a job (what automatic recovery does: the job says when the projector resubscribed)."""
-    invalid = "" if projection in PROJECTIONS else f"projection: must be one of {', '.join(PROJECTIONS)}"
+    invalid = fields.problems(projection=fields.one_of("Projection", projection, PROJECTIONS))
 
     def call() -> Queued:
         job, again = single_job(Job.Kind.RESYNC, projection, {"projection": projection}, actor.name, 1)
@@ -41,10 +41,10 @@ def do_dismiss(actor: Actor, projection: str) -> Result:
                            "again.")
 
 
-def do_change_thresholds(actor: Actor, values: dict[str, float], invalid: str = "") -> Result:
+def do_change_thresholds(actor: Actor, values: dict[str, float]) -> Result:
     """Set the health and recovery thresholds (the Settings page); audited with each change, old → new.
     Setting the values already in force changes nothing and says so."""
-    invalid = invalid or "; ".join(e for e in (thresholds.invalid(k, v) for k, v in values.items()) if e)
+    invalid = "; ".join(e for e in (thresholds.invalid(k, v) for k, v in values.items()) if e)
     before = thresholds.current(fresh=True)
     changes = {k: [before[k], v] for k, v in values.items() if k in before and before[k] != v}
 

@@ -61,7 +61,7 @@ def test_a_check_finds_a_corrupted_user_and_its_repair_makes_the_next_check_clea
 def test_bad_scopes_are_refused_naming_the_field(checker) -> None:
     assert "scope: give users, a sample size or everything" in actions.do_check_consistency(Actor.of(checker)).message
     assert "sample: between 1 and 10,000" in actions.do_check_consistency(Actor.of(checker), sample=20_000).message
-    assert "projection: must be one of" in actions.do_check_consistency(Actor.of(checker), projection="market",
+    assert "projection: Projection must be one of" in actions.do_check_consistency(Actor.of(checker), projection="market",
                                                                         sample=5).message
     assert "not a user id" in actions.do_check_consistency(Actor.of(checker), users=["bad user"]).message
     assert not Job.objects.exists()

@@ -29,20 +29,33 @@ from tests.integration.projections.helpers import generation_content, run_to_end
 from tests.waiting import wait_until
 
 
+def hold_rebuilds(client: redis.Redis, projection: str, held: bool) -> None:
+    """Hold (or release) a rebuild of ``projection`` after its first batch: its status says the live projector lags
+    a minute behind, and a rebuild waits while it lags (throttled). No live projector runs here to say otherwise."""
+    client.hset(keys.status(projection), "lagSeconds", "60" if held else "0")
+
+
+def held_midway(job_id: int) -> bool:
+    job = Job.objects.get(pk=job_id)
+    return job.done > 0 and job.phase.startswith("throttled")
+
+
 def test_a_rebuild_survives_its_worker_killed_with_minus_9(live_stack) -> None:
     with override_settings(EVENTSTORE_URI=live_stack.env["EVENTSTORE_URI"]):
         call_command("simulate", events=8000, seed=41, users=30, stderr=io.StringIO(), stdout=io.StringIO())
         call_command("run_projector", "--projection", "risk", exit_when_caught_up=True, stderr=io.StringIO())
     client = redis.Redis.from_url(settings.REDIS_URL)
-    live_stack.env["LUCENT_BATCH_SIZE"] = "10"  # small batches: the rebuild takes long enough to be killed midway
+    live_stack.env["LUCENT_BATCH_SIZE"] = "10"  # small batches: the rebuild is held after its first few events
+    hold_rebuilds(client, "risk", True)
     first = live_stack.start_worker()
     chief = get_user_model().objects.create_superuser("chief", password="pw-chief-123")
     job_id = actions.do_rebuild(Actor.of(chief), "risk", "risk").job
-    wait_until(lambda: Job.objects.get(pk=job_id).done > 0, 60, what="the rebuild to make progress")
+    wait_until(lambda: held_midway(job_id), 60, what="the rebuild to be midway (folded some events, held)")
 
     first.send_signal(signal.SIGKILL)
     first.wait()
     killed_at = Job.objects.get(pk=job_id).done
+    hold_rebuilds(client, "risk", False)
     live_stack.start_worker()
     wait_until(lambda: schedules.requeue_orphans() == [job_id], 40, what="the orphaned job to be queued again")
 
@@ -77,12 +90,13 @@ def test_a_rebuild_that_loses_its_lease_stops_and_its_requeued_run_finishes_it(l
         call_command("simulate", events=8000, seed=43, users=30, stderr=io.StringIO(), stdout=io.StringIO())
         call_command("run_projector", "--projection", "risk", exit_when_caught_up=True, stderr=io.StringIO())
     client = redis.Redis.from_url(settings.REDIS_URL)
-    live_stack.env["LUCENT_BATCH_SIZE"] = "10"  # small batches: the rebuild is still running when its lease goes
+    live_stack.env["LUCENT_BATCH_SIZE"] = "10"  # small batches: the rebuild is held after its first few events
+    hold_rebuilds(client, "risk", True)
     live_stack.start_worker()
     live_stack.start_worker()  # the requeued task runs on the other one, while the first run may still be going
     chief = get_user_model().objects.create_superuser("chief", password="pw-chief-123")
     job_id = actions.do_rebuild(Actor.of(chief), "risk", "risk").job
-    wait_until(lambda: Job.objects.get(pk=job_id).done > 0, 60, what="the rebuild to make progress")
+    wait_until(lambda: held_midway(job_id), 60, what="the rebuild to be midway (folded some events, held)")
 
     lost_at = timezone.now()
     client.delete(keys.job_lease(job_id))
@@ -91,6 +105,7 @@ def test_a_rebuild_that_loses_its_lease_stops_and_its_requeued_run_finishes_it(l
     stopped = wait_until(lambda: JobEvent.objects.filter(job_id=job_id, message__contains="lost its lease").first(), 10,
                          what="the first run to stop")
     assert (stopped.at - lost_at).total_seconds() < 1.0, stopped.at - lost_at
+    hold_rebuilds(client, "risk", False)
     job = wait_until(lambda: finished(job_id), 120, what="the requeued rebuild to finish")
     assert job.state == Job.State.SUCCEEDED, job.error
     assert job.attempts == 2 and live_generation(client, "risk") == 2
@@ -109,16 +124,19 @@ def test_a_rebuild_whose_worker_is_paused_past_its_lease_is_finished_by_another_
         call_command("run_projector", "--projection", "risk", exit_when_caught_up=True, stderr=io.StringIO())
     client = redis.Redis.from_url(settings.REDIS_URL)
     live_stack.env["LUCENT_BATCH_SIZE"] = "10"
+    hold_rebuilds(client, "risk", True)
     workers = [live_stack.start_worker(), live_stack.start_worker()]
     chief = get_user_model().objects.create_superuser("chief", password="pw-chief-123")
     job_id = actions.do_rebuild(Actor.of(chief), "risk", "risk").job
-    job = wait_until(lambda: (j := Job.objects.get(pk=job_id)).done > 0 and j, 60, what="the rebuild to make progress")
+    wait_until(lambda: held_midway(job_id), 60, what="the rebuild to be midway (folded some events, held)")
+    job = Job.objects.get(pk=job_id)
     paused = next(w for w in workers if w.pid == int(job.worker.split(":")[1]))  # the worker token names its pid
 
     paused.send_signal(signal.SIGSTOP)
     try:
         wait_until(lambda: not client.exists(keys.job_lease(job_id)), 30, what="the paused run's lease to expire")
         assert schedules.requeue_orphans() == [job_id]
+        hold_rebuilds(client, "risk", False)
         wait_until(lambda: (j := Job.objects.get(pk=job_id)).attempts == 2 and j.done > job.done, 60,
                    what="the other worker to go on with the rebuild")
     finally:
@@ -176,3 +194,21 @@ def test_a_run_that_cannot_take_the_generation_lease_deletes_nothing(projected: 
 
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_rebuild_redelivered_after_its_flip_settles_it_instead_of_failing(projected: Queries, ops, redis_client) -> None:
+    """A worker killed between the flip and the job's row saying so: the redelivered run finds its generation
+    live, flipped by its own earlier attempt, and finishes the bookkeeping (the job succeeds) instead of failing
+    with "already live" and leaving an operator a failed rebuild that in fact went live."""
+    job_id = actions.do_rebuild(Actor.of(ops), "risk", "risk").job
+    assert "succeeded" in jobs.run(job_id)
+    assert live_generation(redis_client, "risk") == 2
+    # as the row stands when the worker dies right after the flip: running, the attempt's progress on it
+    Job.objects.filter(pk=job_id).update(state=Job.State.RUNNING, finished_at=None, result={})
+    redis_client.delete(keys.kept("risk"))
+
+    said = jobs.run(job_id)
+    job = Job.objects.get(pk=job_id)
+    assert job.state == Job.State.SUCCEEDED and job.attempts == 2, said
+    assert "an earlier attempt of this job flipped it" in job.events.last().message
+    assert live_generation(redis_client, "risk") == 2 and redis_client.hget(keys.kept("risk"), "generation") == b"1"

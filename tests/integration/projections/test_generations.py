@@ -9,7 +9,7 @@ import redis
 
 from projections import keys
 from projections.codec import text
-from projections.errors import JobCancelled
+from projections.errors import JobCancelled, JobLeaseLost
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Unattended
@@ -145,6 +145,28 @@ def test_rollback_catches_the_old_generation_up_and_flips_back(redis_process: Re
     assert generation_content(client, 1) == generation_content(client, 2)
     with pytest.raises(Exception, match="is live"):
         drop_generation(client, P, 1, Unattended())
+
+
+def test_a_run_whose_job_lease_is_gone_at_the_flip_never_flips(redis_process: RedisProcess,
+                                                                store_process: StoreProcess) -> None:
+    """The job's lease taken by another run after this run's last look at it: the flip's script checks the lease
+    in the same step as the pointer, so the pointer stays where it was (JobLeaseLost), whatever the timing."""
+    append_market(store_process.uri, 800, bad_ratio=0.0)
+    client = redis.Redis.from_url(redis_process.url)
+    run_to_end(redis_process.url, store_process.uri, projections=(P,))
+    client.set(keys.job_lease(99), "another-run")
+
+    class LostAtTheFlip(Unattended):
+        def fence(self) -> tuple[str, str]:
+            return keys.job_lease(99), "this-run"
+
+    with pytest.raises(JobLeaseLost, match="no longer holds its job"):
+        switch_to(client, config(P, redis_process.url, store_process.uri), 2, LostAtTheFlip(), verify=False)
+    assert live_generation(client, P) == 1
+
+    client.set(keys.job_lease(99), "this-run")  # while the lease is this run's, the same flip goes through
+    switch_to(client, config(P, redis_process.url, store_process.uri), 2, LostAtTheFlip(), verify=False)
+    assert live_generation(client, P) == 2
 
 
 def test_a_flip_pause_the_new_generation_misses_is_aborted_and_tried_again(

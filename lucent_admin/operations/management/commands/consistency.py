@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lucent_admin.formats import consistency
 from lucent_admin.operations import actions
-from lucent_admin.operations.cli import actor_as, follow_job
+from lucent_admin.operations.cli import actor_as, follow_job, stream_of
 from projections.readmodels import PROJECTIONS
 
 SHOWN = 20  # differences printed (--json prints every one the report kept)
@@ -38,10 +38,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, projection: str, users: list[str] | None, sample: int | None, everything: bool,
                repair: bool, as_json: bool, as_user: str, **options: Any) -> None:
         result = actions.do_check_consistency(actor_as(as_user), projection, users or [], sample or 0, everything, repair)
-        if not result.ok:
+        if not result.ok or result.job is None:
             raise CommandError(result.message, returncode=2)
         self.stderr.write(result.message)
-        job = follow_job(result.job, self.stderr._out)
+        job = follow_job(result.job, stream_of(self.stderr))
         if job.state != job.State.SUCCEEDED:
             raise CommandError(f"job {job.pk} {job.state}: {job.error}", returncode=2)
         report = job.result

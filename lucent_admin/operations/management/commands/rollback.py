@@ -7,7 +7,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lucent_admin.operations import actions
+from lucent_admin.operations.audit import Result
 from lucent_admin.operations.cli import actor_as, report_job
+from lucent_admin.operations.models import Job
 from projections.readmodels import PROJECTIONS
 
 
@@ -30,12 +32,12 @@ class Command(BaseCommand):
             self._differences(result)
             raise
 
-    def _differences(self, result: Any) -> None:
+    def _differences(self, result: Result) -> None:
         """A rollback refused by its verification: the differences it found, before the reason."""
-        from lucent_admin.operations.models import Job
-
-        job = Job.objects.filter(pk=result.job).first()
-        found = job.result.get("differences", []) if job is not None else []
+        job = Job.objects.filter(pk=result.job).first() if result.job is not None else None
+        if job is None:
+            return
+        found = job.result.get("differences", [])
         if found:
             self.stdout.write(f"differences from a replay ({job.result['difference_count']} in all; key, field, kind, "
                               "replay gives, the kept generation holds):")

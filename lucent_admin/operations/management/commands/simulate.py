@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lucent_admin.operations.cli import ProgressBar
+from lucent_admin.operations.cli import ProgressBar, stream_of
 from projections.errors import ProjectionError
 from projections.eventstore import EventStore
 from projections.simulation.appender import append_events, run_live
@@ -80,7 +80,7 @@ class Command(BaseCommand):
                                                 options["batch_size"])
                     count = written + self._live(store, market, options["rate"], options["batch_size"], events)
                 else:
-                    bar = ProgressBar(events, "simulate", self.stderr._out)
+                    bar = ProgressBar(events, "simulate", stream_of(self.stderr))
                     try:
                         count = append_events(store, market.events(events), options["batch_size"], bar.update_to)
                     finally:
@@ -111,7 +111,7 @@ class Command(BaseCommand):
             return 0
         now = datetime.now(UTC)
         expected = int(span.total_seconds() * 1000 / interval_ms)
-        bar = ProgressBar(expected, "history", self.stderr._out)
+        bar = ProgressBar(expected, "history", stream_of(self.stderr))
         try:
             count = append_events(store, market.events_until(now), batch_size, bar.update_to)
         finally:
@@ -129,7 +129,7 @@ class Command(BaseCommand):
 
             for signum in (signal.SIGINT, signal.SIGTERM):
                 restore[signum] = signal.signal(signum, on_signal)
-        bar = ProgressBar(limit, "live", self.stderr._out)
+        bar = ProgressBar(limit, "live", stream_of(self.stderr))
         try:
             return run_live(store, market, rate, stop, batch_size, limit, bar.update_to)
         finally:
