@@ -24,9 +24,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The fast tier: pure folds, codecs, rules and the layer tests (no server, no worker, no browser).
+# The fast tiers: pure folds, codecs, rules and the layer tests; the action layer with jobs run in-process
+# (the test Redis and an empty embedded store; no worker, no market, no browser).
 test-fast: $(STAMP)
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit tests/service $(PYTEST_ARGS)
 
 drills: $(STAMP)
 	@$(PY) -m tests.drills $(if $(DRILLS),--drills $(DRILLS))

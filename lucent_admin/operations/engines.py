@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-import redis
-
 from lucent_admin.bootstrap import Services
 from lucent_admin.operations import thresholds
 from lucent_admin.operations.actions import do_rebuild_users
@@ -70,7 +68,7 @@ def _rebuild(job: Job, control: Control, services: Services) -> dict[str, Any]:
     else:
         left = flipped_earlier(client, projection, generation)
         if left is not None:
-            return _settled_earlier(job, control, client, projection, generation, left)
+            return _settled_earlier(job, control, services, projection, generation, left)
     try:
         done = switch_to(client, services.runner_config(projection), generation, control,
                          budget=services.diff_budget, flip_anyway=bool(job.params.get("flip_anyway")),
@@ -90,11 +88,11 @@ def _rebuild(job: Job, control: Control, services: Services) -> dict[str, Any]:
                        f"for a rollback{_dropped(dropped)}"}
 
 
-def _settled_earlier(job: Job, control: Control, client: redis.Redis, projection: str, generation: int,
+def _settled_earlier(job: Job, control: Control, services: Services, projection: str, generation: int,
                      left: int) -> dict[str, Any]:
     """An earlier attempt of this job flipped ``generation`` live and stopped before recording it (its worker
     died, or its lease went, right after the flip): what is left is the flip's bookkeeping."""
-    dropped = settle_flip(client, projection, left, _Phase(job, control, cancellable=False))
+    dropped = settle_flip(services.redis, projection, left, _Phase(job, control, cancellable=False))
     return {"from_generation": left, "to_generation": generation, "dropped": dropped,
             "summary": f"generation {generation} is live (was {left}): an earlier attempt of this job flipped it and "
                        f"stopped before recording it; generation {left} is kept for a rollback{_dropped(dropped)}"}
@@ -130,7 +128,7 @@ def _rollback(job: Job, control: Control, services: Services) -> dict[str, Any]:
     client = services.redis
     left = flipped_earlier(client, projection, generation) if job.attempts > 1 else None
     if left is not None:
-        return _settled_earlier(job, control, client, projection, generation, left)
+        return _settled_earlier(job, control, services, projection, generation, left)
     found = verify_generation(client, services.store, projection, generation, _Phase(job, control))
     verified = {"verified": found.checked, "verified_at": found.checkpoint, "difference_count": found.count,
                 "differences": found.kept, "users_to_repair": found.users}
