@@ -38,7 +38,8 @@ from projections.eventstore import EventStore  # noqa: E402
 from projections.maintenance.consistency import check_users  # noqa: E402
 from projections.maintenance.control import Unattended  # noqa: E402
 from projections.maintenance.full_check import check_projection  # noqa: E402
-from projections.maintenance.generations import next_generation, switch_to  # noqa: E402
+from projections.maintenance.generations import switch_to  # noqa: E402
+from projections.maintenance.retention import next_generation  # noqa: E402
 from projections.maintenance.user_fold import history  # noqa: E402
 from projections.readmodels import PROJECTIONS, model  # noqa: E402
 

@@ -45,7 +45,8 @@ from projections import keys  # noqa: E402
 from projections.codec import text  # noqa: E402
 from projections.eventstore import EventStore, ProposedEvent  # noqa: E402
 from projections.maintenance.control import Unattended  # noqa: E402
-from projections.maintenance.generations import next_generation, switch_to  # noqa: E402
+from projections.maintenance.generations import switch_to  # noqa: E402
+from projections.maintenance.retention import next_generation  # noqa: E402
 from projections.maintenance.user_rebuild import rebuild_user  # noqa: E402
 from projections.projector.runner import Runner  # noqa: E402
 from projections.readmodels import PROJECTIONS, model  # noqa: E402

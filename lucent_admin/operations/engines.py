@@ -19,19 +19,16 @@ from projections.errors import JobCancelled, JobLeaseLost, ProjectionError
 from projections.maintenance.consistency import check_sample, check_users
 from projections.maintenance.control import Control, Fence
 from projections.maintenance.full_check import check_everything
-from projections.maintenance.generations import (
-    GenerationTaken,
-    Sample,
-    abandon,
+from projections.maintenance.generations import GenerationTaken, Sample, abandon, switch_to
+from projections.maintenance.recovery import resync
+from projections.maintenance.report import Report
+from projections.maintenance.retention import (
     drop_generation,
     drop_refusal,
     flipped_earlier,
     next_generation,
     settle_flip,
-    switch_to,
 )
-from projections.maintenance.recovery import resync
-from projections.maintenance.report import Report
 from projections.maintenance.user_rebuild import rebuild_user
 from projections.maintenance.verify import Verification, verify_generation
 from projections.readmodels import model

@@ -13,7 +13,7 @@ from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import Job, JobEvent
 from lucent_admin.operations.queue import enqueue, running_generation_job
 from projections import inventory, keys
-from projections.maintenance.generations import kept_generation
+from projections.maintenance.retention import kept_generation
 from projections.readmodels import PROJECTIONS
 
 State = Job.State

@@ -7,7 +7,8 @@ from typing import Any
 import redis
 
 from projections import keys
-from projections.maintenance.generations import head_position, live_generation, next_generation
+from projections.maintenance.generations import head_position, live_generation
+from projections.maintenance.retention import next_generation
 from projections.projector.runner import RunnerConfig
 
 

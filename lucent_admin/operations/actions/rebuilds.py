@@ -25,8 +25,8 @@ from lucent_admin.operations.models import Job
 from lucent_admin.operations.queue import KINDS, Busy, create, running_generation_job, single_job
 from projections import inventory
 from projections.errors import ProjectionError
-from projections.maintenance.generations import drop_refusal, kept_generation
 from projections.maintenance.plan import RebuildPlan, plan_rebuild, second_generation
+from projections.maintenance.retention import drop_refusal, kept_generation
 from projections.readmodels import PROJECTIONS
 
 

@@ -18,7 +18,8 @@ from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import Job
 from projections import keys
 from projections.keys import KeySpace
-from projections.maintenance.generations import kept_generation, live_generation
+from projections.maintenance.generations import live_generation
+from projections.maintenance.retention import kept_generation
 from projections.queries import Queries
 from tests.fixtures.jobs import finished
 from tests.waiting import wait_until

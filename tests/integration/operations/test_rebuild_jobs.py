@@ -15,7 +15,8 @@ from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import AuditEntry, Job
 from projections import keys
 from projections.keys import KeySpace
-from projections.maintenance.generations import kept_generation, live_generation
+from projections.maintenance.generations import live_generation
+from projections.maintenance.retention import kept_generation
 from projections.queries import Queries
 from tests.accounts import account
 from tests.fixtures.jobs import finished

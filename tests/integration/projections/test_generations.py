@@ -13,7 +13,8 @@ from projections.errors import JobCancelled, JobLeaseLost
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Unattended
-from projections.maintenance.generations import drop_generation, live_generation, switch_to
+from projections.maintenance.generations import live_generation, switch_to
+from projections.maintenance.retention import drop_generation
 from projections.projector.runner import Runner
 from projections.simulation.appender import append_events
 from projections.simulation.market import Market
