@@ -9,6 +9,9 @@ Layout::
     lucent:{<projection>}:kept                    hash: the generation kept for a rollback, since when
     lucent:{<projection>}:g<N>-lease              fencing token of the job writing generation N (not live)
     lucent:{<projection>}:lease                   fencing token of the projector that owns it
+    lucent:{<projection>}:epoch                   bumped on each acquisition of that lease (fencing epoch)
+    lucent:{members}:live                         sorted set: projector members by announcement expiry
+    lucent:{members}:member:<id>                  hash: what a member says of itself (TTL)
     lucent:{<projection>}:heartbeat               refreshed with a TTL while a projector runs
     lucent:{<projection>}:status                  hash: state, checkpoint, head, lag, ...
     lucent:{<projection>}:parked                  hash: event id -> parked event (JSON)
@@ -26,10 +29,10 @@ hash tag, so every key of one projection, all its generations, its checkpoint,
 lease and parked events hash to one slot. That is what lets a batch's writes,
 its checkpoint and the fencing check commit in one transaction (MULTI/EXEC and
 Lua scripts must stay within one slot), and lets a rebuild flip the generation
-pointer atomically. The price: one projection lives on one cluster node. The
-scale-out plan (shard by user) gives each shard its own tag, e.g.
-``{portfolio.s3}``, with its own checkpoint; the tag is built in one place
-(:func:`tag`) for that reason.
+pointer atomically. The price: one projection lives on one cluster node. A
+partitioned projection (:mod:`projections.partitions`) gives each partition its
+own tag, e.g. ``{portfolio.p03}``, with its own checkpoint, lease and epoch; the
+tag is built in one place (:func:`tag`, from ``Partition.tag``) for that reason.
 """
 from __future__ import annotations
 
@@ -54,6 +57,22 @@ def generation_pointer(projection: str) -> str:
 
 def lease(projection: str) -> str:
     return f"{tag(projection)}:lease"
+
+
+def partition_epoch(tag_name: str) -> str:
+    """Counter bumped each time a partition's lease is taken: its fencing epoch (in the lease's value, so a
+    commit carrying an older epoch is refused even by the member that owns the partition again)."""
+    return f"{tag(tag_name)}:epoch"
+
+
+def members() -> str:
+    """Sorted set: each projector member by the time (ms) its announcement expires (renewed while it runs)."""
+    return f"{PREFIX}:{{members}}:live"
+
+
+def member_info(member: str) -> str:
+    """Hash (with a TTL) of what a member says of itself: host, pid, partitions, events/s, CPU, memory."""
+    return f"{PREFIX}:{{members}}:member:{member}"
 
 
 def heartbeat(projection: str) -> str:

@@ -1,0 +1,63 @@
+"""Partitions of a projection (the platform document's ``@ShardBy('user_id')``): which partition a user's
+entities live in, and the name of each partition's Redis hash tag.
+
+A user-keyed projection has ``count`` partitions, a power of two fixed per generation with the hash function
+(CRC-32, to be recorded beside it): a user's partition is the CRC-32 of the UTF-8 user id, masked to
+``count``. CRC-32 and not Python's ``hash``: the same id must land in the same partition in every process, on
+every machine, in every release (``hash`` of a str is salted per process).
+
+A partition's keys share one hash tag (:attr:`Partition.tag`): its checkpoint, lease, state epoch and read
+models commit in one script, as a whole projection's did. With one partition the tag is the projection's name,
+so an unpartitioned projection's keys are what they always were.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from projections.errors import ConfigurationError
+
+MAX_PARTITIONS = 1024
+
+
+def check_count(count: int, name: str = "partitions") -> int:
+    """``count`` if it is a power of two from 1 to :data:`MAX_PARTITIONS`; else a ConfigurationError naming ``name``."""
+    if not 1 <= count <= MAX_PARTITIONS or count & (count - 1):
+        raise ConfigurationError(name, f"must be a power of two from 1 to {MAX_PARTITIONS} (1, 2, 4, … 1024), got {count}")
+    return count
+
+
+def partition_of(user_id: str, count: int) -> int:
+    """The partition of ``user_id`` among ``count`` (a power of two)."""
+    return zlib.crc32(user_id.encode()) & (count - 1)
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Partition:
+    """Partition ``index`` of ``count`` of ``projection``."""
+
+    projection: str
+    index: int = 0
+    count: int = 1
+
+    @property
+    def tag(self) -> str:
+        """The hash tag of its keys: ``portfolio`` for a projection in one partition, else ``portfolio.p03``."""
+        if self.count == 1:
+            return self.projection
+        width = len(str(self.count - 1))
+        return f"{self.projection}.p{self.index:0{max(2, width)}d}"
+
+    @property
+    def label(self) -> str:
+        """How the console and the command line name it: ``portfolio`` or ``portfolio 3/16``."""
+        return self.projection if self.count == 1 else f"{self.projection} {self.index}/{self.count}"
+
+    def owns(self, user_id: str) -> bool:
+        return self.count == 1 or partition_of(user_id, self.count) == self.index
+
+
+def partitions_of(projection: str, count: int) -> list[Partition]:
+    """Every partition of ``projection`` split ``count`` ways."""
+    check_count(count)
+    return [Partition(projection, index, count) for index in range(count)]
