@@ -67,7 +67,10 @@ def _applications(env: dict[str, str], data: Path) -> dict[str, str]:
         "jobs": f"{wait} exec {bin_dir / 'celery'} -A lucent_admin worker -Q lucent.jobs -n jobs@%h --loglevel=INFO "
                 "--concurrency=2",
         "beat": f"{wait} exec {bin_dir / 'celery'} -A lucent_admin beat --loglevel=INFO --schedule={beat_schedule}",
+        # two projector members: they split the projections between them, and either carries on the other's
+        # within the lease's TTL if it dies
         "projector": f"{wait} exec {PY} manage.py run_projector",
+        "projector2": f"{wait} exec {PY} manage.py run_projector",
         # an empty store first gets a day of market ending now, so every page has data at first sign-in
         "simulator": f"{wait} exec {PY} manage.py simulate --live --rate {rate} --bad-ratio {bad_ratio} "
                      f"--history {shlex.quote(env.get('LUCENT_SIMULATOR_HISTORY', '24h'))}",

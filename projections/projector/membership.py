@@ -133,6 +133,13 @@ class Membership:
         pipe.delete(keys.member_info(self.member))
         pipe.execute()
 
+    def give_up(self, partition: Partition) -> None:
+        """Stop owning ``partition`` whose runner already ended (nothing to drain): its lease is released, so it is
+        claimed again, by any member, with a new epoch."""
+        claim = self.owned.pop(partition, None)
+        if claim is not None:
+            self._release(keys=[keys.lease(partition.tag)], args=[claim.token])
+
     def _announce(self) -> list[str]:
         now = int(time.time() * 1000)
         pipe = self.client.pipeline(transaction=True)

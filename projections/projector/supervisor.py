@@ -6,6 +6,10 @@ bad event, rebuilt or moved to another process without touching the others),
 and a thread spends its time waiting on gRPC and Redis, where the GIL is
 released. A crashed thread does not take the others down; the call returns
 when all have returned, and raises the first fatal error, if any.
+
+The live projector runs them as a member (:mod:`projections.projector.member`), which starts a runner per
+partition it owns through :func:`runner_factory`; a catch-up that exits (``--exit-when-caught-up``) runs every
+chosen projection here at once (:func:`build_runners`, :func:`run_all`).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from projections.partitions import Partition
 from projections.projector.runner import Notifier, Runner, RunnerConfig
 from projections.projector.vanished import Healer
 from projections.readmodels import PROJECTIONS
@@ -31,13 +36,24 @@ def build_runners(
 ) -> list[Runner]:
     """One runner per projection name (all when ``names`` is empty), from plain settings values; ``healer``
     rebuilds entities that vanished behind them (``projector/vanished.py``)."""
-    chosen = list(names) or list(PROJECTIONS)
-    runners = []
-    for name in chosen:
-        policy = str(policies.get(name, {}).get("on_bad_event", "park"))
-        config = replace(base, projection=name, on_bad_event=policy)
-        runners.append(Runner(config, notifier_for(name) if notifier_for else None, healer=healer))
-    return runners
+    build = runner_factory(base, policies, notifier_for, healer)
+    return [build(Partition(name), None) for name in list(names) or list(PROJECTIONS)]
+
+
+def runner_factory(
+    base: RunnerConfig,
+    policies: Mapping[str, Mapping[str, Any]],
+    notifier_for: Callable[[str], Notifier] | None = None,
+    healer: Healer | None = None,
+) -> Callable[[Partition, str | None], Runner]:
+    """What builds the runner of a partition from plain settings values, fenced by a token (None: its own)."""
+
+    def build(partition: Partition, token: str | None) -> Runner:
+        name = partition.projection
+        config = replace(base, projection=name, on_bad_event=str(policies.get(name, {}).get("on_bad_event", "park")))
+        return Runner(config, notifier_for(name) if notifier_for else None, healer=healer, token=token)
+
+    return build
 
 
 def run_all(runners: Sequence[Runner], stop: threading.Event) -> None:

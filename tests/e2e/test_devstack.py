@@ -94,10 +94,10 @@ def test_make_run_serves_login_and_ctrl_c_stops_every_child(stack, tmp_path: Pat
     assert proc.poll() is None, log.read_text()[-3000:]
     wait_until(lambda: status_of(f"{base}/readyz") == 200, 60, "/readyz to report every dependency up")
     text = log.read_text()
-    for name in ("redis", "eventstore", "web", "worker", "jobs", "beat", "projector", "simulator"):
+    for name in ("redis", "eventstore", "web", "worker", "jobs", "beat", "projector", "projector2", "simulator"):
         assert re.search(rf"system\s+\| {name} started", text), f"{name} did not start:\n{text[-3000:]}"
     assert re.search(r"^\S+ eventstore\s+\| eventstore_lite listening", text, re.M), "log lines carry the process name"
-    assert len(processes_of(tmp_path)) >= 8
+    assert len(processes_of(tmp_path)) >= 9
 
     # an empty store got a day of market: every page has data within a minute of the login page
     queries = Queries(redis.Redis(port=int(env["LUCENT_REDIS_PORT"])))

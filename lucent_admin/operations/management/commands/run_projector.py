@@ -1,8 +1,11 @@
 """``manage.py run_projector [--projection NAME ...] [--exit-when-caught-up]``: the projector process.
 
-Thin: builds runners from settings (one thread per projection, see
-``projections.projector.supervisor``), wires change notices to the Channels layer and
-stops cleanly on SIGTERM / Ctrl-C (the batch in flight is finished).
+Thin: live, the process is a member (``projections.projector.member``): it announces itself, owns its fair
+share of the partitions with the other members and runs a runner per partition it owns, so starting more of
+these processes spreads the projections over them. With ``--exit-when-caught-up`` it runs every chosen
+projection itself and returns once they are live (``projections.projector.supervisor``). Change notices go to
+the Channels layer; SIGTERM / Ctrl-C stops it cleanly (the batch in flight is finished, the partitions handed
+back).
 """
 from __future__ import annotations
 
@@ -17,12 +20,14 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lucent_admin.bootstrap import runner_config
+from lucent_admin.bootstrap import redis_client, runner_config
 from projections.errors import ProjectionError
 from projections.maintenance.user_rebuild import heal
+from projections.partitions import Partition
+from projections.projector.member import Member
 from projections.projector.notices import group_name
 from projections.projector.runner import Notifier
-from projections.projector.supervisor import build_runners, run_all
+from projections.projector.supervisor import build_runners, run_all, runner_factory
 from projections.readmodels import PROJECTIONS
 
 log = logging.getLogger(__name__)
@@ -50,17 +55,24 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         base = runner_config("", exit_when_caught_up=bool(options["exit_when_caught_up"]))
-        runners = build_runners(options["projection"], base, settings.LUCENT_PROJECTIONS, channel_notifier, heal)
         stop = threading.Event()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             stop.set()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        names = ", ".join(r.config.projection for r in runners)
-        self.stderr.write(f"projector running: {names}")
         try:
-            run_all(runners, stop)
+            if options["exit_when_caught_up"]:
+                runners = build_runners(options["projection"], base, settings.LUCENT_PROJECTIONS, channel_notifier, heal)
+                self.stderr.write(f"projector running: {', '.join(r.config.projection for r in runners)}")
+                run_all(runners, stop)
+            else:
+                partitions = [Partition(name) for name in options["projection"] or PROJECTIONS]
+                build = runner_factory(base, settings.LUCENT_PROJECTIONS, channel_notifier, heal)
+                member = Member(redis_client(), partitions, build, base.lease_ms)
+                self.stderr.write(f"projector member {member.member_id} running: its share of "
+                                  f"{', '.join(p.label for p in partitions)}")
+                member.run(stop)
         except ProjectionError as exc:
             raise CommandError(str(exc)) from exc
         finally:
