@@ -61,3 +61,11 @@ def partitions_of(projection: str, count: int) -> list[Partition]:
     """Every partition of ``projection`` split ``count`` ways."""
     check_count(count)
     return [Partition(projection, index, count) for index in range(count)]
+
+
+def holder_of(value: str | None) -> tuple[str, int] | None:
+    """(member, epoch) of a partition lease's value (``member#epoch``); None if nobody holds it."""
+    if not value or "#" not in value:
+        return None
+    member, _, epoch = value.rpartition("#")
+    return (member, int(epoch)) if epoch.isdigit() else None

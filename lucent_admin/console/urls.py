@@ -29,6 +29,7 @@ urlpatterns = [
     path("consistency/", views.consistency, name="consistency"),
     path("consistency/check/", actions.check_consistency, name="check-consistency"),
     path("infrastructure/", views.infrastructure, name="infrastructure"),
+    path("shards/", views.shards, name="shards"),
     path("settings/", views.thresholds, name="settings"),
     path("recovery/dismiss/", actions.dismiss_recovery_alert, name="recovery-dismiss"),
     path("audit/", views.audit, name="audit"),

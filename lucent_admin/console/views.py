@@ -131,6 +131,11 @@ def infrastructure(request: HttpRequest) -> HttpResponse:
 
 
 @console_page
+def shards(request: HttpRequest) -> HttpResponse:
+    return _page(request, "shards", "Shards")
+
+
+@console_page
 def thresholds(request: HttpRequest) -> HttpResponse:
     """The Settings page: the health and recovery thresholds (POST: the permission, audited)."""
     form = ThresholdsForm(request.POST or None)

@@ -12,8 +12,8 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
-from lucent_admin.console import canary, contexts, infrastructure, jobs, published, recovery
-from lucent_admin.operations.observability import HEALTH, INFRASTRUCTURE
+from lucent_admin.console import canary, contexts, infrastructure, jobs, published, recovery, shards
+from lucent_admin.operations.observability import HEALTH, INFRASTRUCTURE, SHARDS
 from projections.readmodels import PROJECTIONS
 
 Params = Mapping[str, str]
@@ -82,6 +82,8 @@ WIDGETS: dict[str, Widget] = {
         Widget("infra-latency", "console/widgets/infra_latency.html", infrastructure.latency, (INFRASTRUCTURE,)),
         Widget("infra-rates", "console/widgets/infra_rates.html", infrastructure.rates, (INFRASTRUCTURE,)),
         Widget("infra-store", "console/widgets/infra_store.html", infrastructure.store, (INFRASTRUCTURE,)),
+        # the Shards page: redrawn when a member's partitions change (its notice) and as the partitions commit
+        Widget("shards", "console/widgets/shards.html", shards.shards, (SHARDS, *PROJECTIONS)),
     )
 }
 
@@ -96,6 +98,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "consistency": ("consistency-scores", "consistency-reports"),
     "job": ("job",),
     "infrastructure": ("infra-memory", "infra-latency", "infra-rates", "infra-store"),
+    "shards": ("shards",),
 }
 
 

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 INFRASTRUCTURE = "infrastructure"  # the widgets' dependency and the notices' "projection"
 HEALTH = "health"  # the health states and recovery: the tiles' and the Recovery panel's dependency
+SHARDS = "shards"  # which member owns which partition: the Shards page's dependency, announced by the members
 
 
 def sample_infrastructure(now_ms: int | None = None) -> dict[str, float]:
@@ -36,7 +37,7 @@ def sample_infrastructure(now_ms: int | None = None) -> dict[str, float]:
 
 def announce(name: str, now_ms: int) -> None:
     """Tell the open pages whose widgets depend on ``name`` (a pseudo-projection: ``infrastructure``,
-    ``health``) that it changed at ``now_ms``; never fails the caller (a page catches up on the next one)."""
+    ``health``, ``shards``) that it changed at ``now_ms``; never fails the caller (a page catches up on the next one)."""
     layer = get_channel_layer()
     if layer is None:
         return

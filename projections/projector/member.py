@@ -53,8 +53,13 @@ class Member:
     """Runs the partitions this process owns until ``stop`` is set (see the module doc)."""
 
     def __init__(self, client: redis.Redis, partitions: Sequence[Partition], build: BuildRunner, ttl_ms: int,
-                 member_id: str | None = None, drain_s: float = 10.0, restart_s: float = 5.0) -> None:
+                 member_id: str | None = None, drain_s: float = 10.0, restart_s: float = 5.0,
+                 on_change: Callable[[], None] | None = None) -> None:
+        """``on_change`` is called after a tick in which this member gained or lost a partition (the console's
+        Shards page redraws on it)."""
         self.client, self.build, self.drain_s, self.restart_s = client, build, drain_s, restart_s
+        self.on_change = on_change
+        self.changed = False
         self.member_id = member_id or new_token()
         self.running: dict[Partition, _Running] = {}
         self.started = time.time()
@@ -66,6 +71,7 @@ class Member:
             while not stop.is_set():
                 try:
                     self.membership.tick()
+                    self._announce_change()
                 except redis.RedisError as exc:
                     log.warning("member %s: Redis did not answer (%s); its runners stall and retry on their own",
                                 self.member_id, exc)
@@ -82,7 +88,13 @@ class Member:
                     self._stop(partition)
             log.info("projector member %s stopped", self.member_id)
 
+    def _announce_change(self) -> None:
+        if self.changed and self.on_change is not None:
+            self.on_change()
+        self.changed = False
+
     def _gain(self, claim: Claim) -> None:
+        self.changed = True
         entry = _Running(claim, self.build(claim.partition, claim.token), time.monotonic())
         entry.thread = threading.Thread(target=self._run_one, args=(entry,), daemon=True,
                                         name=f"projector-{claim.partition.tag}")
@@ -98,6 +110,7 @@ class Member:
             log.error("runner of %s ended: %s", entry.claim.partition.label, exc)
 
     def _lose(self, claim: Claim, why: str) -> None:
+        self.changed = True
         log.info("member %s stops %s (%s)", self.member_id, claim.partition.label, why)
         self._stop(claim.partition)
 

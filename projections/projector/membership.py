@@ -82,14 +82,6 @@ def preference(member: str, partition: Partition) -> int:
     return zlib.crc32(f"{member}|{partition.tag}".encode())
 
 
-def holder_of(value: str | None) -> tuple[str, int] | None:
-    """(member, epoch) of a lease's value; None if nobody holds it."""
-    if not value or "#" not in value:
-        return None
-    member, _, epoch = value.rpartition("#")
-    return (member, int(epoch)) if epoch.isdigit() else None
-
-
 class Membership:
     """This member's announcement and the leases of the partitions it owns (see the module doc)."""
 

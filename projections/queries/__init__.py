@@ -24,16 +24,18 @@ from projections.queries.operations import (
 )
 from projections.queries.portfolio import HistoryEntry, PortfolioQueries, PortfolioSummary, TopPortfolio
 from projections.queries.risk import HighRiskUser, HighRiskUsers, RiskProfile, RiskQueries, RiskRanked, RiskRanking
+from projections.queries.shards import MemberRow, PartitionRow, Shards, ShardsQueries
 
 
-class Queries(PortfolioQueries, LeaderboardQueries, RiskQueries, MarketQueries, OperationsQueries):
+class Queries(PortfolioQueries, LeaderboardQueries, RiskQueries, MarketQueries, OperationsQueries, ShardsQueries):
     """The read side's facade: every query, by subject (``portfolio``, ``leaderboards``, ``risk``, ``market``,
-    ``operations``), over one Redis client (thread-safe; cheap to keep for the process)."""
+    ``operations``, ``shards``), over one Redis client (thread-safe; cheap to keep for the process)."""
 
 
 __all__ = [
     "CANARY_WINDOW_MS", "CanaryAppend", "CanaryFreshness", "HighRiskUser", "HighRiskUsers", "HistoryEntry", "LagSample",
-    "MarketOverview", "PairDetail", "ParkedEvent", "PortfolioSummary", "PublishedEvent", "Queries", "Ranked",
+    "MarketOverview", "MemberRow", "PairDetail", "ParkedEvent", "PartitionRow", "PortfolioSummary", "PublishedEvent",
+    "Queries", "Ranked", "Shards",
     "RiskProfile", "RiskRanked", "RiskRanking", "StrategyRow", "TopPortfolio", "UserRank", "check_pair",
     "check_projection", "check_user", "percentile", "published_events",
 ]

@@ -6,8 +6,8 @@ import zlib
 import pytest
 
 from projections.errors import ConfigurationError
-from projections.partitions import Partition, check_count, partition_of, partitions_of
-from projections.projector.membership import holder_of, preference, share
+from projections.partitions import Partition, check_count, holder_of, partition_of, partitions_of
+from projections.projector.membership import preference, share
 
 
 def test_a_users_partition_is_the_crc32_of_the_id_the_same_in_every_process() -> None:

@@ -9,7 +9,7 @@ import redis
 
 from projections import keys
 from projections.codec import text
-from projections.projector.membership import holder_of
+from projections.partitions import holder_of
 from projections.readmodels import PROJECTIONS
 from tests.fixtures.projections import MemberProcess, RedisProcess, StoreProcess
 from tests.integration.projections.helpers import append_market, checkpoint, generation_content, head_for, run_to_end

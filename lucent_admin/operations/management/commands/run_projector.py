@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lucent_admin.bootstrap import redis_client, runner_config
+from lucent_admin.operations.observability import SHARDS, announce
 from projections.errors import ProjectionError
 from projections.maintenance.user_rebuild import heal
 from projections.partitions import Partition
@@ -69,7 +71,8 @@ class Command(BaseCommand):
             else:
                 partitions = [Partition(name) for name in options["projection"] or PROJECTIONS]
                 build = runner_factory(base, settings.LUCENT_PROJECTIONS, channel_notifier, heal)
-                member = Member(redis_client(), partitions, build, base.lease_ms)
+                member = Member(redis_client(), partitions, build, base.lease_ms,
+                                on_change=lambda: announce(SHARDS, int(time.time() * 1000)))
                 self.stderr.write(f"projector member {member.member_id} running: its share of "
                                   f"{', '.join(p.label for p in partitions)}")
                 member.run(stop)
