@@ -17,7 +17,7 @@ announcement expires, renewed every third of the TTL) and owns partitions throug
 * **Loss.** A renewal refused (the lease expired while the member was paused, or it was taken) ends the
   ownership at once (``on_lose`` with "lost"); the fence refuses whatever that runner still tries to commit.
 
-The caller runs :meth:`Membership.tick` every :attr:`Membership.interval` seconds (a third of the TTL) and
+The caller runs :meth:`Membership.tick` every :attr:`Membership.interval` seconds (at most a second) and
 :meth:`Membership.leave` when it stops.
 """
 from __future__ import annotations
@@ -99,8 +99,9 @@ class Membership:
 
     @property
     def interval(self) -> float:
-        """Seconds between two ticks: a third of the TTL."""
-        return self.ttl_ms / 3000
+        """Seconds between two ticks: a third of the TTL, at most a second (a free partition is claimed within a
+        second of its lease's expiry; a tick is a handful of cheap scripts)."""
+        return min(self.ttl_ms / 3000, 1.0)
 
     def tick(self) -> None:
         """Announce, renew what is owned, hand back what is over the share, claim free partitions up to it."""

@@ -3,7 +3,7 @@ issue 21, then its findings. ``fault`` is what the JSON line says was done; ``en
 runs with (only to stretch a rebuild of the small store over the moment its fault needs)."""
 from __future__ import annotations
 
-from tests.drills import faults_data, faults_generations, faults_processes, faults_services
+from tests.drills import faults_data, faults_generations, faults_members, faults_processes, faults_services
 from tests.drills.drill import Drill
 
 SLOW_REBUILD = {"LUCENT_BATCH_SIZE": "1"}  # a rebuild of the template's store then takes seconds, not one
@@ -44,6 +44,14 @@ DRILLS: tuple[Drill, ...] = (
     Drill("portfolio-keys-deleted", "every portfolio:* hash of the live generation deleted (eviction, a lossy failover) "
           "while the checkpoint survives, under a live market; healed by itself", faults_data.portfolio_keys_deleted,
           market=True),
+    Drill("member-kill9", "two projector members (two run_projector processes) splitting the projections; the one "
+          "owning portfolio killed with -9 while portfolio commits a burst of 3,000 events; the other owns everything "
+          "once the leases expire; the killed one started again", faults_members.member_kill9, market=True),
+    Drill("member-sigstop", "two projector members; the one owning portfolio stopped (SIGSTOP) for longer than its "
+          "leases during a burst (a zombie owner), the other taking over, then continued (SIGCONT)",
+          faults_members.member_sigstop, market=True),
+    Drill("member-join", "one projector member owning everything while a burst of 3,000 events is committed; a second "
+          "member started mid-burst takes its share (two projections move)", faults_members.member_join, market=True),
     Drill("ranking-score-check-all", "one user's score in portfolio-values set to 1 by hand, then `manage.py "
           "consistency --all` and the repair or rebuild it offers", faults_data.ranking_score_check_all),
 )

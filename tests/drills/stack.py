@@ -207,6 +207,12 @@ class Stack:
         self.apps[name] = Proc(name, ["sh", "-c", f"exec {procfile()[name]}"], self.env, self.files.logs).start()
         return self.apps[name]
 
+    def start_member(self, name: str) -> Proc:
+        """Another projector member beside the Procfile's (its ``projector`` command under the name ``name``), as
+        a platform scaling the projector line runs it."""
+        self.apps[name] = Proc(name, ["sh", "-c", f"exec {procfile()['projector']}"], self.env, self.files.logs).start()
+        return self.apps[name]
+
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         compare.wait_caught_up(self.client(), self.store.uri, PROJECTIONS, timeout)
