@@ -23,7 +23,8 @@ LUCENT_EMBEDDED = config.env_bool("LUCENT_EMBEDDED", config.all_services_default
 DEBUG = config.env_bool("DEBUG", False)
 SECRET_KEY = config.secret_key(DEBUG, LUCENT_EMBEDDED)
 ALLOWED_HOSTS = config.env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
-CSRF_TRUSTED_ORIGINS = config.env_list("CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
+_PORT = config.env_int("PORT", 8000, 1)  # the web server's (make run's daphne): its origins are trusted by default
+CSRF_TRUSTED_ORIGINS = config.env_list("CSRF_TRUSTED_ORIGINS", f"http://127.0.0.1:{_PORT},http://localhost:{_PORT}")
 
 REDIS_URL = config.redis_url(f"redis://127.0.0.1:{config.env_int('LUCENT_REDIS_PORT', 6390, 1)}/0")
 EVENTSTORE_URI = config.env_str("EVENTSTORE_URI", "esdb://127.0.0.1:2113?Tls=false")

@@ -78,3 +78,12 @@ def test_unreachable_redis_gives_a_command_one_line(tmp_path: Path) -> None:
     result = start([sys.executable, "manage.py", "projections", "status"], tmp_path, LUCENT_EMBEDDED="1",
                    REDIS_URL=unreachable)
     assert_one_line_naming(result, "REDIS_URL")
+
+
+def test_the_web_servers_own_port_is_a_trusted_origin_by_default(tmp_path: Path) -> None:
+    """make run on another PORT: its pages' websockets come from that origin and must not be refused."""
+    show = [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+            "print(','.join(settings.CSRF_TRUSTED_ORIGINS))"]
+    result = start(show, tmp_path, PORT="8123", LUCENT_EMBEDDED="1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "http://127.0.0.1:8123,http://localhost:8123"
