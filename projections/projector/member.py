@@ -19,21 +19,24 @@ within the lease's TTL.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
+import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
 from projections.partitions import Partition
 from projections.projector.lease import new_token
 from projections.projector.membership import Claim, Membership
-from projections.projector.runner import Runner
+from projections.projector.runner import Runner, RunnerConfig
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +151,24 @@ def _rss_mb() -> float:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def main(argv: Sequence[str]) -> None:
+    """``python -m projections.projector.member '{"id": ..., "projections": [...], "config": {RunnerConfig}}'``:
+    a member as the tests and benchmarks of ownership run several: no Django (no change notices), and no healer of
+    vanished entities (``run_projector`` hands one in; it lives above the projector). SIGTERM stops it cleanly."""
+    args = json.loads(argv[0])
+    base = RunnerConfig(**args["config"])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def build(partition: Partition, token: str) -> Runner:
+        return Runner(replace(base, projection=partition.projection), token=token)
+
+    Member(redis.Redis.from_url(base.redis_url), [Partition(p) for p in args["projections"]], build, base.lease_ms,
+           member_id=args.get("id")).run(stop)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -53,6 +53,14 @@ def test_the_projector_never_imports_the_read_side() -> None:
         assert not bad, f"{path.relative_to(ROOT)} imports the read side (projections.queries)"
 
 
+def test_the_projector_never_imports_the_operations_on_generations() -> None:
+    """``maintenance/`` builds on the projector (a rebuild runs a Runner); the projector is handed what it needs of
+    it (the healer of vanished entities), so the two never form a circle."""
+    for path in (ROOT / "projections" / "projector").rglob("*.py"):
+        bad = {m for m in imports_of(path) if m.startswith("projections.maintenance")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}: the projector is handed these, it does not import them"
+
+
 def test_the_console_reaches_the_engine_through_the_read_side_and_the_action_layer() -> None:
     """Views, widgets and consumers read through ``projections.queries`` and act through ``operations``; the
     operations on generations and entities (``projections.maintenance``) are the action layer's to call."""
