@@ -34,7 +34,7 @@ from bench_projector import Servers, pct  # noqa: E402
 from projections import keys  # noqa: E402
 from projections.codec import text  # noqa: E402
 from projections.eventstore import EventStore  # noqa: E402
-from projections.partitions import holder_of  # noqa: E402
+from projections.queries import Queries  # noqa: E402
 from projections.readmodels import PROJECTIONS  # noqa: E402
 from projections.simulation.appender import append_events  # noqa: E402
 from projections.simulation.market import Market  # noqa: E402
@@ -45,11 +45,8 @@ def say(message: str) -> None:
 
 
 def owners(client: redis.Redis) -> dict[str, str]:
-    found = {}
-    for name in PROJECTIONS:
-        held = holder_of(text(client.get(keys.lease(name))))
-        found[name] = held[0] if held else ""
-    return found
+    """Each projection's owning member ('' for nobody), as the Shards page shows it."""
+    return {row.partition.projection: row.owner for row in Queries(client).shards().partitions}
 
 
 class Sampler(threading.Thread):

@@ -10,7 +10,7 @@ from collections import Counter
 
 from projections import keys
 from projections.codec import text
-from projections.partitions import holder_of
+from projections.queries import Queries
 from projections.readmodels import PROJECTIONS
 from tests.drills.drill import Context
 from tests.drills.faults_processes import BURST_EVENTS, append_burst, checkpoint
@@ -22,13 +22,8 @@ PAUSE_S = LEASE_S + 4.0  # a zombie's pause: longer than its leases
 
 
 def owners(ctx: Context) -> dict[str, str]:
-    """Each projection's owning member ('' for nobody), as its lease says."""
-    client = ctx.stack.client()
-    found = {}
-    for name in PROJECTIONS:
-        held = holder_of(text(client.get(keys.lease(name))))
-        found[name] = held[0] if held else ""
-    return found
+    """Each projection's owning member ('' for nobody), as the Shards page shows it."""
+    return {row.partition.projection: row.owner for row in Queries(ctx.stack.client()).shards().partitions}
 
 
 def split_two_and_two(ctx: Context) -> bool:

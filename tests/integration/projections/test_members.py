@@ -9,7 +9,7 @@ import redis
 
 from projections import keys
 from projections.codec import text
-from projections.partitions import holder_of
+from projections.queries import Queries
 from projections.readmodels import PROJECTIONS
 from tests.fixtures.projections import MemberProcess, RedisProcess, StoreProcess
 from tests.integration.projections.helpers import append_market, checkpoint, generation_content, head_for, run_to_end
@@ -19,12 +19,8 @@ LEASE_MS = 1500
 
 
 def owners(client: redis.Redis) -> dict[str, str]:
-    """Each projection's owning member, as its lease says ('' if nobody holds it)."""
-    out = {}
-    for name in PROJECTIONS:
-        held = holder_of(text(client.get(keys.lease(name))))
-        out[name] = held[0] if held else ""
-    return out
+    """Each projection's owning member ('' for nobody), as the Shards page shows it."""
+    return {row.partition.projection: row.owner for row in Queries(client).shards().partitions}
 
 
 def members(tmp_path: Path, redis_url: str, uri: str, names: list[str]) -> list[MemberProcess]:
