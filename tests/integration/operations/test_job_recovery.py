@@ -13,6 +13,7 @@ import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connections
 from django.test import override_settings
 from django.utils import timezone
 
@@ -152,18 +153,27 @@ def test_a_rebuild_whose_worker_is_paused_past_its_lease_is_finished_by_another_
     _fresh_projection(client, live_stack.env["EVENTSTORE_URI"], "risk", 2)
 
 
+def run_and_close(job_id: int, said: dict[str, str], name: str) -> None:
+    """``jobs.run`` in a thread of this process, as a worker's thread would, closing the thread's database
+    connection after (PostgreSQL cannot drop the test database while a connection is open)."""
+    try:
+        said[name] = jobs.run(job_id)
+    finally:
+        connections.close_all()
+
+
 def test_a_job_that_loses_its_lease_stops_within_a_second_and_leaves_the_row_to_the_new_run(projected: Queries, ops,
                                                                                             redis_client) -> None:
     many = [f"nobody-{i}" for i in range(400)]  # unknown users: each is cheap, the job takes a few seconds
     job_id = actions.do_rebuild_users(Actor.of(ops), many).job
     said: dict[str, str] = {}
-    first = threading.Thread(target=lambda: said.update(first=jobs.run(job_id)), daemon=True)
+    first = threading.Thread(target=run_and_close, args=(job_id, said, "first"), daemon=True)
     first.start()
     wait_until(lambda: Job.objects.get(pk=job_id).done > 0, 30, what="the job to make progress")
 
     lost = time.monotonic()
     redis_client.delete(keys.job_lease(job_id))
-    second = threading.Thread(target=lambda: said.update(second=jobs.run(job_id)), daemon=True)
+    second = threading.Thread(target=run_and_close, args=(job_id, said, "second"), daemon=True)
     second.start()
 
     first.join(5)
