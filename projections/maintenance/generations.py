@@ -157,7 +157,7 @@ def switch_to(
     between = _Between(client, projection, control, max_lag_s)
     # a rebuild parks bad events whatever the live policy: it must not wait for an operator midway
     runner = Runner(replace(base, generation=generation, publish_status=False, exit_when_caught_up=False,
-                            on_bad_event="park"), hook=between.hook, healer=heal)
+                            on_bad_event="park"), hook=between.hook, healer=heal, client=client)
     between.progress = lambda: _progress(runner, start, head, resumed)
     between.caught_up = lambda: runner.caught_up
     failures: list[BaseException] = []

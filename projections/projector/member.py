@@ -163,11 +163,12 @@ def main(argv: Sequence[str]) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def build(partition: Partition, token: str) -> Runner:
-        return Runner(replace(base, projection=partition.projection), token=token)
+    client = redis.Redis.from_url(base.redis_url, socket_timeout=5, socket_connect_timeout=2)
 
-    Member(redis.Redis.from_url(base.redis_url), [Partition(p) for p in args["projections"]], build, base.lease_ms,
-           member_id=args.get("id")).run(stop)
+    def build(partition: Partition, token: str) -> Runner:
+        return Runner(replace(base, projection=partition.projection), token=token, client=client)
+
+    Member(client, [Partition(p) for p in args["projections"]], build, base.lease_ms, member_id=args.get("id")).run(stop)
 
 
 if __name__ == "__main__":

@@ -126,9 +126,10 @@ def _noop(_: Any) -> None:
 
 class Runner:
     def __init__(self, config: RunnerConfig, notifier: Notifier | None = None, hook: Hook | None = None,
-                 healer: Healer | None = None, token: str | None = None) -> None:
+                 healer: Healer | None = None, token: str | None = None, client: redis.Redis | None = None) -> None:
         """``token``: the fencing token of an ownership already taken (a member's claim, ``member#epoch``);
-        by default a new one, the runner taking the lease itself."""
+        by default a new one, the runner taking the lease itself. ``client``: the Redis client to use, handed in
+        by whoever composes the process (thread-safe, shared by its runners); by default one of ``redis_url``."""
         self.config = config
         self.healer = healer  # heals entities that vanished behind the projector (see projector/vanished.py)
         self.model = model_named(config.projection)
@@ -136,7 +137,7 @@ class Runner:
         self.hook = hook or _noop
         self.stop_flag = threading.Event()
         self.token = token or new_token()
-        self.redis = redis.Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self.redis = client or redis.Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.status = RunStatus(config.projection, self.token)
         self.ks = KeySpace(config.projection)
         lease_key = None if config.generation is None else keys.generation_lease(config.projection, config.generation)

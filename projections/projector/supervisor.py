@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import redis
+
 from projections.partitions import Partition
 from projections.projector.runner import Notifier, Runner, RunnerConfig
 from projections.projector.vanished import Healer
@@ -33,10 +35,11 @@ def build_runners(
     policies: Mapping[str, Mapping[str, Any]],
     notifier_for: Callable[[str], Notifier] | None = None,
     healer: Healer | None = None,
+    client: redis.Redis | None = None,
 ) -> list[Runner]:
     """One runner per projection name (all when ``names`` is empty), from plain settings values; ``healer``
-    rebuilds entities that vanished behind them (``projector/vanished.py``)."""
-    build = runner_factory(base, policies, notifier_for, healer)
+    rebuilds entities that vanished behind them (``projector/vanished.py``); ``client``: the process's Redis client."""
+    build = runner_factory(base, policies, notifier_for, healer, client)
     return [build(Partition(name), None) for name in list(names) or list(PROJECTIONS)]
 
 
@@ -45,13 +48,15 @@ def runner_factory(
     policies: Mapping[str, Mapping[str, Any]],
     notifier_for: Callable[[str], Notifier] | None = None,
     healer: Healer | None = None,
+    client: redis.Redis | None = None,
 ) -> Callable[[Partition, str | None], Runner]:
-    """What builds the runner of a partition from plain settings values, fenced by a token (None: its own)."""
+    """What builds the runner of a partition from plain settings values, fenced by a token (None: its own), on
+    the process's Redis ``client`` (None: each its own)."""
 
     def build(partition: Partition, token: str | None) -> Runner:
         name = partition.projection
         config = replace(base, projection=name, on_bad_event=str(policies.get(name, {}).get("on_bad_event", "park")))
-        return Runner(config, notifier_for(name) if notifier_for else None, healer=healer, token=token)
+        return Runner(config, notifier_for(name) if notifier_for else None, healer=healer, token=token, client=client)
 
     return build
 

@@ -110,12 +110,13 @@ class Command(BaseCommand):
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             if options["exit_when_caught_up"]:
-                runners = build_runners(options["projection"], base, settings.LUCENT_PROJECTIONS, channel_notifier, heal)
+                runners = build_runners(options["projection"], base, settings.LUCENT_PROJECTIONS, channel_notifier, heal,
+                                        redis_client())
                 self.stderr.write(f"projector running: {', '.join(r.config.projection for r in runners)}")
                 run_all(runners, stop)
             else:
                 partitions = [Partition(name) for name in options["projection"] or PROJECTIONS]
-                build = runner_factory(base, settings.LUCENT_PROJECTIONS, channel_notifier, heal)
+                build = runner_factory(base, settings.LUCENT_PROJECTIONS, channel_notifier, heal, redis_client())
                 member = Member(redis_client(), partitions, build, base.lease_ms,
                                 on_change=lambda: announce(SHARDS, int(time.time() * 1000)))
                 self.stderr.write(f"projector member {member.member_id} running: its share of "
