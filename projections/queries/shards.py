@@ -1,5 +1,5 @@
 """Shards queries: the projector members and the partitions they own, as the Shards page and ``manage.py shards``
-show them (one Redis round trip)."""
+show them (two Redis round trips: the partitions and the announcements, then what each member says)."""
 from __future__ import annotations
 
 import time
