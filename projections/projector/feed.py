@@ -30,6 +30,19 @@ class Feed:
         self.items.append(item)
         self.ready.set()
 
+    def offer(self, item: Any) -> bool:
+        """Add ``item`` unless ``limit`` items are pending (False: it was not added)."""
+        if len(self.items) >= self.limit:
+            return False
+        self.items.append(item)
+        self.ready.set()
+        return True
+
+    def push(self, item: Any) -> None:
+        """Add ``item`` even past ``limit`` (an error that must reach the consumer after what is pending)."""
+        self.items.append(item)
+        self.ready.set()
+
     def get(self, timeout: float) -> Any:
         """The next item, or EMPTY after ``timeout`` seconds without one."""
         try:
@@ -47,6 +60,10 @@ class Feed:
             return self.items.popleft()
         except IndexError:
             return EMPTY
+
+    def reset(self) -> None:
+        """Drop every pending item (the consumer starts again from a position of its own)."""
+        self.items.clear()
 
     def close(self) -> None:
         """Release a producer blocked on a full feed (the items are dropped)."""

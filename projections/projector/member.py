@@ -36,7 +36,7 @@ import redis
 from projections.partitions import Partition
 from projections.projector.lease import new_token
 from projections.projector.membership import Claim, Membership
-from projections.projector.runner import Runner, RunnerConfig
+from projections.projector.runner import Runner, RunnerConfig, shared_reader
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +164,15 @@ def main(argv: Sequence[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     client = redis.Redis.from_url(base.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    shared = shared_reader(base)
 
     def build(partition: Partition, token: str) -> Runner:
-        return Runner(replace(base, projection=partition.projection), token=token, client=client)
+        return Runner(replace(base, projection=partition.projection), token=token, client=client, shared=shared)
 
-    Member(client, [Partition(p) for p in args["projections"]], build, base.lease_ms, member_id=args.get("id")).run(stop)
+    try:
+        Member(client, [Partition(p) for p in args["projections"]], build, base.lease_ms, member_id=args.get("id")).run(stop)
+    finally:
+        shared.stop()
 
 
 if __name__ == "__main__":

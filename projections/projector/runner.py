@@ -69,6 +69,7 @@ from projections.projector import vanished
 from projections.projector.batches import Collected, collect_direct, collect_live
 from projections.projector.cache import StateCache
 from projections.projector.canary import now_ms, sample_writes
+from projections.projector.fanout import SharedReader, Sources, Tap
 from projections.projector.feed import Feed, pump
 from projections.projector.fold import FoldResult, fold_and_plan, fold_batch, touched_refs
 from projections.projector.lease import Lease, new_token
@@ -120,16 +121,30 @@ class RunnerConfig:
     significant_move: SignificantMove = SignificantMove()  # a portfolio move worth PortfolioSignificantlyUpdated
 
 
+def window_of(config: RunnerConfig) -> int:
+    """The subscription's checkpoint window: a checkpoint marker every few of its batches."""
+    return max(30, config.batch_size // 5)
+
+
+def shared_reader(config: RunnerConfig) -> SharedReader:
+    """The one reading of ``$all`` a projector process shares among its runners (see :mod:`projections.projector.fanout`)."""
+    sources = Sources(config.eventstore_uri, window_of(config), config.reader_process_after)
+    return SharedReader(sources.open, backoff_initial=config.backoff_initial, backoff_max=config.backoff_max)
+
+
 def _noop(_: Any) -> None:
     return None
 
 
 class Runner:
     def __init__(self, config: RunnerConfig, notifier: Notifier | None = None, hook: Hook | None = None,
-                 healer: Healer | None = None, token: str | None = None, client: redis.Redis | None = None) -> None:
+                 healer: Healer | None = None, token: str | None = None, client: redis.Redis | None = None,
+                 shared: SharedReader | None = None) -> None:
         """``token``: the fencing token of an ownership already taken (a member's claim, ``member#epoch``);
         by default a new one, the runner taking the lease itself. ``client``: the Redis client to use, handed in
-        by whoever composes the process (thread-safe, shared by its runners); by default one of ``redis_url``."""
+        by whoever composes the process (thread-safe, shared by its runners); by default one of ``redis_url``.
+        ``shared``: the process's one reading of ``$all`` (:mod:`projections.projector.fanout`); by default the
+        runner subscribes on its own."""
         self.config = config
         self.healer = healer  # heals entities that vanished behind the projector (see projector/vanished.py)
         self.model = model_named(config.projection)
@@ -151,6 +166,9 @@ class Runner:
         self.build = None if self.publisher is None else self.publisher.events_of
         self.requests = Requests(self.redis, config.projection, self.lease, config.lease_ms, self.stop_flag, self._tick)
         self.caught_up = False
+        self.shared = shared
+        self.tap: Tap | None = None
+        self._target = 0
         self.cache = StateCache(config.state_cache_entries)
         self._store: EventStore | None = None
         self._checkpoint_text = ""
@@ -168,6 +186,8 @@ class Runner:
                             self.config.status_interval, self.config.events_behind_bound)
         if self.config.publish_status:
             reporter.start()
+        if self.shared is not None:
+            self.tap = self.shared.attach(self.config.projection, self.model.event_types, self.config.batch_size * 8)
         try:
             while True:
                 try:
@@ -194,6 +214,8 @@ class Runner:
                 self.status.state = State.PAUSED
             if self.config.publish_status:
                 reporter.stop()
+            if self.shared is not None and self.tap is not None:
+                self.shared.detach(self.tap)
             self._release()
 
     def _await_park_decision(self, member: str) -> bool:
@@ -276,34 +298,46 @@ class Runner:
             self.publisher.begin(checkpoint, target)
         self.status.state = State.CATCHING_UP
         self.caught_up = False
-        sub: Subscription | ReaderProcess = self._subscribe()
+        self._target = target
+        alone = target > checkpoint and (self.tap is None or self._far_behind(checkpoint))
+        if alone and self._catch_up_alone(target) == RETURN:
+            return True
+        if self.tap is not None and self.shared is not None:
+            self.shared.restart(self.tap, self.status.checkpoint)
+            return self._loop(self.tap.feed)
+        # Live on a subscription of its own: a reader thread feeds the loop, so a quiet stream can close a batch on time.
+        sub = self._subscribe()
         feed = Feed(self.config.batch_size * 8)
         reader = threading.Thread(target=pump, args=(iter(sub), feed), daemon=True, name=f"read-{self.config.projection}")
         try:
-            if target > checkpoint:
-                outcome = self._catch_up(iter(sub), target, self.config.reader_process_after)
-                if outcome == SWITCH:  # a long catch-up: read in a child process (see projections.projector.reader)
-                    sub.stop()
-                    sub = self._reader_process(target)
-                    outcome = self._catch_up(iter(sub), target, None)
-                    sub.stop()
-                    sub = self._subscribe()
-                    reader = threading.Thread(target=pump, args=(iter(sub), feed), daemon=True, name=reader.name)
-                if outcome == RETURN:
-                    return True
-            if not self.caught_up:
-                self._live()
-            # Live: a reader thread feeds the loop, so a quiet stream can close a batch on time.
             reader.start()
             return self._loop(feed)
         finally:
             sub.stop()
             feed.close()
-            if reader.is_alive():
-                reader.join(2)
+            reader.join(2)
+
+    def _far_behind(self, checkpoint: int) -> bool:
+        """Whether to catch up alone before reading from the shared reader (see :mod:`projections.projector.fanout`)."""
+        assert self.tap is not None and self.shared is not None and self._store is not None
+        return self.shared.far_behind(self.tap, checkpoint, self._store.count_after, self.config.reader_process_after)
+
+    def _catch_up_alone(self, target: int) -> str:
+        """Catch up to ``target`` on a subscription of its own, read in this thread, and for a long catch-up in a
+        reader process (see :mod:`projections.projector.reader`)."""
+        sub: Subscription | ReaderProcess = self._subscribe()
+        try:
+            outcome = self._catch_up(iter(sub), target, self.config.reader_process_after)
+            if outcome == SWITCH:
+                sub.stop()
+                sub = self._reader_process(target)
+                outcome = self._catch_up(iter(sub), target, None)
+            return outcome
+        finally:
+            sub.stop()
 
     def _window(self) -> int:
-        return max(30, self.config.batch_size // 5)
+        return window_of(self.config)
 
     def _subscribe(self) -> Subscription:
         assert self._store is not None
@@ -344,6 +378,8 @@ class Runner:
 
     def _live(self) -> None:
         self.caught_up = True
+        if self.tap is not None:
+            self.tap.live = True
         self.status.state = State.LIVE
         log.info("projection %s caught up at %s", self.config.projection, self.status.checkpoint)
 
@@ -358,7 +394,9 @@ class Runner:
             if batch or marker > self.status.checkpoint:
                 self._apply(batch, marker)
                 last_renew = time.monotonic()
-            if caught_up and not self.caught_up:
+            elif self.tap is not None and self.shared is not None and self.tap.overflowed:
+                self.shared.restart(self.tap, self.status.checkpoint)  # left behind by the shared reader: the gap again
+            if (caught_up or self.status.checkpoint >= self._target) and not self.caught_up:
                 self._live()
             if batch or marker:
                 last_item = time.monotonic()

@@ -22,6 +22,7 @@ from typing import Any
 import redis
 
 from projections.partitions import Partition
+from projections.projector.fanout import SharedReader
 from projections.projector.runner import Notifier, Runner, RunnerConfig
 from projections.projector.vanished import Healer
 from projections.readmodels import PROJECTIONS
@@ -49,14 +50,17 @@ def runner_factory(
     notifier_for: Callable[[str], Notifier] | None = None,
     healer: Healer | None = None,
     client: redis.Redis | None = None,
+    shared: SharedReader | None = None,
 ) -> Callable[[Partition, str | None], Runner]:
     """What builds the runner of a partition from plain settings values, fenced by a token (None: its own), on
-    the process's Redis ``client`` (None: each its own)."""
+    the process's Redis ``client`` (None: each its own), reading from the process's ``shared`` reader of ``$all``
+    (None: each its own subscription)."""
 
     def build(partition: Partition, token: str | None) -> Runner:
         name = partition.projection
         config = replace(base, projection=name, on_bad_event=str(policies.get(name, {}).get("on_bad_event", "park")))
-        return Runner(config, notifier_for(name) if notifier_for else None, healer=healer, token=token, client=client)
+        return Runner(config, notifier_for(name) if notifier_for else None, healer=healer, token=token, client=client,
+                      shared=shared)
 
     return build
 

@@ -32,7 +32,7 @@ from projections.maintenance.user_rebuild import heal
 from projections.partitions import Partition
 from projections.projector.member import Member
 from projections.projector.notices import group_name
-from projections.projector.runner import Notifier
+from projections.projector.runner import Notifier, shared_reader
 from projections.projector.supervisor import build_runners, run_all, runner_factory
 from projections.readmodels import PROJECTIONS
 
@@ -116,13 +116,17 @@ class Command(BaseCommand):
                 run_all(runners, stop)
             else:
                 partitions = [Partition(name) for name in options["projection"] or PROJECTIONS]
-                build = runner_factory(base, settings.LUCENT_PROJECTIONS, channel_notifier, heal, redis_client())
+                shared = shared_reader(base)
+                build = runner_factory(base, settings.LUCENT_PROJECTIONS, channel_notifier, heal, redis_client(), shared)
                 member = Member(redis_client(), partitions, build, base.lease_ms,
                                 on_change=lambda: announce(SHARDS, int(time.time() * 1000)))
                 self.stderr.write(f"projector member {member.member_id} running: its share of "
-                                  f"{', '.join(p.label for p in partitions)}")
-                with Children(processes - 1, options["projection"], stop):
-                    member.run(stop)
+                                  f"{', '.join(p.label for p in partitions)}, reading $all once for them")
+                try:
+                    with Children(processes - 1, options["projection"], stop):
+                        member.run(stop)
+                finally:
+                    shared.stop()
         except ProjectionError as exc:
             raise CommandError(str(exc)) from exc
         finally:
