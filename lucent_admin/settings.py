@@ -11,6 +11,7 @@ from lucent_admin import config
 from projections import keys
 from projections.errors import ConfigurationError
 from projections.eventstore import validate_uri
+from projections.partitions import check_count
 from projections.readmodels import PROJECTIONS
 
 django_stubs_ext.monkeypatch()  # Django's generic classes (ModelAdmin[Job]) subscriptable at run time, as their stubs are
@@ -184,6 +185,9 @@ for _name, _conf in LUCENT_PROJECTIONS.items():
     if _conf["on_bad_event"] not in {"park", "stop"}:
         raise ConfigurationError(f"LUCENT_{_name.upper()}_ON_BAD_EVENT", "must be 'park' or 'stop'")
 LUCENT_BATCH_SIZE = config.env_int("LUCENT_BATCH_SIZE", 500, 1)
+# Partitions (the platform document's ShardBy user): a user-keyed projection's next generation is split into this
+# many (a power of two); a generation keeps the count it was built with (projections/layout.py).
+LUCENT_PARTITIONS = check_count(config.env_int("LUCENT_PARTITIONS", 1, 1), "LUCENT_PARTITIONS")
 LUCENT_LIVE_FLUSH_MS = config.env_int("LUCENT_LIVE_FLUSH_MS", 2, 0)
 LUCENT_READER_PROCESS_AFTER = config.env_int("LUCENT_READER_PROCESS_AFTER", 5000, -1)
 LUCENT_STATE_CACHE_ENTRIES = config.env_int("LUCENT_STATE_CACHE_ENTRIES", 20000, 0)

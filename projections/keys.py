@@ -137,6 +137,12 @@ def kept(projection: str) -> str:
     return f"{tag(projection)}:kept"
 
 
+def layout(projection: str, generation: int) -> str:
+    """Hash: how a generation is split, ``partitions`` (a power of two) and ``hash`` (``crc32``), written once when
+    the generation is first built, beside the pointer; P changes only through a rebuild into a new generation."""
+    return f"{tag(projection)}:g{generation}-layout"
+
+
 def generation_lease(projection: str, generation: int) -> str:
     """Fencing token of the job writing a generation that is not live (a rebuild's, a rollback's)."""
     return f"{generation_prefix(projection, generation)}-lease"
@@ -158,17 +164,24 @@ def projection_pattern(projection: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KeySpace:
-    """The read-model keys of one generation of one projection."""
+    """The read-model keys of one generation of one projection, or of one partition of it (``tag``: the
+    partition's hash tag, ``Partition.tag``; empty for a projection in one partition)."""
 
     projection: str
     generation: int = 1
+    tag: str = ""
+
+    @property
+    def root(self) -> str:
+        """The hash tag the keys live under: the partition's, else the projection's."""
+        return self.tag or self.projection
 
     def key(self, *parts: str) -> str:
-        return ":".join((generation_prefix(self.projection, self.generation), *parts))
+        return ":".join((generation_prefix(self.root, self.generation), *parts))
 
     def name_of(self, key: str) -> str:
         """The document-vocabulary name of ``key`` (its part after the generation prefix)."""
-        return key[len(generation_prefix(self.projection, self.generation)) + 1 :]
+        return key[len(generation_prefix(self.root, self.generation)) + 1 :]
 
     @property
     def checkpoint(self) -> str:

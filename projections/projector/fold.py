@@ -27,8 +27,9 @@ from typing import Any
 from projections.errors import BadEvent
 from projections.events import DomainEvent
 from projections.keys import KeySpace
+from projections.partitions import Partition
 from projections.published import Builder, Outgoing
-from projections.readmodels.base import Append, ReadModel, Ref, Rendered
+from projections.readmodels.base import Append, ReadModel, Ref, Rendered, held_refs
 from projections.writer import Plan, plan
 
 log = logging.getLogger(__name__)
@@ -44,21 +45,24 @@ class FoldResult:
     published: list[Outgoing] = field(default_factory=list)  # events to publish, in batch order (see module doc)
 
 
-def touched_refs(model: ReadModel, events: Iterable[DomainEvent]) -> list[Ref]:
-    """Every entity the events touch, each once, in first-touch order."""
+def touched_refs(model: ReadModel, events: Iterable[DomainEvent], partition: Partition | None = None) -> list[Ref]:
+    """Every entity the events touch (those ``partition`` holds, if given), each once, in first-touch order."""
     seen: dict[Ref, None] = {}
     for event in events:
-        for ref in model.touches(event):
+        refs = model.touches(event)
+        for ref in refs if partition is None else held_refs(model, refs, partition) or ():
             seen[ref] = None
     return list(seen)
 
 
 def fold_batch(
     model: ReadModel, ks: KeySpace, loaded: Mapping[Ref, Any], events: Sequence[DomainEvent],
-    check: Callable[[Ref, Any], object] | None = None, publish: Builder | None = None,
+    check: Callable[[Ref, Any], object] | None = None, publish: Builder | None = None, partition: Partition | None = None,
 ) -> FoldResult:
     """Fold ``events`` in order (see the module doc). ``check(ref, state)``, if given, is called on
-    each new state as part of its event's step, so a state it rejects (raises on) fails that event."""
+    each new state as part of its event's step, so a state it rejects (raises on) fails that event.
+    ``partition``: fold only for the entities it holds (:func:`~projections.readmodels.base.held_refs`); the others
+    an event touches are folded from empty and dropped (no step reads another entity's result)."""
     current: dict[Ref, Any] = dict(loaded)
     changed: dict[Ref, Any] = {}
     appends: list[Append] = []
@@ -69,12 +73,15 @@ def fold_batch(
         outgoing: Sequence[Outgoing] = ()
         try:
             refs = model.touches(event)
-            if not refs:
+            mine = refs if partition is None else held_refs(model, refs, partition)
+            if not mine:
                 continue
-            for ref in refs:
+            for ref in mine:
                 if ref not in current:
                     current[ref] = model.empty(ref)  # an empty state is what a missing entity is anyway
-            new = model.step({ref: current[ref] for ref in refs}, event)
+            new = model.step({ref: current[ref] if ref in current else model.empty(ref) for ref in refs}, event)
+            if len(mine) < len(refs):
+                new = {ref: state for ref, state in new.items() if ref in mine}
             for ref, state in new.items():
                 appends.extend(model.appends(ks, ref, event, state))
                 if check is not None and state is not current[ref]:
@@ -102,16 +109,18 @@ def _failure(exc: Exception) -> BadEvent:
 def fold_and_plan(
     model: ReadModel, ks: KeySpace, states: Mapping[Ref, Any], events: Sequence[DomainEvent],
     result: FoldResult | None = None, images: Mapping[Ref, Rendered] | None = None, publish: Builder | None = None,
+    partition: Partition | None = None,
 ) -> tuple[FoldResult, Plan]:
     """Fold ``events`` (unless ``result`` is that fold already) and plan its writes. Planning is pure,
     so if it raises, a state folded from an absurd event cannot be rendered (an overflow in a derived
     figure): fold again, rendering each new state as part of its event's step, so that event fails
     alone and is parked. The second pass costs a render per event, and only runs then."""
-    result = result if result is not None else fold_batch(model, ks, states, events, publish=publish)
+    result = result if result is not None else fold_batch(model, ks, states, events, publish=publish, partition=partition)
     try:
         return result, plan(model, ks, states, result.changed, result.appends, images)
     except Exception as exc:  # noqa: BLE001 - see the docstring; a second failure is not an event's
         log.warning("projection %s: a folded state cannot be rendered (%s: %s); finding the event",
                     model.name, type(exc).__name__, exc)
-    result = fold_batch(model, ks, states, events, check=lambda ref, state: model.render(ks, ref, state), publish=publish)
+    result = fold_batch(model, ks, states, events, check=lambda ref, state: model.render(ks, ref, state), publish=publish,
+                        partition=partition)
     return result, plan(model, ks, states, result.changed, result.appends, images)

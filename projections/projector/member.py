@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 import redis
 
+from projections.layout import live_partitions
 from projections.partitions import Partition
 from projections.projector.lease import new_token
 from projections.projector.membership import Claim, Membership
@@ -154,7 +155,7 @@ def _rss_mb() -> float:
 
 
 def main(argv: Sequence[str]) -> None:
-    """``python -m projections.projector.member '{"id": ..., "projections": [...], "config": {RunnerConfig}}'``:
+    """``python -m projections.projector.member '{"id": ..., "projections": [...], "partitions": P, "config": {RunnerConfig}}'``:
     a member as the tests and benchmarks of ownership run several: no Django (no change notices), and no healer of
     vanished entities (``run_projector`` hands one in; it lives above the projector). SIGTERM stops it cleanly."""
     args = json.loads(argv[0])
@@ -167,10 +168,13 @@ def main(argv: Sequence[str]) -> None:
     shared = shared_reader(base)
 
     def build(partition: Partition, token: str) -> Runner:
-        return Runner(replace(base, projection=partition.projection), token=token, client=client, shared=shared)
+        return Runner(replace(base, projection=partition.projection, partition=partition.index, partitions=partition.count),
+                      token=token, client=client, shared=shared)
 
+    count = int(args.get("partitions", 1))
+    partitions = [part for name in args["projections"] for part in live_partitions(client, name, count)]
     try:
-        Member(client, [Partition(p) for p in args["projections"]], build, base.lease_ms, member_id=args.get("id")).run(stop)
+        Member(client, partitions, build, base.lease_ms, member_id=args.get("id")).run(stop)
     finally:
         shared.stop()
 

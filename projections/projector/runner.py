@@ -65,6 +65,7 @@ from projections.errors import (
 from projections.events import CanaryAppended, DomainEvent, Ignored, Recorded, decode, envelope_of
 from projections.eventstore import EventStore, Marker, Subscription
 from projections.keys import KeySpace
+from projections.partitions import Partition
 from projections.projector import vanished
 from projections.projector.batches import Collected, collect_direct, collect_live
 from projections.projector.cache import StateCache
@@ -116,6 +117,8 @@ class RunnerConfig:
     backoff_max: float = 10.0
     exit_when_caught_up: bool = False
     generation: int | None = None  # None: the live generation (its pointer); a rebuild names a new one
+    partition: int = 0  # which partition of the projection this runner folds (projections.partitions)
+    partitions: int = 1  # into how many the generation is split (its layout)
     publish_status: bool = True  # the live projector's status hash and heartbeat (a rebuild's runner has none)
     publish_events: bool = False  # append domain events (projections.published); only ever by the live runner
     significant_move: SignificantMove = SignificantMove()  # a portfolio move worth PortfolioSignificantlyUpdated
@@ -153,18 +156,20 @@ class Runner:
         self.stop_flag = threading.Event()
         self.token = token or new_token()
         self.redis = client or redis.Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
-        self.status = RunStatus(config.projection, self.token)
-        self.ks = KeySpace(config.projection)
-        lease_key = None if config.generation is None else keys.generation_lease(config.projection, config.generation)
-        self.lease = Lease(self.redis, config.projection, self.token, config.lease_ms, key=lease_key)
+        self.partition = Partition(config.projection, config.partition, config.partitions)
+        tag = self.tag = self.partition.tag  # the partition's keys: its checkpoint, lease, status, parked events, ...
+        self.status = RunStatus(tag, self.token)
+        self.ks = KeySpace(config.projection, tag=self._ks_tag())
+        lease_key = keys.lease(tag) if config.generation is None else keys.generation_lease(tag, config.generation)
+        self.lease = Lease(self.redis, tag, self.token, config.lease_ms, key=lease_key)
         self.committer = Committer(self.redis, config.projection, self.token, config.lease_ms, lease_key,
                                    live=config.generation is None)  # the live runner commits only to the pointer's generation
-        self.parking = Parking(self.redis, config.projection)
+        self.parking = Parking(self.redis, tag)
         live = config.publish_events and config.generation is None and config.publish_status
         build = builder_for(config.projection, config.significant_move) if live else None
-        self.publisher = None if build is None else Publisher(self.redis, config.projection, build)
+        self.publisher = None if build is None else Publisher(self.redis, tag, build)
         self.build = None if self.publisher is None else self.publisher.events_of
-        self.requests = Requests(self.redis, config.projection, self.lease, config.lease_ms, self.stop_flag, self._tick)
+        self.requests = Requests(self.redis, tag, self.lease, config.lease_ms, self.stop_flag, self._tick)
         self.caught_up = False
         self.shared = shared
         self.tap: Tap | None = None
@@ -187,7 +192,7 @@ class Runner:
         if self.config.publish_status:
             reporter.start()
         if self.shared is not None:
-            self.tap = self.shared.attach(self.config.projection, self.model.event_types, self.config.batch_size * 8)
+            self.tap = self.shared.attach(self.tag, self.model.event_types, self.config.batch_size * 8)
         try:
             while True:
                 try:
@@ -263,6 +268,9 @@ class Runner:
                 self.requests.back_off(sleep)
                 delay = min(self.config.backoff_max, delay * 2)
 
+    def _ks_tag(self) -> str:
+        return self.tag if self.partition.count > 1 else ""
+
     def _tick(self) -> None:
         self.status.tick = time.monotonic()
 
@@ -279,7 +287,7 @@ class Runner:
 
     def _session(self) -> bool:
         """Process events until stopped (True), caught up with exit_when_caught_up (True) or an error."""
-        self.ks = KeySpace(self.config.projection, self._generation())
+        self.ks = KeySpace(self.config.projection, self._generation(), self._ks_tag())
         self.cache.clear()
         self.status.sessions += 1
         self.status.generation = self.ks.generation
@@ -431,6 +439,8 @@ class Runner:
                 event = decode(item)
             except BadEvent as exc:
                 env = item.envelope
+                if self.partition.index != 0:  # undecodable, so no partition's own: partition 0 parks it (or stops)
+                    continue
                 if self.config.on_bad_event == "stop":
                     member = keys.parked_member(env.stream, env.event_id)
                     if self.parking.park_decided(member):
@@ -455,7 +465,8 @@ class Runner:
     def _commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int, raw: list[Recorded],
                 canaries: Sequence[CanaryAppended] = ()) -> None:
         self.hook("read")
-        canaries = canaries if self.config.publish_status else ()  # only the live projector records canaries
+        # only the live projector records canaries (in partition 0's keys, the one the console reads)
+        canaries = canaries if self.config.publish_status and self.partition.index == 0 else ()
         self._healed = set()
         for attempt in range(1, EPOCH_RETRIES + 1):
             try:
@@ -465,7 +476,8 @@ class Runner:
                 self.cache.clear()  # keys vanished under the batch: heal those entities, then fold it again
                 if attempt == EPOCH_RETRIES:
                     raise
-                self._heal(vanished.users_of_keys(self.model, self.ks, touched_refs(self.model, events), exc.keys))
+                self._heal(vanished.users_of_keys(self.model, self.ks, touched_refs(self.model, events, self.partition),
+                                                             exc.keys))
             except EpochMoved:
                 self.cache.clear()  # a per-user rebuild wrote entities: fold this batch again from Redis
                 if attempt == EPOCH_RETRIES:
@@ -493,7 +505,7 @@ class Runner:
     def _fold_and_commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int,
                          canaries: Sequence[CanaryAppended] = ()) -> tuple[FoldResult, Plan, list[tuple[str, ...]]]:
         """Load, fold, plan and commit one batch; the folded result, its plan and what it parked."""
-        refs = touched_refs(self.model, events)
+        refs = touched_refs(self.model, events, self.partition)
         loaded = self.cache.load(self.redis, self.model, self.ks, refs)
         if loaded.checkpoint != self._checkpoint_text:
             raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
@@ -502,12 +514,13 @@ class Runner:
             if self._heal(vanished.lost_users(self._store, self.model, loaded.states, first, self._healed, self._known)):
                 loaded = self.cache.load(self.redis, self.model, self.ks, refs)  # the healed entities, whole
         guards = [] if self.healer is None else writer_guards(self.model, self.ks, loaded.states, loaded.images, refs)
-        result = fold_batch(self.model, self.ks, loaded.states, events, publish=self.build)
+        result = fold_batch(self.model, self.ks, loaded.states, events, publish=self.build, partition=self.partition)
         self.hook("fold")
-        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, result, loaded.images, self.build)
+        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, result, loaded.images, self.build,
+                                       self.partition)
         parked = [*parked, *self._park_failed(result.failed)]
         self.hook("write")
-        samples = sample_writes(self.config.projection, canaries, now_ms()) if canaries else []
+        samples = sample_writes(self.tag, canaries, now_ms()) if canaries else []
         self.committer.commit(self.ks, self._checkpoint_text, checkpoint,
                               [*guards, *writes.writes, *parked, *self._outbox(result), *samples], loaded.epoch)
         return result, writes, parked
@@ -527,7 +540,7 @@ class Runner:
         return True
 
     def _outbox(self, result: FoldResult) -> list[tuple[str, ...]]:
-        return outbox_writes(self.config.projection, [(o.event_id, o.to_json()) for o in result.published])
+        return outbox_writes(self.tag, [(o.event_id, o.to_json()) for o in result.published])
 
     def _publish(self) -> None:
         """Append what the outbox holds (the store down: raises, and the next session starts with it)."""
@@ -576,11 +589,12 @@ class Runner:
         event whose fold fails stays parked, marked retried: its park writes come after ``extra``'s
         unpark writes in the same script, so the record is rewritten, not lost."""
         self.cache.clear()  # rare: simpler to reload than to keep the cache through it
-        loaded = load_states(self.redis, self.model, self.ks, touched_refs(self.model, events))
+        loaded = load_states(self.redis, self.model, self.ks, touched_refs(self.model, events, self.partition))
         stored = loaded.checkpoint
         if stored != self._checkpoint_text:
             raise CheckpointMoved(f"checkpoint is {stored!r}, expected {self._checkpoint_text!r}")
-        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, publish=self.build)
+        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, publish=self.build,
+                                       partition=self.partition)
         failed = self._park_failed(result.failed, retried=True)
         self.committer.commit(self.ks, stored, int(stored), [*writes.writes, *extra, *failed, *self._outbox(result)],
                               loaded.epoch)

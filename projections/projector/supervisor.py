@@ -58,7 +58,8 @@ def runner_factory(
 
     def build(partition: Partition, token: str | None) -> Runner:
         name = partition.projection
-        config = replace(base, projection=name, on_bad_event=str(policies.get(name, {}).get("on_bad_event", "park")))
+        config = replace(base, projection=name, partition=partition.index, partitions=partition.count,
+                         on_bad_event=str(policies.get(name, {}).get("on_bad_event", "park")))
         return Runner(config, notifier_for(name) if notifier_for else None, healer=healer, token=token, client=client,
                       shared=shared)
 

@@ -14,7 +14,9 @@ marks table, the clock). For each entity the module gives:
   its members in shared sorted sets and its fields in shared hashes;
 * ``appends(ks, ref, event, state)``: append-only entries (capped sorted sets
   such as position history), keyed by commit position so re-applying is a no-op;
-* ``user_kind``: which entities are one user's (a per-user rebuild rebuilds those).
+* ``user_kind``: which entities are one user's (a per-user rebuild rebuilds those);
+* ``placement(ref)``: where the entity lives when the projection is split into partitions
+  (:class:`Placement`, :func:`held_refs`).
 """
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from enum import Enum
 from functools import lru_cache
 from typing import Any, Protocol
 
 from projections.events import DomainEvent
 from projections.keys import KeySpace
+from projections.partitions import Partition
 
 Ref = tuple[str, str]
 
@@ -55,6 +59,15 @@ class Append:
     cap: int
 
 
+class Placement(Enum):
+    """Where an entity lives in a projection split into partitions (see :func:`held_refs`)."""
+
+    USER = "user"  # in its user's partition (the ref's id is the user id)
+    REPLICATED = "replicated"  # a copy in every partition, folded from every event that sets it (portfolio's marks)
+    LOCAL = "local"  # a copy in every partition, folded from the events the partition folds anyway (a clock)
+    HOME = "home"  # in partition 0 alone (an aggregate over every user, leaderboards' strategies)
+
+
 class ReadModel(Protocol):
     """The contract of a read model module (see the module docstring)."""
 
@@ -64,6 +77,7 @@ class ReadModel(Protocol):
     publishes: bool  # the live projector publishes domain events from its states' changes (``published.py``)
 
     def touches(self, event: DomainEvent) -> tuple[Ref, ...]: ...
+    def placement(self, ref: Ref) -> Placement: ...
     def empty(self, ref: Ref) -> Any: ...
     def step(self, states: Mapping[Ref, Any], event: DomainEvent) -> dict[Ref, Any]: ...
     def main_key(self, ks: KeySpace, ref: Ref) -> str: ...
@@ -93,6 +107,29 @@ class StrayPlaces:
     keys: str | None = None
     details: str | None = None
     ranking: str | None = None
+
+
+def held_refs(model: ReadModel, refs: tuple[Ref, ...], partition: Partition) -> tuple[Ref, ...] | None:
+    """Which of an event's ``refs`` ``partition`` folds it for; None: the event is another partition's.
+
+    An event is folded by the partitions holding one of its user or home entities; an event touching only
+    replicated or local entities (a price for the marks) by every partition. A partition folds an event for the
+    entities it holds: its users', the replicated and local ones, and the home ones in partition 0."""
+    if partition.count == 1:
+        return refs
+    held: list[Ref] = []
+    owned = anchored = False
+    for ref in refs:
+        place = model.placement(ref)
+        if place is Placement.USER or place is Placement.HOME:
+            anchored = True
+            mine = partition.owns(ref[1]) if place is Placement.USER else partition.index == 0
+            owned = owned or mine
+            if mine:
+                held.append(ref)
+        else:
+            held.append(ref)
+    return tuple(held) if owned or not anchored else None
 
 
 # -- codec helpers shared by the modules ----------------------------------------------

@@ -20,6 +20,7 @@ from projections.keys import KeySpace
 from projections.readmodels.base import (
     DAY_MS,
     EPSILON,
+    Placement,
     Ref,
     Rendered,
     StrayPlaces,
@@ -117,6 +118,9 @@ class LeaderboardsModel:
         if event.strategy_id is None:
             return (("trader", event.user_id), CLOCK)
         return (("trader", event.user_id), ("strategy", event.strategy_id), CLOCK)
+
+    def placement(self, ref: Ref) -> Placement:
+        return Placement.LOCAL if ref == CLOCK else Placement.USER if ref[0] == "trader" else Placement.HOME
 
     def empty(self, ref: Ref) -> Any:
         kind, ident = ref

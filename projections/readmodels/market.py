@@ -29,6 +29,7 @@ from projections.keys import KeySpace, arbitrage_member, latest_price_field
 from projections.readmodels.base import (
     HOUR_MS,
     MINUTE_MS,
+    Placement,
     Ref,
     Rendered,
     StrayPlaces,
@@ -212,6 +213,9 @@ class MarketModel:
         if isinstance(event, PriceUpdated):
             return (("pair", event.pair), ("exchange", event.exchange))
         return ()
+
+    def placement(self, ref: Ref) -> Placement:
+        return Placement.HOME  # one partition: pairs and exchanges are no user's
 
     def empty(self, ref: Ref) -> Any:
         return PairMarket(ref[1]) if ref[0] == "pair" else ExchangeMarket(ref[1])

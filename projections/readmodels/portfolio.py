@@ -27,7 +27,7 @@ from typing import Any
 
 from projections.events import CANARY_TYPE, DomainEvent, PortfolioRebalanced, PositionClosed, PriceUpdated, TradeExecuted
 from projections.keys import KeySpace
-from projections.readmodels.base import EPSILON, Append, Ref, Rendered, StrayPlaces, dumps, fnum, inum, loads_map, num
+from projections.readmodels.base import EPSILON, Append, Placement, Ref, Rendered, StrayPlaces, dumps, fnum, inum, loads_map, num
 
 NAME: str = "portfolio"
 EVENT_TYPES: tuple[str, ...] = ("TradeExecuted", "PriceUpdated", "PortfolioRebalanced", "PositionClosed", CANARY_TYPE)
@@ -196,6 +196,9 @@ class PortfolioModel:
         if isinstance(event, (TradeExecuted, PortfolioRebalanced, PositionClosed)):
             return (("user", event.user_id), MARKS)
         return ()
+
+    def placement(self, ref: Ref) -> Placement:
+        return Placement.REPLICATED if ref == MARKS else Placement.USER
 
     def empty(self, ref: Ref) -> Any:
         return Marks() if ref == MARKS else Portfolio(user_id=ref[1])

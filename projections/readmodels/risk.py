@@ -31,6 +31,7 @@ from projections.events import CANARY_TYPE, RISK_LEVELS, DomainEvent, RiskAlertA
 from projections.keys import KeySpace
 from projections.readmodels.base import (
     EPSILON,
+    Placement,
     Ref,
     Rendered,
     StrayPlaces,
@@ -262,6 +263,9 @@ class RiskModel:
         if isinstance(event, RiskAlertAcknowledged):
             return (("user", event.user_id),)
         return ()
+
+    def placement(self, ref: Ref) -> Placement:
+        return Placement.LOCAL if ref == CLOCK else Placement.USER
 
     def empty(self, ref: Ref) -> Any:
         return Clock() if ref == CLOCK else Risk(user_id=ref[1])

@@ -2,12 +2,20 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import pytest
 
 from projections.errors import ConfigurationError
+from projections.keys import KeySpace
 from projections.partitions import Partition, check_count, holder_of, partition_of, partitions_of
+from projections.projector.fold import fold_batch
 from projections.projector.membership import preference, share
+from projections.readmodels import model as model_of
+from projections.readmodels.base import Placement, Ref, held_refs
+from projections.readmodels.clock import CLOCK, Clock
+from projections.readmodels.portfolio import MARKS
+from tests.unit.eventfactory import simulated
 
 
 def test_a_users_partition_is_the_crc32_of_the_id_the_same_in_every_process() -> None:
@@ -50,3 +58,43 @@ def test_preference_is_stable_and_holders_read_back() -> None:
     assert preference("m1", p) == preference("m1", Partition("risk", 2, 16)) != preference("m2", p)
     assert holder_of("host:12:ab#7") == ("host:12:ab", 7)
     assert holder_of(None) is None and holder_of("legacy-token") is None
+
+
+@pytest.mark.parametrize("name", ["portfolio", "risk", "leaderboards"])
+def test_folding_sixteen_partitions_and_merging_them_equals_one_partition(name: str) -> None:
+    """Each user's entities in exactly one partition, as one partition folds them; strategies in partition 0 alone;
+    every partition's marks the same as one partition's; the newest of the partitions' clocks the one partition's."""
+    model, ks = model_of(name), KeySpace(name)
+    events = [e for e in simulated(3000) if e.envelope.type in model.event_types]
+    whole = fold_batch(model, ks, {}, events).changed
+    merged: dict[Ref, Any] = {}
+    clocks: list[Clock] = []
+    for part in partitions_of(name, 16):
+        for ref, state in fold_batch(model, ks, {}, events, partition=part).changed.items():
+            place = model.placement(ref)
+            if place is Placement.LOCAL:
+                clocks.append(state)
+            elif place is Placement.REPLICATED:
+                assert state == whole[ref], f"{ref} in {part.label}"
+            else:
+                assert ref not in merged, f"{ref} folded in two partitions"
+                assert place is not Placement.HOME or part.index == 0
+                assert place is not Placement.USER or part.owns(ref[1])
+                merged[ref] = state
+    expected = {ref: s for ref, s in whole.items() if model.placement(ref) in (Placement.USER, Placement.HOME)}
+    assert merged == expected and len({partition_of(ref[1], 16) for ref in merged if ref[0] == model.user_kind}) > 4
+    if CLOCK in whole:
+        assert max(clocks, key=lambda c: c.at) == whole[CLOCK]
+
+
+def test_an_event_of_another_partitions_user_is_not_folded_and_a_price_is_folded_by_every_partition() -> None:
+    model = model_of("portfolio")
+    trade_refs = (("user", "alice"), MARKS)
+    assert held_refs(model, trade_refs, Partition("portfolio", 7, 16)) == trade_refs
+    assert held_refs(model, trade_refs, Partition("portfolio", 9, 16)) is None
+    assert held_refs(model, (MARKS,), Partition("portfolio", 9, 16)) == (MARKS,)
+    board = model_of("leaderboards")
+    refs = (("trader", "alice"), ("strategy", "s1"), CLOCK)
+    assert held_refs(board, refs, Partition("leaderboards", 0, 16)) == (("strategy", "s1"), CLOCK)
+    assert held_refs(board, refs, Partition("leaderboards", 7, 16)) == (("trader", "alice"), CLOCK)
+    assert held_refs(board, refs, Partition("leaderboards", 9, 16)) is None

@@ -87,3 +87,9 @@ def test_the_web_servers_own_port_is_a_trusted_origin_by_default(tmp_path: Path)
     result = start(show, tmp_path, PORT="8123", LUCENT_EMBEDDED="1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "http://127.0.0.1:8123,http://localhost:8123"
+
+
+@pytest.mark.parametrize("count", ["3", "2048", "0"])
+def test_a_partition_count_that_is_not_a_power_of_two_up_to_1024(tmp_path: Path, count: str) -> None:
+    result = start(MANAGE, tmp_path, LUCENT_EMBEDDED="1", LUCENT_PARTITIONS=count)
+    assert_one_line_naming(result, "LUCENT_PARTITIONS")

@@ -28,8 +28,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from lucent_admin.bootstrap import redis_client, runner_config
 from lucent_admin.operations.observability import SHARDS, announce
 from projections.errors import ProjectionError
+from projections.layout import live_partitions
 from projections.maintenance.user_rebuild import heal
-from projections.partitions import Partition
 from projections.projector.member import Member
 from projections.projector.notices import group_name
 from projections.projector.runner import Notifier, shared_reader
@@ -115,10 +115,12 @@ class Command(BaseCommand):
                 self.stderr.write(f"projector running: {', '.join(r.config.projection for r in runners)}")
                 run_all(runners, stop)
             else:
-                partitions = [Partition(name) for name in options["projection"] or PROJECTIONS]
+                client = redis_client()
+                partitions = [part for name in options["projection"] or PROJECTIONS
+                              for part in live_partitions(client, name, settings.LUCENT_PARTITIONS)]
                 shared = shared_reader(base)
                 build = runner_factory(base, settings.LUCENT_PROJECTIONS, channel_notifier, heal, redis_client(), shared)
-                member = Member(redis_client(), partitions, build, base.lease_ms,
+                member = Member(client, partitions, build, base.lease_ms,
                                 on_change=lambda: announce(SHARDS, int(time.time() * 1000)))
                 self.stderr.write(f"projector member {member.member_id} running: its share of "
                                   f"{', '.join(p.label for p in partitions)}, reading $all once for them")

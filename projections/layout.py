@@ -1,0 +1,61 @@
+"""How each generation of a projection is split into partitions: its layout, recorded beside the generation pointer.
+
+Contract:
+
+* a generation's layout (``keys.layout``: ``partitions``, ``hash``) is written once, when the generation is first
+  run or built, and never changes: the partition count P changes only through a rebuild into a new generation;
+* a user-keyed projection takes the configured count (``LUCENT_PARTITIONS``); the market (keyed by pair) is always
+  one partition (:func:`count_for`);
+* a generation that already holds read models under the projection's own tag (built before partitions existed)
+  is recorded as one partition, whatever the setting, so its keys stay readable;
+* readers and jobs ask :func:`partitions` which partitions a generation has; a generation with no layout yet is
+  read as one partition.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from projections import keys
+from projections.codec import text
+from projections.partitions import Partition, check_count, partitions_of
+from projections.readmodels import model
+
+HASH = "crc32"
+
+
+def count_for(projection: str, configured: int) -> int:
+    """The partition count a new generation of ``projection`` gets: ``configured`` for a user-keyed projection."""
+    return check_count(configured, "LUCENT_PARTITIONS") if model(projection).user_kind else 1
+
+
+def recorded(client: Any, projection: str, generation: int) -> int | None:
+    """The partition count recorded for ``generation`` (None: none yet)."""
+    value = text(client.hget(keys.layout(projection, generation), "partitions"))
+    return int(value) if value else None
+
+
+def record(client: Any, projection: str, generation: int, configured: int) -> int:
+    """The generation's partition count, recording it first if it has none (see the module doc)."""
+    found = recorded(client, projection, generation)
+    if found is not None:
+        return found
+    legacy = client.exists(keys.KeySpace(projection, generation).checkpoint)
+    count = 1 if legacy else count_for(projection, configured)
+    key = keys.layout(projection, generation)
+    client.hsetnx(key, "partitions", str(count))
+    client.hsetnx(key, "hash", HASH)
+    return recorded(client, projection, generation) or count
+
+
+def partitions(client: Any, projection: str, generation: int) -> list[Partition]:
+    """Every partition of ``generation`` (one if it has no layout yet)."""
+    return partitions_of(projection, recorded(client, projection, generation) or 1)
+
+
+def live_generation(client: Any, projection: str) -> int:
+    return int(text(client.get(keys.generation_pointer(projection))) or 1)
+
+
+def live_partitions(client: Any, projection: str, configured: int) -> list[Partition]:
+    """The partitions of ``projection``'s live generation, its layout recorded first if it has none."""
+    return partitions_of(projection, record(client, projection, live_generation(client, projection), configured))

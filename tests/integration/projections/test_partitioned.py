@@ -1,0 +1,112 @@
+"""User-keyed projections split into partitions, run by several member processes: each partition equals a fresh
+projection of the same store into the same partitions, key for key, and the partitions merged equal a projection in
+one partition (each user in exactly one partition; rankings split, never doubled; marks in every partition)."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from projections import layout
+from projections.keys import KeySpace
+from projections.maintenance.user_rebuild import heal
+from projections.partitions import Partition, partitions_of
+from projections.projector.runner import Runner
+from projections.readmodels import PROJECTIONS
+from tests.fixtures.projections import MemberProcess, RedisProcess, StoreProcess
+from tests.integration.projections.helpers import append_market, config, generation_content, head_for
+from tests.waiting import wait_until
+
+COUNT = 4
+LEASE_MS = 1500
+
+
+def parts(name: str) -> list[Partition]:
+    return partitions_of(name, layout.count_for(name, COUNT))
+
+
+def content(client: redis.Redis, part: Partition) -> dict[str, Any]:
+    found = generation_content(client, 1, part.tag if part.count > 1 else part.projection)
+    found.pop("checkpoint", None)
+    return found
+
+
+def checkpoint_of(client: redis.Redis, part: Partition) -> int:
+    value = client.get(KeySpace(part.projection, 1, part.tag if part.count > 1 else "").checkpoint)
+    return int(value) if value else 0
+
+
+def project(redis_url: str, uri: str, count: int) -> None:
+    """A fresh projection of every projection, split ``count`` ways (the market in one), run to the end."""
+    for name in PROJECTIONS:
+        for part in partitions_of(name, layout.count_for(name, count)):
+            Runner(config(name, redis_url, uri, partition=part.index, partitions=part.count), healer=heal).run()
+
+
+def merged(client: redis.Redis, name: str) -> dict[str, Any]:
+    """The partitions of ``name`` merged back into one partition's names (see the module doc)."""
+    out: dict[str, Any] = {}
+    for part in parts(name):
+        for key, value in content(client, part).items():
+            if isinstance(value, list):  # a ranking: each member in one partition
+                out[key] = sorted([*out.get(key, []), *value])
+            elif key == "clock":  # local to each partition: the newest is the projection's
+                out[key] = max(out.get(key, value), value, key=lambda v: int(v[b"at"]))
+            elif key in out and key == "marks":
+                assert out[key] == value, f"{name}: the marks differ between partitions"
+            else:
+                assert key not in out, f"{name}: {key} in two partitions"
+                out[key] = value
+    return out
+
+
+def test_members_over_partitions_equal_a_fresh_projection_and_merged_equal_one_partition(
+        tmp_path: Path, redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 1500, bad_ratio=0.02)
+    client = redis.Redis.from_url(redis_process.url)
+    settings = {"projection": "", "redis_url": redis_process.url, "eventstore_uri": store_process.uri, "batch_size": 100,
+                "lease_ms": LEASE_MS, "status_interval": 0.2, "backoff_initial": 0.05, "backoff_max": 0.5}
+    members = [MemberProcess(tmp_path / f"{n}.log", n, list(PROJECTIONS), COUNT, **settings) for n in ("a", "b")]
+    every = [part for name in PROJECTIONS for part in parts(name)]
+    for member in members:
+        member.start()
+    try:
+        wait_until(lambda: all(layout.recorded(client, name, 1) for name in PROJECTIONS), 30, what="the layouts")
+        append_market(store_process.uri, 500, start=1500, bad_ratio=0.02)  # live traffic over the partitions
+        # every partition reads every event of its projection's types (folding those of its users): all reach the head
+        wait_until(lambda: all(checkpoint_of(client, p) >= head_for(store_process.uri, p.projection) for p in every),
+                   60, what="every partition to catch up")
+    finally:
+        for member in members:
+            member.stop()
+    assert [layout.recorded(client, name, 1) for name in PROJECTIONS] == [COUNT, COUNT, 1, COUNT]
+    live = {part: content(client, part) for part in every}
+    users = Counter(part.label for part in every for name in live[part] if name.startswith("portfolio:"))
+    assert len(users) == COUNT and min(users.values()) > 0  # every portfolio partition holds some users
+    merged_live = {name: merged(client, name) for name in PROJECTIONS}
+
+    fresh_url = redis_process.url.rsplit("/", 1)[0] + "/9"
+    fresh = redis.Redis.from_url(fresh_url)
+    project(fresh_url, store_process.uri, COUNT)
+    for part in every:
+        assert live[part] == content(fresh, part), part.label
+    fresh.flushdb()
+    project(fresh_url, store_process.uri, 1)
+    for name in PROJECTIONS:
+        whole = generation_content(fresh, 1, name)
+        whole.pop("checkpoint")
+        whole = {k: sorted(v) if isinstance(v, list) else v for k, v in whole.items()}
+        assert merged_live[name] == whole, name
+
+
+def test_a_generation_keeps_the_partition_count_it_was_first_run_with(redis_process: RedisProcess) -> None:
+    client = redis.Redis.from_url(redis_process.url)
+    assert layout.partitions(client, "portfolio", 1) == [Partition("portfolio")]  # nothing recorded: one
+    assert layout.record(client, "portfolio", 1, 16) == 16
+    assert layout.record(client, "portfolio", 1, 4) == 16  # the setting changed: the generation keeps its 16
+    assert layout.record(client, "market", 1, 16) == 1  # keyed by pair: one partition
+    client.set(KeySpace("risk", 1).checkpoint, 42)  # a generation built before partitions existed
+    assert layout.record(client, "risk", 1, 16) == 1
+    assert client.hgetall("lucent:{portfolio}:g1-layout") == {b"partitions": b"16", b"hash": b"crc32"}
