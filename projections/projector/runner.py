@@ -1,11 +1,16 @@
-"""The subscription loop of one projection: batch, fold, commit, checkpoint, notify.
+"""The subscription loop of one projection, or of one partition of it: lease, sessions, catch-up, live loop (one
+batch's steps are :mod:`projections.projector.batch`).
 
 Contract of :meth:`Runner.run`:
 
-* takes the projection's lease (waits up to one lease period for a dead
+* takes the partition's lease (waits up to one lease period for a dead
   holder; a live holder makes it raise :class:`Fenced` — the loser stops);
-* subscribes to ``$all`` with a server-side filter on the read model's event
-  types, after the stored checkpoint (checkpoint markers included);
+  a member's runner starts with the token of the lease its member claimed;
+* reads ``$all`` after the stored checkpoint, from the process's shared reader
+  (:mod:`projections.projector.fanout`; a runner far behind while others are live
+  catches up alone first) or, without one, on a subscription of its own with a
+  server-side filter on the read model's event types (checkpoint markers included);
+* a partition folds an event only for the entities it holds (``Placement``);
 * per batch: decode, load the touched entities in one round trip (those
   committed by an earlier batch come from the state cache, see
   :mod:`projections.projector.cache`), fold in memory, commit writes + parked events +
@@ -41,8 +46,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -50,10 +54,7 @@ import redis
 from projections import keys
 from projections.codec import text
 from projections.errors import (
-    BadEvent,
     CheckpointMoved,
-    EntityLost,
-    EpochMoved,
     EventStoreUnavailable,
     Fenced,
     Flipped,
@@ -62,19 +63,21 @@ from projections.errors import (
     RedisRefusesWrites,
     ResyncRequested,
 )
-from projections.events import CanaryAppended, DomainEvent, Ignored, Recorded, decode, envelope_of
+from projections.events import Recorded
 from projections.eventstore import EventStore, Marker, Subscription
 from projections.keys import KeySpace
+from projections.layout import live_generation
 from projections.partitions import Partition
 from projections.projector import vanished
+from projections.projector.batch import BatchSteps
 from projections.projector.batches import Collected, collect_direct, collect_live
 from projections.projector.cache import StateCache
-from projections.projector.canary import now_ms, sample_writes
-from projections.projector.fanout import SharedReader, Sources, Tap
+from projections.projector.config import RunnerConfig as RunnerConfig
+from projections.projector.config import shared_reader as shared_reader
+from projections.projector.config import window_of
+from projections.projector.fanout import SharedReader, Tap
 from projections.projector.feed import Feed, pump
-from projections.projector.fold import FoldResult, fold_and_plan, fold_batch, touched_refs
 from projections.projector.lease import Lease, new_token
-from projections.projector.notices import notice_for
 from projections.projector.parking import Parking
 from projections.projector.publisher import Publisher
 from projections.projector.reader import ReaderProcess
@@ -82,64 +85,26 @@ from projections.projector.requests import POLL_S as REQUEST_POLL_S
 from projections.projector.requests import Requests
 from projections.projector.status import Reporter, RunStatus
 from projections.projector.vanished import Healer
-from projections.published import SignificantMove, builder_for
+from projections.published import builder_for
 from projections.readmodels import model as model_named
 from projections.status import ProjectionState as State
-from projections.writer import Committer, Plan, load_states, outbox_writes
-from projections.writer import guards as writer_guards
+from projections.writer import Committer
 
 log = logging.getLogger(__name__)
 
 Notifier = Callable[[dict[str, Any]], None]
 Hook = Callable[[str], None]
 RETURN, LIVE, SWITCH = "return", "live", "switch"  # outcomes of Runner._catch_up
-EPOCH_RETRIES = 5  # a batch refolded at once when a per-user rebuild wrote entities under it
 # Redis refusing writes (out of memory; a replica, during a failover) is a stall to wait out, like Redis away.
 RETRYABLE = (EventStoreUnavailable, redis.ConnectionError, redis.TimeoutError, CheckpointMoved, LeaseLost,
              RedisRefusesWrites, redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError, OSError)
-
-
-@dataclass
-class RunnerConfig:
-    projection: str
-    redis_url: str
-    eventstore_uri: str
-    on_bad_event: str = "park"
-    batch_size: int = 500
-    live_flush_ms: int = 2
-    live_max_batch_ms: int = 5
-    lease_ms: int = 10_000
-    status_interval: float = 1.0
-    events_behind_bound: int = 1000
-    state_cache_entries: int = 20_000  # entities kept in memory between batches (see cache.py)
-    reader_process_after: int = 5_000  # events read in-process before a long catch-up moves to a reader process; -1: never
-    backoff_initial: float = 0.2
-    backoff_max: float = 10.0
-    exit_when_caught_up: bool = False
-    generation: int | None = None  # None: the live generation (its pointer); a rebuild names a new one
-    partition: int = 0  # which partition of the projection this runner folds (projections.partitions)
-    partitions: int = 1  # into how many the generation is split (its layout)
-    publish_status: bool = True  # the live projector's status hash and heartbeat (a rebuild's runner has none)
-    publish_events: bool = False  # append domain events (projections.published); only ever by the live runner
-    significant_move: SignificantMove = SignificantMove()  # a portfolio move worth PortfolioSignificantlyUpdated
-
-
-def window_of(config: RunnerConfig) -> int:
-    """The subscription's checkpoint window: a checkpoint marker every few of its batches."""
-    return max(30, config.batch_size // 5)
-
-
-def shared_reader(config: RunnerConfig) -> SharedReader:
-    """The one reading of ``$all`` a projector process shares among its runners (see :mod:`projections.projector.fanout`)."""
-    sources = Sources(config.eventstore_uri, window_of(config), config.reader_process_after)
-    return SharedReader(sources.open, backoff_initial=config.backoff_initial, backoff_max=config.backoff_max)
 
 
 def _noop(_: Any) -> None:
     return None
 
 
-class Runner:
+class Runner(BatchSteps):
     def __init__(self, config: RunnerConfig, notifier: Notifier | None = None, hook: Hook | None = None,
                  healer: Healer | None = None, token: str | None = None, client: redis.Redis | None = None,
                  shared: SharedReader | None = None) -> None:
@@ -278,7 +243,7 @@ class Runner:
         """The generation this runner writes: the configured one, else the live pointer's (default 1)."""
         if self.config.generation is not None:
             return self.config.generation
-        return int(text(self.redis.get(keys.generation_pointer(self.config.projection))) or 1)
+        return live_generation(self.redis, self.config.projection)
 
     def _new_store(self) -> EventStore:
         return EventStore(self.config.eventstore_uri)
@@ -426,179 +391,3 @@ class Runner:
     def _collect(self, feed: Feed) -> Collected:
         c = self.config
         return collect_live(feed, c.batch_size, c.live_flush_ms / 1000, c.live_max_batch_ms / 1000 if self.caught_up else None)
-
-    # -- one batch -----------------------------------------------------------------
-
-    def _apply(self, raw: list[Recorded], marker: int) -> None:
-        decoded: list[DomainEvent] = []
-        parked: list[tuple[str, ...]] = []
-        canaries: list[CanaryAppended] = []  # no fold touches them; the live runner records them in the commit
-        end = max(self.status.checkpoint, marker, raw[-1].envelope.position if raw else 0)  # raw is in $all order
-        for index, item in enumerate(raw):
-            try:
-                event = decode(item)
-            except BadEvent as exc:
-                env = item.envelope
-                if self.partition.index != 0:  # undecodable, so no partition's own: partition 0 parks it (or stops)
-                    continue
-                if self.config.on_bad_event == "stop":
-                    member = keys.parked_member(env.stream, env.event_id)
-                    if self.parking.park_decided(member):
-                        parked.extend(self.parking.park_writes(item, exc, decided=True))
-                        continue
-                    self._commit(decoded, parked, env.position - 1, raw[:index], canaries)
-                    self.status.fail(State.FAILED, str(exc), env)
-                    raise ProjectionStopped(
-                        f"projection {self.config.projection!r} stopped on bad event {env.event_id} "
-                        f"({env.type} in {env.stream} at {env.position}): {exc}; to go on past it, park it: "
-                        f"manage.py projections park {self.config.projection} {env.event_id} (or the console's "
-                        "Projections page)", member,
-                    ) from None
-                parked.extend(self.parking.park_writes(item, exc))
-                continue
-            if isinstance(event, CanaryAppended):
-                canaries.append(event)
-            elif not isinstance(event, Ignored):
-                decoded.append(event)
-        self._commit(decoded, parked, end, raw, canaries)
-
-    def _commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int, raw: list[Recorded],
-                canaries: Sequence[CanaryAppended] = ()) -> None:
-        self.hook("read")
-        # only the live projector records canaries (in partition 0's keys, the one the console reads)
-        canaries = canaries if self.config.publish_status and self.partition.index == 0 else ()
-        self._healed = set()
-        for attempt in range(1, EPOCH_RETRIES + 1):
-            try:
-                result, writes, parked_now = self._fold_and_commit(events, parked, checkpoint, canaries)
-                break
-            except EntityLost as exc:
-                self.cache.clear()  # keys vanished under the batch: heal those entities, then fold it again
-                if attempt == EPOCH_RETRIES:
-                    raise
-                self._heal(vanished.users_of_keys(self.model, self.ks, touched_refs(self.model, events, self.partition),
-                                                             exc.keys))
-            except EpochMoved:
-                self.cache.clear()  # a per-user rebuild wrote entities: fold this batch again from Redis
-                if attempt == EPOCH_RETRIES:
-                    raise
-            except BaseException:
-                self.cache.clear()  # the outcome is unknown: Redis may not hold what the cache would
-                raise
-        parked = parked_now
-        for ref, state in result.changed.items():
-            self.cache.put(ref, state, writes.images[ref])
-        self._known.add(ref[1] for ref in result.changed if ref[0] == self.model.user_kind)
-        self._checkpoint_text = str(checkpoint)
-        self.status.checkpoint = checkpoint
-        self.status.applied += len(raw)
-        self.status.parked += sum(1 for command in parked if command[0] == "HSET")
-        if raw:
-            self.status.last_event_at = envelope_of(raw[-1]).recorded_at
-        if self.status.state is State.STALLED:
-            self.status.fail(State.LIVE if self.caught_up else State.CATCHING_UP, "")
-        self.hook("commit")  # committed and counted (a rebuild's progress includes this batch); not yet published
-        if result.published:
-            self._publish()
-        self._notify(result.changed, writes.changed_zsets, checkpoint, canaries, parked=bool(parked))
-
-    def _fold_and_commit(self, events: list[DomainEvent], parked: list[tuple[str, ...]], checkpoint: int,
-                         canaries: Sequence[CanaryAppended] = ()) -> tuple[FoldResult, Plan, list[tuple[str, ...]]]:
-        """Load, fold, plan and commit one batch; the folded result, its plan and what it parked."""
-        refs = touched_refs(self.model, events, self.partition)
-        loaded = self.cache.load(self.redis, self.model, self.ks, refs)
-        if loaded.checkpoint != self._checkpoint_text:
-            raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
-        if self.healer is not None and self._store is not None:
-            first = vanished.first_positions(self.model, events)
-            if self._heal(vanished.lost_users(self._store, self.model, loaded.states, first, self._healed, self._known)):
-                loaded = self.cache.load(self.redis, self.model, self.ks, refs)  # the healed entities, whole
-        guards = [] if self.healer is None else writer_guards(self.model, self.ks, loaded.states, loaded.images, refs)
-        result = fold_batch(self.model, self.ks, loaded.states, events, publish=self.build, partition=self.partition)
-        self.hook("fold")
-        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, result, loaded.images, self.build,
-                                       self.partition)
-        parked = [*parked, *self._park_failed(result.failed)]
-        self.hook("write")
-        samples = sample_writes(self.tag, canaries, now_ms()) if canaries else []
-        self.committer.commit(self.ks, self._checkpoint_text, checkpoint,
-                              [*guards, *writes.writes, *parked, *self._outbox(result), *samples], loaded.epoch)
-        return result, writes, parked
-
-    def _heal(self, users: Sequence[str]) -> bool:
-        """Rebuild ``users``' entities that vanished, at this runner's checkpoint (True if any)."""
-        users = [u for u in dict.fromkeys(users) if u not in self._healed]
-        if not users or self.healer is None or self._store is None:
-            return False
-        log.warning("projection %s: the keys of %d user(s) vanished behind the projector (%s); rebuilding them at "
-                    "checkpoint %s before the next write", self.config.projection, len(users), ", ".join(users[:5]),
-                    self._checkpoint_text or 0)
-        self.healer(self.redis, self._store, self.ks, users)
-        self._healed.update(users)
-        self.status.healed += len(users)
-        self.cache.clear()
-        return True
-
-    def _outbox(self, result: FoldResult) -> list[tuple[str, ...]]:
-        return outbox_writes(self.tag, [(o.event_id, o.to_json()) for o in result.published])
-
-    def _publish(self) -> None:
-        """Append what the outbox holds (the store down: raises, and the next session starts with it)."""
-        if self.publisher is not None and self._store is not None:
-            self.publisher.flush(self._store)
-
-    def _park_failed(self, failed: list[tuple[DomainEvent, BadEvent]], retried: bool = False) -> list[tuple[str, ...]]:
-        """Writes parking the events whose fold raised (always parked, whatever the policy)."""
-        writes: list[tuple[str, ...]] = []
-        for event, error in failed:
-            env = event.envelope
-            log.warning("projection %s: parked %s (%s in %s at %s): %s",
-                        self.config.projection, env.event_id, env.type, env.stream, env.position, error)
-            writes.extend(self.parking.park_writes(event, error, retried=retried))
-        return writes
-
-    def _notify(self, changed: dict[Any, Any], zsets: dict[str, set[str]], checkpoint: int,
-                canaries: Sequence[CanaryAppended] = (), parked: bool = False) -> None:
-        if not changed and not canaries and not parked:
-            return
-        try:
-            notice = notice_for(self.config.projection, self.ks, checkpoint, changed, zsets)
-            if canaries:
-                notice["canary"] = canaries[-1].canary_id  # the console's freshness widget re-renders
-            if parked:
-                notice["parked"] = True  # an event parked or unparked: the Projections page lists them
-            self.notifier(notice)
-        except Exception as exc:  # noqa: BLE001 - a failing notifier must not stop the projection
-            log.warning("change notice of %s not delivered: %s", self.config.projection, exc)
-
-    def _retry_parked(self) -> None:
-        """Apply parked events an operator asked to retry (see :mod:`projections.projector.parking`)."""
-        if self._store is None or not self._checkpoint_text:
-            return
-        for member, item in self.parking.due(self._store):
-            try:
-                event = decode(item)
-            except BadEvent as exc:
-                self._commit_retry([], self.parking.park_writes(item, exc, retried=True))
-                continue
-            events = [] if isinstance(event, (Ignored, CanaryAppended)) else [event]
-            self._commit_retry(events, self.parking.unpark_writes(member))
-
-    def _commit_retry(self, events: list[DomainEvent], extra: list[tuple[str, ...]]) -> None:
-        """Fold ``events`` at the current state and commit with ``extra`` (un/park writes). A retried
-        event whose fold fails stays parked, marked retried: its park writes come after ``extra``'s
-        unpark writes in the same script, so the record is rewritten, not lost."""
-        self.cache.clear()  # rare: simpler to reload than to keep the cache through it
-        loaded = load_states(self.redis, self.model, self.ks, touched_refs(self.model, events, self.partition))
-        stored = loaded.checkpoint
-        if stored != self._checkpoint_text:
-            raise CheckpointMoved(f"checkpoint is {stored!r}, expected {self._checkpoint_text!r}")
-        result, writes = fold_and_plan(self.model, self.ks, loaded.states, events, publish=self.build,
-                                       partition=self.partition)
-        failed = self._park_failed(result.failed, retried=True)
-        self.committer.commit(self.ks, stored, int(stored), [*writes.writes, *extra, *failed, *self._outbox(result)],
-                              loaded.epoch)
-        self.status.parked = self.parking.count()
-        if result.published:
-            self._publish()
-        self._notify(result.changed, writes.changed_zsets, int(stored), parked=True)

@@ -12,7 +12,7 @@ from projections.actions import retry_parked
 from projections.errors import NotParked
 from projections.events import decode
 from projections.eventstore import EventStore, ProposedEvent
-from projections.projector import runner as runner_module
+from projections.projector import batch as batch_module
 from projections.projector.runner import Runner
 from projections.queries import Queries
 from tests.fixtures.projections import RedisProcess, StoreProcess
@@ -50,7 +50,7 @@ def test_retry_by_id(redis_process: RedisProcess, store_process: StoreProcess, m
     wait_until(lambda: json.loads(client.hget(keys.parked("portfolio"), parked.key))["retried"], 10, what="a failed retry")
     assert queries.portfolio_summary("alice") is None
 
-    monkeypatch.setattr(runner_module, "decode", lenient)
+    monkeypatch.setattr(batch_module, "decode", lenient)
     retry_parked(client, "portfolio", parked.event_id)
     wait_until(lambda: queries.portfolio_summary("alice") is not None, 10, what="the fixed event to be folded")
     summary = queries.portfolio_summary("alice")
