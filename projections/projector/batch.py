@@ -25,6 +25,8 @@ from projections.partitions import Partition
 from projections.projector import vanished
 from projections.projector.cache import StateCache
 from projections.projector.canary import now_ms, sample_writes
+from projections.projector.fanout import Fanned
+from projections.projector.fanout import decoded as decode_once
 from projections.projector.fold import FoldResult, fold_and_plan, fold_batch, touched_refs
 from projections.projector.notices import notice_for
 from projections.projector.parking import Parking
@@ -78,7 +80,7 @@ class BatchSteps:
         end = max(self.status.checkpoint, marker, raw[-1].envelope.position if raw else 0)  # raw is in $all order
         for index, item in enumerate(raw):
             try:
-                event = decode(item)
+                event = decode_once(item) if item.__class__ is Fanned else decode(item)
             except BadEvent as exc:
                 env = item.envelope
                 if self.partition.index != 0:  # undecodable, so no partition's own: partition 0 parks it (or stops)

@@ -26,13 +26,37 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from projections.errors import EventStoreUnavailable
-from projections.events import Recorded
+from projections.errors import BadEvent, EventStoreUnavailable
+from projections.events import Decoded, Recorded, decode
 from projections.eventstore import EventStore, Marker
 from projections.projector.feed import Feed
 from projections.projector.reader import ReaderProcess
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Fanned(Recorded):
+    """An event as the shared reader hands it out: decoded once for every runner it goes to (``outcome``: what
+    :func:`~projections.events.decode` gave, or the BadEvent it raised)."""
+
+    outcome: Decoded | BadEvent
+
+
+def decoded(item: Fanned) -> Decoded:
+    """What the shared reader's decoding gave (raises the BadEvent it met, a fresh one: each runner raises its own)."""
+    outcome = item.outcome
+    if isinstance(outcome, BadEvent):
+        raise BadEvent(outcome.field, outcome.reason)
+    return outcome
+
+
+def _fanned(item: Recorded) -> Fanned:
+    try:
+        outcome: Decoded | BadEvent = decode(item)
+    except BadEvent as exc:
+        outcome = exc
+    return Fanned(item.envelope, item.data, outcome)
 
 
 class Source(Protocol):
@@ -204,6 +228,7 @@ class SharedReader:
             if item.__class__ is Recorded:
                 position: int | None = item.envelope.position
                 kind: str | None = item.envelope.type
+                item = _fanned(item)  # decoded once, here, for every runner it goes to
             elif item.is_caught_up:
                 position, kind = None, None
             else:
