@@ -69,6 +69,15 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _trace_file(value: str) -> str:
+    """A file to append to, in a directory that exists and is writable."""
+    folder = os.path.dirname(os.path.abspath(value)) if value else ""
+    if not value or os.path.isdir(value) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(
+            f"EVENTSTORE_LITE_TRACE: expected a file path in an existing, writable directory, got {value!r}")
+    return value
+
+
 def _limit(
     parser: argparse.ArgumentParser, option: str, convert: Callable[[str], object], default: object, metavar: str, help: str
 ) -> None:
@@ -94,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     _limit(parser, "--workers", _count, DEFAULT_WORKERS, "N", "threads for SQLite work")
     _limit(parser, "--keepalive", _seconds, DEFAULT_KEEPALIVE_S, "SECONDS",
            "ping every connection this often; a peer silent for 10 s more is dropped")
+    parser.add_argument("--trace", type=_trace_file, default=os.environ.get("EVENTSTORE_LITE_TRACE") or None,
+                        metavar="PATH", help="append the append path's timings to this file, for benchmarks "
+                        "(env EVENTSTORE_LITE_TRACE; default: off)")
     return parser.parse_args(argv)
 
 
@@ -121,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         args.db, host, port, max_append_size=args.max_append_size, max_workers=args.workers,
         max_subscriptions=args.max_subscriptions, max_calls=args.max_calls,
         max_open_batches=args.max_open_batches, max_append_events=args.max_append_events, keepalive_s=args.keepalive,
+        trace_path=args.trace,
     )
     try:
         server.start()

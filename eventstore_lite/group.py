@@ -28,13 +28,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections import defaultdict
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, Sequence, TypeVar
 
 from eventstore_lite.errors import StoreError
 
 T = TypeVar("T")
 MAX_GROUP = 512
+# Told of each group when tracing (see eventstore_lite.trace): began, written, committed, acknowledged
+# (wall-clock seconds), then each operation's submission time and result (None if it failed).
+Observer = Callable[[float, float, float, float, Sequence[tuple[float, object]]], None]
 
 
 class _Pending(Generic[T]):
@@ -45,10 +49,11 @@ class _Pending(Generic[T]):
     submitted from asyncio has a ``future`` instead, and no thread to wake.
     """
 
-    __slots__ = ("op", "result", "error", "done", "wake", "future")
+    __slots__ = ("op", "result", "error", "done", "wake", "future", "submitted")
 
-    def __init__(self, op: Callable[[], T], future: asyncio.Future[T] | None = None) -> None:
+    def __init__(self, op: Callable[[], T], future: asyncio.Future[T] | None = None, timed: bool = False) -> None:
         self.op = op
+        self.submitted = time.time() if timed else 0.0
         self.result: T | None = None
         self.error: BaseException | None = None
         self.done = False
@@ -78,8 +83,10 @@ class GroupCommit:
         after_commit: Callable[[], None],
         after_rollback: Callable[[], None],
         max_group: int = MAX_GROUP,
+        observer: Observer | None = None,
     ) -> None:
         self._conn = conn
+        self._observer = observer
         self._before_commit = before_commit
         self._after_commit = after_commit
         self._after_rollback = after_rollback
@@ -100,7 +107,7 @@ class GroupCommit:
 
     def submit(self, op: Callable[[], T]) -> T:
         """Run ``op`` in the next group; return its result once durable (or raise)."""
-        pending: _Pending[T] = _Pending(op)
+        pending: _Pending[T] = _Pending(op, timed=self._observer is not None)
         with self._mutex:
             self._queue.append(pending)  # type: ignore[arg-type]
             follow, self._leading = self._leading, True
@@ -114,7 +121,7 @@ class GroupCommit:
     async def submit_async(self, op: Callable[[], T]) -> T:
         """:meth:`submit` for a coroutine: the event loop is never blocked."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        pending: _Pending[T] = _Pending(op, future)
+        pending: _Pending[T] = _Pending(op, future, timed=self._observer is not None)
         with self._mutex:
             if self._closed:
                 raise RuntimeError("GroupCommit is closed")
@@ -168,7 +175,8 @@ class GroupCommit:
 
     def _run(self, group: list[_Pending[object]]) -> None:
         """Run ``group`` in one transaction; record each outcome (never raises)."""
-        conn = self._conn
+        conn, observer = self._conn, self._observer
+        began = written = committed = time.time() if observer is not None else 0.0
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -178,6 +186,8 @@ class GroupCommit:
                     except StoreError as exc:
                         item.error = exc
                 self._before_commit()
+                if observer is not None:
+                    written = time.time()
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -188,7 +198,11 @@ class GroupCommit:
             for item in group:
                 item.error, item.result = exc, None
             return
+        if observer is not None:
+            committed = time.time()
         self._after_commit()
+        if observer is not None:
+            observer(began, written, committed, time.time(), [(item.submitted, item.result) for item in group])
 
 
 def _finish(group: list[_Pending[object]]) -> None:

@@ -29,6 +29,7 @@ from typing import Hashable, Iterable
 
 from eventstore_lite.codec import Row
 from eventstore_lite.tail import Tail
+from eventstore_lite.trace import Trace
 
 SLOW_FOR = 1.0  # longest back-off, in seconds, for a reader that keeps missing deadlines
 _MAX_SLOW = 1024
@@ -37,7 +38,8 @@ _MAX_SLOW = 1024
 class Live:
     """Head position, recent rows and the readers waiting for what comes next."""
 
-    def __init__(self, head: int) -> None:
+    def __init__(self, head: int, trace: Trace | None = None) -> None:
+        self._trace = trace
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # guards everything below
         self._delivered = threading.Condition(lock)  # the writer waits here for readers
@@ -97,6 +99,8 @@ class Live:
         worker.  Coming back with ``position`` at the head counts as having consumed
         the last publication; a cancelled wait (the RPC ended) is not waited for again.
         """
+        if self._trace is not None:
+            self._trace.sent(position, time.time())
         with self._cond:
             if position >= self._head:
                 self._back(reader)

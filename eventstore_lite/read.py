@@ -10,8 +10,9 @@ Yields serialized ``ReadResp`` messages (bytes).  Contract, as the real server:
   end of catch-up, then ``caught_up``, then live events as they are committed;
   they start *after* the given position or revision.
 
-Generators here are blocking (SQLite) and run on worker threads, but never wait for
-new events themselves: a subscription that has sent everything yields a :class:`Wait`
+Generators here are blocking (SQLite) and run on worker threads (a live ``$all``
+subscription's step may run on the event loop when :meth:`Wait.ready` says it needs
+neither SQLite nor a timed filter match), but never wait for new events themselves: a subscription that has sent everything yields a :class:`Wait`
 naming the position it waits beyond, and the server awaits that on its event loop
 (:meth:`Store.wait_beyond`) before asking for more, so an idle subscription holds no
 thread.  Nor does a scan: a read or subscription of ``$all`` yields :data:`PAUSE` after each
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Iterator
 
 from esdbclient.protos.Grpc import shared_pb2, streams_pb2
@@ -37,12 +39,28 @@ from eventstore_lite.storage import MAX_REVISION, PAGE_SIZE, Store, StreamState
 Encoder = Callable[[Row], bytes]
 
 
-@dataclass(frozen=True, slots=True)
 class Wait:
     """Yielded by a subscription that has sent all there is: resume it once the head of
-    ``$all`` passes ``position``."""
+    ``$all`` passes ``position``.
 
-    position: int
+    :meth:`ready` is asked on the event loop once the head has moved: True when the events the
+    subscription sends next are in memory and need no timed filter match, so its next step may run
+    on the loop itself (no hand-off to a worker thread and back, see :mod:`eventstore_lite.service`).
+    The rows it checked are kept in :attr:`rows` for that step, so it sends exactly what was checked."""
+
+    __slots__ = ("position", "rows", "_check")
+
+    def __init__(self, position: int, check: Callable[[], list[Row] | None] | None = None) -> None:
+        self.position = position
+        self.rows: list[Row] | None = None
+        self._check = check
+
+    def ready(self) -> bool:
+        """True if the next step needs neither SQLite nor a timed regex match (see the class docstring)."""
+        if self._check is None:
+            return False
+        self.rows = self._check()
+        return self.rows is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +234,10 @@ def _subscribe_all(store: Store, options: Any, event_filter: EventFilter | None,
     considered = 0
     caught_up = False
     yield _confirmation()
+    checked: list[Row] | None = None  # rows the server checked after the last wait (see Wait.ready)
     while True:
-        rows = store.recent_after(last, PAGE_SIZE)
+        rows = checked if checked is not None else store.recent_after(last, PAGE_SIZE)
+        checked = None
         if rows is None:  # older than what memory holds
             rows = store.all_page(last, True, False, PAGE_SIZE)
         for row in rows:
@@ -237,7 +257,17 @@ def _subscribe_all(store: Store, options: Any, event_filter: EventFilter | None,
             if interval:
                 yield _checkpoint(last)
             yield _CAUGHT_UP
-        yield Wait(last)
+        wait = Wait(last, partial(_held_and_settled, store, last, event_filter))
+        yield wait
+        checked = wait.rows
+
+
+def _held_and_settled(store: Store, last: int, event_filter: EventFilter | None) -> list[Row] | None:
+    """The events after ``last`` if all are in memory and none needs a timed filter match; else None."""
+    rows = store.recent_after(last, PAGE_SIZE)
+    if rows is None or (event_filter is not None and not all(event_filter.settled(row) for row in rows)):
+        return None
+    return rows
 
 
 def _subscribe_stream(store: Store, options: Any, encode: Encoder) -> Iterator[bytes | Wait]:

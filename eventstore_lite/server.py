@@ -26,6 +26,7 @@ from eventstore_lite.append import Appender
 from eventstore_lite.service import Slots, persistent_handler, streams_handler
 from eventstore_lite.storage import Store
 from eventstore_lite.stream_writer import Writer
+from eventstore_lite.trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,10 @@ class EventStoreServer:
         max_open_batches: int = DEFAULT_MAX_OPEN_BATCHES,
         max_append_events: int = DEFAULT_MAX_APPEND_EVENTS,
         keepalive_s: float = DEFAULT_KEEPALIVE_S,
+        trace_path: str | None = None,
     ) -> None:
+        """``trace_path``: a file the append path's timings are written to (benchmarks; see
+        :mod:`eventstore_lite.trace`); None, the default, records nothing."""
         self.db_path = db_path
         self.host = host
         self._requested_port = port
@@ -69,6 +73,7 @@ class EventStoreServer:
         self.max_open_batches = max_open_batches
         self.max_append_events = max_append_events
         self.keepalive_s = keepalive_s
+        self.trace_path = trace_path
         self._port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,7 +99,7 @@ class EventStoreServer:
         """Open the database and start listening; raise OSError if the port is taken."""
         if self._server is not None:
             raise RuntimeError("EventStoreServer is already started")
-        store = Store(self.db_path)
+        store = Store(self.db_path, Trace(self.trace_path) if self.trace_path else None)
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="eventstore_lite-grpc", daemon=True)
         thread.start()

@@ -7,7 +7,11 @@ group, see :mod:`eventstore_lite.group`); the rest of the storage work is
 blocking (reads, deletes) and runs on the worker threads of ``executor``: one
 hand-off per call, and per *chunk* of a read's messages.  A subscription waiting for
 new events waits on the loop and holds no thread (see :mod:`eventstore_lite.live`),
-so the pool only ever runs short tasks.  Calls are bounded: at most ``subscriptions``
+so the pool only ever runs short tasks.  Once woken, a live ``$all`` subscription whose
+new events are all in memory and need no timed filter match takes them on the loop
+itself (:meth:`~eventstore_lite.read.Wait.ready`): the hand-off to a worker and back
+would cost two thread switches per commit, each waiting for the interpreter behind
+the loop's own work, and that wait was most of a live event's delivery time.  Calls are bounded: at most ``subscriptions``
 subscriptions and ``calls`` other calls at a time, the next one refused with
 RESOURCE_EXHAUSTED naming the limit (:class:`Slots`).
 
@@ -113,8 +117,12 @@ class _Handlers:
         reader = object()  # this subscription, to the store's live readers
         try:
             messages = await self._run(handle_read, self.store, request)  # compiles a filter: off the loop
+            wait: Wait | None = None
             while True:
-                chunk, wait, ended = await self._run(_take, messages, READ_CHUNK)
+                if wait is not None and wait.ready():  # new events in memory, filter answers known
+                    chunk, wait, ended = _take(messages, READ_CHUNK, pages=1)
+                else:
+                    chunk, wait, ended = await self._run(_take, messages, READ_CHUNK)
                 for message in chunk:
                     yield message
                 if ended or (wait is not None and not await self.store.wait_beyond(wait.position, reader)):

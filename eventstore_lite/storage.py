@@ -24,6 +24,7 @@ from typing import Hashable, Iterable, Iterator
 
 from eventstore_lite.codec import Row
 from eventstore_lite.live import Live
+from eventstore_lite.trace import Trace
 
 MAX_REVISION = 2**63 - 1  # EventNumber.DeletedStream: the tombstone's revision and $tb
 PAGE_SIZE = 500
@@ -89,12 +90,14 @@ def connect(path: str, cache_kib: int = 16384) -> sqlite3.Connection:
 class Store:
     """The database file plus the in-process signal of new commits."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, trace: Trace | None = None) -> None:
+        """``trace``: where the append path's timings go (None, the default: nowhere)."""
         self.path = path
+        self.trace = trace
         self.writer_conn = connect(path, cache_kib=32768)
         self.writer_conn.executescript(_SCHEMA)
         row = self.writer_conn.execute("SELECT MAX(position) FROM events").fetchone()
-        self._live = Live(row[0] or 0)
+        self._live = Live(row[0] or 0, trace)
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -140,6 +143,8 @@ class Store:
                 conn.close()
             self._all_readers.clear()
         self.writer_conn.close()
+        if self.trace is not None:
+            self.trace.close()
 
     # -- reads -----------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 from eventstore_lite.codec import Row
 from eventstore_lite.errors import ANY, NO_STREAM, STREAM_EXISTS, StreamDeleted, WrongExpectedVersion
@@ -137,7 +138,8 @@ class Writer:
         self._pending: dict[str, StreamState] = {}  # states written by the open transaction
         self._written: list[Row] = []  # events written by the open transaction
         self.next_position = store.head + 1  # of the open transaction's next event
-        self._group = GroupCommit(self._conn, self._flush_states, self._committed, self._rolled_back)
+        observer = None if store.trace is None else self._observe
+        self._group = GroupCommit(self._conn, self._flush_states, self._committed, self._rolled_back, observer=observer)
 
     @property
     def queued(self) -> int:
@@ -358,6 +360,12 @@ class Writer:
             self.store.publish(self.next_position - 1, written)
             self.store.await_delivery()
 
+    def _observe(self, began: float, written: float, committed: float, acknowledged: float,
+                 ops: Sequence[tuple[float, object]]) -> None:
+        """Hand a group's timings to the store's trace (only set up when there is one)."""
+        if self.store.trace is not None:
+            self.store.trace.group(began, written, committed, acknowledged, [(at, _position(result)) for at, result in ops])
+
     def _rolled_back(self) -> None:
         """The group is undone: forget its states and positions (and, to be safe, the cache)."""
         self._pending.clear()
@@ -373,6 +381,13 @@ def _matches(expected: int, last: int) -> bool:
     if expected == STREAM_EXISTS:
         return last >= 0
     return expected == last
+
+
+def _position(result: object) -> int:
+    """The position an operation's result names (-1: none, e.g. a refused append)."""
+    if isinstance(result, WriteResult):
+        return result.position
+    return result if isinstance(result, int) else -1
 
 
 def _new_id() -> str:
