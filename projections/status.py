@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -54,6 +54,8 @@ class ProjectionStatus:
     cold_start_at: int = 0  # epoch ms its projector found Redis had lost its read models (0: never)
     cold_start_from: int = 0  # the checkpoint it had committed before
     healed: int = 0  # users whose vanished keys this projector rebuilt before writing to them
+    partitions: int = 1  # how many partitions these figures sum (see :func:`combine`)
+    worst: str = ""  # the partition whose state and error are shown, when there are several
 
     @property
     def effective_state(self) -> ProjectionState:
@@ -101,4 +103,30 @@ def parse_status(name: str, f: dict[str, str], beat: Any, parked: int, generatio
         _f(f.get("throughput")), _i(f.get("applied")), parked, f.get("lastError", ""),
         failing_event_from_json(f.get("failingEvent", "")), f.get("projector", ""), _f(f.get("updatedAt")),
         _i(f.get("sessions")), _i(f.get("coldStartAt")), _i(f.get("coldStartFrom")), _i(f.get("healed")),
+    )
+
+
+# How bad a state is, for naming a projection's worst partition (the first is the worst).
+_SEVERITY = [ProjectionState.FAILED, ProjectionState.DEAD, ProjectionState.STALLED, ProjectionState.NOT_STARTED,
+             ProjectionState.STARTING, ProjectionState.CATCHING_UP, ProjectionState.REBUILDING, ProjectionState.PAUSED,
+             ProjectionState.LIVE]
+
+
+def combine(name: str, parts: list[tuple[str, ProjectionStatus]]) -> ProjectionStatus:
+    """One projection's status from its partitions' (label, status): the worst partition's state, error and
+    failing event (named in ``worst``), the furthest-behind checkpoint and lag, and the sums of the counts."""
+    if len(parts) == 1:
+        return replace(parts[0][1], projection=name)
+    label, worst = min(parts, key=lambda p: (_SEVERITY.index(p[1].effective_state), -p[1].lag_seconds,
+                                             p[1].checkpoint))
+    statuses = [p for _, p in parts]
+    ages = [p.heartbeat_age for p in statuses if p.heartbeat_age is not None]
+    return replace(
+        worst, projection=name, alive=all(p.alive for p in statuses), heartbeat_age=max(ages) if ages else None,
+        checkpoint=min(p.checkpoint for p in statuses), head=max(p.head for p in statuses),
+        lag_seconds=max(p.lag_seconds for p in statuses), events_behind=sum(p.events_behind for p in statuses),
+        events_behind_bounded=any(p.events_behind_bounded for p in statuses),
+        throughput=sum(p.throughput for p in statuses), applied=sum(p.applied for p in statuses),
+        parked=sum(p.parked for p in statuses), sessions=sum(p.sessions for p in statuses),
+        healed=sum(p.healed for p in statuses), partitions=len(parts), worst=label,
     )

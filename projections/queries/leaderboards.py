@@ -41,18 +41,18 @@ class UserRank:
 
 class LeaderboardQueries(RiskQueries):  # a user's rank names the risk rank too
     def leaderboard_day(self) -> str:
-        """'Today' for the leaderboards: the UTC day of the newest trade applied."""
-        return text(self.client.hget(self.ks("leaderboards").clock(), "day"))
+        """'Today' for the leaderboards: the UTC day of the newest trade applied (the newest of the partitions')."""
+        return self.newest_day("leaderboards")
 
     def daily_volume_leaders(self, day: str | None = None, limit: int = 10) -> list[Ranked]:
-        ks = self.ks("leaderboards")
+        spaces = self.spread("leaderboards").spaces
         day = day or self.leaderboard_day()
         if not day:
             return []
-        return _ranked(self.client.zrevrange(ks.daily_volume_leaders(day), 0, limit - 1, withscores=True))
+        return _ranked(self.top([s.daily_volume_leaders(day) for s in spaces], 0, limit - 1))
 
     def strategy_performance(self, limit: int = 10) -> list[StrategyRow]:
-        ks = self.ks("leaderboards")
+        ks = self.spread("leaderboards").home  # strategies live in partition 0
         rows = self.client.zrevrange(ks.strategy_performance(), 0, limit - 1, withscores=True)
         pipe = self.client.pipeline(transaction=False)
         for member, _ in rows:
@@ -64,15 +64,16 @@ class LeaderboardQueries(RiskQueries):  # a user's rank names the risk rank too
         """A user's ranks: portfolio value, today's volume, risk score (None when unranked)."""
         user = check_user(user_id)
         day = self.leaderboard_day()
-        lb, pf, rk = self.ks("leaderboards"), self.ks("portfolio"), self.ks("risk")
+        lb, pf, rk = self.spread("leaderboards"), self.spread("portfolio"), self.spread("risk")
+        board = lb.of(user).daily_volume_leaders(day or "-")
+        pv = self.rank_of([s.portfolio_values() for s in pf.spaces], pf.of(user).portfolio_values(), user)
+        vol = self.rank_of([s.daily_volume_leaders(day or "-") for s in lb.spaces], board, user)
         pipe = self.client.pipeline(transaction=False)
-        pipe.zrevrank(pf.portfolio_values(), user)
-        pipe.zrevrank(lb.daily_volume_leaders(day or "-"), user)
-        pipe.zscore(lb.daily_volume_leaders(day or "-"), user)
-        pipe.hmget(rk.user_risk(user), *RISK_FIELDS)
-        pipe.hget(rk.clock(), "day")
-        pv, vol, volume, risk, risk_day = pipe.execute()
+        pipe.zscore(board, user)
+        pipe.hmget(rk.of(user).user_risk(user), *RISK_FIELDS)
+        volume, risk = pipe.execute()
+        risk_day = self.risk_day()
         risk_rank = None
         if risk[0] is not None:  # the user has a risk profile
-            risk_rank = self._risk_rank(rk, user, _risk_today(user, risk, text(risk_day)).score, text(risk_day))
+            risk_rank = self._risk_rank(rk, user, _risk_today(user, risk, risk_day).score, risk_day)
         return UserRank(user, day, _rank(pv), _rank(vol), _f(volume), risk_rank)

@@ -13,6 +13,7 @@ from projections.errors import AmbiguousEvent, BadEvent, NotParked
 from projections.events import PortfolioSignificantlyUpdated, RiskLevelChanged, decode
 from projections.eventstore import EventStore
 from projections.health import HealthSample
+from projections.partitions import partitions_of
 from projections.published import published_streams
 from projections.queries.base import (
     QueriesBase,
@@ -23,7 +24,7 @@ from projections.queries.base import (
     percentile,
 )
 from projections.readmodels import PROJECTIONS
-from projections.status import ProjectionStatus, parse_status
+from projections.status import ProjectionStatus, combine, parse_status
 
 CANARY_WINDOW_MS = 600_000  # the canaries' p50/p99 are over the last ten minutes
 
@@ -123,17 +124,19 @@ class OperationsQueries(QueriesBase):
     def projection_status(self, projection: str | None = None) -> list[ProjectionStatus]:
         """Status of one or every projection, in one round trip."""
         names = [check_projection(projection)] if projection else list(PROJECTIONS)
+        spreads = [self.spread(name) for name in names]
         pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.hgetall(keys.status(name))
-            pipe.get(keys.heartbeat(name))
-            pipe.hlen(keys.parked(name))
-            pipe.get(keys.generation_pointer(name))
-        replies = pipe.execute()
+        for spread in spreads:
+            for part in partitions_of(spread.projection, spread.count):
+                pipe.hgetall(keys.status(part.tag))
+                pipe.get(keys.heartbeat(part.tag))
+                pipe.hlen(keys.parked(part.tag))
+        replies = iter(pipe.execute())
         out = []
-        for i, name in enumerate(names):
-            status, beat, parked, generation = replies[4 * i : 4 * i + 4]
-            out.append(parse_status(name, _tm(status), beat, int(parked), _i(generation, 1)))
+        for spread in spreads:  # a projection split into partitions: their figures summed, the worst one named
+            parts = [(part.label, parse_status(part.tag, _tm(next(replies)), next(replies), int(next(replies)),
+                                               spread.generation)) for part in partitions_of(spread.projection, spread.count)]
+            out.append(combine(spread.projection, parts))
         return out
 
     def write_refusal(self) -> str:

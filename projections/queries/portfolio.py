@@ -59,15 +59,16 @@ def _history_entry(member: Any) -> HistoryEntry:
 class PortfolioQueries(QueriesBase):
     def portfolio_summary(self, user_id: str, history: int = 10) -> PortfolioSummary | None:
         user = check_user(user_id)
-        ks = self.ks("portfolio")
+        spread = self.spread("portfolio")
+        ks = spread.of(user)
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(ks.portfolio(user))
         pipe.zrevrange(ks.portfolio_history(user), 0, history - 1)
-        pipe.hgetall(ks.marks())
-        pipe.zrevrank(ks.portfolio_values(), user)
-        main, entries, marks, rank = pipe.execute()
+        pipe.hgetall(ks.marks())  # every partition holds the marks
+        main, entries, marks = pipe.execute()
         if not main:
             return None
+        rank = self.rank_of([s.portfolio_values() for s in spread.spaces], ks.portfolio_values(), user)
         p: Portfolio = PORTFOLIO.parse(("user", user), _tm(main))
         live = value_of(p, {text(k): float(text(v)) for k, v in marks.items()})  # marked to the newest prices
         return PortfolioSummary(
@@ -76,10 +77,10 @@ class PortfolioQueries(QueriesBase):
         )
 
     def top_portfolios(self, limit: int = 10) -> list[TopPortfolio]:
-        ks = self.ks("portfolio")
-        rows = self.client.zrevrange(ks.portfolio_values(), 0, limit - 1, withscores=True)
+        spread = self.spread("portfolio")
+        rows = self.top([s.portfolio_values() for s in spread.spaces], 0, limit - 1)
         pipe = self.client.pipeline(transaction=False)
         for member, _ in rows:
-            pipe.hlen(ks.portfolio_positions(text(member)))
+            pipe.hlen(spread.of(text(member)).portfolio_positions(text(member)))
         counts = pipe.execute() if rows else []
         return [TopPortfolio(r.id, r.score, r.rank, int(c)) for r, c in zip(_ranked(rows), counts)]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -10,6 +10,7 @@ from projections.codec import text
 from projections.keys import KeySpace
 from projections.queries.base import (
     QueriesBase,
+    Spread,
     _f,
     _i,
     _tm,
@@ -103,25 +104,24 @@ def _risk_today(user: str, d: list[Any], today: str) -> RiskRanked:
 
 class RiskQueries(QueriesBase):
     def risk_day(self) -> str:
-        """'Today' for the risk read side: the UTC day of the newest trade the risk projection applied."""
-        return text(self.client.hget(self.ks("risk").clock(), "day"))
+        """'Today' for the risk read side: the UTC day of the newest trade the risk projection applied (the newest of
+        its partitions' clocks)."""
+        return self.newest_day("risk")
 
     def risk_profile(self, user_id: str) -> RiskProfile | None:
         """A user's risk as of the projection's today (see :func:`~projections.readmodels.risk.as_of`)."""
         user = check_user(user_id)
-        ks = self.ks("risk")
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(ks.user_risk(user))
-        pipe.hget(ks.clock(), "day")
-        main, today = pipe.execute()
+        spread = self.spread("risk")
+        main = self.client.hgetall(spread.of(user).user_risk(user))
         if not main:
             return None
+        today = self.risk_day()
         stored: Risk = RISK.parse(("user", user), _tm(main))
-        r = as_of(stored, text(today))
+        r = as_of(stored, today)
         active = sorted(r.active.values(), key=lambda a: (-a.raised_at, a.alert_id))
         return RiskProfile(
             user, r.day, r.daily_volume, r.daily_exposure, r.trades_today, r.largest_today, r.largest_trade,
-            r.exposure, r.concentration, r.score, r.level, self._risk_rank(ks, user, r.score, text(today)), active,
+            r.exposure, r.concentration, r.score, r.level, self._risk_rank(spread, user, r.score, today), active,
             list(r.acknowledged), stored.day,
         )
 
@@ -130,11 +130,11 @@ class RiskQueries(QueriesBase):
         the first ``limit`` by score, then exposure, and the true total. ``user-daily-exposure`` holds
         each user's exposure of *their* newest day, so every member over the threshold is checked
         (chunked) before the list is cut: an earlier day's whale is never today's high-risk user."""
-        ks = self.ks("risk")
+        spread = self.spread("risk")
         today = self.risk_day()
         out = [
             HighRiskUser(user, _f(d[4]), text(d[0]), _f(d[1]), text(d[2]), _f(d[6]), _f(d[5]))
-            for _, chunk in self._risk_walk(ks, ks.user_daily_exposure(), f"({threshold}")
+            for _, chunk in self._risk_walk(spread, KeySpace.user_daily_exposure, f"({threshold}")
             for user, d in chunk
             if today and text(d[0]) == today  # exposure of an earlier day is not high-risk today
         ]
@@ -147,50 +147,48 @@ class RiskQueries(QueriesBase):
         A stored score is the user's newest day's; today's is never higher (an idle user keeps only
         concentration), so walking the ranking from the top can stop once ``limit`` users score at
         least the next stored score. Ties keep the ranking's order."""
-        ks = self.ks("risk")
+        spread = self.spread("risk")
         today = self.risk_day()
         found: list[RiskRanked] = []
-        for bound, chunk in self._risk_walk(ks, ks.user_risk_scores()):
+        for bound, chunk in self._risk_walk(spread, KeySpace.user_risk_scores):
             found += [_risk_today(user, d, today) for user, d in chunk]
             found.sort(key=lambda r: -r.score)  # stable: equal scores stay in the ranking's order
             if len(found) >= limit and found[limit - 1].score >= bound:
                 break
         rows = [replace(r, rank=i) for i, r in enumerate(found[:limit], 1)]
-        return RiskRanking(today, rows, int(self.client.zcard(ks.user_risk_scores())))
+        return RiskRanking(today, rows, self.count([s.user_risk_scores() for s in spread.spaces]))
 
     def active_alerts(self, limit: int = 50) -> list[Alert]:
         """Active (unacknowledged) risk alerts, newest first by event time."""
-        ks = self.ks("risk")
-        ids = [text(m) for m in self.client.zrevrange(ks.risk_alerts(), 0, limit - 1)]
+        spaces = self.spread("risk").spaces
+        ids = [text(m) for m, _ in self.top([s.risk_alerts() for s in spaces], 0, limit - 1)]
         if not ids:
             return []
-        return [Alert.from_json(json.loads(text(d))) for d in self.client.hmget(ks.risk_alert_details(), ids) if d is not None]
+        pipe = self.client.pipeline(transaction=False)
+        for s in spaces:  # an alert's details are in its user's partition
+            pipe.hmget(s.risk_alert_details(), ids)
+        found = [next((d for d in found if d is not None), None) for found in zip(*pipe.execute())]
+        return [Alert.from_json(json.loads(text(d))) for d in found if d is not None]
 
     def active_alert_count(self) -> int:
         """How many risk alerts are active, all of them (the badge; the list shows the newest)."""
-        return int(self.client.zcard(self.ks("risk").risk_alerts()))
+        return self.count([s.risk_alerts() for s in self.spread("risk").spaces])
 
-    def _risk_walk(self, ks: KeySpace, ranking: str, low: str = "-inf") -> Iterator[tuple[float, list[tuple[str, list[Any]]]]]:
-        """``ranking``'s members from the top (stored score >= ``low``), a chunk at a time with their
-        :data:`RISK_FIELDS`, each chunk with its lowest stored score."""
-        start = 0
-        while True:
-            rows = self.client.zrevrangebyscore(ranking, "+inf", low, start=start, num=RISK_SCAN_CHUNK, withscores=True)
-            if not rows:
-                return
+    def _risk_walk(self, spread: Spread, ranking: Callable[[KeySpace], str], low: str = "-inf",
+                   ) -> Iterator[tuple[float, list[tuple[str, list[Any]]]]]:
+        """A ranking (``ranking`` of each partition's key space, merged) from the top (stored score >= ``low``), a chunk at
+        a time with each member's :data:`RISK_FIELDS`, each chunk with its lowest stored score."""
+        for rows in self.walk([ranking(s) for s in spread.spaces], low, RISK_SCAN_CHUNK):
             pipe = self.client.pipeline(transaction=False)
             for member, _ in rows:
-                pipe.hmget(ks.user_risk(text(member)), *RISK_FIELDS)
-            yield float(rows[-1][1]), [(text(m), d) for (m, _), d in zip(rows, pipe.execute())]
-            if len(rows) < RISK_SCAN_CHUNK:
-                return
-            start += RISK_SCAN_CHUNK
+                pipe.hmget(spread.of(member).user_risk(member), *RISK_FIELDS)
+            yield rows[-1][1], [(m, d) for (m, _), d in zip(rows, pipe.execute())]
 
-    def _risk_rank(self, ks: KeySpace, user: str, score: float, today: str) -> int | None:
+    def _risk_rank(self, spread: Spread, user: str, score: float, today: str) -> int | None:
         """``user``'s place in :meth:`risk_ranking`'s order given its today's ``score``; None when
         unranked or further down than :data:`RISK_RANK_SCAN` members of the stored ranking."""
         ahead, walked, seen = 0, 0, False
-        for bound, chunk in self._risk_walk(ks, ks.user_risk_scores()):
+        for bound, chunk in self._risk_walk(spread, KeySpace.user_risk_scores):
             for member, d in chunk:
                 if member == user:
                     seen = True

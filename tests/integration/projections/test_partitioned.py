@@ -14,6 +14,7 @@ from projections.keys import KeySpace
 from projections.maintenance.user_rebuild import heal
 from projections.partitions import Partition, partitions_of
 from projections.projector.runner import Runner
+from projections.queries import Queries
 from projections.readmodels import PROJECTIONS
 from tests.fixtures.projections import MemberProcess, RedisProcess, StoreProcess
 from tests.integration.projections.helpers import append_market, config, generation_content, head_for
@@ -99,6 +100,27 @@ def test_members_over_partitions_equal_a_fresh_projection_and_merged_equal_one_p
         whole.pop("checkpoint")
         whole = {k: sorted(v) if isinstance(v, list) else v for k, v in whole.items()}
         assert merged_live[name] == whole, name
+    same_answers(Queries(client), Queries(fresh))
+
+
+def same_answers(split: Queries, whole: Queries) -> None:
+    """What the console shows of the partitions merged equals what it shows of one partition."""
+    assert [p.count for p in (split.spread(n) for n in PROJECTIONS)] == [COUNT, COUNT, 1, COUNT]
+    assert split.top_portfolios(30) == whole.top_portfolios(30)
+    assert split.risk_ranking(30) == whole.risk_ranking(30)
+    assert split.high_risk_users(100, threshold=1000) == whole.high_risk_users(100, threshold=1000)
+    assert split.active_alerts(100) == whole.active_alerts(100) and split.active_alert_count() == whole.active_alert_count()
+    assert split.daily_volume_leaders(limit=30) == whole.daily_volume_leaders(limit=30)
+    assert split.strategy_performance(30) == whole.strategy_performance(30)
+    assert split.risk_day() == whole.risk_day() and split.leaderboard_day() == whole.leaderboard_day()
+    users = [row.user_id for row in whole.top_portfolios(30)]
+    assert len(users) > 10
+    for user in users:
+        assert split.portfolio_summary(user) == whole.portfolio_summary(user), user
+        assert split.risk_profile(user) == whole.risk_profile(user), user
+        assert split.user_rank(user) == whole.user_rank(user), user
+    status = split.projection_status("portfolio")[0]
+    assert status.partitions == COUNT and status.worst.startswith("portfolio ")
 
 
 def test_a_generation_keeps_the_partition_count_it_was_first_run_with(redis_process: RedisProcess) -> None:
