@@ -18,6 +18,9 @@ For each projection with user entities and each user checked:
    checkpoint is intact; an event the checkpoint passed but Redis does not show; a value no event
    explains; a parked event of the user).
 
+In a generation split into partitions a user is checked in the partition holding the user (its checkpoint, its
+keys, its rankings; :mod:`projections.maintenance.pointer`), replayed as that partition folds.
+
 The report is :mod:`projections.maintenance.report`'s, the explanations
 :mod:`projections.maintenance.explain`'s. Nothing is written: a check only reads Redis and the store.
 """
@@ -33,15 +36,16 @@ from projections import keys
 from projections.codec import text
 from projections.errors import RebuildContended
 from projections.eventstore import EventStore
+from projections.keys import KeySpace
 from projections.maintenance.control import Control, Unattended, check
 from projections.maintenance.explain import explained
+from projections.maintenance.pointer import live_spaces
 from projections.maintenance.report import MISSING_KEY, Difference, EntityCheck, Report, compare
 from projections.maintenance.user_fold import Fold, advance, catch_up, new_fold
 from projections.maintenance.user_reader import UserRead, UserReaderProcess, read_user
 from projections.maintenance.user_rebuild import (
     ATTEMPTS,
     Strays,
-    live_keyspace,
     observe,
     snapshots,
     stray_places,
@@ -83,7 +87,7 @@ def _checked(client: redis.Redis, store: EventStore, work: Sequence[tuple[str, S
     control = control or Unattended()
     report = Report(scope, names)
     started = time.monotonic()
-    strays = {name: stray_places(client, model(name), live_keyspace(client, name)) for name in names}  # once for all
+    strays: dict[KeySpace, Strays] = {}  # scanned once per partition for all the users checked
     for i, read in enumerate(_read_ahead(client, store, work, urls)):
         check(control)
         control.report(i, len(work), f"checking {read.user_id}")
@@ -113,15 +117,20 @@ def _read_ahead(client: redis.Redis, store: EventStore, work: Sequence[tuple[str
         yield read_user(client, store, user, projections)
 
 
-def _compared(client: redis.Redis, store: EventStore, read: UserRead, strays: dict[str, Strays] | None = None
+def _compared(client: redis.Redis, store: EventStore, read: UserRead, strays: dict[KeySpace, Strays] | None = None
               ) -> list[tuple[str, EntityCheck | None]]:
-    """Each projection's check of the user (None: live events kept moving the entity; not compared). The user's
-    events are read once and folded as they come, for every projection up to its checkpoint."""
+    """Each projection's check of the user in the user's partition (None: live events kept moving the entity; not
+    compared). The user's events are read once and folded as they come, for every projection up to its
+    checkpoint. ``strays``: the stray places found so far, per key space (filled in here)."""
     spaces = read.spaces()
-    folds = [new_fold(client, store, model(ks.projection), ks, (str(model(ks.projection).user_kind), read.user_id))
-             for ks in spaces]
+    folds = [new_fold(client, store, model(ks.projection), ks, (str(model(ks.projection).user_kind), read.user_id),
+                      partition) for ks, partition in zip(spaces, read.partitions())]
     advance([(fold, shot[0]) for fold, shot in zip(folds, read.shots)], read.items)
-    return [(ks.projection, _check_one(client, store, fold, shot, (strays or {}).get(ks.projection)))
+    if strays is not None:
+        for ks in spaces:
+            if ks not in strays:
+                strays[ks] = stray_places(client, model(ks.projection), ks)
+    return [(ks.projection, _check_one(client, store, fold, shot, (strays or {}).get(ks)))
             for ks, fold, shot in zip(spaces, folds, read.shots)]
 
 
@@ -159,13 +168,15 @@ def _check_one(client: redis.Redis, store: EventStore, fold: Fold, snapshot: tup
 
 
 def users_of(client: redis.Redis, projection: str) -> list[str]:
-    """Every user the live generation of ``projection`` holds an entity hash for, sorted."""
+    """Every user the live generation of ``projection`` holds an entity hash for (in any of its partitions), sorted."""
     m = model(projection)
-    ks = live_keyspace(client, projection)
-    pattern = m.main_key(ks, (str(m.user_kind), "*"))
-    prefix = pattern[:-1]
-    found = (text(key)[len(prefix):] for key in client.scan_iter(match=pattern, count=1000, _type="hash"))
-    return sorted(name for name in found if ":" not in name)  # not the user's other hashes (positions, ...)
+    found: set[str] = set()
+    for ks in live_spaces(client, projection):
+        pattern = m.main_key(ks, (str(m.user_kind), "*"))
+        prefix = pattern[:-1]
+        names = (text(key)[len(prefix):] for key in client.scan_iter(match=pattern, count=1000, _type="hash"))
+        found.update(name for name in names if ":" not in name)  # not the user's other hashes (positions, ...)
+    return sorted(found)
 
 
 def known_users(client: redis.Redis) -> list[str]:
@@ -174,7 +185,7 @@ def known_users(client: redis.Redis) -> list[str]:
     found: set[str] = set()
     for projection in user_projections():
         found.update(users_of(client, projection))
-    rankings = [model(name).user_ranking(live_keyspace(client, name)) for name in user_projections()]
+    rankings = [model(name).user_ranking(ks) for name in user_projections() for ks in live_spaces(client, name)]
     for key in (r for r in rankings if r):
         found.update(text(member) for member in client.zrange(key, 0, -1))  # type: ignore[union-attr]  # sync client
     return sorted(found)
@@ -192,11 +203,14 @@ def rolling_sample(client: redis.Redis, size: int) -> list[str]:
 
 def emptied(client: redis.Redis, projections: Sequence[str]) -> list[Difference]:
     """A projection whose checkpoint stands past events while it holds no user entity at all: its read models
-    were emptied (a flush, eviction, a failover) and the checkpoint survived — a projector would not refold them."""
+    were emptied (a flush, eviction, a failover) and the checkpoint survived — a projector would not refold them.
+    Split into partitions, the projection as a whole (its furthest partition's checkpoint, no user in any): a
+    partition may rightly hold no user, and one emptied alone is found through its users (:func:`known_users`)."""
     out = []
     for projection in projections:
-        ks = live_keyspace(client, projection)
-        checkpoint = int(text(client.get(ks.checkpoint)) or 0)
+        spaces = live_spaces(client, projection)
+        ks = spaces[0]
+        checkpoint = max(int(text(client.get(space.checkpoint)) or 0) for space in spaces)
         if checkpoint and not users_of(client, projection):
             out.append(Difference(projection, "", ks.name_of(model(projection).main_key(ks, (str(model(projection).user_kind), "*"))), "",
                                   MISSING_KEY, "every user's entity", "",

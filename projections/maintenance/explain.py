@@ -5,7 +5,8 @@ reading the user's events again and folding them one at a time, only for an inco
 the replay used). The cause: keys missing while the
 checkpoint is intact (eviction, a flush, a failover), an event the checkpoint passed that Redis does not show
 (lost writes), a value no event of the user explains (an outside writer); a parked event of the user after the
-event behind it is named too.
+event behind it is named too. In a generation split into partitions the checkpoint is the user's partition's
+(lost writes are judged against what that partition applied) and the user's events are folded as it folds them.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from projections.events import Envelope, user_streams
 from projections.eventstore import EventStore
 from projections.maintenance.report import EXTRA_KEY, MEMBER_EXTRA, MISSING_KEY, Difference, EventRef, Found
 from projections.maintenance.user_fold import Fold, history, own_append_keys, with_marks
+from projections.partitions import Partition
 from projections.projector.fold import fold_batch
 from projections.readmodels.base import Ref, Rendered
 from projections.readmodels.portfolio import MARKS, Marks
@@ -36,7 +38,7 @@ def explained(client: redis.Redis, store: EventStore, fold: Fold, found: list[Fo
     m, ks, ref = fold.m, fold.ks, fold.ref
     places = {(key, name) for key, name, *_ in found}
     setters = _last_setters(store, fold, places) if fold.count <= EXPLAIN_MAX_EVENTS else {}
-    parked = _parked_of(client, m.name, ref[1])
+    parked = _parked_of(client, _parking_tags(fold), ref[1])
     at = int(last) if last.isdigit() else 0
     out = []
     for key, name, kind, expected, actual in found:
@@ -99,7 +101,7 @@ def _last_setters(store: EventStore, fold: Fold, places: set[Place]) -> dict[Pla
     for event, marks in with_marks(own, fold.marks_of):
         if marks is not None:
             states[MARKS] = Marks(marks)
-        result = fold_batch(m, ks, states, [event])
+        result = fold_batch(m, ks, states, [event], partition=fold.partition)
         states.update(result.changed)
         for entry in result.appends:
             if entry.key in appended and (entry.key, entry.member) in places:
@@ -129,12 +131,23 @@ def _parked_name(record: dict[str, Any]) -> str:
     return keys.parked_member(str(record.get("stream", "?")), str(record.get("eventId", "?")))
 
 
-def _parked_of(client: redis.Redis, projection: str, user_id: str) -> list[dict[str, Any]]:
-    """The parked events of ``projection`` in the user's streams, oldest first."""
+def _parking_tags(fold: Fold) -> list[str]:
+    """Where the user's parked events are: the user's partition (an event that failed its fold there) and
+    partition 0 (an event that does not decode, which no partition can route); the projection's own tag when it
+    is one partition."""
+    part = fold.partition
+    if part is None or part.count == 1:
+        return [fold.m.name]
+    return sorted({part.tag, Partition(part.projection, 0, part.count).tag})
+
+
+def _parked_of(client: redis.Redis, tags: Iterable[str], user_id: str) -> list[dict[str, Any]]:
+    """The parked events in the user's streams recorded under each of ``tags``, oldest first."""
     streams = set(user_streams(user_id))
     found = []
-    for raw in client.hvals(keys.parked(projection)):  # type: ignore[union-attr]  # sync client
-        record = json.loads(text(raw))
-        if record.get("stream") in streams:
-            found.append(record)
+    for tag in tags:
+        for raw in client.hvals(keys.parked(tag)):  # type: ignore[union-attr]  # sync client
+            record = json.loads(text(raw))
+            if record.get("stream") in streams:
+                found.append(record)
     return sorted(found, key=lambda r: int(r.get("position") or 0))

@@ -12,6 +12,10 @@ live generation, the shared read models (rankings, market tables, indexes) at on
    (:func:`~projections.maintenance.consistency.check_user`), which explains each difference by its events.
 
 Live traffic causes no false difference: every comparison is of two states at one position.
+
+A generation split into partitions is checked partition by partition: each replay folds what its partition folds
+(``partition=``), its cut is that partition's checkpoint and keys. The history is read once per partition (P
+reads of the projection's events: a full check is rare and the partitions' checkpoints differ).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from typing import Any
 
 import redis
 
-from projections import keys
+from projections import keys, layout
 from projections.codec import text
 from projections.errors import BadEvent, RebuildContended
 from projections.events import CanaryAppended, DomainEvent, Ignored, Recorded, decode
@@ -30,8 +34,10 @@ from projections.eventstore import EventStore, Marker
 from projections.keys import KeySpace
 from projections.maintenance.consistency import check_user
 from projections.maintenance.control import Control, Fence, Unattended, check
+from projections.maintenance.pointer import live_generation, space
 from projections.maintenance.report import (
     EXTRA_KEY,
+    KEPT,
     MEMBER_EXTRA,
     MEMBER_MISSING,
     MISSING_KEY,
@@ -42,7 +48,7 @@ from projections.maintenance.report import (
     compare,
 )
 from projections.maintenance.user_fold import own_append_keys
-from projections.maintenance.user_rebuild import live_keyspace
+from projections.partitions import Partition
 from projections.projector.fold import fold_batch, touched_refs
 from projections.projector.reader import ReaderProcess
 from projections.readmodels import PROJECTIONS, model
@@ -60,6 +66,7 @@ class _Replay:
 
     m: ReadModel
     ks: KeySpace
+    partition: Partition | None = None  # the partition ``ks`` is: folded as its live runner folds
     states: dict[Ref, Any] = field(default_factory=dict)
     appends: dict[str, dict[str, float]] = field(default_factory=dict)
     caps: dict[str, int] = field(default_factory=dict)
@@ -113,8 +120,9 @@ class _Replay:
     def _fold(self, events: list[DomainEvent]) -> None:
         if not events:
             return
-        loaded = {ref: self.states[ref] for ref in touched_refs(self.m, events) if ref in self.states}
-        result = fold_batch(self.m, self.ks, loaded, events)  # a fold that raises is skipped, as the projector parks it
+        loaded = {ref: self.states[ref] for ref in touched_refs(self.m, events, self.partition) if ref in self.states}
+        # a fold that raises is skipped, as the projector parks it
+        result = fold_batch(self.m, self.ks, loaded, events, partition=self.partition)
         self.states.update(result.changed)
         for entry in result.appends:
             self.appends.setdefault(entry.key, {})[entry.member] = entry.score
@@ -160,12 +168,26 @@ class _Shared:
 
 
 def check_projection(client: redis.Redis, store: EventStore, projection: str, control: Control | None = None) -> Report:
-    """Every read model of ``projection`` against a replay of its whole history (see the module doc)."""
+    """Every read model of ``projection`` against a replay of its whole history (see the module doc); split into
+    partitions, each partition against a replay of what it folds, at its own checkpoint, one after the other."""
     control = control or Unattended()
     started = time.monotonic()
-    m = model(projection)
-    ks = live_keyspace(client, projection)
-    replay = _Replay(m, ks)
+    generation = live_generation(client, projection)
+    parts = layout.partitions(client, projection, generation)
+    report = Report(f"everything in {projection}", [projection])
+    for i, part in enumerate(parts):
+        one = _check_partition(client, store, part, space(part, generation),
+                               control if len(parts) == 1 else _Cumulative(control, report.events, i, len(parts)))
+        _merge(report, one)
+    report.seconds = round(time.monotonic() - started, 3)
+    control.report(report.events, report.events, f"checked everything in {projection}")
+    return report
+
+
+def _check_partition(client: redis.Redis, store: EventStore, part: Partition, ks: KeySpace, control: Control) -> Report:
+    """One partition of the live generation (the whole projection when it is one) against its replay."""
+    m = model(part.projection)
+    replay = _Replay(m, ks, part if part.count > 1 else None)
     head = store.head(m.event_types)
     replay.head = head.position if head else 0
     replay.fold(store, int(text(client.get(ks.checkpoint)) or 0), control)
@@ -178,16 +200,30 @@ def check_projection(client: redis.Redis, store: EventStore, projection: str, co
         mine = {k for image in users.values() for k in (*image.owned, *image.zsets)}  # new users' keys: theirs
         seen = Rendered(owned={k: v for k, v in seen.owned.items() if k not in mine},
                         zsets={k: v for k, v in seen.zsets.items() if k not in mine})
-    report = Report(f"everything in {projection}", [projection])
+    report = Report(f"everything in {part.label}", [part.projection])
     names = {*shared.hashes, *shared.zsets, *seen.owned, *seen.zsets}
     ranked = _add_shared(report, m, ks, checkpoint, names, compare(shared.rendered(), seen, whole_keys=True),
                          {ref[1] for ref in users})
     for entity in _users(client, store, m, ks, checkpoint, users, ranked, control, report.skipped):
         report.add(entity)
-    report.seconds = round(time.monotonic() - started, 3)
     report.events = replay.events
-    control.report(replay.events, replay.events, f"checked everything in {projection}")
     return report
+
+
+def _merge(report: Report, part: Report) -> None:
+    """Add ``part`` (one projection's or one partition's check) to ``report``."""
+    report.checked += part.checked
+    report.consistent += part.consistent
+    report.difference_count += part.difference_count
+    report.differences.extend(part.differences[: max(0, KEPT - len(report.differences))])
+    report.users_to_repair.extend(u for u in part.users_to_repair if u not in report.users_to_repair)
+    report.checkpoints.update(part.checkpoints)
+    for name, counts in part.per_projection.items():
+        mine = report.per_projection.setdefault(name, {"checked": 0, "consistent": 0})
+        mine["checked"] += counts["checked"]
+        mine["consistent"] += counts["consistent"]
+    report.skipped.extend(part.skipped)
+    report.events += part.events
 
 
 def check_everything(client: redis.Redis, store: EventStore, projections: Sequence[str] | None = None,
@@ -201,15 +237,7 @@ def check_everything(client: redis.Redis, store: EventStore, projections: Sequen
     for i, name in enumerate(names):
         part = check_projection(client, store, name, _Cumulative(control, done, i, len(names)))
         done += part.events
-        report.checked += part.checked
-        report.consistent += part.consistent
-        report.difference_count += part.difference_count
-        report.differences.extend(part.differences[: max(0, 200 - len(report.differences))])
-        report.users_to_repair.extend(u for u in part.users_to_repair if u not in report.users_to_repair)
-        report.checkpoints.update(part.checkpoints)
-        report.per_projection.update(part.per_projection)
-        report.skipped.extend(part.skipped)
-        report.events += part.events
+        _merge(report, part)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -235,7 +263,7 @@ class _Cumulative(Control):
 def _cut(client: redis.Redis, ks: KeySpace, shared: set[str], user_keys: set[str]) -> tuple[int, Rendered]:
     """The live checkpoint and every shared key of the live generation, read in one MULTI/EXEC."""
     skip = {ks.checkpoint, ks.state_epoch} | user_keys
-    found = {text(k) for k in client.scan_iter(match=f"{keys.generation_prefix(ks.projection, ks.generation)}:*",
+    found = {text(k) for k in client.scan_iter(match=f"{keys.generation_prefix(ks.root, ks.generation)}:*",
                                                 count=1000)}
     names = sorted((shared | found) - skip)
     pipe = client.pipeline(transaction=False)

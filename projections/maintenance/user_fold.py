@@ -12,6 +12,10 @@ So the memory it takes does not grow with the user's history, and a retry after 
 the entity reads and folds only what came since. :func:`advance` feeds one read to several folds (one per
 projection, each up to its own checkpoint): the history is read once for all of them.
 
+*Partitions.* A fold of a user in a generation split into partitions stands in the user's partition
+(``Fold.partition``) and folds as that partition's live runner does (``fold_batch(..., partition=)``), reading the
+marks from that partition's own copy of the ``rebalance-marks`` index (replicated in every partition).
+
 *Marks.* A full replay values a portfolio at the marks of each of the user's events, but only a rebalance's
 and the last event's outlive the next event (``portfolio.marks_outlive``); anywhere else any marks give the
 same final state. A rebalance's marks come from the portfolio's ``rebalance-marks`` index (what the
@@ -34,6 +38,7 @@ from projections.events import CanaryAppended, DomainEvent, Ignored, PriceUpdate
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Control, Unattended, check
+from projections.partitions import Partition
 from projections.projector.fold import fold_batch
 from projections.readmodels.base import Append, ReadModel, Ref, Rendered
 from projections.readmodels.portfolio import MARKS, Marks, marks_outlive, pairs_of, parse_rebalance_marks
@@ -82,6 +87,7 @@ class Fold:
     ks: KeySpace
     ref: Ref
     marks_of: MarksOf | None = None  # where the true marks come from (None: the read model folds no prices)
+    partition: Partition | None = None  # the partition ``ks`` is (folds as its live runner does); None: unsplit
     states: dict[Ref, Any] = field(default_factory=dict)
     newest: dict[str, dict[str, float]] = field(default_factory=dict)  # the entity's append-only keys' entries
     events_upto: int = 0  # every event of the user at or before this position is folded
@@ -126,7 +132,7 @@ class Fold:
         for chunk, at in segments(events, marks):
             if at is not None:
                 self.states[MARKS] = Marks(at)  # the marks as a full replay has them at this event
-            result = fold_batch(self.m, self.ks, self.states, chunk)
+            result = fold_batch(self.m, self.ks, self.states, chunk, partition=self.partition)
             self.states.update(result.changed)
             self._append(a for a in result.appends if a.key in own)  # not the shared rebalance-marks index
         self.count += len(events)
@@ -145,11 +151,13 @@ def _top(members: dict[str, float], cap: int) -> dict[str, float]:
     return dict(sorted(members.items(), key=lambda kv: kv[1])[-cap:])
 
 
-def new_fold(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref) -> Fold:
-    """A fold of ``ref`` in ``ks`` that reads its marks where a full replay's are (module doc)."""
+def new_fold(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, ref: Ref,
+             partition: Partition | None = None) -> Fold:
+    """A fold of ``ref`` in ``ks`` (``partition``'s key space, when the generation is split) that reads its marks
+    where a full replay's are, in that partition's own copy of the replicated ones (module doc)."""
     if "PriceUpdated" not in m.event_types:
-        return Fold(m, ks, ref)
-    return Fold(m, ks, ref, lambda needs: marks_at(client, store, ks, needs))
+        return Fold(m, ks, ref, partition=partition)
+    return Fold(m, ks, ref, lambda needs: marks_at(client, store, ks, needs), partition)
 
 
 def advance(folds: Sequence[tuple[Fold, int]], items: Iterable[Item], control: Control | None = None,

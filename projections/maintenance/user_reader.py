@@ -5,8 +5,8 @@ Why a child: esdbclient receives one gRPC message per event, and its hand-off be
 costs about as much CPU as folding the event; in one process (one GIL) the two add up, as they do for a
 catch-up (see :mod:`projections.projector.reader`).
 
-:func:`read_user` takes the user's snapshot in every projection (the checkpoint C and the entity's
-``lastPosition``, one MULTI/EXEC), *then* reads the user's events up to the highest C — so every event up to
+:func:`read_user` takes the user's snapshot in every projection (the checkpoint C of the partition holding the
+user and the entity's ``lastPosition`` there, one MULTI/EXEC), *then* reads the user's events up to the highest C — so every event up to
 each C is among them —, page by page as they are folded (:func:`projections.maintenance.user_fold.history`).
 :class:`UserReaderProcess` does the same for a list of users in ``python -m projections.maintenance.user_reader``,
 pickling to its stdout per user a :class:`UserRead` header, the user's events in pages of ``PAGE``, and an end
@@ -30,8 +30,10 @@ import redis
 from projections.errors import EventStoreUnavailable
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
+from projections.maintenance.pointer import space, user_space
 from projections.maintenance.user_fold import Item, history
-from projections.maintenance.user_rebuild import live_keyspace, snapshots
+from projections.maintenance.user_rebuild import snapshots
+from projections.partitions import Partition, partition_of
 from projections.projector.reader import exit_with_parent, stop_child
 from projections.readmodels import model, user_projections
 
@@ -44,20 +46,27 @@ class UserRead:
     user_id: str
     projections: tuple[str, ...]
     generations: tuple[int, ...]
-    shots: tuple[tuple[int, str], ...]  # (checkpoint C, lastPosition L) per projection
+    shots: tuple[tuple[int, str], ...]  # (checkpoint C, lastPosition L) per projection, in the user's partition
+    counts: tuple[int, ...]  # per projection, how many partitions the generation is split into
     items: Iterable[Item] = ()  # the user's history up to the highest C (``user_fold.history``)
 
+    def partitions(self) -> list[Partition]:
+        """The partition holding the user in each projection."""
+        return [Partition(p, partition_of(self.user_id, c), c) for p, c in zip(self.projections, self.counts)]
+
     def spaces(self) -> list[KeySpace]:
-        return [KeySpace(p, g) for p, g in zip(self.projections, self.generations)]
+        """The key space of the user's partition in each projection."""
+        return [space(part, g) for part, g in zip(self.partitions(), self.generations)]
 
 
 def read_user(client: redis.Redis, store: EventStore, user_id: str, projections: Sequence[str] | None) -> UserRead:
     names = tuple(projections or user_projections())
     models = [model(name) for name in names]
-    spaces = [live_keyspace(client, name) for name in names]
-    shots = snapshots(client, [(ks, m.main_key(ks, (str(m.user_kind), user_id))) for m, ks in zip(models, spaces)])
+    owned = [user_space(client, name, user_id) for name in names]
+    shots = snapshots(client, [(ks, m.main_key(ks, (str(m.user_kind), user_id))) for m, (ks, _) in zip(models, owned)])
     upto = max((checkpoint for checkpoint, _ in shots), default=0)  # after every snapshot: all the events up to each C
-    return UserRead(user_id, names, tuple(ks.generation for ks in spaces), tuple(shots), history(store, user_id, upto=upto))
+    return UserRead(user_id, names, tuple(ks.generation for ks, _ in owned), tuple(shots),
+                    tuple(part.count for _, part in owned), history(store, user_id, upto=upto))
 
 
 class UserReaderProcess:

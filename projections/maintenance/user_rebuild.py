@@ -19,6 +19,12 @@ For each projection whose read model has user entities (``ReadModel.user_kind``)
    bumps ``state-epoch``, so the projector's cache and its batch in flight notice.
    If L moved, go again from 1 (a bounded number of times).
 
+*Partitions.* In a generation split into partitions each step acts on the partition holding the user
+(:func:`projections.maintenance.pointer.user_space`): its checkpoint is C, its marks are folded with, its keys and
+ranking members are written, and its ``state-epoch`` is bumped — one script per partition, as the live runner of
+that partition commits in one. The replay folds as that runner does (``partition=``). With one partition the key
+space is the projection's own, as before partitions.
+
 Everything else (the market, strategies, the clocks) is not one user's and is
 left alone: a full rebuild refolds those. Replays have no side effects: no change
 notice is sent (the console re-reads on the next one) and nothing is published.
@@ -38,7 +44,7 @@ from projections.errors import RebuildContended
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Control, Unattended, check
-from projections.maintenance.pointer import live_generation
+from projections.maintenance.pointer import live_spaces, partition_of_space, user_space
 from projections.maintenance.user_fold import Fold, advance, catch_up, history, history_length, new_fold, own_append_keys
 from projections.readmodels import model, user_projections
 from projections.readmodels.base import ReadModel, Ref, Rendered
@@ -82,11 +88,11 @@ def rebuild_user(
     """
     control = control or Unattended()
     models = [model(name) for name in (tuple(projections) if projections else user_projections())]
-    spaces = [live_keyspace(client, m.name) for m in models]
+    owned = [user_space(client, m.name, user_id) for m in models]  # the user's partition in each
     refs: list[Ref] = [(str(m.user_kind), user_id) for m in models]
-    mains = [m.main_key(ks, ref) for m, ks, ref in zip(models, spaces, refs)]
-    shots = snapshots(client, [(ks, main) for ks, main in zip(spaces, mains)])
-    folds = [new_fold(client, store, m, ks, ref) for m, ks, ref in zip(models, spaces, refs)]
+    mains = [m.main_key(ks, ref) for m, (ks, _), ref in zip(models, owned, refs)]
+    shots = snapshots(client, [(ks, main) for (ks, _), main in zip(owned, mains)])
+    folds = [new_fold(client, store, m, ks, ref, partition) for m, (ks, partition), ref in zip(models, owned, refs)]
     total = history_length(store, user_id)  # progress is counted in the user's events read
     control.report(0, total, f"reading {user_id}'s events")
     upto = max(checkpoint for checkpoint, _ in shots)  # after every snapshot: all the events up to each C are stored
@@ -103,13 +109,19 @@ def rebuild_user(
 
 def heal(client: redis.Redis, store: EventStore, ks: KeySpace, users: Sequence[str]) -> None:
     """The projector's healer (``projector/vanished.py``): rebuild ``users``' entities of ``ks.projection`` in
-    generation ``ks.generation`` at its checkpoint, which the calling runner holds still."""
+    generation ``ks.generation`` at its checkpoint, which the calling runner holds still. ``ks`` is the runner's
+    own: in a generation split into partitions, one partition's (``ks.tag``), and only the users that partition
+    holds are rebuilt there (a user of another partition named by the caller is that partition's to heal)."""
     m = model(ks.projection)
-    strays = stray_places(client, m, ks)
-    for user in users:
+    partition = partition_of_space(client, ks)
+    mine = [user for user in users if partition.owns(user)]
+    if len(mine) < len(users):
+        log.debug("healer of %s: %d user(s) of other partitions left alone", partition.label, len(users) - len(mine))
+    strays = stray_places(client, m, ks) if mine else None
+    for user in mine:
         ref: Ref = (str(m.user_kind), user)
         shot = snapshots(client, [(ks, m.main_key(ks, ref))])[0]
-        fold = new_fold(client, store, m, ks, ref)
+        fold = new_fold(client, store, m, ks, ref, partition)
         catch_up(fold, store, shot[0])
         _rebuild_one(client, store, fold, shot, strays)
 
@@ -136,7 +148,9 @@ def _rebuild_one(client: redis.Redis, store: EventStore, fold: Fold, snapshot: t
 
 
 def live_keyspace(client: redis.Redis, projection: str) -> KeySpace:
-    return KeySpace(projection, live_generation(client, projection))
+    """The live generation's key space as one partition (its first, for a projection split into partitions);
+    per-user work takes the user's own (:func:`~projections.maintenance.pointer.user_space`)."""
+    return live_spaces(client, projection)[0]
 
 
 def snapshots(client: redis.Redis, entities: Sequence[tuple[KeySpace, str]]) -> list[tuple[int, str]]:
