@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from projections import keys
+from projections import keys, layout
 from projections.codec import text
 from projections.keys import KeySpace
 from projections.writer import FLIPPED
@@ -77,9 +77,17 @@ _NUMBER = re.compile(r"g(\d+)(:|-lease$)")
 
 
 def number_of(projection: str, key: str) -> int | None:
-    """The generation a key of ``projection`` belongs to (None: not a generation's key)."""
-    found = _NUMBER.match(key, len(keys.tag(projection)) + 1)
+    """The generation a key of ``projection`` (or of one of its partitions) belongs to (None: not a generation's)."""
+    root = keys.tag(projection)[:-1]  # "lucent:{portfolio", then "}" or ".pNN}"
+    if not key.startswith(root) or key[len(root) : len(root) + 1] not in ("}", "."):
+        return None
+    found = _NUMBER.match(key, key.find("}:", len(root)) + 2)
     return int(found.group(1)) if found else None
+
+
+def patterns(projection: str) -> list[str]:
+    """SCAN patterns of every generation key of ``projection``: under its own tag and its partitions'."""
+    return [f"{keys.tag(projection)}:g*", f"{keys.tag(projection)[:-1]}.p*}}:g*"]
 
 
 def count(client: redis.Redis, projection: str, sample: int = SAMPLE) -> dict[int, Counted]:
@@ -88,7 +96,7 @@ def count(client: redis.Redis, projection: str, sample: int = SAMPLE) -> dict[in
     c: Any = client  # redis-py types replies as "Awaitable | value"; this is a sync client
     found: dict[int, int] = {}
     drawn: dict[int, list[str]] = {}
-    for raw in c.scan_iter(match=f"{keys.tag(projection)}:g*", count=1000):
+    for raw in (raw for pattern in patterns(projection) for raw in c.scan_iter(match=pattern, count=1000)):
         key = text(raw)
         n = number_of(projection, key)
         if n is None:
@@ -129,10 +137,13 @@ def probe(client: redis.Redis, projection: str, numbers: Iterable[int] = ()) -> 
     if record.get("generation", "").isdigit():
         candidates.append((int(record["generation"]), int(record.get("since") or 0)))
     asked = sorted({*numbers, live, *(n for n, _ in candidates)})
+    # a generation split into partitions is present while its first partition's checkpoint is (a drop unlinks all
+    # its checkpoints at once, first), and written while its first partition's lease is held (one job writes all)
+    first = {n: layout.partitions(c, projection, n)[0].tag for n in asked}
     pipe = c.pipeline(transaction=False)
     for n in asked:
-        pipe.get(KeySpace(projection, n).checkpoint)
-        pipe.get(keys.generation_lease(projection, n))
+        pipe.get(KeySpace(projection, n, first[n]).checkpoint)
+        pipe.get(keys.generation_lease(first[n], n))
     replies = pipe.execute()
     checkpoints = {n: None if replies[2 * i] is None else int(text(replies[2 * i]) or 0) for i, n in enumerate(asked)}
     writing = {n: replies[2 * i + 1] is not None and text(replies[2 * i + 1]) != FLIPPED for i, n in enumerate(asked)}

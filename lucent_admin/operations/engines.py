@@ -69,7 +69,7 @@ def _rebuild(job: Job, control: Control, services: Services) -> dict[str, Any]:
     try:
         done = switch_to(client, services.runner_config(projection), generation, control,
                          budget=services.diff_budget, flip_anyway=bool(job.params.get("flip_anyway")),
-                         max_lag_s=services.max_lag_s,
+                         max_lag_s=services.max_lag_s, partitions=services.partitions,
                          decide=lambda sample: _await_decision(job, control, sample), resumed=job.done)
     except (JobLeaseLost, GenerationTaken):
         raise  # another run holds the job, or writes its generation: nothing of it is this run's to delete

@@ -3,16 +3,17 @@
 :func:`switch_to` is the engine of a full rebuild (into a new, empty generation) and of a
 rollback (back to an older generation, caught up from its own checkpoint):
 
-1. *Fold.* A :class:`~projections.projector.runner.Runner` writes generation G under G's own
-   lease, with no status hash and no change notices (replays have no side effects), from G's
-   checkpoint on, and stays live once it reaches the head. Between batches it slows down while
+1. *Fold.* A :class:`~projections.projector.runner.Runner` per partition of G (:class:`Folding`; one
+   reading of ``$all`` for all of them) writes generation G under G's own leases, with no status hash and no
+   change notices (replays have no side effects), from G's checkpoints on, and stays live once it reaches the
+   head. G is split like the live generation (its layout recorded first; another count is refused for now). Between batches it slows down while
    the live projector's lag is above ``max_lag_s``, reports progress and checks for a cancel.
 2. *Verify* (a rebuild): entities sampled from the live generation are compared field by field
    with G's where both stand at the same position; the differences go into the result, and above
    ``budget`` there is no flip unless ``flip_anyway``.
-3. *Flip.* The live projector is asked to pause (``keys.flip``); once it paused at checkpoint C
-   and G has applied everything up to C, one Lua script sets the pointer to G, fences G's runner
-   (its lease becomes ``flipped``) and marks the flip done. The live projector then resubscribes
+3. *Flip* (:mod:`projections.maintenance.flip`). The live projector is asked to pause (``keys.flip``, each
+   partition); once it paused at checkpoint C and G has applied everything up to C, one Lua script sets the
+   pointer to G, fences G's runners (their leases become ``flipped``) and marks the flip done. The live projector then resubscribes
    on G from G's checkpoint: nothing lost, nothing applied twice, and readers (who resolve the
    pointer at most 50 ms late) never see time go backwards. With no live projector beating (dead, or
    paused past its heartbeat while its lease holds), the pointer is flipped at once, G being at least
@@ -40,78 +41,27 @@ from typing import Any
 
 import redis
 
-from projections import keys
+from projections import keys, layout
 from projections.codec import text
-from projections.errors import Fenced, Flipped, JobLeaseLost, ProjectionError
+from projections.errors import Fenced, Flipped, ProjectionError
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Control, Fence, check, owned
+from projections.maintenance.flip import FlipAgain, FlipFailed, flip
 from projections.maintenance.pointer import live_generation as live_generation  # re-exported: callers read it here
 from projections.maintenance.retention import drop_generation
 from projections.maintenance.user_rebuild import heal
+from projections.partitions import Partition, partitions_of
 from projections.projector.lease import Lease, new_token
-from projections.projector.requests import ABORT
-from projections.projector.runner import Runner, RunnerConfig
+from projections.projector.runner import Runner, RunnerConfig, shared_reader
 from projections.writer import FLIPPED
 
 log = logging.getLogger(__name__)
 
-PAUSE_WAIT_S = 10.0  # how long to wait for the live projector to pause for the flip
-CATCH_UP_WAIT_S = 3.0  # how long G may take to reach the paused checkpoint (the live projector stands still)
-DRAW_LEVEL_WAIT_S = 60.0  # how long G may take to draw level with the running live projector before a pause
 QUIET_S = 5.0  # G level with the live generation as far as it gets when its checkpoint stands still this long
 FLIP_ATTEMPTS = 5  # pauses tried before the job fails (each aborted one costs the live projector CATCH_UP_WAIT_S)
 SAMPLE = 200  # entities compared before a flip
 DIFFERENCES_KEPT = 20
-
-_FLIP = """
--- KEYS: pointer, flip, live checkpoint, G's checkpoint, G's lease[, the job's lease]
--- ARGV: from, to, paused-at, paused ('1'/'0'), fence, now (ms), the token of G's runner[, this run's job token]
-local holder = redis.call('GET', KEYS[5])
-if holder ~= ARGV[7] then
-  return redis.error_reply('FLIP generation ' .. ARGV[2] .. ' is no longer written by this job (its lease: ' .. tostring(holder) .. ')')
-end
-if KEYS[6] and redis.call('GET', KEYS[6]) ~= ARGV[8] then
-  return redis.error_reply('LOST this run no longer holds its job')
-end
-local live_at = redis.call('GET', KEYS[3]) or ''
-if ARGV[4] == '1' then
-  if redis.call('HGET', KEYS[2], 'state') ~= 'paused' then
-    return redis.error_reply('FLIP the live projector is no longer paused')
-  end
-  if live_at ~= ARGV[3] then
-    return redis.error_reply('FLIP the live checkpoint moved')
-  end
-end
-if (redis.call('GET', KEYS[1]) or '1') ~= ARGV[1] then
-  return redis.error_reply('FLIP the live generation is no longer ' .. ARGV[1])
-end
--- G at least where the live generation stands now (with no pause: a projector may still have committed since)
-if tonumber(redis.call('GET', KEYS[4]) or '0') < tonumber(live_at ~= '' and live_at or '0') then
-  return redis.error_reply('FLIP the new generation is behind')
-end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('SET', KEYS[5], ARGV[5])
-redis.call('HSET', KEYS[2], 'state', 'done', 'from', ARGV[1], 'to', ARGV[2], 'flipped_at', ARGV[6])
-return 1
-"""
-
-
-class FlipFailed(ProjectionError):
-    """The flip could not be made (the live projector did not pause, or moved); nothing changed."""
-
-
-class FlipAgain(FlipFailed):
-    """The flip was not made but can be tried again (the pause, if any, was aborted)."""
-
-
-class FlipBehind(FlipAgain):
-    """G did not reach the (paused) live checkpoint in time."""
-
-
-class NotPaused(FlipAgain):
-    """The live projector did not pause in time: stalled, or paused itself; the next attempt looks at its
-    heartbeat again (none: the flip is made at once, and its commit check catches it up)."""
 
 
 class GenerationTaken(Fenced):
@@ -137,43 +87,48 @@ class SwitchResult:
 def switch_to(
     client: redis.Redis, base: RunnerConfig, generation: int, control: Control, *, verify: bool = True,
     budget: int = 0, flip_anyway: bool = False, max_lag_s: float = 2.0,
-    decide: Callable[[Sample], bool] | None = None, resumed: int = 0,
+    decide: Callable[[Sample], bool] | None = None, resumed: int = 0, partitions: int = 1,
 ) -> SwitchResult:
     """Fold ``base.projection`` into ``generation`` and flip the pointer to it (see the module doc).
 
-    Above ``budget`` differences, ``decide(sample)`` (an operator's decision; it may block while G's
-    runner keeps following the head) says whether to flip anyway; without it, or if it says no,
-    FlipFailed."""
+    ``generation`` is split as its layout says; a new one (none recorded) into ``partitions`` (the projection's
+    count, :func:`projections.layout.count_for`). Above ``budget`` differences, ``decide(sample)`` (an operator's
+    decision; it may block while G's runners keep following the head) says whether to flip anyway; without it, or
+    if it says no, FlipFailed."""
     projection = base.projection
     live = live_generation(client, projection)
     if generation == live:
         raise ProjectionError(f"generation {generation} of {projection} is already live; nothing to switch to")
-    lease = keys.generation_lease(projection, generation)
-    if text(client.get(lease)) == FLIPPED:  # this generation was flipped live before: its old writer is long done
-        client.delete(lease)
+    live_parts = layout.partitions(client, projection, live)
+    count = layout.recorded(client, projection, generation) or layout.count_for(projection, partitions)
+    if count != len(live_parts):
+        raise ProjectionError(
+            f"generation {generation} of {projection} would be split into {count} partition(s), the live one is split "
+            f"into {len(live_parts)}: changing the partition count needs members that move to the new layout at the "
+            f"flip, not built yet; set LUCENT_PARTITIONS={len(live_parts)} to rebuild")
+    parts = partitions_of(projection, layout.record(client, projection, generation, count))
+    for part in parts:
+        if text(client.get(keys.generation_lease(part.tag, generation))) == FLIPPED:  # flipped live before: done
+            client.delete(keys.generation_lease(part.tag, generation))
     started = time.monotonic()
     head = head_position(base)
-    start = int(text(client.get(KeySpace(projection, generation).checkpoint)) or 0)
-    between = _Between(client, projection, control, max_lag_s)
-    # a rebuild parks bad events whatever the live policy: it must not wait for an operator midway
-    runner = Runner(replace(base, generation=generation, publish_status=False, exit_when_caught_up=False,
-                            on_bad_event="park"), hook=between.hook, healer=heal, client=client)
-    between.progress = lambda: _progress(runner, start, head, resumed)
-    between.caught_up = lambda: runner.caught_up
-    failures: list[BaseException] = []
-    thread = threading.Thread(target=_run, args=(runner, failures), daemon=True, name=f"switch-{projection}-g{generation}")
-    thread.start()
+    start = min(_int(client.get(KeySpace(projection, generation, p.tag).checkpoint)) for p in parts)
+    between = _Between(client, [p.tag for p in live_parts], control, max_lag_s)
+    folding = Folding(client, base, generation, parts, between.hook)
+    between.progress = lambda: folding.progress(start, head, resumed)
+    between.caught_up = lambda: folding.caught_up
+    folding.start()
     try:
-        while not runner.caught_up:
-            _raise_failure(failures)
+        while not folding.caught_up:
+            folding.raise_failure()
             check(control)
-            control.report(*_progress(runner, start, head, resumed), "folding the history")
+            control.report(*folding.progress(start, head, resumed), "folding the history")
             time.sleep(0.1)
-        _draw_level(client, KeySpace(projection, live).checkpoint, runner, control, failures,
-                    lambda: _progress(runner, start, head, resumed))
-        done = resumed + runner.status.applied
+        live_cps = [KeySpace(projection, live, p.tag).checkpoint for p in live_parts]
+        _draw_level(client, live_cps, folding, control, lambda: folding.progress(start, head, resumed))
+        done = resumed + folding.applied
         control.report(done, done, "caught up; verifying")
-        sample = compare(client, projection, live, generation) if verify else Sample()
+        sample = compare(client, projection, (live, live_parts), (generation, parts)) if verify else Sample()
         if sample.count > budget and not flip_anyway and not (decide is not None and decide(sample)):
             raise FlipFailed(f"{sample.count} differences between generation {live} and {generation} on a sample of "
                              f"{sample.compared} entities, above the budget of {budget}; not flipped (start it again "
@@ -181,7 +136,8 @@ def switch_to(
         control.report(done, done, "flipping")
         for attempt in range(1, FLIP_ATTEMPTS + 1):
             try:
-                pause_ms = flip(client, projection, live, generation, runner, failures, control.fence())
+                pause_ms = flip(client, projection, (live, live_parts), (generation, parts), folding.token,
+                                folding.failures, control.fence())
                 break
             except FlipAgain as exc:
                 if attempt == FLIP_ATTEMPTS:
@@ -192,39 +148,88 @@ def switch_to(
         if isinstance(exc, Flipped):
             raise
         raise GenerationTaken(f"generation {generation} of {projection} is written by another run (its lease: "
-                              f"{text(client.get(lease)) or 'expired'}); this run stopped and deleted nothing") from exc
+                              f"{text(client.get(keys.generation_lease(parts[0].tag, generation))) or 'expired'}); "
+                              "this run stopped and deleted nothing") from exc
     finally:
-        runner.stop()
-        thread.join(30)
-    return SwitchResult(projection, live, generation, runner.status.checkpoint, runner.status.applied,
+        folding.stop()
+    return SwitchResult(projection, live, generation, folding.checkpoint, folding.applied,
                         round(time.monotonic() - started, 3), sample.sampled, sample.compared, sample.kept, sample.count,
                         True, pause_ms)
 
 
-def _draw_level(client: redis.Redis, live_checkpoint: str, runner: Runner, control: Control,
-                failures: list[BaseException], progress: Callable[[], tuple[int, int | None]]) -> None:
-    """Wait while G applies what the live projector applied meanwhile: G's runner is "caught up" at the
-    head as its session began, which after a long rebuild is far behind the live generation, and both
+class Folding:
+    """G's runners, one per partition, under one token (the flip checks it on every partition's lease), reading
+    ``$all`` once for all of them when there are several (:mod:`projections.projector.fanout`)."""
+
+    def __init__(self, client: redis.Redis, base: RunnerConfig, generation: int, parts: list[Partition],
+                 hook: Callable[[str], None]) -> None:
+        self.token = new_token()
+        self.failures: list[BaseException] = []
+        self.shared = shared_reader(base) if len(parts) > 1 else None
+        # a rebuild parks bad events whatever the live policy: it must not wait for an operator midway
+        self.runners = [Runner(replace(base, generation=generation, partition=p.index, partitions=p.count,
+                                       publish_status=False, exit_when_caught_up=False, on_bad_event="park"),
+                               hook=hook, healer=heal, client=client, token=self.token, shared=self.shared)
+                        for p in parts]
+        self.threads = [threading.Thread(target=_run, args=(r, self.failures), daemon=True,
+                                         name=f"switch-{r.tag}-g{generation}") for r in self.runners]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    @property
+    def caught_up(self) -> bool:
+        return all(r.caught_up for r in self.runners)
+
+    @property
+    def applied(self) -> int:
+        return sum(r.status.applied for r in self.runners)
+
+    @property
+    def checkpoint(self) -> int:
+        return min(r.status.checkpoint for r in self.runners)
+
+    def progress(self, start: int, head: int, resumed: int) -> tuple[int, int | None]:
+        """(events done, estimated total): the rest extrapolated from the commit positions covered so far."""
+        done, applied = resumed + self.applied, self.applied
+        covered = self.checkpoint - start
+        if covered <= 0 or applied == 0:
+            return done, None
+        return done, done + round(applied * max(0, head - self.checkpoint) / covered)
+
+    def raise_failure(self) -> None:
+        if self.failures:
+            raise self.failures[0]
+
+    def stop(self) -> None:
+        for runner in self.runners:
+            runner.stop()
+        for thread in self.threads:
+            thread.join(30)
+        if self.shared is not None:
+            self.shared.stop()
+
+
+def _draw_level(client: redis.Redis, live_checkpoints: list[str], folding: Folding, control: Control,
+                progress: Callable[[], tuple[int, int | None]]) -> None:
+    """Wait while G applies what the live projector applied meanwhile: G's runners are "caught up" at the
+    head as their sessions began, which after a long rebuild is far behind the live generation, and both
     the verification (entities at one position in both) and the flip's pause need G level with it."""
-    moved, seen = time.monotonic(), runner.status.checkpoint
-    while runner.status.checkpoint < int(text(client.get(live_checkpoint)) or 0):
-        if runner.status.checkpoint != seen:
-            moved, seen = time.monotonic(), runner.status.checkpoint
+    moved, seen = time.monotonic(), folding.checkpoint
+    while folding.checkpoint < max(_int(v) for v in client.mget(live_checkpoints)):  # type: ignore[union-attr]
+        if folding.checkpoint != seen:
+            moved, seen = time.monotonic(), folding.checkpoint
         elif time.monotonic() - moved > QUIET_S:  # nothing more to apply (a checkpoint G's subscription has not sent yet)
             return
-        _raise_failure(failures)
+        folding.raise_failure()
         check(control)
         control.report(*progress(), "drawing level with the live generation")
         time.sleep(0.1)
 
 
-def _progress(runner: Runner, start: int, head: int, resumed: int) -> tuple[int, int | None]:
-    """(events done, estimated total): the rest extrapolated from the commit positions covered so far."""
-    done = resumed + runner.status.applied
-    covered = runner.status.checkpoint - start
-    if covered <= 0 or runner.status.applied == 0:
-        return done, None
-    return done, done + round(runner.status.applied * max(0, head - runner.status.checkpoint) / covered)
+def _int(value: Any) -> int:
+    return int(text(value) or 0)
 
 
 def _run(runner: Runner, failures: list[BaseException]) -> None:
@@ -232,11 +237,6 @@ def _run(runner: Runner, failures: list[BaseException]) -> None:
         runner.run()
     except BaseException as exc:  # noqa: BLE001 - handed to the job, which decides
         failures.append(exc)
-
-
-def _raise_failure(failures: list[BaseException]) -> None:
-    if failures:
-        raise failures[0]
 
 
 def head_position(base: RunnerConfig) -> int:
@@ -251,8 +251,8 @@ def head_position(base: RunnerConfig) -> int:
 class _Between:
     """Runs between two of G's batches: progress, cancel, and a pause while the live projector lags."""
 
-    def __init__(self, client: redis.Redis, projection: str, control: Control, max_lag_s: float) -> None:
-        self.client, self.projection, self.control, self.max_lag_s = client, projection, control, max_lag_s
+    def __init__(self, client: redis.Redis, tags: list[str], control: Control, max_lag_s: float) -> None:
+        self.client, self.tags, self.control, self.max_lag_s = client, tags, control, max_lag_s
         self.checked = 0.0
         self.progress: Callable[[], tuple[int, int | None]] = lambda: (0, None)
         self.caught_up: Callable[[], bool] = lambda: False
@@ -266,79 +266,18 @@ class _Between:
         if now - self.checked < 0.5 or self.caught_up():  # at the head G must keep up, for the flip
             return
         self.checked = now
-        while (lag := float(text(self.client.hget(keys.status(self.projection), "lagSeconds")) or 0)) > self.max_lag_s:
+        while (lag := self._live_lag()) > self.max_lag_s:
             self.control.report(*self.progress(),
                                 f"throttled: the live projector is {lag:.1f} s behind (over {self.max_lag_s:g} s)")
             check(self.control)
             time.sleep(0.2)
 
-
-def flip(client: redis.Redis, projection: str, live: int, generation: int, runner: Runner,
-         failures: list[BaseException], fence: Fence | None = None) -> float:
-    """Pause the live projector, wait for G to reach its checkpoint, flip; the pause in ms. With ``fence`` (the
-    job's lease as this run holds it), the script flips only while the lease is still this run's: a run that lost
-    its job between two checks (JobLeaseLost) never flips the generation the run now holding it is writing.
-
-    Decision: a live projector whose heartbeat expired while it holds its lease (a paused process) is not
-    waited for: the pointer is flipped at once, G at least where the live generation stands as the script
-    reads it, and the projector's commit, which checks the pointer, refuses its next batch and sends it to G
-    (``writer.Committer``, ``live``). Waiting for its lease to expire would hold the flip for a lease period
-    and still race with a projector that comes back."""
-    g = KeySpace(projection, generation)
-    pointer, flip_key = keys.generation_pointer(projection), keys.flip(projection)
-    live_checkpoint = KeySpace(projection, live).checkpoint
-    script = client.register_script(_FLIP)
-    script_keys = [pointer, flip_key, live_checkpoint, g.checkpoint, keys.generation_lease(projection, generation),
-                   *([fence[0]] if fence else [])]
-    fenced_by = [fence[1]] if fence else []
-
-    def flip_at(at: str, paused: bool) -> None:
-        try:
-            script(keys=script_keys, args=[str(live), str(generation), at, "1" if paused else "0", FLIPPED,
-                                           str(int(time.time() * 1000)), runner.token, *fenced_by])
-        except redis.ResponseError as exc:
-            if str(exc).startswith("LOST "):
-                raise JobLeaseLost(f"{projection}: not flipped to generation {generation}: {str(exc)[5:]}") from None
-            reason = str(exc).removeprefix("FLIP ")
-            if reason == "the new generation is behind":
-                raise FlipBehind(f"generation {generation} is behind the live checkpoint") from None
-            raise FlipFailed(f"the flip of {projection} to generation {generation} was refused: {reason}") from None
-
-    beating = bool(client.exists(keys.heartbeat(projection)))
-    client.delete(flip_key)
-    if not beating:  # nobody beats for the live generation: flip at its checkpoint (see the decision above)
-        _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(text(client.get(live_checkpoint)) or 0),
-                  CATCH_UP_WAIT_S, failures)
-        flip_at("", False)
-        return 0.0
-    # First let G draw level with the live projector while it still runs: the pause then only waits for the
-    # events of one batch, not for G's runner settling into its live subscription after a long catch-up.
-    _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(text(client.get(live_checkpoint)) or 0),
-              DRAW_LEVEL_WAIT_S, failures)
-    client.hset(flip_key, mapping={"from": str(live), "to": str(generation), "state": "requested"})
-    try:
-        if not _wait_for(lambda: text(client.hget(flip_key, "state")) == "paused", PAUSE_WAIT_S, failures):
-            raise NotPaused(f"the live {projection} projector did not pause for the flip within {PAUSE_WAIT_S:g} s")
-        paused = time.monotonic()
-        at = text(client.hget(flip_key, "at"))
-        if not _wait_for(lambda: int(text(client.get(g.checkpoint)) or 0) >= int(at or 0), CATCH_UP_WAIT_S, failures):
-            raise FlipBehind(f"generation {generation} did not reach the live checkpoint {at} within {CATCH_UP_WAIT_S:g} s")
-        flip_at(at, True)
-        return round((time.monotonic() - paused) * 1000, 2)
-    except BaseException:
-        # the live projector goes on where it paused; a flip done (the script ran) is never marked aborted
-        client.eval(ABORT, 1, flip_key, "requested", "paused", "the job gave up the flip")
-        raise
-
-
-def _wait_for(condition: Any, seconds: float, failures: list[BaseException]) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        _raise_failure(failures)
-        if condition():
-            return True
-        time.sleep(0.001)
-    return bool(condition())
+    def _live_lag(self) -> float:
+        """The live projector's lag: its furthest-behind partition's."""
+        pipe = self.client.pipeline(transaction=False)
+        for tag in self.tags:
+            pipe.hget(keys.status(tag), "lagSeconds")
+        return max(float(text(lag) or 0) for lag in pipe.execute())
 
 
 CLEANUP_LEASE_MS = 10_000  # G's lease as the cleanup holds it (renewed before each chunk it deletes)
@@ -397,31 +336,38 @@ class Sample:
     kept: list[dict[str, str]] = field(default_factory=list)
 
 
-def compare(client: redis.Redis, projection: str, live: int, generation: int, size: int = SAMPLE) -> Sample:
-    """Entity hashes of the live generation against G's, where both say the same ``lastPosition``."""
-    a, b = KeySpace(projection, live), KeySpace(projection, generation)
+def compare(client: redis.Redis, projection: str, live: tuple[int, list[Partition]], new: tuple[int, list[Partition]],
+            size: int = SAMPLE) -> Sample:
+    """Entity hashes of the live generation against G's, where both say the same ``lastPosition``: up to ``size``
+    in all, taken from every partition in turn (the two are split alike, so an entity is in the same partition)."""
+    (from_g, live_parts), (to_g, new_parts) = live, new
     out = Sample()
-    names = []
-    for key in client.scan_iter(match=keys.generation_pattern(projection, live), count=1000, _type="hash"):
-        names.append(a.name_of(text(key)))
-        if len(names) >= size:
-            break
+    pairs: list[tuple[str, KeySpace, KeySpace]] = []
+    each = max(1, size // len(live_parts))
+    for old_part, new_part in zip(live_parts, new_parts):
+        a, b = KeySpace(projection, from_g, old_part.tag), KeySpace(projection, to_g, new_part.tag)
+        for n, key in enumerate(client.scan_iter(match=keys.generation_pattern(old_part.tag, from_g), count=1000,
+                                                  _type="hash")):
+            if n >= each:
+                break
+            pairs.append((a.name_of(text(key)), a, b))
+    names = [name for name, _, _ in pairs]
     pipe = client.pipeline(transaction=False)
-    for name in names:
+    for name, a, b in pairs:
         pipe.hgetall(a.key(name))
         pipe.hgetall(b.key(name))
     replies = pipe.execute()
     for i, name in enumerate(names):
         old = {text(k): text(v) for k, v in replies[2 * i].items()}
-        new = {text(k): text(v) for k, v in replies[2 * i + 1].items()}
+        rebuilt = {text(k): text(v) for k, v in replies[2 * i + 1].items()}
         out.sampled += 1
-        if "lastPosition" not in old or old.get("lastPosition") != new.get("lastPosition"):
+        if "lastPosition" not in old or old.get("lastPosition") != rebuilt.get("lastPosition"):
             continue  # not an entity at one position in both (moved since, or a table without one)
         out.compared += 1
-        for field_name in sorted({*old, *new}):
-            if old.get(field_name) != new.get(field_name):
+        for field_name in sorted({*old, *rebuilt}):
+            if old.get(field_name) != rebuilt.get(field_name):
                 out.count += 1
                 if len(out.kept) < DIFFERENCES_KEPT:
                     out.kept.append({"key": name, "field": field_name, "live": old.get(field_name, "")[:200],
-                                     "rebuilt": new.get(field_name, "")[:200]})
+                                     "rebuilt": rebuilt.get(field_name, "")[:200]})
     return out

@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 
-from projections import keys
+from projections import keys, layout
 from projections.maintenance.generations import head_position, live_generation
 from projections.maintenance.retention import next_generation
 from projections.projector.runner import RunnerConfig
@@ -45,7 +45,9 @@ def second_generation(client: redis.Redis, projection: str, sample: int = 200) -
     """The live generation's keys (counted by SCAN) times a sampled ``MEMORY USAGE``, against Redis's memory."""
     live = live_generation(client, projection)
     count, sizes = 0, list[int]()
-    for key in client.scan_iter(match=keys.generation_pattern(projection, live), count=1000):
+    found = (key for part in layout.partitions(client, projection, live)
+             for key in client.scan_iter(match=keys.generation_pattern(part.tag, live), count=1000))
+    for key in found:
         count += 1
         if len(sizes) < sample:
             sizes.append(int(client.memory_usage(key) or 0))  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from projections import inventory, keys
+from projections import inventory, keys, layout
 from projections.codec import text
 from projections.errors import ProjectionError
 from projections.keys import KeySpace
@@ -49,19 +49,22 @@ def drop_generation(client: redis.Redis, projection: str, generation: int, contr
     goes first, so from then on it is no rollback target and no reader takes it for a generation."""
     if generation == live_generation(client, projection):
         raise ProjectionError(f"generation {generation} of {projection} is live; flip to another before dropping it")
-    dropped = int(client.unlink(KeySpace(projection, generation).checkpoint))  # type: ignore[arg-type]
+    parts = layout.partitions(client, projection, generation)
+    checkpoints = [KeySpace(projection, generation, p.tag).checkpoint for p in parts]
+    dropped = int(client.unlink(*checkpoints))  # type: ignore[arg-type]
     _forget_kept(client, projection, generation)
     batch: list[Any] = []
-    for key in client.scan_iter(match=keys.generation_pattern(projection, generation), count=chunk):
-        batch.append(key)
-        if len(batch) >= chunk:
-            check(control)
-            dropped += int(client.unlink(*batch))  # type: ignore[arg-type]
-            batch = []
-            control.report(dropped, None, f"dropping generation {generation}")
+    for part in parts:
+        for key in client.scan_iter(match=keys.generation_pattern(part.tag, generation), count=chunk):
+            batch.append(key)
+            if len(batch) >= chunk:
+                check(control)
+                dropped += int(client.unlink(*batch))  # type: ignore[arg-type]
+                batch = []
+                control.report(dropped, None, f"dropping generation {generation}")
     if batch:
         dropped += int(client.unlink(*batch))  # type: ignore[arg-type]
-    client.delete(keys.generation_lease(projection, generation))
+    client.delete(*(keys.generation_lease(p.tag, generation) for p in parts), keys.layout(projection, generation))
     control.report(dropped, dropped, f"dropped generation {generation}")
     return dropped
 

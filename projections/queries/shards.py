@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from projections import keys
 from projections.codec import text
-from projections.partitions import Partition, holder_of
+from projections.partitions import Partition, holder_of, partitions_of
 from projections.queries.base import QueriesBase, _f, _i, _tm
 from projections.readmodels import PROJECTIONS
 from projections.status import ProjectionState, parse_status
@@ -57,8 +57,10 @@ class Shards:
 
 class ShardsQueries(QueriesBase):
     def shards(self, partitions: list[Partition] | None = None) -> Shards:
-        """Every partition (default: each projection as one) with its owner and status, and every live member."""
-        chosen = partitions or [Partition(name) for name in PROJECTIONS]
+        """Every partition (default: those of each projection's live generation) with its owner and status, and
+        every live member."""
+        chosen = partitions or [p for name in PROJECTIONS
+                                for p in partitions_of(name, self.spread(name).count)]
         now_ms = int(time.time() * 1000)
         pipe = self.client.pipeline(transaction=False)
         for p in chosen:

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from projections import layout
@@ -79,6 +80,8 @@ def test_members_over_partitions_equal_a_fresh_projection_and_merged_equal_one_p
         # every partition reads every event of its projection's types (folding those of its users): all reach the head
         wait_until(lambda: all(checkpoint_of(client, p) >= head_for(store_process.uri, p.projection) for p in every),
                    60, what="every partition to catch up")
+        shards = Queries(client).shards()  # the Shards page: every partition, each owned by one of the two
+        assert [r.partition for r in shards.partitions] == every and {r.owner for r in shards.partitions} == {"a", "b"}
     finally:
         for member in members:
             member.stop()
@@ -132,3 +135,70 @@ def test_a_generation_keeps_the_partition_count_it_was_first_run_with(redis_proc
     client.set(KeySpace("risk", 1).checkpoint, 42)  # a generation built before partitions existed
     assert layout.record(client, "risk", 1, 16) == 1
     assert client.hgetall("lucent:{portfolio}:g1-layout") == {b"partitions": b"16", b"hash": b"crc32"}
+
+
+def test_a_partitioned_rebuild_under_live_members_flips_rolls_back_and_drops_equal_to_a_fresh_projection(
+        tmp_path: Path, redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    from projections.maintenance.control import Unattended
+    from projections.maintenance.generations import live_generation, switch_to
+    from projections.maintenance.retention import drop_generation, settle_flip
+    from tests.integration.projections.test_generations import Appender
+
+    append_market(store_process.uri, 1200, bad_ratio=0.01)
+    client = redis.Redis.from_url(redis_process.url)
+    settings = {"projection": "", "redis_url": redis_process.url, "eventstore_uri": store_process.uri, "batch_size": 100,
+                "lease_ms": LEASE_MS, "status_interval": 0.2, "backoff_initial": 0.05, "backoff_max": 0.5}
+    members = [MemberProcess(tmp_path / f"{n}.log", n, ["portfolio"], COUNT, **settings) for n in ("a", "b")]
+    for member in members:
+        member.start()
+    traffic = Appender(store_process.uri, 100)
+    base = config("portfolio", redis_process.url, store_process.uri, exit_when_caught_up=False)
+
+    def caught_up(generation: int) -> bool:
+        head = head_for(store_process.uri, "portfolio")
+        return all(_int(client.get(KeySpace("portfolio", generation, p.tag).checkpoint)) >= head for p in parts("portfolio"))
+
+    try:
+        wait_until(lambda: caught_up(1), 60, what="the live partitions to catch up")
+        traffic.start()
+        done = switch_to(client, base, 2, Unattended(), partitions=COUNT)  # the rebuild, flipped under traffic
+        assert (done.from_generation, done.to_generation, done.difference_count) == (1, 2, 0)
+        assert live_generation(client, "portfolio") == 2 and layout.recorded(client, "portfolio", 2) == COUNT
+        assert settle_flip(client, "portfolio", 1, Unattended()) == []  # generation 1 is kept for a rollback
+        wait_until(lambda: caught_up(2), 60, what="the live partitions to go on in generation 2")
+        back = switch_to(client, base, 1, Unattended(), verify=False)  # the rollback
+        assert (back.from_generation, back.to_generation) == (2, 1)
+        traffic.halt.set()
+        traffic.join(10)
+        wait_until(lambda: caught_up(1), 60, what="the live partitions to go on in generation 1 again")
+    finally:
+        traffic.halt.set()
+        for member in members:
+            member.stop()
+    dropped = drop_generation(client, "portfolio", 2, Unattended())
+    assert dropped > 0 and not list(client.scan_iter(match="lucent:{portfolio.p*}:g2*"))
+    assert layout.recorded(client, "portfolio", 2) is None
+    live = {p: content(client, p) for p in parts("portfolio")}
+    fresh_url = redis_process.url.rsplit("/", 1)[0] + "/9"
+    fresh = redis.Redis.from_url(fresh_url)
+    for part in parts("portfolio"):
+        Runner(config("portfolio", fresh_url, store_process.uri, partition=part.index, partitions=part.count)).run()
+    for part in parts("portfolio"):
+        assert live[part] == content(fresh, part), part.label
+
+
+def test_a_rebuild_that_would_change_the_partition_count_is_refused_before_it_writes(
+        redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    from projections.errors import ProjectionError
+    from projections.maintenance.control import Unattended
+    from projections.maintenance.generations import switch_to
+
+    client = redis.Redis.from_url(redis_process.url)
+    layout.record(client, "portfolio", 1, 1)
+    with pytest.raises(ProjectionError, match="LUCENT_PARTITIONS=1 to rebuild"):
+        switch_to(client, config("portfolio", redis_process.url, store_process.uri), 2, Unattended(), partitions=4)
+    assert layout.recorded(client, "portfolio", 2) is None and not client.keys("lucent:{portfolio*}:g2*")
+
+
+def _int(value: object) -> int:
+    return int(value) if value else 0  # type: ignore[call-overload]

@@ -1,0 +1,184 @@
+"""The flip: the live generation's partitions pause, the new generation's draw level, one script moves the pointer.
+
+Contract of :func:`flip` (the third step of :func:`projections.maintenance.generations.switch_to`):
+
+* every live partition whose projector beats is asked to pause (its ``keys.flip``); each pauses between two
+  batches at its checkpoint C_i. Once every partition of G has applied everything up to the highest C_i, one Lua
+  script checks that each paused partition still stands at its C_i, that the pointer still names the live
+  generation, that G's leases still hold the job's runners' token (and, for a job, that the job's lease is still
+  this run's), then sets the pointer to G, fences G's runners for good (their leases become ``flipped``) and
+  marks every flip done. The live runners then resubscribe on G from G's checkpoints: nothing lost, nothing
+  applied twice; readers, who resolve the pointer at most 50 ms late, never see time go backwards;
+* a live partition whose projector does not beat (dead, or paused past its heartbeat while its lease holds) is not
+  waited for: G must stand at least at its checkpoint as the script reads it, and a projector that comes back
+  finds the pointer moved at its next commit (refused) and resubscribes on G;
+* any failure before the script ran aborts every pause it asked for: the live partitions go on where they paused.
+
+On one Redis the script reads and writes every partition's keys; on a Redis Cluster they are in different slots
+(issue 25 moves the flip to a two-step protocol there).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+
+from projections import keys
+from projections.codec import text
+from projections.errors import JobLeaseLost, ProjectionError
+from projections.keys import KeySpace
+from projections.maintenance.control import Fence
+from projections.partitions import Partition
+from projections.projector.requests import ABORT
+from projections.writer import FLIPPED
+
+PAUSE_WAIT_S = 10.0  # how long to wait for the live projector to pause for the flip
+CATCH_UP_WAIT_S = 3.0  # how long G may take to reach the paused checkpoint (the live projector stands still)
+DRAW_LEVEL_WAIT_S = 60.0  # how long G may take to draw level with the running live projector before a pause
+
+_FLIP = """
+-- KEYS: pointer, the job's lease (or the pointer again), the projection's flip record, then per live partition:
+--       its flip, its checkpoint; then per partition of G: its checkpoint, its lease
+-- ARGV: from, to, fence, now (ms), the token of G's runners, this run's job token ('' : none),
+--       live partitions L, G's partitions N, then per live partition the checkpoint it paused at ('' : not paused)
+local L, N = tonumber(ARGV[7]), tonumber(ARGV[8])
+if ARGV[6] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[6] then
+  return redis.error_reply('LOST this run no longer holds its job')
+end
+for j = 1, N do
+  local holder = redis.call('GET', KEYS[3 + 2 * L + 2 * j])
+  if holder ~= ARGV[5] then
+    return redis.error_reply('FLIP generation ' .. ARGV[2] .. ' is no longer written by this job (its lease: ' .. tostring(holder) .. ')')
+  end
+end
+local highest = 0
+for i = 1, L do
+  local live_at = redis.call('GET', KEYS[3 + 2 * i]) or ''
+  local at = ARGV[8 + i]
+  if at ~= '' then
+    if redis.call('HGET', KEYS[2 + 2 * i], 'state') ~= 'paused' then
+      return redis.error_reply('FLIP the live projector is no longer paused')
+    end
+    if live_at ~= at then
+      return redis.error_reply('FLIP the live checkpoint moved')
+    end
+  end
+  local n = tonumber(live_at ~= '' and live_at or '0')
+  if n > highest then highest = n end
+end
+if (redis.call('GET', KEYS[1]) or '1') ~= ARGV[1] then
+  return redis.error_reply('FLIP the live generation is no longer ' .. ARGV[1])
+end
+-- G at least where the live generation stands now (a partition not paused may still have committed since)
+for j = 1, N do
+  if tonumber(redis.call('GET', KEYS[2 + 2 * L + 2 * j]) or '0') < highest then
+    return redis.error_reply('FLIP the new generation is behind')
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+for j = 1, N do
+  redis.call('SET', KEYS[3 + 2 * L + 2 * j], ARGV[3])
+end
+for i = 1, L do
+  redis.call('HSET', KEYS[2 + 2 * i], 'state', 'done', 'from', ARGV[1], 'to', ARGV[2], 'flipped_at', ARGV[4])
+end
+redis.call('HSET', KEYS[3], 'state', 'done', 'from', ARGV[1], 'to', ARGV[2], 'flipped_at', ARGV[4])
+return 1
+"""
+
+
+class FlipFailed(ProjectionError):
+    """The flip could not be made (the live projector did not pause, or moved); nothing changed."""
+
+
+class FlipAgain(FlipFailed):
+    """The flip was not made but can be tried again (the pause, if any, was aborted)."""
+
+
+class FlipBehind(FlipAgain):
+    """G did not reach the (paused) live checkpoint in time."""
+
+
+class NotPaused(FlipAgain):
+    """The live projector did not pause in time: stalled, or paused itself; the next attempt looks at its
+    heartbeat again (none: the flip is made at once, and its commit check catches it up)."""
+
+
+def flip(client: redis.Redis, projection: str, live: tuple[int, Sequence[Partition]],
+         new: tuple[int, Sequence[Partition]], token: str, failures: list[BaseException],
+         fence: Fence | None = None) -> float:
+    """Pause the live generation's partitions, wait for G's to reach their checkpoints, flip; the pause in ms
+    (see the module doc). ``live`` and ``new``: each generation with its partitions; ``token``: G's runners'."""
+    (from_g, live_parts), (to_g, new_parts) = live, new
+    flip_keys = [keys.flip(p.tag) for p in live_parts]
+    live_cps = [KeySpace(projection, from_g, p.tag).checkpoint for p in live_parts]
+    new_cps = [KeySpace(projection, to_g, p.tag).checkpoint for p in new_parts]
+    record = keys.flip(projection)  # the last flip, as retention and the inventory read it (a partition's own, unsplit)
+    script_keys = [keys.generation_pointer(projection), fence[0] if fence else keys.generation_pointer(projection), record,
+                   *(k for pair in zip(flip_keys, live_cps) for k in pair),
+                   *(k for pair in zip(new_cps, (keys.generation_lease(p.tag, to_g) for p in new_parts)) for k in pair)]
+    script = client.register_script(_FLIP)
+
+    def flip_at(ats: list[str]) -> None:
+        try:
+            script(keys=script_keys, args=[str(from_g), str(to_g), FLIPPED, str(int(time.time() * 1000)), token,
+                                           fence[1] if fence else "", str(len(live_parts)), str(len(new_parts)), *ats])
+        except redis.ResponseError as exc:
+            if str(exc).startswith("LOST "):
+                raise JobLeaseLost(f"{projection}: not flipped to generation {to_g}: {str(exc)[5:]}") from None
+            reason = str(exc).removeprefix("FLIP ")
+            if reason == "the new generation is behind":
+                raise FlipBehind(f"generation {to_g} is behind the live checkpoint") from None
+            raise FlipFailed(f"the flip of {projection} to generation {to_g} was refused: {reason}") from None
+
+    def lowest_new() -> int:
+        return min(_int(v) for v in client.mget(new_cps))  # type: ignore[union-attr]
+
+    def highest_live() -> int:
+        return max(_int(v) for v in client.mget(live_cps))  # type: ignore[union-attr]
+
+    beating = [bool(client.exists(keys.heartbeat(p.tag))) for p in live_parts]
+    client.delete(record, *flip_keys)
+    if not any(beating):  # nobody beats for the live generation: flip at its checkpoints (see the module doc)
+        wait_for(lambda: lowest_new() >= highest_live(), CATCH_UP_WAIT_S, failures)
+        flip_at([""] * len(live_parts))
+        return 0.0
+    # First let G draw level with the live partitions while they still run: the pause then only waits for the
+    # events of one batch, not for G's runners settling into their live reading after a long catch-up.
+    wait_for(lambda: lowest_new() >= highest_live(), DRAW_LEVEL_WAIT_S, failures)
+    asked = [key for key, beats in zip(flip_keys, beating) if beats]
+    for key in asked:
+        client.hset(key, mapping={"from": str(from_g), "to": str(to_g), "state": "requested"})
+    try:
+        if not wait_for(lambda: all(text(client.hget(k, "state")) == "paused" for k in asked), PAUSE_WAIT_S, failures):
+            raise NotPaused(f"the live {projection} projector did not pause for the flip within {PAUSE_WAIT_S:g} s")
+        paused = time.monotonic()
+        ats = [text(client.hget(key, "at")) if beats else "" for key, beats in zip(flip_keys, beating)]
+        target = max([_int(at) for at in ats if at] + [highest_live()])
+        if not wait_for(lambda: lowest_new() >= target, CATCH_UP_WAIT_S, failures):
+            raise FlipBehind(f"generation {to_g} did not reach the live checkpoint {target} within {CATCH_UP_WAIT_S:g} s")
+        flip_at(ats)
+        return round((time.monotonic() - paused) * 1000, 2)
+    except BaseException:
+        # the live partitions go on where they paused; a flip done (the script ran) is never marked aborted
+        for key in asked:
+            client.eval(ABORT, 1, key, "requested", "paused", "the job gave up the flip")
+        raise
+
+
+def _int(value: Any) -> int:
+    return int(text(value) or 0)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, failures: list[BaseException]) -> bool:
+    """Poll ``condition`` for up to ``seconds`` (a failure of G's runners raised at once); its last value."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if failures:
+            raise failures[0]
+        if condition():
+            return True
+        time.sleep(0.001)
+    return bool(condition())
