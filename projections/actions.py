@@ -55,8 +55,8 @@ def retry_parked(client: redis.Redis, projection: str, event: str) -> None:
 
     Raises NotParked unless the projection has parked that event, AmbiguousEvent if the id names several.
     """
-    name = check_projection(projection)
-    client.sadd(keys.retry_requests(name), Queries(client).parked_member(name, event))
+    tag, member = Queries(client).parked_place(check_projection(projection), event)
+    client.sadd(keys.retry_requests(tag), member)  # the partition that parked it retries it
 
 
 RESYNC_TTL_S = 60  # a request no projector picks up within this long is dropped
@@ -69,7 +69,8 @@ def request_resync(client: redis.Redis, projection: str) -> None:
     if not status.alive:
         raise NotRunning(f"no projector is running {projection!r} ({status.effective_state}); start one with "
                          "manage.py run_projector, which subscribes afresh anyway")
-    client.set(keys.resync_request(projection), "1", ex=RESYNC_TTL_S)
+    for tag in Queries(client).spread(projection).tags:  # every partition resubscribes
+        client.set(keys.resync_request(tag), "1", ex=RESYNC_TTL_S)
 
 
 def park_bad_event(client: redis.Redis, projection: str, event: str) -> None:
@@ -83,4 +84,5 @@ def park_bad_event(client: redis.Redis, projection: str, event: str) -> None:
     if on is None or event not in (on.event_id, keys.parked_member(on.stream, on.event_id), str(on.position)):
         now = f"it is stopped on {on.event_id} in {on.stream}" if on else f"it is {status.effective_state}"
         raise NotStoppedOn(f"projection {projection!r} is not stopped on event {event!r} ({now}); nothing to park")
-    client.sadd(keys.park_requests(projection), keys.parked_member(on.stream, on.event_id))
+    # partition 0 is the one that stops on a bad event (one that does not decode is no other partition's)
+    client.sadd(keys.park_requests(Queries(client).spread(projection).tags[0]), keys.parked_member(on.stream, on.event_id))

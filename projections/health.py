@@ -156,3 +156,11 @@ def _lag_growing(window: Sequence[HealthSample], t: Thresholds) -> str:
         return ""
     span = (last.at_ms - first.at_ms) / 1000
     return f"Lag growing: {first.lag_seconds:.1f} s → {last.lag_seconds:.1f} s over the last {span:.0f} s."
+
+
+def worst_window(windows: list[list[HealthSample]]) -> list[HealthSample]:
+    """The health window of a projection split into partitions: its worst partition's — one that never reported
+    (an empty window), else the one whose newest sample is furthest behind (lag, then events behind)."""
+    if any(not window for window in windows):
+        return []
+    return max(windows, key=lambda w: (w[0].lag_seconds, w[0].events_behind))

@@ -154,7 +154,7 @@ class BatchSteps:
         if loaded.checkpoint != self._checkpoint_text:
             raise CheckpointMoved(f"checkpoint is {loaded.checkpoint!r}, this batch started from {self._checkpoint_text!r}")
         if self.healer is not None and self._store is not None:
-            first = vanished.first_positions(self.model, events)
+            first = vanished.first_positions(self.model, events, self.partition)
             if self._heal(vanished.lost_users(self._store, self.model, loaded.states, first, self._healed, self._known)):
                 loaded = self.cache.load(self.redis, self.model, self.ks, refs)  # the healed entities, whole
         guards = [] if self.healer is None else writer_guards(self.model, self.ks, loaded.states, loaded.images, refs)

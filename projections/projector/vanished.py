@@ -24,17 +24,20 @@ import redis
 from projections.events import DomainEvent, user_streams
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
-from projections.readmodels.base import ReadModel, Ref
+from projections.partitions import Partition
+from projections.readmodels.base import ReadModel, Ref, held_refs
 
 Healer = Callable[[redis.Redis, EventStore, KeySpace, Sequence[str]], None]
 """Rebuild these users' entities of ``KeySpace.projection`` in ``KeySpace.generation`` at its checkpoint."""
 
 
-def first_positions(model: ReadModel, events: Iterable[DomainEvent]) -> dict[Ref, int]:
-    """Each user entity's first event position in ``events`` (in order)."""
+def first_positions(model: ReadModel, events: Iterable[DomainEvent], partition: Partition | None = None) -> dict[Ref, int]:
+    """Each user entity's first event position in ``events`` (in order): of the users ``partition`` holds, if given
+    (another partition's users are never loaded here, so never looked for)."""
     first: dict[Ref, int] = {}
     for event in events:
-        for ref in model.touches(event):
+        refs = model.touches(event)
+        for ref in refs if partition is None else held_refs(model, refs, partition) or ():
             if ref[0] == model.user_kind:
                 first.setdefault(ref, event.envelope.position)
     return first

@@ -90,6 +90,11 @@ class Spread:
                 for p in partitions_of(self.projection, self.count)]
 
     @property
+    def tags(self) -> list[str]:
+        """Each partition's hash tag (the projection's own name when it is not split)."""
+        return [p.tag for p in partitions_of(self.projection, self.count)]
+
+    @property
     def home(self) -> KeySpace:
         """Partition 0: where the home entities live (strategies), and the replicated ones (marks) are read."""
         return self.spaces[0]

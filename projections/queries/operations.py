@@ -12,7 +12,7 @@ from projections.codec import text
 from projections.errors import AmbiguousEvent, BadEvent, NotParked
 from projections.events import PortfolioSignificantlyUpdated, RiskLevelChanged, decode
 from projections.eventstore import EventStore
-from projections.health import HealthSample
+from projections.health import HealthSample, worst_window
 from projections.partitions import partitions_of
 from projections.published import published_streams
 from projections.queries.base import (
@@ -150,34 +150,47 @@ class OperationsQueries(QueriesBase):
                 f"{most / 2**20:,.1f} MiB, policy noeviction")
 
     def parked_events(self, projection: str, limit: int | None = 100, newest: bool = False) -> list[ParkedEvent]:
-        """Parked events of ``projection``: the oldest ``limit`` (None: all) by position, oldest first
-        (``newest``: the newest ``limit``, newest first)."""
-        name = check_projection(projection)
-        index, end = keys.parked_index(name), -1 if limit is None else limit - 1
-        members = self.client.zrevrange(index, 0, end) if newest else self.client.zrange(index, 0, end)
-        ids = [text(m) for m in members]
-        if not ids:
+        """Parked events of ``projection`` (of all its partitions): the oldest ``limit`` (None: all) by position,
+        oldest first (``newest``: the newest ``limit``, newest first)."""
+        tags = self.spread(check_projection(projection)).tags
+        end = -1 if limit is None else limit - 1
+        pipe = self.client.pipeline(transaction=False)
+        for tag in tags:
+            if newest:
+                pipe.zrevrange(keys.parked_index(tag), 0, end, withscores=True)
+            else:
+                pipe.zrange(keys.parked_index(tag), 0, end, withscores=True)
+        found = sorted(((float(score), text(m), tag) for tag, rows in zip(tags, pipe.execute()) for m, score in rows),
+                       reverse=newest)[: None if limit is None else limit]
+        if not found:
             return []
-        records = self.client.hmget(keys.parked(name), ids)
-        return [_parked(json.loads(text(r)), m) for m, r in zip(ids, records) if r is not None]
+        pipe = self.client.pipeline(transaction=False)
+        for _, member, tag in found:
+            pipe.hget(keys.parked(tag), member)
+        return [_parked(json.loads(text(r)), m) for (_, m, _), r in zip(found, pipe.execute()) if r is not None]
 
     def parked_member(self, projection: str, name: str) -> str:
         """The parked event of ``projection`` an operator names by ``name``: ``stream/id``, its commit position, or
         its event id alone when no other parked event has that id (event ids are unique only within a stream).
         Raises NotParked if none is, AmbiguousEvent (listing each as ``stream/id`` with its position) if several."""
+        return self.parked_place(projection, name)[1]
+
+    def parked_place(self, projection: str, name: str) -> tuple[str, str]:
+        """(the tag of the partition that parked it, its member) of the event :meth:`parked_member` names."""
         proj = check_projection(projection)
-        found = sorted(self._parked_named(proj, name))
+        found = sorted((tag, member) for tag in self.spread(proj).tags for member in self._parked_named(tag, name))
         if not found:
             raise NotParked(f"event {name} is not parked in the {proj} projection; nothing to retry")
         if len(found) == 1:
             return found[0]
-        scores = self.client.zmscore(keys.parked_index(proj), found)
-        listed = ", ".join(f"{m} (position {int(p) if p is not None else '?'})" for m, p in zip(found, scores))
+        scores = [self.client.zscore(keys.parked_index(tag), member) for tag, member in found]
+        listed = ", ".join(f"{m} (position {int(p) if p is not None else '?'})" for (_, m), p in zip(found, scores))
         raise AmbiguousEvent(f"event id {name} names {len(found)} parked events of the {proj} projection: "
                              f"{listed}; name one as stream/id or by its commit position")
 
     def _parked_named(self, proj: str, name: str) -> set[str]:
-        """The members of ``proj``'s parked hash that ``name`` may mean (see :meth:`parked_member`)."""
+        """The members of the parked hash of ``proj`` (a projection's or a partition's tag) that ``name`` may mean
+        (see :meth:`parked_member`)."""
         found: set[str] = set()
         if self.client.hexists(keys.parked(proj), name):  # stream/id, or an id parked before issue 22
             found.add(name)
@@ -208,9 +221,10 @@ class OperationsQueries(QueriesBase):
         (within the hour the samples are kept)."""
         name = check_projection(projection)
         now = int(time.time() * 1000) if now_ms is None else now_ms
+        samples = keys.canary_samples(self.spread(name).tags[0])  # a projection split: its partition 0 records them
         pipe = self.client.pipeline(transaction=False)
-        pipe.zrange(keys.canary_samples(name), -1, -1)
-        pipe.zrangebyscore(keys.canary_samples(name), now - window_ms, "+inf")
+        pipe.zrange(samples, -1, -1)
+        pipe.zrangebyscore(samples, now - window_ms, "+inf")
         newest, recent = pipe.execute()
         if not newest:
             return None
@@ -264,5 +278,9 @@ class OperationsQueries(QueriesBase):
 
     def health_samples(self, projection: str) -> list[HealthSample]:
         """The projector's status samples (``projector/status.py``), newest first: the health window."""
-        members = self.client.lrange(keys.health_samples(check_projection(projection)), 0, -1)
-        return [s for s in (HealthSample.decode(text(m)) for m in members) if s is not None]
+        tags = self.spread(check_projection(projection)).tags
+        pipe = self.client.pipeline(transaction=False)
+        for tag in tags:
+            pipe.lrange(keys.health_samples(tag), 0, -1)
+        windows = [[s for s in (HealthSample.decode(text(m)) for m in members) if s is not None] for members in pipe.execute()]
+        return windows[0] if len(windows) == 1 else worst_window(windows)

@@ -37,7 +37,7 @@ class MemberRow:
     member: str
     host: str
     pid: int
-    partitions: tuple[str, ...]  # the tags of the partitions it owns
+    partitions: tuple[str, ...]  # the partitions it owns, as the console names them (``Partition.label``)
     events_per_second: float  # the sum of its partitions' throughput
     cpu_seconds: float
     rss_mb: float
@@ -89,7 +89,7 @@ class ShardsQueries(QueriesBase):
         out = []
         for (member, expires), raw in zip(announced, pipe.execute(), strict=True):
             info = _tm(raw)
-            owned = tuple(sorted(r.partition.tag for r in rows if r.owner == member))
+            owned = tuple(r.partition.label for r in sorted(rows, key=lambda r: r.partition) if r.owner == member)
             rate = sum(r.throughput for r in rows if r.owner == member)
             out.append(MemberRow(member, info.get("host", ""), _i(info.get("pid")), owned, rate, _f(info.get("cpu_s")),
                                  _f(info.get("rss_mb")), _i(info.get("started")) / 1000, max(0, expires - now_ms)))

@@ -11,6 +11,7 @@ from projections.keys import KeySpace
 from projections.partitions import Partition, check_count, holder_of, partition_of, partitions_of
 from projections.projector.fold import fold_batch
 from projections.projector.membership import preference, share
+from projections.projector.vanished import first_positions
 from projections.readmodels import model as model_of
 from projections.readmodels.base import Placement, Ref, held_refs
 from projections.readmodels.clock import CLOCK, Clock
@@ -98,3 +99,15 @@ def test_an_event_of_another_partitions_user_is_not_folded_and_a_price_is_folded
     assert held_refs(board, refs, Partition("leaderboards", 0, 16)) == (("strategy", "s1"), CLOCK)
     assert held_refs(board, refs, Partition("leaderboards", 7, 16)) == (("trader", "alice"), CLOCK)
     assert held_refs(board, refs, Partition("leaderboards", 9, 16)) is None
+
+
+def test_a_partition_looks_for_lost_entities_only_among_its_own_users() -> None:
+    """A partition never loads another partition's users, so it must not take them for lost ones (and ask the store
+    about them): only the users it holds are candidates."""
+    model = model_of("risk")
+    events = [e for e in simulated(600) if e.envelope.type in model.event_types]
+    everyone = {ref[1] for ref in first_positions(model, events)}
+    parts = partitions_of("risk", 4)
+    mine = [{ref[1] for ref in first_positions(model, events, part)} for part in parts]
+    assert set().union(*mine) == everyone and sum(len(m) for m in mine) == len(everyone)
+    assert all(part.owns(user) for part, users in zip(parts, mine) for user in users)

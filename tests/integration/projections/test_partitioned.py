@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from projections import layout
+from projections import keys, layout
 from projections.keys import KeySpace
 from projections.maintenance.user_rebuild import heal
 from projections.partitions import Partition, partitions_of
@@ -72,10 +72,10 @@ def test_members_over_partitions_equal_a_fresh_projection_and_merged_equal_one_p
                 "lease_ms": LEASE_MS, "status_interval": 0.2, "backoff_initial": 0.05, "backoff_max": 0.5}
     members = [MemberProcess(tmp_path / f"{n}.log", n, list(PROJECTIONS), COUNT, **settings) for n in ("a", "b")]
     every = [part for name in PROJECTIONS for part in parts(name)]
-    for member in members:
-        member.start()
+    members[0].start()  # the second joins once the first has committed: partitions move, with their checkpoints
     try:
-        wait_until(lambda: all(layout.recorded(client, name, 1) for name in PROJECTIONS), 30, what="the layouts")
+        wait_until(lambda: all(checkpoint_of(client, p) > 0 for p in every), 30, what="the first member to commit")
+        members[1].start()
         append_market(store_process.uri, 500, start=1500, bad_ratio=0.02)  # live traffic over the partitions
         # every partition reads every event of its projection's types (folding those of its users): all reach the head
         wait_until(lambda: all(checkpoint_of(client, p) >= head_for(store_process.uri, p.projection) for p in every),
@@ -86,6 +86,8 @@ def test_members_over_partitions_equal_a_fresh_projection_and_merged_equal_one_p
         for member in members:
             member.stop()
     assert [layout.recorded(client, name, 1) for name in PROJECTIONS] == [COUNT, COUNT, 1, COUNT]
+    # nothing vanished: no partition took another's users for lost ones (and looked for them in the store)
+    assert {p.label: int(client.hget(keys.status(p.tag), "healed") or 0) for p in every} == {p.label: 0 for p in every}
     live = {part: content(client, part) for part in every}
     users = Counter(part.label for part in every for name in live[part] if name.startswith("portfolio:"))
     assert len(users) == COUNT and min(users.values()) > 0  # every portfolio partition holds some users
@@ -122,6 +124,11 @@ def same_answers(split: Queries, whole: Queries) -> None:
         assert split.portfolio_summary(user) == whole.portfolio_summary(user), user
         assert split.risk_profile(user) == whole.risk_profile(user), user
         assert split.user_rank(user) == whole.user_rank(user), user
+    for name in PROJECTIONS:  # the parked events of every partition, as one list in position order
+        parked = split.parked_events(name, None)
+        assert [(e.stream, e.event_id, e.position) for e in parked] == \
+               [(e.stream, e.event_id, e.position) for e in whole.parked_events(name, None)]
+        assert parked and split.parked_member(name, str(parked[-1].position)) == parked[-1].key
     status = split.projection_status("portfolio")[0]
     assert status.partitions == COUNT and status.worst.startswith("portfolio ")
 

@@ -50,7 +50,7 @@ def test_the_page_shows_each_partitions_owner_and_each_members_partitions(redis_
             row = re.search(rf'<tr data-partition="{claim.partition.tag}" data-owner="([^"]*)">(.*?)</tr>', page, re.S)
             assert row and row.group(1) == name and f'data-field="epoch">{claim.epoch}<' in row.group(2)
         listed = re.search(rf'<tr data-member="{name}">.*?data-field="member-partitions">(.*?)</td>', page, re.S)
-        assert listed and sorted(re.findall(r"<code>(\w+)</code>", listed.group(1))) == sorted(c.partition.tag for c in claims)
+        assert listed and sorted(re.findall(r"<code>([^<]+)</code>", listed.group(1))) == sorted(c.partition.label for c in claims)
     assert "42/s" in page and "1234" in page and "80.0 MiB" in page
     assert 'data-field="unowned"' not in page and "Shards" in page
 
