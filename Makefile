@@ -1,5 +1,5 @@
 # Lucent Admin. `make run`: the whole console on embedded defaults. `make test`: the whole suite.
-# `make drills [DRILLS=name,name]`: the fault drills (tests/drills), one JSON line per drill.
+# `make drills [DRILLS=name,name] [PARTITIONS=N]`: the fault drills (tests/drills), one JSON line per drill; with PARTITIONS the user-keyed projections are split N ways.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest tests/unit tests/service $(PYTEST_ARGS)
 
 drills: $(STAMP)
-	@$(PY) -m tests.drills $(if $(DRILLS),--drills $(DRILLS))
+	@$(PY) -m tests.drills $(if $(DRILLS),--drills $(DRILLS)) $(if $(PARTITIONS),--partitions $(PARTITIONS))
 
 lint: $(STAMP)
 	$(VENV)/bin/mypy

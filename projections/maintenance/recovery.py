@@ -34,7 +34,7 @@ from projections.errors import JobCancelled, ProjectionError
 from projections.health import Health, HealthState
 from projections.keys import KeySpace
 from projections.maintenance.control import Control
-from projections.maintenance.user_rebuild import live_keyspace
+from projections.maintenance.pointer import live_spaces
 from projections.queries import Queries
 from projections.readmodels import model
 
@@ -124,9 +124,26 @@ def missing_read_models(client: redis.Redis, projection: str, sample: int) -> Mi
     and entity are written in one commit, so a member without its entity lost its keys). Once the
     sample finds one, every member is looked up, up to LISTING_MAX. A projection without a user
     ranking (market, leaderboards) counts as emptied when its checkpoint stands and its main read
-    model is gone.
+    model is gone. A projection split into partitions is looked at in each (``sample`` users from each);
+    it counts as emptied only when every partition is (one may rightly hold no user).
     """
-    ks = live_keyspace(client, projection)
+    found = [missing for ks in live_spaces(client, projection)
+             if (missing := _missing_in(client, ks, sample)) is not None]
+    if not found:
+        return None
+    if len(found) == 1:
+        return found[0]
+    emptied = len(found) == len(live_spaces(client, projection)) and all(m.emptied for m in found)
+    users = tuple(sorted({u for m in found for u in m.users}))
+    if not users and not emptied:
+        return None
+    return Missing(projection, min(m.checkpoint for m in found), sum(m.sampled for m in found),
+                   sum(m.missing_in_sample for m in found), users, emptied)
+
+
+def _missing_in(client: redis.Redis, ks: KeySpace, sample: int) -> Missing | None:
+    """:func:`missing_read_models` in one key space (the projection's, or one partition's)."""
+    projection = ks.projection
     checkpoint = int(text(client.get(ks.checkpoint)) or 0)
     if not checkpoint:
         return None

@@ -44,7 +44,7 @@ from projections.errors import RebuildContended
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Control, Unattended, check
-from projections.maintenance.pointer import live_spaces, partition_of_space, user_space
+from projections.maintenance.pointer import partition_of_space, user_space
 from projections.maintenance.user_fold import Fold, advance, catch_up, history, history_length, new_fold, own_append_keys
 from projections.readmodels import model, user_projections
 from projections.readmodels.base import ReadModel, Ref, Rendered
@@ -145,12 +145,6 @@ def _rebuild_one(client: redis.Redis, store: EventStore, fold: Fold, snapshot: t
         log.info("per-user rebuild of %s in %s: a live event moved it (attempt %d); again", ref[1], m.name, attempt)
     raise RebuildContended(f"user {ref[1]!r} in {m.name}: live events kept moving the entity during {ATTEMPTS} "
                            "attempts; try again when the user is quieter")
-
-
-def live_keyspace(client: redis.Redis, projection: str) -> KeySpace:
-    """The live generation's key space as one partition (its first, for a projection split into partitions);
-    per-user work takes the user's own (:func:`~projections.maintenance.pointer.user_space`)."""
-    return live_spaces(client, projection)[0]
 
 
 def snapshots(client: redis.Redis, entities: Sequence[tuple[KeySpace, str]]) -> list[tuple[int, str]]:

@@ -31,17 +31,18 @@ log = logging.getLogger(__name__)
 
 
 def build_runners(
-    names: Sequence[str],
+    partitions: Sequence[Partition],
     base: RunnerConfig,
     policies: Mapping[str, Mapping[str, Any]],
     notifier_for: Callable[[str], Notifier] | None = None,
     healer: Healer | None = None,
     client: redis.Redis | None = None,
 ) -> list[Runner]:
-    """One runner per projection name (all when ``names`` is empty), from plain settings values; ``healer``
-    rebuilds entities that vanished behind them (``projector/vanished.py``); ``client``: the process's Redis client."""
+    """One runner per partition (every projection as one when ``partitions`` is empty), from plain settings
+    values; ``healer`` rebuilds entities that vanished behind them (``projector/vanished.py``); ``client``: the
+    process's Redis client."""
     build = runner_factory(base, policies, notifier_for, healer, client)
-    return [build(Partition(name), None) for name in list(names) or list(PROJECTIONS)]
+    return [build(p, None) for p in list(partitions) or [Partition(name) for name in PROJECTIONS]]
 
 
 def runner_factory(
@@ -76,7 +77,7 @@ def run_all(runners: Sequence[Runner], stop: threading.Event) -> None:
         except BaseException as exc:  # noqa: BLE001 - reported below, after the others stopped
             failures.append(exc)
 
-    threads = [threading.Thread(target=target, args=(r,), name=f"projector-{r.config.projection}") for r in runners]
+    threads = [threading.Thread(target=target, args=(r,), name=f"projector-{r.tag}") for r in runners]
     for thread in threads:
         thread.start()
     while any(t.is_alive() for t in threads):

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.drills import stack
 from tests.drills.catalog import DRILLS
 from tests.drills.compare import check_exclusions
 from tests.drills.drill import Drill
@@ -36,7 +37,10 @@ def main() -> int:
     parser.add_argument("--drills", default="", help="comma-separated drill names (default: all)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory even if every drill passed")
     parser.add_argument("--list", action="store_true", help="list the drills and exit")
+    parser.add_argument("--partitions", type=int, default=1,
+                        help="LUCENT_PARTITIONS of every stack: the user-keyed projections split that many ways")
     args = parser.parse_args()
+    stack.PARTITIONS["count"] = args.partitions
     try:
         drills = selected(args.drills)
     except SystemExit as exc:

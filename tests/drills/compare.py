@@ -26,10 +26,11 @@ from typing import Any
 
 import redis
 
-from projections import keys
+from projections import keys, layout
 from projections.codec import text
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
+from projections.partitions import partition_of, partitions_of
 from projections.projector.runner import Runner, RunnerConfig
 from projections.readmodels import PROJECTIONS, model
 from tests.waiting import wait_until
@@ -69,6 +70,7 @@ def outside_generations(p: str = "portfolio") -> dict[str, str]:
         keys.outbox_horizon(p): "where the live projector's history ended and publishing began (set once)",
         keys.resync_request(p): "an operator's request to resubscribe (consumed at once)",
         keys.flip(p): "the state of the last or current flip (a rebuild's or rollback's hand-over)",
+        keys.layout(p, 2): "how a generation is split into partitions (recorded once; the judge reads both so)",
         keys.kept(p): "which generation is kept for a rollback, and since when (health.py counts generations)",
         keys.recovery(p, "<rule>"): "the recovery rules' cooldowns, attempts, locks and escalations",
         keys.job_lease(1): "the fencing token of the worker running a job",
@@ -138,9 +140,26 @@ def heads(eventstore_uri: str, projections: Sequence[str] = PROJECTIONS) -> dict
         return {p: (h.position if (h := store.head(model(p).event_types)) else 0) for p in projections}
 
 
+def spaces(client: redis.Redis, projection: str, generation: int) -> list[KeySpace]:
+    """Each partition's key space of ``generation`` (one for a projection in one partition)."""
+    return [KeySpace(projection, generation, p.tag) for p in layout.partitions(client, projection, generation)]
+
+
+def space_of(client: redis.Redis, projection: str, generation: int, user: str) -> KeySpace:
+    """The key space of ``user``'s partition of ``generation``."""
+    found = spaces(client, projection, generation)
+    return found[partition_of(user, len(found))]
+
+
 def checkpoint(client: redis.Redis, projection: str) -> int:
-    """The checkpoint of ``projection``'s live generation (0: none)."""
-    return int(text(client.get(KeySpace(projection, live_generation(client, projection)).checkpoint)) or 0)
+    """The checkpoint of ``projection``'s live generation, its furthest-behind partition's (0: none)."""
+    return checkpoint_of(client, projection, live_generation(client, projection))
+
+
+def checkpoint_of(client: redis.Redis, projection: str, generation: int) -> int:
+    """The checkpoint of ``generation``, its furthest-behind partition's (0: none)."""
+    found = client.mget([ks.checkpoint for ks in spaces(client, projection, generation)])
+    return min(int(text(value) or 0) for value in found)  # type: ignore[union-attr]
 
 
 def behind(client: redis.Redis, targets: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -178,14 +197,22 @@ def fresh_url(live_url: str, db: int = FRESH_DB) -> str:
     return f"{base}/{db}"
 
 
-def project_fresh(url: str, eventstore_uri: str, projections: Sequence[str] = PROJECTIONS, timeout: float = 120.0) -> None:
+def project_fresh(url: str, eventstore_uri: str, projections: Sequence[str] = PROJECTIONS, timeout: float = 120.0,
+                  counts: dict[str, int] | None = None) -> None:
     """Project the whole store into generation 1 of ``url`` with the product's Runner, to the head, then stop.
 
     Incremental: what an earlier call left at ``url`` is continued from its checkpoint (flush the database for a
-    projection from nothing). Each projection in a thread of its own; TimeoutError names those still running.
+    projection from nothing). Each projection (each of its ``counts[p]`` partitions) in a thread of its own;
+    TimeoutError names those still running.
     """
-    runners = [Runner(RunnerConfig(p, url, eventstore_uri, generation=FRESH_GENERATION, publish_status=False,
-                                   exit_when_caught_up=True, backoff_max=1.0)) for p in projections]
+    recorder = redis.Redis.from_url(url)
+    for p in projections:  # split as the live generation is, and say so as the product does
+        layout.record(recorder, p, FRESH_GENERATION, (counts or {}).get(p, 1))
+    recorder.close()
+    runners = [Runner(RunnerConfig(part.projection, url, eventstore_uri, generation=FRESH_GENERATION,
+                                   publish_status=False, exit_when_caught_up=True, backoff_max=1.0,
+                                   partition=part.index, partitions=part.count))
+               for p in projections for part in partitions_of(p, (counts or {}).get(p, 1))]
     failures: list[BaseException] = []
     threads = [threading.Thread(target=_run, args=(r, failures), daemon=True, name=f"fresh-{r.config.projection}")
                for r in runners]
@@ -194,7 +221,7 @@ def project_fresh(url: str, eventstore_uri: str, projections: Sequence[str] = PR
     deadline = time.monotonic() + timeout
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
-    late = [r.config.projection for r, t in zip(runners, threads) if t.is_alive()]
+    late = [r.tag for r, t in zip(runners, threads) if t.is_alive()]
     for runner in runners:
         runner.stop()
         runner.redis.close()
@@ -218,9 +245,18 @@ Content = dict[str, str]  # field (member, index) -> value (score), plus "(type)
 
 
 def read_generation(client: redis.Redis, projection: str, generation: int) -> dict[str, Content]:
-    """Every read-model key of one generation, by its name after the generation prefix."""
-    ks = KeySpace(projection, generation)
-    names = sorted({n for raw in client.scan_iter(match=keys.generation_pattern(projection, generation), count=1000)
+    """Every read-model key of one generation, by its name after the generation prefix (prefixed by its partition's
+    hash tag, ``portfolio.p03/``, in a generation split into partitions)."""
+    out: dict[str, Content] = {}
+    parts = spaces(client, projection, generation)
+    for ks in parts:
+        found = _read_space(client, ks)
+        out.update(found if len(parts) == 1 else {f"{ks.root}/{name}": value for name, value in found.items()})
+    return out
+
+
+def _read_space(client: redis.Redis, ks: KeySpace) -> dict[str, Content]:
+    names = sorted({n for raw in client.scan_iter(match=keys.generation_pattern(ks.root, ks.generation), count=1000)
                     if (n := ks.name_of(text(raw))) not in NOT_READ_MODELS})
     pipe = client.pipeline(transaction=False)
     for name in names:
@@ -300,7 +336,8 @@ def judge(live_url: str, eventstore_uri: str, projections: Sequence[str] = PROJE
         wait_caught_up(live, eventstore_uri, projections, catch_up_s)
         if flush:
             fresh.flushdb()
-        project_fresh(fresh_url(live_url), eventstore_uri, projections)
+        counts = {p: layout.recorded(live, p, live_generation(live, p)) or 1 for p in projections}
+        project_fresh(fresh_url(live_url), eventstore_uri, projections, counts=counts)
         return compare(live, fresh, projections)
     finally:
         live.close()

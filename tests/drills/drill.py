@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from projections import keys
 from projections.codec import text
 from projections.keys import KeySpace
-from tests.drills.compare import live_generation
+from tests.drills.compare import live_generation, spaces
 from tests.drills.stack import JobRow, Stack
 from tests.waiting import GiveUp, wait_until
 
@@ -118,6 +118,8 @@ class Context:
                         ) -> list[str]:
         """The members of a ranking of ``projection``'s live (or given) generation, highest score first."""
         client = self.stack.client()
-        ks = KeySpace(projection, generation or live_generation(client, projection))
-        members: list[Any] = client.zrevrange(ranking(ks), 0, -1)  # type: ignore[assignment]
-        return [text(m) for m in members]
+        found: list[tuple[float, str]] = []
+        for ks in spaces(client, projection, generation or live_generation(client, projection)):  # every partition
+            rows: list[Any] = client.zrevrange(ranking(ks), 0, -1, withscores=True)  # type: ignore[assignment]
+            found += [(float(score), text(m)) for m, score in rows]
+        return [m for _, m in sorted(found, reverse=True)]

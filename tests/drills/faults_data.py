@@ -53,10 +53,11 @@ def portfolio_keys_deleted(ctx: Context) -> None:
     """Every ``portfolio:<user>`` and ``portfolio:<user>:positions`` hash of the live generation deleted at once
     under the running market; nothing else done (the issue: detected within 10 s, healed within 60 s)."""
     client = ctx.stack.client()
-    ks = KeySpace("portfolio", compare.live_generation(client, "portfolio"))
-    doomed = list(client.scan_iter(match=ks.key("portfolio", "*"), count=1000))
+    patterns = [ks.key("portfolio", "*") for ks in compare.spaces(client, "portfolio",
+                                                                  compare.live_generation(client, "portfolio"))]
+    doomed = [key for pattern in patterns for key in client.scan_iter(match=pattern, count=1000)]
     client.delete(*doomed)
-    ctx.note(f"deleted {len(doomed)} keys ({ks.key('portfolio', '*')})")
+    ctx.note(f"deleted {len(doomed)} keys ({', '.join(patterns)})")
     ctx.lifted()
 
 
@@ -66,7 +67,7 @@ def ranking_score_check_all(ctx: Context) -> None:
     stack = ctx.stack
     client = stack.client()
     user = top_user(ctx)
-    ks = KeySpace("portfolio", compare.live_generation(client, "portfolio"))
+    ks = compare.space_of(client, "portfolio", compare.live_generation(client, "portfolio"), user)
     was = client.zscore(ks.portfolio_values(), user)
     client.zadd(ks.portfolio_values(), {user: 1}, xx=True)
     ctx.note(f"{user}'s score in portfolio-values: {was} -> 1")

@@ -37,13 +37,13 @@ def kept_generation_evicted_rollback(ctx: Context) -> None:
     kept = text(client.hget(keys.flip("portfolio"), "from"))
     if not kept.isdigit() or int(kept) == compare.live_generation(client, "portfolio"):
         raise RuntimeError(f"the rebuild left no kept generation (flip: {client.hgetall(keys.flip('portfolio'))})")
-    ks = KeySpace("portfolio", int(kept))
     # An eviction takes whole keys, whichever were idle: here every key of a user but its main hash, which the
     # "missing read models" rule would notice after the rollback and repair (only the rollback can catch these).
-    candidates = ([ks.portfolio_positions(u), ks.portfolio_history(u)]
-                  for u in ctx.ranking_members("portfolio", KeySpace.portfolio_values, int(kept)))
+    spaces = {u: compare.space_of(client, "portfolio", int(kept), u)
+              for u in ctx.ranking_members("portfolio", KeySpace.portfolio_values, int(kept))}
+    candidates = ([ks.portfolio_positions(u), ks.portfolio_history(u)] for u, ks in spaces.items())
     doomed = next(c for c in candidates if client.exists(*c) == len(c))
     client.delete(*doomed)
-    ctx.note(f"deleted {', '.join(ks.name_of(k) for k in doomed)} from kept generation g{kept}")
+    ctx.note(f"deleted {', '.join(doomed)} from kept generation g{kept}")
     ctx.lifted()
     operate(ctx, "rollback", "portfolio", "--yes", "--wait", must_succeed=False)

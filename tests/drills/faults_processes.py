@@ -6,10 +6,9 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from projections import keys
+from projections import keys, layout
 from projections.codec import text
 from projections.eventstore import EventStore
-from projections.keys import KeySpace
 from projections.simulation.appender import append_events
 from projections.simulation.market import Market
 from tests.drills import compare
@@ -75,7 +74,7 @@ def worker_kill9_rebuild(ctx: Context) -> None:
     worker.kill()
     ctx.still_running(job_id)
     ctx.note(f"{worker.name} (the worker running job {job_id}) killed while the job filled generation {generation} "
-             f"(its checkpoint {text(client.get(KeySpace('portfolio', generation).checkpoint))})")
+             f"(its checkpoint {compare.checkpoint_of(client, 'portfolio', generation)})")
     stack.start_app(worker.name)
     ctx.lifted()
     ctx.wait(lambda: not client.exists(keys.job_lease(job_id)), JOB_LEASE_S,
@@ -102,13 +101,16 @@ def projector_sigstop_flip(ctx: Context) -> None:
     a flip refused without the projector's acknowledgement is as right as one it follows."""
     stack, client = ctx.stack, ctx.stack.client()
 
-    def flip_state() -> str:
-        return text(client.hget(keys.flip("portfolio"), "state"))
+    tags = [part.tag for part in layout.partitions(client, "portfolio", compare.live_generation(client, "portfolio"))]
+
+    def flip_state() -> str:  # the state any partition's flip is in (the flip asks each)
+        states = {text(client.hget(keys.flip(tag), "state")) for tag in tags}
+        return next((s for s in ("done", "paused", "requested") if s in states), "")
 
     stack.projector.signal(signal.SIGSTOP)
     stopped = time.monotonic()
     try:
-        ctx.wait(lambda: not client.exists(keys.heartbeat("portfolio")), 15,
+        ctx.wait(lambda: not client.exists(*(keys.heartbeat(tag) for tag in tags)), 15,
                  "the stopped projector's heartbeat to expire", interval=0.1)
         job_id = stack.queue("rebuild", "portfolio", "--yes")
         try:

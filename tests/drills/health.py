@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from projections import keys
+from projections import keys, layout
 from projections.codec import text
 from projections.readmodels import PROJECTIONS
 from projections.status import ProjectionState
@@ -30,13 +30,14 @@ def projector_problems(client: redis.Redis) -> list[str]:
     """Each projection's thread beats (its heartbeat key, refreshed only while its loop turns) and says it is live."""
     problems = []
     for projection in PROJECTIONS:
-        beat = client.get(keys.heartbeat(projection))
-        state = text(client.hget(keys.status(projection), "state"))
-        if beat is None:
-            problems.append(f"{projection}: no heartbeat (its projector thread is dead or stuck; state {state!r})")
-        elif json.loads(text(beat)).get("state") != ProjectionState.LIVE or state != ProjectionState.LIVE:
-            error = text(client.hget(keys.status(projection), "lastError"))
-            problems.append(f"{projection}: {state!r}, not live" + (f" ({error})" if error else ""))
+        for part in layout.partitions(client, projection, layout.live_generation(client, projection)):  # each one's
+            beat = client.get(keys.heartbeat(part.tag))
+            state = text(client.hget(keys.status(part.tag), "state"))
+            if beat is None:
+                problems.append(f"{part.label}: no heartbeat (its projector thread is dead or stuck; state {state!r})")
+            elif json.loads(text(beat)).get("state") != ProjectionState.LIVE or state != ProjectionState.LIVE:
+                error = text(client.hget(keys.status(part.tag), "lastError"))
+                problems.append(f"{part.label}: {state!r}, not live" + (f" ({error})" if error else ""))
     return problems
 
 

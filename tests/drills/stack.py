@@ -63,6 +63,9 @@ class Files:
         return self.root / "logs"
 
 
+PARTITIONS = {"count": 1}  # LUCENT_PARTITIONS of every stack of the run (``python -m tests.drills --partitions N``)
+
+
 def environment(files: Files, redis_url: str, eventstore_uri: str, settings: Mapping[str, str] | None = None
                 ) -> dict[str, str]:
     """The variables every process of the stack runs with: the product's own settings (``settings``: those a drill
@@ -79,6 +82,7 @@ def environment(files: Files, redis_url: str, eventstore_uri: str, settings: Map
         "EVENTSTORE_URI": eventstore_uri,
         "DATABASE_URL": f"sqlite:///{files.database}",
         "LUCENT_OPERATOR_PASSWORD": OPERATOR_PASSWORD,
+        "LUCENT_PARTITIONS": str(PARTITIONS["count"]),
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": str(ROOT),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the Procfile's python and celery: the venv's

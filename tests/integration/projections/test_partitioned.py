@@ -13,7 +13,7 @@ import redis
 from projections import keys, layout
 from projections.keys import KeySpace
 from projections.maintenance.user_rebuild import heal
-from projections.partitions import Partition, partitions_of
+from projections.partitions import Partition, partition_of, partitions_of
 from projections.projector.runner import Runner
 from projections.queries import Queries
 from projections.readmodels import PROJECTIONS
@@ -64,13 +64,19 @@ def merged(client: redis.Redis, name: str) -> dict[str, Any]:
     return out
 
 
+def member_processes(tmp_path: Path, redis_process: RedisProcess, store_process: StoreProcess,
+                     names: list[str]) -> list[MemberProcess]:
+    """Members "a" and "b" (not started) over ``names``, each user-keyed one split into COUNT partitions."""
+    settings = {"projection": "", "redis_url": redis_process.url, "eventstore_uri": store_process.uri, "batch_size": 100,
+                "lease_ms": LEASE_MS, "status_interval": 0.2, "backoff_initial": 0.05, "backoff_max": 0.5}
+    return [MemberProcess(tmp_path / f"{n}.log", n, names, COUNT, **settings) for n in ("a", "b")]
+
+
 def test_members_over_partitions_equal_a_fresh_projection_and_merged_equal_one_partition(
         tmp_path: Path, redis_process: RedisProcess, store_process: StoreProcess) -> None:
     append_market(store_process.uri, 1500, bad_ratio=0.02)
     client = redis.Redis.from_url(redis_process.url)
-    settings = {"projection": "", "redis_url": redis_process.url, "eventstore_uri": store_process.uri, "batch_size": 100,
-                "lease_ms": LEASE_MS, "status_interval": 0.2, "backoff_initial": 0.05, "backoff_max": 0.5}
-    members = [MemberProcess(tmp_path / f"{n}.log", n, list(PROJECTIONS), COUNT, **settings) for n in ("a", "b")]
+    members = member_processes(tmp_path, redis_process, store_process, list(PROJECTIONS))
     every = [part for name in PROJECTIONS for part in parts(name)]
     members[0].start()  # the second joins once the first has committed: partitions move, with their checkpoints
     try:
@@ -106,6 +112,18 @@ def test_members_over_partitions_equal_a_fresh_projection_and_merged_equal_one_p
         whole = {k: sorted(v) if isinstance(v, list) else v for k, v in whole.items()}
         assert merged_live[name] == whole, name
     same_answers(Queries(client), Queries(fresh))
+    lost_in_one_partition_is_found(client)
+
+
+def lost_in_one_partition_is_found(client: redis.Redis) -> None:
+    """The recovery rule for missing read models looks in every partition, not only the first."""
+    from projections.maintenance.recovery import missing_read_models
+
+    assert missing_read_models(client, "portfolio", 50) is None
+    user = next(r.user_id for r in Queries(client).top_portfolios(30) if partition_of(r.user_id, COUNT) == COUNT - 1)
+    client.delete(KeySpace("portfolio", 1, Partition("portfolio", COUNT - 1, COUNT).tag).portfolio(user))
+    found = missing_read_models(client, "portfolio", 50)
+    assert found is not None and found.users == (user,) and not found.emptied
 
 
 def same_answers(split: Queries, whole: Queries) -> None:
@@ -153,9 +171,7 @@ def test_a_partitioned_rebuild_under_live_members_flips_rolls_back_and_drops_equ
 
     append_market(store_process.uri, 1200, bad_ratio=0.01)
     client = redis.Redis.from_url(redis_process.url)
-    settings = {"projection": "", "redis_url": redis_process.url, "eventstore_uri": store_process.uri, "batch_size": 100,
-                "lease_ms": LEASE_MS, "status_interval": 0.2, "backoff_initial": 0.05, "backoff_max": 0.5}
-    members = [MemberProcess(tmp_path / f"{n}.log", n, ["portfolio"], COUNT, **settings) for n in ("a", "b")]
+    members = member_processes(tmp_path, redis_process, store_process, ["portfolio"])
     for member in members:
         member.start()
     traffic = Appender(store_process.uri, 100)

@@ -9,7 +9,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import Any
 
 import redis
 
@@ -29,6 +28,7 @@ from projections.simulation.market import Market
 from tests.fixtures.projections import MemberProcess, RedisProcess, StoreProcess
 from tests.integration.projections.helpers import append_market, config, head_for, in_thread
 from tests.integration.projections.test_partitioned import COUNT, checkpoint_of, content, parts, project
+from tests.integration.projections.test_vanished_entities import of_users
 from tests.waiting import wait_until
 
 USER_PROJECTIONS = ("portfolio", "risk", "leaderboards")
@@ -215,19 +215,6 @@ def test_per_user_rebuilds_while_a_third_member_joins_end_equal_to_a_fresh_proje
                 caught_up(client, store_process.uri)
         caught_up(client, store_process.uri)
     equal_to_a_fresh_projection(client, redis_process.url, store_process.uri)
-
-
-def of_users(found: dict[str, Any], users: set[str]) -> dict[str, Any]:
-    """The users' own keys (a user id is one segment of the name) and their members of every ranking."""
-    out: dict[str, Any] = {}
-    for name, value in found.items():
-        if users & set(name.split(":")):
-            out[name] = value
-        elif isinstance(value, list):
-            mine = [(member, score) for member, score in value if member.decode() in users]
-            if mine:
-                out[name] = mine
-    return out
 
 
 def vanish(client: redis.Redis, index: int) -> dict[str, set[str]]:

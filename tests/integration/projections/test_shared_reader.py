@@ -24,6 +24,13 @@ def reference(client: redis.Redis, redis_url: str, uri: str) -> dict[str, object
     return expected
 
 
+def assert_equal_to_a_reference(client: redis.Redis, redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    """The live keyspace equals the projections run to the end each on a subscription of its own."""
+    live = keyspace(client)
+    client.flushdb()
+    assert live == reference(client, redis_process.url, store_process.uri)
+
+
 def caught_up(client: redis.Redis, uri: str, names: tuple[str, ...] = PROJECTIONS) -> bool:
     return all(checkpoint(client, name) >= head_for(uri, name) for name in names)
 
@@ -66,9 +73,7 @@ def test_four_projections_started_together_read_all_once_through_a_reader_proces
     finally:
         shared.stop()
     assert shared.reads == 1  # one subscription to $all, for all four, from the first event to the live traffic
-    live = keyspace(client)
-    client.flushdb()
-    assert live == reference(client, redis_process.url, store_process.uri)
+    assert_equal_to_a_reference(client, redis_process, store_process)
 
 
 def test_a_projection_joining_far_behind_catches_up_alone_and_the_live_ones_go_on(
@@ -89,9 +94,7 @@ def test_a_projection_joining_far_behind_catches_up_alone_and_the_live_ones_go_o
                 assert shared.reads <= 3
     finally:
         shared.stop()
-    live = keyspace(client)
-    client.flushdb()
-    assert live == reference(client, redis_process.url, store_process.uri)
+    assert_equal_to_a_reference(client, redis_process, store_process)
 
 
 def test_a_projection_that_takes_no_events_does_not_hold_the_others(
@@ -119,6 +122,4 @@ def test_a_projection_that_takes_no_events_does_not_hold_the_others(
     finally:
         released.set()
         shared.stop()
-    live = keyspace(client)
-    client.flushdb()
-    assert live == reference(client, redis_process.url, store_process.uri)
+    assert_equal_to_a_reference(client, redis_process, store_process)

@@ -109,15 +109,14 @@ class Command(BaseCommand):
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
+            client = redis_client()
+            partitions = [part for name in options["projection"] or PROJECTIONS
+                          for part in live_partitions(client, name, settings.LUCENT_PARTITIONS)]
             if options["exit_when_caught_up"]:
-                runners = build_runners(options["projection"], base, settings.LUCENT_PROJECTIONS, channel_notifier, heal,
-                                        redis_client())
-                self.stderr.write(f"projector running: {', '.join(r.config.projection for r in runners)}")
+                runners = build_runners(partitions, base, settings.LUCENT_PROJECTIONS, channel_notifier, heal, client)
+                self.stderr.write(f"projector running: {', '.join(r.partition.label for r in runners)}")
                 run_all(runners, stop)
             else:
-                client = redis_client()
-                partitions = [part for name in options["projection"] or PROJECTIONS
-                              for part in live_partitions(client, name, settings.LUCENT_PARTITIONS)]
                 shared = shared_reader(base)
                 build = runner_factory(base, settings.LUCENT_PROJECTIONS, channel_notifier, heal, redis_client(), shared)
                 member = Member(client, partitions, build, base.lease_ms,
