@@ -24,14 +24,16 @@ from typing import Any
 
 import redis
 
+from projections import layout
 from projections.codec import text
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.control import Control, check
-from projections.maintenance.pointer import live_generation
+from projections.maintenance.pointer import live_generation, space
 from projections.maintenance.report import Found, compare
 from projections.maintenance.user_fold import catch_up, new_fold
 from projections.maintenance.user_rebuild import Strays, observe, snapshots, stray_places
+from projections.partitions import Partition
 from projections.readmodels import model
 from projections.readmodels.base import ReadModel
 
@@ -70,23 +72,30 @@ def verify_generation(client: redis.Redis, store: EventStore, projection: str, g
     """``generation`` of ``projection`` against a replay of the events up to its checkpoint (see the module doc)."""
     started = time.monotonic()
     m = model(projection)
-    ks = KeySpace(projection, generation)
-    out = Verification(projection, generation, int(text(client.get(ks.checkpoint)) or 0))
+    parts = layout.partitions(client, projection, generation)
+    spaces = [space(part, generation) for part in parts]
+    checkpoints = [int(text(client.get(ks.checkpoint)) or 0) for ks in spaces]
+    out = Verification(projection, generation, min(checkpoints))
     if m.user_kind is None:
-        found, compared = _whole(client, store, m, ks, out.checkpoint, control)
-        out.add(found, ks)
+        found, compared = _whole(client, store, m, spaces[0], out.checkpoint, control)
+        out.add(found, spaces[0])
         out.checked = compared
-    else:
-        strays = stray_places(client, m, ks)
-        chosen = sample(client, m, ks, KeySpace(projection, live_generation(client, projection)), users)
-        for i, user in enumerate(chosen):
-            check(control)
-            control.report(i, len(chosen), f"verifying generation {generation} against a replay: {user}")
-            places = _user(client, store, m, ks, user, strays)
-            if places is None:
-                out.moved += 1
-            else:
-                out.add(places, ks, user)
+        out.seconds = round(time.monotonic() - started, 3)
+        return out
+    live = live_generation(client, projection)
+    live_spaces = [space(part, live) for part in layout.partitions(client, projection, live)]
+    # each partition of a split generation in turn, with its share of the sample (the live one is split alike)
+    chosen = [(part, ks, user) for part, ks, live_ks in zip(parts, spaces, live_spaces)
+              for user in sample(client, m, ks, live_ks, max(1, users // len(parts)))]
+    strays = {ks.root: stray_places(client, m, ks) for ks in spaces}
+    for i, (part, ks, user) in enumerate(chosen):
+        check(control)
+        control.report(i, len(chosen), f"verifying generation {generation} against a replay: {user}")
+        places = _user(client, store, m, ks, user, strays[ks.root], part if part.count > 1 else None)
+        if places is None:
+            out.moved += 1
+        else:
+            out.add(places, ks, user)
     out.seconds = round(time.monotonic() - started, 3)
     return out
 
@@ -117,14 +126,14 @@ def _users(client: redis.Redis, m: ReadModel, ks: KeySpace, limit: int) -> list[
     return found
 
 
-def _user(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, user: str, strays: Strays
-          ) -> list[Found] | None:
-    """The user's places in ``ks`` against a replay of the user's events up to its checkpoint (None: the entity
-    moved while it was read)."""
+def _user(client: redis.Redis, store: EventStore, m: ReadModel, ks: KeySpace, user: str, strays: Strays,
+          partition: Partition | None = None) -> list[Found] | None:
+    """The user's places in ``ks`` (``partition``'s, in a split generation) against a replay of the user's events up
+    to its checkpoint (None: the entity moved while it was read)."""
     ref = (str(m.user_kind), user)
     main = m.main_key(ks, ref)
     checkpoint, last = snapshots(client, [(ks, main)])[0]
-    expected = catch_up(new_fold(client, store, m, ks, ref), store, checkpoint)
+    expected = catch_up(new_fold(client, store, m, ks, ref, partition), store, checkpoint)
     actual = observe(client, m, ks, ref, expected, strays)
     if actual.owned.get(main, {}).get("lastPosition", "") != last:
         return None

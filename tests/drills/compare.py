@@ -130,6 +130,11 @@ def check_exclusions() -> None:
 # -- waiting for the live projector -------------------------------------------------------------------------
 
 
+def live_counts(client: redis.Redis, projections: Sequence[str] = PROJECTIONS) -> dict[str, int]:
+    """Into how many partitions each projection's live generation is split (a fresh projection is split alike)."""
+    return {p: layout.recorded(client, p, live_generation(client, p)) or 1 for p in projections}
+
+
 def live_generation(client: redis.Redis, projection: str) -> int:
     return int(text(client.get(keys.generation_pointer(projection))) or 1)
 
@@ -336,8 +341,7 @@ def judge(live_url: str, eventstore_uri: str, projections: Sequence[str] = PROJE
         wait_caught_up(live, eventstore_uri, projections, catch_up_s)
         if flush:
             fresh.flushdb()
-        counts = {p: layout.recorded(live, p, live_generation(live, p)) or 1 for p in projections}
-        project_fresh(fresh_url(live_url), eventstore_uri, projections, counts=counts)
+        project_fresh(fresh_url(live_url), eventstore_uri, projections, counts=live_counts(live, projections))
         return compare(live, fresh, projections)
     finally:
         live.close()

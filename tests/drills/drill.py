@@ -104,11 +104,12 @@ class Context:
         batch (mid-rebuild)."""
         client = self.stack.client()
 
-        def started() -> int:
-            for raw in client.scan_iter(match=f"{keys.tag(projection)}:g*:checkpoint", count=1000):
-                number = int(text(raw).split(":")[2][1:])
-                if number != live:
-                    return number
+        def started() -> int:  # a checkpoint of another generation, under the projection's tag or a partition's
+            for pattern in (f"{keys.tag(projection)}:g*:checkpoint", f"{keys.tag(projection)[:-1]}.p*}}:g*:checkpoint"):
+                for raw in client.scan_iter(match=pattern, count=1000):
+                    number = int(text(raw).split(":")[2][1:])
+                    if number != live:
+                        return number
             self.still_running(job_id)
             return 0
 

@@ -8,9 +8,8 @@ import threading
 import time
 from collections import Counter
 
-from projections import keys
-from projections.codec import text
 from projections.queries import Queries
+from projections.queries.shards import PartitionRow
 from projections.readmodels import PROJECTIONS
 from tests.drills.drill import Context
 from tests.drills.faults_processes import BURST_EVENTS, append_burst, checkpoint
@@ -22,14 +21,26 @@ PAUSE_S = LEASE_S + 4.0  # a zombie's pause: longer than its leases
 
 
 def owners(ctx: Context) -> dict[str, str]:
-    """Each projection's owning member ('' for nobody), as the Shards page shows it."""
-    return {row.partition.projection: row.owner for row in Queries(ctx.stack.client()).shards().partitions}
+    """Each partition's owning member ('' for nobody), by its label (a projection's name when it is not split), as
+    the Shards page shows it."""
+    return {row.partition.label: row.owner for row in Queries(ctx.stack.client()).shards().partitions}
 
 
 def split_two_and_two(ctx: Context) -> bool:
-    """Every projection owned, by two members, two each."""
-    found = owners(ctx)
-    return "" not in found.values() and sorted(Counter(found.values()).values()) == [2, 2]
+    """Every partition owned, by two members, each with its fair share: of each projection's partitions, and in all
+    (with one partition per projection: two projections each)."""
+    rows = Queries(ctx.stack.client()).shards().partitions
+    members = {row.owner for row in rows}
+    if "" in members or len(members) != 2:
+        return False
+    totals = Counter(row.owner for row in rows)
+    fair = all(abs(sum(r.owner == a for r in group) - sum(r.owner == b for r in group)) <= 1
+               for a, b in [tuple(members)] for group in _by_projection(rows))
+    return fair and abs(totals[min(members)] - totals[max(members)]) <= 1
+
+
+def _by_projection(rows: list[PartitionRow]) -> list[list[PartitionRow]]:
+    return [[r for r in rows if r.partition.projection == name] for name in PROJECTIONS]
 
 
 def _member_pid(member: str) -> int:
@@ -41,8 +52,9 @@ def _two_members(ctx: Context) -> tuple[str, str]:
     ctx.stack.start_member("projector2")
     ctx.wait(lambda: split_two_and_two(ctx), MOVE_S, "the two members to own two projections each", interval=0.2)
     found = owners(ctx)
-    other = next(m for m in found.values() if m != found["portfolio"])
-    return found["portfolio"], other
+    first = next(label for label in found if label.startswith("portfolio"))  # portfolio, or its partition 0
+    other = next(m for m in found.values() if m != found[first])
+    return found[first], other
 
 
 def _proc_of(ctx: Context, member: str) -> Proc:
@@ -107,7 +119,7 @@ def member_join(ctx: Context) -> None:
     ctx.stack.start_member("projector2")
     joined = time.monotonic()
     ctx.wait(lambda: split_two_and_two(ctx), MOVE_S, "the joining member's share", interval=0.05)
-    epochs = {name: text(client.get(keys.partition_epoch(name))) for name in PROJECTIONS}
+    epochs = {row.partition.label: str(row.epoch) for row in Queries(client).shards().partitions}
     ctx.note(f"one member ({', '.join(alone)}) owned everything; the second owned its two {time.monotonic() - joined:.1f} s "
              f"after it started (epochs now {epochs})")
     ctx.lifted()

@@ -99,7 +99,8 @@ def final_verdict(stack: Stack) -> tuple[compare.Verdict, list[str]]:
         stuck.append(f"stuck: {exc}")
     with stack.redis.client(compare.FRESH_DB) as client:
         client.flushdb()
-        compare.project_fresh(compare.fresh_url(stack.redis.url()), stack.store.uri, PROJECTIONS)
+        compare.project_fresh(compare.fresh_url(stack.redis.url()), stack.store.uri, PROJECTIONS,
+                              counts=compare.live_counts(stack.client()))
         return compare.compare(stack.client(), client, PROJECTIONS), stuck
 
 

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from projections import keys, layout
+from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.maintenance.user_rebuild import heal
 from projections.partitions import Partition, partition_of, partitions_of
@@ -167,6 +168,7 @@ def test_a_partitioned_rebuild_under_live_members_flips_rolls_back_and_drops_equ
     from projections.maintenance.control import Unattended
     from projections.maintenance.generations import live_generation, switch_to
     from projections.maintenance.retention import drop_generation, settle_flip
+    from projections.maintenance.verify import verify_generation
     from tests.integration.projections.test_generations import Appender
 
     append_market(store_process.uri, 1200, bad_ratio=0.01)
@@ -188,6 +190,9 @@ def test_a_partitioned_rebuild_under_live_members_flips_rolls_back_and_drops_equ
         assert (done.from_generation, done.to_generation, done.difference_count) == (1, 2, 0)
         assert live_generation(client, "portfolio") == 2 and layout.recorded(client, "portfolio", 2) == COUNT
         assert settle_flip(client, "portfolio", 1, Unattended()) == []  # generation 1 is kept for a rollback
+        with EventStore(store_process.uri) as store:  # what a rollback checks first: the kept one, every partition
+            kept = verify_generation(client, store, "portfolio", 1, Unattended())
+        assert kept.checked >= 20 and kept.count == 0  # users of every partition replayed and compared
         wait_until(lambda: caught_up(2), 60, what="the live partitions to go on in generation 2")
         back = switch_to(client, base, 1, Unattended(), verify=False)  # the rollback
         assert (back.from_generation, back.to_generation) == (2, 1)
