@@ -17,6 +17,7 @@ from typing import Any
 
 from projections import keys
 from projections.codec import text
+from projections.keys import KeySpace
 from projections.partitions import Partition, check_count, partitions_of
 from projections.readmodels import model
 
@@ -52,7 +53,13 @@ def partitions(client: Any, projection: str, generation: int) -> list[Partition]
     return partitions_of(projection, recorded(client, projection, generation) or 1)
 
 
+def space(partition: Partition, generation: int) -> KeySpace:
+    """The key space of ``partition`` in ``generation`` (tag ``""`` for a projection in one partition: its own keys)."""
+    return KeySpace(partition.projection, generation, partition.tag if partition.count > 1 else "")
+
+
 def live_generation(client: Any, projection: str) -> int:
+    """The live generation of ``projection`` (1 before any flip)."""
     return int(text(client.get(keys.generation_pointer(projection))) or 1)
 
 

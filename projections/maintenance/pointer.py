@@ -11,21 +11,12 @@ from __future__ import annotations
 
 import redis
 
-from projections import keys, layout
-from projections.codec import text
+from projections import layout
 from projections.errors import ProjectionError
 from projections.keys import KeySpace
+from projections.layout import live_generation as live_generation  # re-exported: the engines read it here
+from projections.layout import space as space  # re-exported
 from projections.partitions import Partition, partition_of, partitions_of
-
-
-def live_generation(client: redis.Redis, projection: str) -> int:
-    """The live generation of ``projection`` (1 before any flip)."""
-    return int(text(client.get(keys.generation_pointer(projection))) or 1)
-
-
-def space(partition: Partition, generation: int) -> KeySpace:
-    """The key space of ``partition`` in ``generation`` (tag ``""`` for a projection in one partition)."""
-    return KeySpace(partition.projection, generation, partition.tag if partition.count > 1 else "")
 
 
 def owner(client: redis.Redis, projection: str, generation: int, user_id: str) -> Partition:

@@ -65,8 +65,7 @@ from projections.errors import (
 )
 from projections.events import Recorded
 from projections.eventstore import EventStore, Marker, Subscription
-from projections.keys import KeySpace
-from projections.layout import live_generation
+from projections.layout import live_generation, space
 from projections.partitions import Partition
 from projections.projector import vanished
 from projections.projector.batch import BatchSteps
@@ -124,7 +123,7 @@ class Runner(BatchSteps):
         self.partition = Partition(config.projection, config.partition, config.partitions)
         tag = self.tag = self.partition.tag  # the partition's keys: its checkpoint, lease, status, parked events, ...
         self.status = RunStatus(tag, self.token)
-        self.ks = KeySpace(config.projection, tag=self._ks_tag())
+        self.ks = space(self.partition, 1)
         lease_key = keys.lease(tag) if config.generation is None else keys.generation_lease(tag, config.generation)
         self.lease = Lease(self.redis, tag, self.token, config.lease_ms, key=lease_key)
         self.committer = Committer(self.redis, config.projection, self.token, config.lease_ms, lease_key,
@@ -233,9 +232,6 @@ class Runner(BatchSteps):
                 self.requests.back_off(sleep)
                 delay = min(self.config.backoff_max, delay * 2)
 
-    def _ks_tag(self) -> str:
-        return self.tag if self.partition.count > 1 else ""
-
     def _tick(self) -> None:
         self.status.tick = time.monotonic()
 
@@ -252,7 +248,7 @@ class Runner(BatchSteps):
 
     def _session(self) -> bool:
         """Process events until stopped (True), caught up with exit_when_caught_up (True) or an error."""
-        self.ks = KeySpace(self.config.projection, self._generation(), self._ks_tag())
+        self.ks = space(self.partition, self._generation())
         self.cache.clear()
         self.status.sessions += 1
         self.status.generation = self.ks.generation

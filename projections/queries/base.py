@@ -15,7 +15,7 @@ from projections.codec import text
 from projections.errors import InvalidIdentifier
 from projections.events import is_identifier, is_pair
 from projections.keys import KeySpace
-from projections.partitions import partition_of, partitions_of
+from projections.partitions import Partition, partition_of, partitions_of
 from projections.readmodels import PROJECTIONS
 
 GENERATION_CACHE_S = 0.05  # short: after a flip, readers move to the new generation within 50 ms
@@ -86,8 +86,7 @@ class Spread:
 
     @property
     def spaces(self) -> list[KeySpace]:
-        return [KeySpace(self.projection, self.generation, p.tag if self.count > 1 else "")
-                for p in partitions_of(self.projection, self.count)]
+        return [layout.space(p, self.generation) for p in partitions_of(self.projection, self.count)]
 
     @property
     def tags(self) -> list[str]:
@@ -100,8 +99,8 @@ class Spread:
         return self.spaces[0]
 
     def of(self, user: str) -> KeySpace:
-        """The key space of ``user``'s partition."""
-        return self.spaces[partition_of(user, self.count)]
+        """The key space of ``user``'s partition (built alone: readers call it once per user listed)."""
+        return layout.space(Partition(self.projection, partition_of(user, self.count), self.count), self.generation)
 
 
 class QueriesBase:

@@ -136,7 +136,7 @@ def live_counts(client: redis.Redis, projections: Sequence[str] = PROJECTIONS) -
 
 
 def live_generation(client: redis.Redis, projection: str) -> int:
-    return int(text(client.get(keys.generation_pointer(projection))) or 1)
+    return layout.live_generation(client, projection)
 
 
 def heads(eventstore_uri: str, projections: Sequence[str] = PROJECTIONS) -> dict[str, int]:
@@ -147,7 +147,7 @@ def heads(eventstore_uri: str, projections: Sequence[str] = PROJECTIONS) -> dict
 
 def spaces(client: redis.Redis, projection: str, generation: int) -> list[KeySpace]:
     """Each partition's key space of ``generation`` (one for a projection in one partition)."""
-    return [KeySpace(projection, generation, p.tag) for p in layout.partitions(client, projection, generation)]
+    return [layout.space(p, generation) for p in layout.partitions(client, projection, generation)]
 
 
 def space_of(client: redis.Redis, projection: str, generation: int, user: str) -> KeySpace:
