@@ -63,6 +63,11 @@ class Flipped(Fenced):
     """The generation this (rebuild) writer filled was flipped live: the live projector writes it now."""
 
 
+class LayoutChanged(Flipped):
+    """The live generation is split into another partition count than this live runner's partition belongs to (a
+    rebuild into another count was flipped): the runner stops; its member runs the new layout's partitions."""
+
+
 class ProjectionStopped(ProjectionError):
     """The projection stopped on a bad event because its policy is ``stop``.
 

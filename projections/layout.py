@@ -29,6 +29,16 @@ def count_for(projection: str, configured: int) -> int:
     return check_count(configured, "LUCENT_PARTITIONS") if model(projection).user_kind else 1
 
 
+def next_count(client: Any, projection: str, asked: int | None, configured: int) -> int:
+    """The count a rebuild of ``projection`` splits its new generation into: ``asked`` if the operator asked for one,
+    else the live generation's (a rebuild never changes the count by surprise; ``configured`` is what a live
+    generation with no layout yet gets)."""
+    if asked:
+        return count_for(projection, asked)
+    live = live_generation(client, projection)
+    return recorded(client, projection, live) or _first_count(client, projection, live, configured)
+
+
 def recorded(client: Any, projection: str, generation: int) -> int | None:
     """The partition count recorded for ``generation`` (None: none yet)."""
     value = text(client.hget(keys.layout(projection, generation), "partitions"))
@@ -40,12 +50,17 @@ def record(client: Any, projection: str, generation: int, configured: int) -> in
     found = recorded(client, projection, generation)
     if found is not None:
         return found
-    legacy = client.exists(keys.KeySpace(projection, generation).checkpoint)
-    count = 1 if legacy else count_for(projection, configured)
+    count = _first_count(client, projection, generation, configured)
     key = keys.layout(projection, generation)
     client.hsetnx(key, "partitions", str(count))
     client.hsetnx(key, "hash", HASH)
     return recorded(client, projection, generation) or count
+
+
+def _first_count(client: Any, projection: str, generation: int, configured: int) -> int:
+    """The count ``generation`` is recorded with first: one if it holds keys of before partitions, else ``configured``."""
+    legacy = client.exists(keys.KeySpace(projection, generation).checkpoint)
+    return 1 if legacy else count_for(projection, configured)
 
 
 def partitions(client: Any, projection: str, generation: int) -> list[Partition]:

@@ -94,8 +94,10 @@ def rebuild(request: HttpRequest, projection: str) -> HttpResponse:
     if projection not in PROJECTIONS:
         raise Http404(f"no projection {projection!r}")
     if request.method == "POST":
+        asked = request.POST.get("partitions", "").strip()
         result = actions.do_rebuild(Actor.of(request.user), projection, request.POST.get("confirm", ""),
-                                    request.POST.get("flip_anyway") == "1")
+                                    request.POST.get("flip_anyway") == "1",
+                                    int(asked) if asked.isdigit() else (0 if asked else None))
         if result.denied:
             raise PermissionDenied(result.message)
         if result.ok:

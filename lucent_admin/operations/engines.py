@@ -15,6 +15,7 @@ from lucent_admin.operations.actions import do_rebuild_users
 from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import Job, JobEvent
 from lucent_admin.operations.queue import AWAITING_DECISION, notify, save
+from projections import layout
 from projections.errors import JobCancelled, JobLeaseLost, ProjectionError
 from projections.maintenance.consistency import check_sample, check_users
 from projections.maintenance.control import Control, Fence
@@ -69,7 +70,8 @@ def _rebuild(job: Job, control: Control, services: Services) -> dict[str, Any]:
     try:
         done = switch_to(client, services.runner_config(projection), generation, control,
                          budget=services.diff_budget, flip_anyway=bool(job.params.get("flip_anyway")),
-                         max_lag_s=services.max_lag_s, partitions=services.partitions,
+                         max_lag_s=services.max_lag_s,
+                         partitions=layout.next_count(client, projection, job.params.get("partitions"), services.partitions),
                          decide=lambda sample: _await_decision(job, control, sample), resumed=job.done)
     except (JobLeaseLost, GenerationTaken):
         raise  # another run holds the job, or writes its generation: nothing of it is this run's to delete

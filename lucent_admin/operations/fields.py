@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Sequence
 
 from projections.events import NOTE_MAX, is_identifier
+from projections.partitions import MAX_PARTITIONS
+from projections.readmodels import PROJECTIONS, model
 
 ID_HELP = "1–64 characters: letters, digits, '_', '.' or '-'"
 MAX_USERS_PER_JOB = 10_000
@@ -61,3 +63,15 @@ def users(values: Sequence[str]) -> str:
         return f"at most {MAX_USERS_PER_JOB:,} users per job, got {len(values):,}; split the list"
     bad = [u for u in values if not is_identifier(u)]
     return f"{bad[0][:64]!r} is not a user id ({ID_HELP})" if bad else ""
+
+
+def partition_count(value: int | None, projection: str) -> str:
+    """The partition count a rebuild splits its new generation into (None: the live generation's count): a power of
+    two; the market (keyed by pair) is always one partition."""
+    if value is None:
+        return ""
+    if not 1 <= value <= MAX_PARTITIONS or value & (value - 1):
+        return f"Partitions must be a power of two from 1 to {MAX_PARTITIONS:,} (1, 2, 4, … {MAX_PARTITIONS:,}), got {value}."
+    if value > 1 and projection in PROJECTIONS and model(projection).user_kind is None:
+        return f"Partitions must be 1 for {projection}: it is keyed by pair, not by user, and is never split."
+    return ""

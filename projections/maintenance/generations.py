@@ -6,7 +6,8 @@ rollback (back to an older generation, caught up from its own checkpoint):
 1. *Fold.* A :class:`~projections.projector.runner.Runner` per partition of G (:class:`Folding`; one
    reading of ``$all`` for all of them) writes generation G under G's own leases, with no status hash and no
    change notices (replays have no side effects), from G's checkpoints on, and stays live once it reaches the
-   head. G is split like the live generation (its layout recorded first; another count is refused for now). Between batches it slows down while
+   head. G's layout is recorded first (the live generation's count, or the one the rebuild asked for: members
+   re-split what they share at the flip, :meth:`~projections.projector.member.Member`). Between batches it slows down while
    the live projector's lag is above ``max_lag_s``, reports progress and checks for a cancel.
 2. *Verify* (a rebuild): entities sampled from the live generation are compared field by field
    with G's where both stand at the same position; the differences go into the result, and above
@@ -46,14 +47,16 @@ from projections.codec import text
 from projections.errors import Fenced, Flipped, ProjectionError
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
+from projections.layout import space
 from projections.maintenance.control import Control, Fence, check, owned
 from projections.maintenance.flip import FlipAgain, FlipFailed, flip
 from projections.maintenance.pointer import live_generation as live_generation  # re-exported: callers read it here
 from projections.maintenance.retention import drop_generation
 from projections.maintenance.user_rebuild import heal
-from projections.partitions import Partition, partitions_of
+from projections.partitions import Partition, partition_of, partitions_of
 from projections.projector.lease import Lease, new_token
 from projections.projector.runner import Runner, RunnerConfig, shared_reader
+from projections.readmodels import model
 from projections.writer import FLIPPED
 
 log = logging.getLogger(__name__)
@@ -91,8 +94,9 @@ def switch_to(
 ) -> SwitchResult:
     """Fold ``base.projection`` into ``generation`` and flip the pointer to it (see the module doc).
 
-    ``generation`` is split as its layout says; a new one (none recorded) into ``partitions`` (the projection's
-    count, :func:`projections.layout.count_for`). Above ``budget`` differences, ``decide(sample)`` (an operator's
+    ``generation`` is split as its layout says; a new one (none recorded) into ``partitions``
+    (:func:`projections.layout.count_for`; :func:`projections.layout.next_count` is what a rebuild asks for). G may be
+    split into another count than the live generation: the members move to G's partitions after the flip. Above ``budget`` differences, ``decide(sample)`` (an operator's
     decision; it may block while G's runners keep following the head) says whether to flip anyway; without it, or
     if it says no, FlipFailed."""
     projection = base.projection
@@ -100,13 +104,7 @@ def switch_to(
     if generation == live:
         raise ProjectionError(f"generation {generation} of {projection} is already live; nothing to switch to")
     live_parts = layout.partitions(client, projection, live)
-    count = layout.recorded(client, projection, generation) or layout.count_for(projection, partitions)
-    if count != len(live_parts):
-        raise ProjectionError(
-            f"generation {generation} of {projection} would be split into {count} partition(s), the live one is split "
-            f"into {len(live_parts)}: changing the partition count needs members that move to the new layout at the "
-            f"flip, not built yet; set LUCENT_PARTITIONS={len(live_parts)} to rebuild")
-    parts = partitions_of(projection, layout.record(client, projection, generation, count))
+    parts = partitions_of(projection, layout.record(client, projection, generation, partitions))
     for part in parts:
         if text(client.get(keys.generation_lease(part.tag, generation))) == FLIPPED:  # flipped live before: done
             client.delete(keys.generation_lease(part.tag, generation))
@@ -241,8 +239,6 @@ def _run(runner: Runner, failures: list[BaseException]) -> None:
 
 def head_position(base: RunnerConfig) -> int:
     """The commit position of the newest event of ``base.projection``'s types (0: none)."""
-    from projections.readmodels import model
-
     with EventStore(base.eventstore_uri) as store:
         found = store.head(model(base.projection).event_types)
     return found.position if found else 0
@@ -339,25 +335,17 @@ class Sample:
 def compare(client: redis.Redis, projection: str, live: tuple[int, list[Partition]], new: tuple[int, list[Partition]],
             size: int = SAMPLE) -> Sample:
     """Entity hashes of the live generation against G's, where both say the same ``lastPosition``: up to ``size``
-    in all, taken from every partition in turn (the two are split alike, so an entity is in the same partition)."""
-    (from_g, live_parts), (to_g, new_parts) = live, new
+    in all, taken from every partition in turn. Split alike, an entity is in the same partition of both; split
+    into another count, the users' entities are compared, each looked up in its partition of G."""
+    pairs = _alike(client, projection, live, new, size) if len(live[1]) == len(new[1]) else \
+        _by_user(client, projection, live, new, size)
     out = Sample()
-    pairs: list[tuple[str, KeySpace, KeySpace]] = []
-    each = max(1, size // len(live_parts))
-    for old_part, new_part in zip(live_parts, new_parts):
-        a, b = KeySpace(projection, from_g, old_part.tag), KeySpace(projection, to_g, new_part.tag)
-        for n, key in enumerate(client.scan_iter(match=keys.generation_pattern(old_part.tag, from_g), count=1000,
-                                                  _type="hash")):
-            if n >= each:
-                break
-            pairs.append((a.name_of(text(key)), a, b))
-    names = [name for name, _, _ in pairs]
     pipe = client.pipeline(transaction=False)
-    for name, a, b in pairs:
-        pipe.hgetall(a.key(name))
-        pipe.hgetall(b.key(name))
+    for _, a, b in pairs:
+        pipe.hgetall(a)
+        pipe.hgetall(b)
     replies = pipe.execute()
-    for i, name in enumerate(names):
+    for i, (name, _, _) in enumerate(pairs):
         old = {text(k): text(v) for k, v in replies[2 * i].items()}
         rebuilt = {text(k): text(v) for k, v in replies[2 * i + 1].items()}
         out.sampled += 1
@@ -371,3 +359,46 @@ def compare(client: redis.Redis, projection: str, live: tuple[int, list[Partitio
                     out.kept.append({"key": name, "field": field_name, "live": old.get(field_name, "")[:200],
                                      "rebuilt": rebuilt.get(field_name, "")[:200]})
     return out
+
+
+def _alike(client: redis.Redis, projection: str, live: tuple[int, list[Partition]], new: tuple[int, list[Partition]],
+           size: int) -> list[tuple[str, str, str]]:
+    """(name, live key, G's key) of hashes sampled from each live partition and the same partition of G."""
+    (from_g, live_parts), (to_g, new_parts) = live, new
+    pairs: list[tuple[str, str, str]] = []
+    each = max(1, size // len(live_parts))
+    for old_part, new_part in zip(live_parts, new_parts):
+        a, b = space(old_part, from_g), space(new_part, to_g)
+        for n, key in enumerate(client.scan_iter(match=keys.generation_pattern(old_part.tag, from_g), count=1000,
+                                                  _type="hash")):
+            if n >= each:
+                break
+            name = a.name_of(text(key))
+            pairs.append((name, a.key(name), b.key(name)))
+    return pairs
+
+
+def _by_user(client: redis.Redis, projection: str, live: tuple[int, list[Partition]], new: tuple[int, list[Partition]],
+             size: int) -> list[tuple[str, str, str]]:
+    """(name, live key, G's key) of users' main hashes sampled from each live partition, each user's key in G taken
+    from the partition of G holding the user."""
+    (from_g, live_parts), (to_g, new_parts) = live, new
+    m = model(projection)
+    if m.user_kind is None:
+        return []
+    pairs: list[tuple[str, str, str]] = []
+    each = max(1, size // len(live_parts))
+    for old_part in live_parts:
+        a = space(old_part, from_g)
+        prefix = m.main_key(a, (m.user_kind, ""))
+        found = 0
+        for key in client.scan_iter(match=prefix + "*", count=1000, _type="hash"):
+            user = text(key)[len(prefix):]
+            if ":" in user:
+                continue  # one of the user's other hashes
+            if found >= each:
+                break
+            found += 1
+            b = space(new_parts[partition_of(user, len(new_parts))], to_g)
+            pairs.append((a.name_of(text(key)), text(key), m.main_key(b, (m.user_kind, user))))
+    return pairs

@@ -9,7 +9,9 @@ import redis
 from projections import keys, layout
 from projections.maintenance.generations import head_position, live_generation
 from projections.maintenance.retention import next_generation
+from projections.partitions import MAX_PARTITIONS
 from projections.projector.runner import RunnerConfig
+from projections.readmodels import model
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,24 @@ class RebuildPlan:
     used_bytes: int
     max_bytes: int  # 0: no maxmemory set
     refusal: str  # why it would not fit; empty when it can start
+    live_partitions: int = 1  # the live generation's partition count
+    partitions: int = 1  # the new generation's
 
     def eta_seconds(self, rate: float | None) -> float | None:
         return self.events / rate if rate else None
+
+    @property
+    def split(self) -> str:
+        """How the new generation is split, as the console and the command line say it."""
+        said = f"{self.partitions} partition{'s' if self.partitions != 1 else ''}"
+        if self.partitions == self.live_partitions:
+            return f"{said}, as the live one"
+        return f"{said}; the live one has {self.live_partitions}: the members move to the new ones at the flip"
+
+    @property
+    def choices(self) -> list[int]:
+        """The partition counts a rebuild of the projection may ask for (one for the market, keyed by pair)."""
+        return [2**n for n in range(MAX_PARTITIONS.bit_length())] if model(self.projection).user_kind else [1]
 
 
 @dataclass(frozen=True)
@@ -61,10 +78,15 @@ def second_generation(client: redis.Redis, projection: str, sample: int = 200) -
     return SecondGeneration(count, estimate, used, most, refusal)
 
 
-def plan_rebuild(client: redis.Redis, base: RunnerConfig, sample: int = 200) -> RebuildPlan:
-    """The dry run of a rebuild of ``base.projection``: events to read and the memory a second generation takes."""
+def plan_rebuild(client: redis.Redis, base: RunnerConfig, partitions: int | None = None, configured: int = 1,
+                 sample: int = 200) -> RebuildPlan:
+    """The dry run of a rebuild of ``base.projection``: events to read, the memory a second generation takes and its
+    partition count (``partitions`` if asked, else the live generation's: :func:`projections.layout.next_count`)."""
     projection = base.projection
     memory = second_generation(client, projection, sample)
-    return RebuildPlan(projection, live_generation(client, projection), next_generation(client, projection),
+    live = live_generation(client, projection)
+    return RebuildPlan(projection, live, next_generation(client, projection),
                        head_position(base), memory.keys, memory.estimated_bytes, memory.used_bytes, memory.max_bytes,
-                       memory.refusal)
+                       memory.refusal, len(layout.partitions(client, projection, live)),
+                       layout.next_count(client, projection, partitions, configured))
+

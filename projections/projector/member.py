@@ -42,6 +42,7 @@ from projections.projector.runner import Runner, RunnerConfig, shared_reader
 log = logging.getLogger(__name__)
 
 BuildRunner = Callable[[Partition, str], Runner]  # a runner of the partition, fenced by the token
+Plan = Callable[[], Sequence[Partition]]  # the partitions to share now: the live generations' layouts
 
 
 @dataclass
@@ -56,11 +57,15 @@ class _Running:
 class Member:
     """Runs the partitions this process owns until ``stop`` is set (see the module doc)."""
 
-    def __init__(self, client: redis.Redis, partitions: Sequence[Partition], build: BuildRunner, ttl_ms: int,
+    def __init__(self, client: redis.Redis, partitions: Sequence[Partition] | Plan, build: BuildRunner, ttl_ms: int,
                  member_id: str | None = None, drain_s: float = 10.0, restart_s: float = 5.0,
                  on_change: Callable[[], None] | None = None) -> None:
-        """``on_change`` is called after a tick in which this member gained or lost a partition (the console's
-        Shards page redraws on it)."""
+        """``partitions``: a fixed list, or a plan asked again at every tick (a flip into another partition count
+        re-splits what the members share). ``on_change`` is called after a tick in which this member gained or
+        lost a partition (the console's Shards page redraws on it)."""
+        self.plan: Plan | None = partitions if callable(partitions) else None
+        if callable(partitions):
+            partitions = partitions()
         self.client, self.build, self.drain_s, self.restart_s = client, build, drain_s, restart_s
         self.on_change = on_change
         self.changed = False
@@ -74,6 +79,7 @@ class Member:
         try:
             while not stop.is_set():
                 try:
+                    self._replan()
                     self.membership.tick()
                     self._announce_change()
                 except redis.RedisError as exc:
@@ -91,6 +97,15 @@ class Member:
                 for partition in list(self.running):  # the leases expire by themselves
                     self._stop(partition)
             log.info("projector member %s stopped", self.member_id)
+
+    def _replan(self) -> None:
+        if self.plan is None:
+            return
+        planned = sorted(self.plan())
+        if planned != self.membership.partitions:
+            log.info("member %s: the partitions to share are now %s", self.member_id, ", ".join(p.label for p in planned))
+            self.changed = True
+            self.membership.repartition(planned)
 
     def _announce_change(self) -> None:
         if self.changed and self.on_change is not None:
@@ -146,6 +161,11 @@ class Member:
                 "cpu_s": f"{usage.ru_utime + usage.ru_stime:.1f}", "rss_mb": f"{_rss_mb():.1f}", "applied": str(applied)}
 
 
+def planned(client: redis.Redis, projections: Sequence[str], configured: int) -> list[Partition]:
+    """The partitions of ``projections``' live generations (a generation without a layout gets ``configured``)."""
+    return [part for name in projections for part in live_partitions(client, name, configured)]
+
+
 def _rss_mb() -> float:
     try:
         with open("/proc/self/statm") as statm:
@@ -172,9 +192,9 @@ def main(argv: Sequence[str]) -> None:
                       token=token, client=client, shared=shared)
 
     count = int(args.get("partitions", 1))
-    partitions = [part for name in args["projections"] for part in live_partitions(client, name, count)]
     try:
-        Member(client, partitions, build, base.lease_ms, member_id=args.get("id")).run(stop)
+        Member(client, lambda: planned(client, args["projections"], count), build, base.lease_ms,
+               member_id=args.get("id")).run(stop)
     finally:
         shared.stop()
 

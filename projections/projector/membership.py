@@ -53,7 +53,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-LOST, MOVED, LEAVING = "lost", "moved", "leaving"  # why a member stops owning a partition
+LOST, MOVED, LEAVING, RESPLIT = "lost", "moved", "leaving", "re-split"  # why a member stops owning a partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +117,13 @@ class Membership:
                 free = sorted((p for p in candidates if p not in self.owned), key=lambda p: -preference(self.member, p))
                 self._take(free, wanted - len(mine))
         self._describe()
+
+    def repartition(self, partitions: Iterable[Partition]) -> None:
+        """The partitions to share are now ``partitions`` (a rebuild into another count was flipped): those owned
+        that are no longer among them are handed back (drained first); the next tick claims the new ones."""
+        self.partitions = sorted(partitions)
+        self._projections = sorted({p.projection for p in self.partitions})
+        self._hand_back([c for p, c in self.owned.items() if p not in self.partitions], RESPLIT)
 
     def leave(self) -> None:
         """Stop owning everything (each drained first) and withdraw the announcement."""

@@ -84,13 +84,18 @@ def _generation_job(actor: Actor, action: Action, kind: str, projection: str, co
     return result
 
 
-def do_rebuild(actor: Actor, projection: str, confirm: str | None, flip_anyway: bool = False) -> Result:
-    """Queue a full rebuild of ``projection`` (``confirm``: its name typed; None from the CLI's --yes). Refused,
-    for every caller (the console, a direct POST, the command line, automatic recovery), when the dry run says a
-    second generation would not fit in Redis's memory."""
-    return _generation_job(actor, REBUILD, Job.Kind.REBUILD, projection, confirm, {"flip_anyway": flip_anyway},
-                           f"Full rebuild of {projection} queued as job {{job}}; the live read models stay in use until "
-                           "the flip.", _memory_refusal(projection))
+def do_rebuild(actor: Actor, projection: str, confirm: str | None, flip_anyway: bool = False,
+               partitions: int | None = None) -> Result:
+    """Queue a full rebuild of ``projection`` (``confirm``: its name typed; None from the CLI's --yes), its new
+    generation split into ``partitions`` (None: as many as the live one). Refused, for every caller (the console, a
+    direct POST, the command line, automatic recovery), when the dry run says a second generation would not fit in
+    Redis's memory."""
+    invalid = fields.problems(partitions=fields.partition_count(partitions, projection)) or _memory_refusal(projection)
+    params: dict[str, Any] = {"flip_anyway": flip_anyway, **({"partitions": partitions} if partitions else {})}
+    split = f", split into {partitions} partition{'s' if partitions != 1 else ''}," if partitions else ""
+    return _generation_job(actor, REBUILD, Job.Kind.REBUILD, projection, confirm, params,
+                           f"Full rebuild of {projection}{split} queued as job {{job}}; the live read models stay in use "
+                           "until the flip.", invalid)
 
 
 def _memory_refusal(projection: str) -> str:
@@ -104,10 +109,11 @@ def _memory_refusal(projection: str) -> str:
     return f"memory: {refusal}" if refusal else ""
 
 
-def rebuild_dry_run(projection: str) -> RebuildPlan:
-    """What a full rebuild of ``projection`` would take (events, ETA, memory, whether it fits): the dry run the
-    console shows before an operator confirms (a read: no audit entry, no job)."""
-    return plan_rebuild(bootstrap.redis_client(), bootstrap.runner_config(projection))
+def rebuild_dry_run(projection: str, partitions: int | None = None) -> RebuildPlan:
+    """What a full rebuild of ``projection`` would take (events, ETA, memory, whether it fits, the partitions of the
+    new generation): the dry run the console shows before an operator confirms (a read: no audit entry, no job)."""
+    return plan_rebuild(bootstrap.redis_client(), bootstrap.runner_config(projection), partitions,
+                        settings.LUCENT_PARTITIONS)
 
 
 def do_rollback(actor: Actor, projection: str, confirm: str | None) -> Result:

@@ -13,7 +13,7 @@ from django.test import Client
 from lucent_admin.operations import actions, queue, schedules
 from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import AuditEntry, Job
-from projections import keys
+from projections import keys, layout
 from projections.keys import KeySpace
 from projections.maintenance.generations import live_generation
 from projections.maintenance.retention import kept_generation
@@ -81,7 +81,15 @@ def test_the_command_line_dry_run_and_refusals(projected: Queries) -> None:
     get_user_model().objects.create_superuser("operator", password="pw-op-123")
     out = io.StringIO()
     call_command("rebuild", "market", "--dry-run", stdout=out)
-    assert "into generation 2 beside generation 1" in out.getvalue() and not Job.objects.exists()
+    assert "into generation 2 (1 partition, as the live one) beside generation 1" in out.getvalue()
+    assert not Job.objects.exists()
+    with pytest.raises(CommandError, match="--partitions: Partitions must be 1 for market: it is keyed by pair"):
+        call_command("rebuild", "market", "--partitions", "4", "--yes")
+    with pytest.raises(CommandError, match="--partitions: Partitions must be a power of two .* got 3"):
+        call_command("rebuild", "portfolio", "--partitions", "3", "--dry-run")
+    out = io.StringIO()
+    call_command("rebuild", "portfolio", "--partitions", "8", "--dry-run", stdout=out)
+    assert "(8 partitions; the live one has 1: the members move to the new ones at the flip)" in out.getvalue()
     with pytest.raises(CommandError, match="has no kept generation"):
         call_command("rollback", "market", "--yes")
     out = io.StringIO()
@@ -89,6 +97,34 @@ def test_the_command_line_dry_run_and_refusals(projected: Queries) -> None:
     assert "queued as job" in out.getvalue()
     entry = AuditEntry.objects.get(action="rebuild.projection")
     assert entry.actor_name.endswith(" as operator") and entry.target == "market"
+
+
+def test_a_rebuild_from_the_console_into_four_partitions_and_the_rollback_to_one(
+        client: Client, projected: Queries, worker, ops, redis_client: redis.Redis) -> None:
+    client.force_login(ops)
+    before = (projected.top_portfolios(10), projected.user_rank(projected.top_portfolios(1)[0].user_id))
+    plan = client.get("/projections/portfolio/rebuild/").content.decode()
+    assert 'data-field="plan-partitions">1 partition, as the live one<' in plan
+    assert '<option value="1" selected>1 partition (as the live one)</option>' in plan and '<option value="16">' in plan
+    bad = client.post("/projections/portfolio/rebuild/", {"confirm": "portfolio", "partitions": "3"}).content.decode()
+    assert "partitions: Partitions must be a power of two from 1 to 1,024" in bad and not Job.objects.exists()
+
+    client.post("/projections/portfolio/rebuild/", {"confirm": "portfolio", "partitions": "4"})
+
+    job = wait_until(lambda: finished(Job.objects.get().pk), 60, what="the rebuild to finish")
+    assert job.state == Job.State.SUCCEEDED and job.params["partitions"] == 4, job.error
+    assert job.result["difference_count"] == 0 and job.result["compared"] > 0  # users compared across the split
+    assert live_generation(redis_client, "portfolio") == 2 and layout.recorded(redis_client, "portfolio", 2) == 4
+    assert projected.spread("portfolio").count == 4
+    assert (projected.top_portfolios(10), projected.user_rank(before[0][0].user_id)) == before
+    assert AuditEntry.objects.get(action="rebuild.projection", outcome="ok").params["partitions"] == 4
+
+    client.post("/projections/portfolio/rollback/")
+
+    job = wait_until(lambda: finished(Job.objects.get(kind=Job.Kind.ROLLBACK).pk), 60, what="the rollback to finish")
+    assert job.state == Job.State.SUCCEEDED, job.error
+    assert live_generation(redis_client, "portfolio") == 1 and projected.spread("portfolio").count == 1
+    assert (projected.top_portfolios(10), projected.user_rank(before[0][0].user_id)) == before
 
 
 def test_without_the_permission_the_rebuild_page_offers_nothing_and_a_post_is_denied(client: Client, projected: Queries) -> None:

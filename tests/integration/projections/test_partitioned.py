@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
 from projections import keys, layout
@@ -213,19 +212,6 @@ def test_a_partitioned_rebuild_under_live_members_flips_rolls_back_and_drops_equ
         Runner(config("portfolio", fresh_url, store_process.uri, partition=part.index, partitions=part.count)).run()
     for part in parts("portfolio"):
         assert live[part] == content(fresh, part), part.label
-
-
-def test_a_rebuild_that_would_change_the_partition_count_is_refused_before_it_writes(
-        redis_process: RedisProcess, store_process: StoreProcess) -> None:
-    from projections.errors import ProjectionError
-    from projections.maintenance.control import Unattended
-    from projections.maintenance.generations import switch_to
-
-    client = redis.Redis.from_url(redis_process.url)
-    layout.record(client, "portfolio", 1, 1)
-    with pytest.raises(ProjectionError, match="LUCENT_PARTITIONS=1 to rebuild"):
-        switch_to(client, config("portfolio", redis_process.url, store_process.uri), 2, Unattended(), partitions=4)
-    assert layout.recorded(client, "portfolio", 2) is None and not client.keys("lucent:{portfolio*}:g2*")
 
 
 def _int(value: object) -> int:

@@ -28,9 +28,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from lucent_admin.bootstrap import redis_client, runner_config
 from lucent_admin.operations.observability import SHARDS, announce
 from projections.errors import ProjectionError
-from projections.layout import live_partitions
 from projections.maintenance.user_rebuild import heal
-from projections.projector.member import Member
+from projections.projector.member import Member, planned
 from projections.projector.notices import group_name
 from projections.projector.runner import Notifier, shared_reader
 from projections.projector.supervisor import build_runners, run_all, runner_factory
@@ -110,8 +109,8 @@ class Command(BaseCommand):
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             client = redis_client()
-            partitions = [part for name in options["projection"] or PROJECTIONS
-                          for part in live_partitions(client, name, settings.LUCENT_PARTITIONS)]
+            names = options["projection"] or list(PROJECTIONS)
+            partitions = planned(client, names, settings.LUCENT_PARTITIONS)
             if options["exit_when_caught_up"]:
                 runners = build_runners(partitions, base, settings.LUCENT_PROJECTIONS, channel_notifier, heal, client)
                 self.stderr.write(f"projector running: {', '.join(r.partition.label for r in runners)}")
@@ -119,7 +118,7 @@ class Command(BaseCommand):
             else:
                 shared = shared_reader(base)
                 build = runner_factory(base, settings.LUCENT_PROJECTIONS, channel_notifier, heal, redis_client(), shared)
-                member = Member(client, partitions, build, base.lease_ms,
+                member = Member(client, lambda: planned(client, names, settings.LUCENT_PARTITIONS), build, base.lease_ms,
                                 on_change=lambda: announce(SHARDS, int(time.time() * 1000)))
                 self.stderr.write(f"projector member {member.member_id} running: its share of "
                                   f"{', '.join(p.label for p in partitions)}, reading $all once for them")
