@@ -81,10 +81,11 @@ class Services:
     diff_budget: int  # differences a rebuild's or rollback's sample may show before it waits for an operator
     max_lag_s: float  # how far behind the live projector may be for a flip to wait on it
     partitions: int = 1  # how many partitions a user-keyed projection's new generation is split into
+    rebuild_workers: int = 1  # how many job workers fold one rebuild's partitions at once
 
 
 def services() -> Services:
     """The engines' services, built from settings (the composition root's one call per job run)."""
     return Services(redis_client(), event_store(), runner_config, (settings.REDIS_URL, settings.EVENTSTORE_URI),
                     int(settings.LUCENT_REBUILD_DIFF_BUDGET), float(settings.LUCENT_REBUILD_MAX_LAG_S),
-                    int(settings.LUCENT_PARTITIONS))
+                    int(settings.LUCENT_PARTITIONS), int(settings.LUCENT_REBUILD_WORKERS))

@@ -188,6 +188,9 @@ LUCENT_BATCH_SIZE = config.env_int("LUCENT_BATCH_SIZE", 500, 1)
 # Partitions (the platform document's ShardBy user): a user-keyed projection's next generation is split into this
 # many (a power of two); a generation keeps the count it was built with (projections/layout.py).
 LUCENT_PARTITIONS = check_count(config.env_int("LUCENT_PARTITIONS", 1, 1), "LUCENT_PARTITIONS")
+# How many job workers fold one rebuild's partitions at once (the rebuild's job and fold jobs it queues; at most one
+# per partition): the cap on the writers a rebuild puts on Redis besides the live projector.
+LUCENT_REBUILD_WORKERS = config.env_int("LUCENT_REBUILD_WORKERS", 2, 1)
 LUCENT_LIVE_FLUSH_MS = config.env_int("LUCENT_LIVE_FLUSH_MS", 2, 0)
 LUCENT_READER_PROCESS_AFTER = config.env_int("LUCENT_READER_PROCESS_AFTER", 5000, -1)
 LUCENT_STATE_CACHE_ENTRIES = config.env_int("LUCENT_STATE_CACHE_ENTRIES", 20000, 0)

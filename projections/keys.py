@@ -143,6 +143,17 @@ def layout(projection: str, generation: int) -> str:
     return f"{tag(projection)}:g{generation}-layout"
 
 
+def folds(projection: str, generation: int) -> str:
+    """Hash: the board of a rebuild's fold of a generation shared among workers: ``state``, ``groups`` and per fold
+    group ``applied:<i>``, ``caught:<i>``, ``failed:<i>`` (``maintenance/folds.py``); gone once the rebuild ends."""
+    return f"{tag(projection)}:g{generation}-folds"
+
+
+def fold_lease(projection: str, generation: int, group: int) -> str:
+    """The lease of one fold group of a rebuild: the token of the worker folding that group's partitions."""
+    return f"{tag(projection)}:g{generation}-fold{group}-lease"
+
+
 def generation_lease(projection: str, generation: int) -> str:
     """Fencing token of the job writing a generation that is not live (a rebuild's, a rollback's)."""
     return f"{generation_prefix(projection, generation)}-lease"

@@ -14,13 +14,14 @@ from lucent_admin.operations import thresholds
 from lucent_admin.operations.actions import do_rebuild_users
 from lucent_admin.operations.audit import Actor
 from lucent_admin.operations.models import Job, JobEvent
-from lucent_admin.operations.queue import AWAITING_DECISION, notify, save
+from lucent_admin.operations.queue import AWAITING_DECISION, KINDS, create, notify, save
 from projections import layout
 from projections.errors import JobCancelled, JobLeaseLost, ProjectionError
 from projections.maintenance.consistency import check_sample, check_users
 from projections.maintenance.control import Control, Fence
+from projections.maintenance.folds import GRACE_S
 from projections.maintenance.full_check import check_everything
-from projections.maintenance.generations import GenerationTaken, Sample, abandon, switch_to
+from projections.maintenance.generations import GenerationTaken, abandon, fold_part, switch_to
 from projections.maintenance.recovery import resync
 from projections.maintenance.report import Report
 from projections.maintenance.retention import (
@@ -30,6 +31,7 @@ from projections.maintenance.retention import (
     next_generation,
     settle_flip,
 )
+from projections.maintenance.sample import Sample
 from projections.maintenance.user_rebuild import rebuild_user
 from projections.maintenance.verify import Verification, verify_generation
 from projections.readmodels import model
@@ -72,7 +74,8 @@ def _rebuild(job: Job, control: Control, services: Services) -> dict[str, Any]:
                          budget=services.diff_budget, flip_anyway=bool(job.params.get("flip_anyway")),
                          max_lag_s=services.max_lag_s,
                          partitions=layout.next_count(client, projection, job.params.get("partitions"), services.partitions),
-                         decide=lambda sample: _await_decision(job, control, sample), resumed=job.done)
+                         decide=lambda sample: _await_decision(job, control, sample), resumed=job.done,
+                         workers=services.rebuild_workers, ask_helpers=_helpers(job, generation))
     except (JobLeaseLost, GenerationTaken):
         raise  # another run holds the job, or writes its generation: nothing of it is this run's to delete
     except BaseException:
@@ -136,12 +139,34 @@ def _rollback(job: Job, control: Control, services: Services) -> dict[str, Any]:
         save(job, result=verified)  # the differences, for the job page and the command line
         raise GenerationDiffers(_refusal(found, budget))
     done = switch_to(client, services.runner_config(projection), generation, control, verify=False,
-                     max_lag_s=services.max_lag_s, resumed=job.done)
+                     max_lag_s=services.max_lag_s, resumed=job.done, workers=services.rebuild_workers,
+                     ask_helpers=_helpers(job, generation))
     dropped = settle_flip(client, projection, done.from_generation, _Phase(job, control, cancellable=False))
     return {**asdict(done), **verified, "dropped": dropped,
             "summary": f"generation {generation} is live again (was {done.from_generation}), verified against a replay "
                        f"({found.checked:,} {'users' if model(projection).user_kind else 'keys'}, {found.count} differences) "
                        f"and caught up by {done.applied:,} events{_dropped(dropped)}"}
+
+
+def _helpers(job: Job, generation: int) -> Callable[[int], None]:
+    """How a rebuild or rollback queues ``n`` fold jobs for the fold groups of ``generation`` it does not fold."""
+    def ask(n: int) -> None:
+        projection = job.params["projection"]
+        folds = [create(Job.Kind.FOLD, projection, {"projection": projection, "generation": generation, "rebuild": job.pk},
+                        f"job {job.pk}", None, KINDS[Job.Kind.FOLD].unit).pk for _ in range(n)]
+        JobEvent.objects.create(job_id=job.pk, state=job.state, message=f"{n + 1} fold groups: this job folds one, fold "
+                                f"job{'s' if n > 1 else ''} {', '.join(map(str, folds))} the others (what no worker "
+                                f"takes within {GRACE_S:g} s, this job folds too)")
+    return ask
+
+
+def _fold(job: Job, control: Control, services: Services) -> dict[str, Any]:
+    """A fold group of a rebuild's (or rollback's) generation, folded until that job flips or stops."""
+    projection, generation = job.params["projection"], int(job.params["generation"])
+    applied = fold_part(services.redis, services.runner_config(projection), generation, control, services.max_lag_s)
+    said = (f"folded {applied:,} events of one fold group of {projection} generation {generation} for job "
+            f"{job.params['rebuild']}") if applied else f"nothing left to fold for job {job.params['rebuild']}"
+    return {"applied": applied, "summary": said}
 
 
 class GenerationDiffers(ProjectionError):
@@ -249,4 +274,5 @@ ENGINES: dict[str, Callable[[Job, Control, Services], dict[str, Any]]] = {
     Job.Kind.DROP_GENERATION: _drop,
     Job.Kind.CONSISTENCY_CHECK: _check,
     Job.Kind.RESYNC: _resync,
+    Job.Kind.FOLD: _fold,
 }

@@ -50,6 +50,7 @@ class Job(models.Model):
         DROP_GENERATION = "drop-generation", "Drop a generation"
         CONSISTENCY_CHECK = "consistency-check", "Consistency check"
         RESYNC = "resync", "Resync"
+        FOLD = "fold", "Fold part of a rebuild"
 
     class State(models.TextChoices):
         PENDING_APPROVAL = "pending approval", "Pending approval"

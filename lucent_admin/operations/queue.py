@@ -47,6 +47,7 @@ KINDS: dict[str, KindRule] = {  # the one registry of job kinds; every Job.Kind 
     Kind.DROP_GENERATION: KindRule("keys", guarded=False, generations=True),
     Kind.CONSISTENCY_CHECK: KindRule("users", guarded=False, generations=False),  # a full check counts events
     Kind.RESYNC: KindRule("steps", guarded=False, generations=False),
+    Kind.FOLD: KindRule("events", guarded=False, generations=False),  # queued by a rebuild, never by an operator
 }
 GENERATION_KINDS = tuple(kind for kind, rule in KINDS.items() if rule.generations)
 AWAITING_DECISION = "waiting for an operator"  # how a rebuild's phase starts while it waits for flip anyway / cancel

@@ -5,8 +5,8 @@ Contract of :func:`flip` (the third step of :func:`projections.maintenance.gener
 * every live partition whose projector beats is asked to pause (its ``keys.flip``); each pauses between two
   batches at its checkpoint C_i. Once every partition of G has applied everything up to the highest C_i, one Lua
   script checks that each paused partition still stands at its C_i, that the pointer still names the live
-  generation, that G's leases still hold the job's runners' token (and, for a job, that the job's lease is still
-  this run's), then sets the pointer to G, fences G's runners for good (their leases become ``flipped``) and
+  generation, that each of G's partition leases still holds the token of its fold group's runners (and, for a
+  job, that the job's lease is still this run's), then sets the pointer to G, fences G's runners for good (their leases become ``flipped``) and
   marks every flip done. The live runners then resubscribe on G from G's checkpoints: nothing lost, nothing
   applied twice; readers, who resolve the pointer at most 50 ms late, never see time go backwards;
 * a live partition whose projector does not beat (dead, or paused past its heartbeat while its lease holds) is not
@@ -37,19 +37,21 @@ from projections.writer import FLIPPED
 PAUSE_WAIT_S = 10.0  # how long to wait for the live projector to pause for the flip
 CATCH_UP_WAIT_S = 3.0  # how long G may take to reach the paused checkpoint (the live projector stands still)
 DRAW_LEVEL_WAIT_S = 60.0  # how long G may take to draw level with the running live projector before a pause
+Failed = Callable[[], BaseException | None]  # a failure of G's runners, if any
 
 _FLIP = """
 -- KEYS: pointer, the job's lease (or the pointer again), the projection's flip record, then per live partition:
 --       its flip, its checkpoint; then per partition of G: its checkpoint, its lease
--- ARGV: from, to, fence, now (ms), the token of G's runners, this run's job token ('' : none),
---       live partitions L, G's partitions N, then per live partition the checkpoint it paused at ('' : not paused)
+-- ARGV: from, to, fence, now (ms), unused, this run's job token ('' : none),
+--       live partitions L, G's partitions N, then per live partition the checkpoint it paused at ('' : not paused),
+--       then per partition of G the token of its runners (its fold group's)
 local L, N = tonumber(ARGV[7]), tonumber(ARGV[8])
 if ARGV[6] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[6] then
   return redis.error_reply('LOST this run no longer holds its job')
 end
 for j = 1, N do
   local holder = redis.call('GET', KEYS[3 + 2 * L + 2 * j])
-  if holder ~= ARGV[5] then
+  if holder ~= ARGV[8 + L + j] then
     return redis.error_reply('FLIP generation ' .. ARGV[2] .. ' is no longer written by this job (its lease: ' .. tostring(holder) .. ')')
   end
 end
@@ -107,10 +109,11 @@ class NotPaused(FlipAgain):
 
 
 def flip(client: redis.Redis, projection: str, live: tuple[int, Sequence[Partition]],
-         new: tuple[int, Sequence[Partition]], token: str, failures: list[BaseException],
+         new: tuple[int, Sequence[Partition]], tokens: Sequence[str], failed: Failed,
          fence: Fence | None = None) -> float:
     """Pause the live generation's partitions, wait for G's to reach their checkpoints, flip; the pause in ms
-    (see the module doc). ``live`` and ``new``: each generation with its partitions; ``token``: G's runners'."""
+    (see the module doc). ``live`` and ``new``: each generation with its partitions; ``tokens``: the token of the
+    runners of each of G's partitions (its fold group's); ``failed``: a failure of G's runners, raised at once."""
     (from_g, live_parts), (to_g, new_parts) = live, new
     flip_keys = [keys.flip(p.tag) for p in live_parts]
     live_cps = [KeySpace(projection, from_g, p.tag).checkpoint for p in live_parts]
@@ -123,8 +126,9 @@ def flip(client: redis.Redis, projection: str, live: tuple[int, Sequence[Partiti
 
     def flip_at(ats: list[str]) -> None:
         try:
-            script(keys=script_keys, args=[str(from_g), str(to_g), FLIPPED, str(int(time.time() * 1000)), token,
-                                           fence[1] if fence else "", str(len(live_parts)), str(len(new_parts)), *ats])
+            script(keys=script_keys, args=[str(from_g), str(to_g), FLIPPED, str(int(time.time() * 1000)), "",
+                                           fence[1] if fence else "", str(len(live_parts)), str(len(new_parts)), *ats,
+                                           *tokens])
         except redis.ResponseError as exc:
             if str(exc).startswith("LOST "):
                 raise JobLeaseLost(f"{projection}: not flipped to generation {to_g}: {str(exc)[5:]}") from None
@@ -142,22 +146,22 @@ def flip(client: redis.Redis, projection: str, live: tuple[int, Sequence[Partiti
     beating = [bool(client.exists(keys.heartbeat(p.tag))) for p in live_parts]
     client.delete(record, *flip_keys)
     if not any(beating):  # nobody beats for the live generation: flip at its checkpoints (see the module doc)
-        wait_for(lambda: lowest_new() >= highest_live(), CATCH_UP_WAIT_S, failures)
+        wait_for(lambda: lowest_new() >= highest_live(), CATCH_UP_WAIT_S, failed)
         flip_at([""] * len(live_parts))
         return 0.0
     # First let G draw level with the live partitions while they still run: the pause then only waits for the
     # events of one batch, not for G's runners settling into their live reading after a long catch-up.
-    wait_for(lambda: lowest_new() >= highest_live(), DRAW_LEVEL_WAIT_S, failures)
+    wait_for(lambda: lowest_new() >= highest_live(), DRAW_LEVEL_WAIT_S, failed)
     asked = [key for key, beats in zip(flip_keys, beating) if beats]
     for key in asked:
         client.hset(key, mapping={"from": str(from_g), "to": str(to_g), "state": "requested"})
     try:
-        if not wait_for(lambda: all(text(client.hget(k, "state")) == "paused" for k in asked), PAUSE_WAIT_S, failures):
+        if not wait_for(lambda: all(text(client.hget(k, "state")) == "paused" for k in asked), PAUSE_WAIT_S, failed):
             raise NotPaused(f"the live {projection} projector did not pause for the flip within {PAUSE_WAIT_S:g} s")
         paused = time.monotonic()
         ats = [text(client.hget(key, "at")) if beats else "" for key, beats in zip(flip_keys, beating)]
         target = max([_int(at) for at in ats if at] + [highest_live()])
-        if not wait_for(lambda: lowest_new() >= target, CATCH_UP_WAIT_S, failures):
+        if not wait_for(lambda: lowest_new() >= target, CATCH_UP_WAIT_S, failed):
             raise FlipBehind(f"generation {to_g} did not reach the live checkpoint {target} within {CATCH_UP_WAIT_S:g} s")
         flip_at(ats)
         return round((time.monotonic() - paused) * 1000, 2)
@@ -172,12 +176,12 @@ def _int(value: Any) -> int:
     return int(text(value) or 0)
 
 
-def wait_for(condition: Callable[[], bool], seconds: float, failures: list[BaseException]) -> bool:
+def wait_for(condition: Callable[[], bool], seconds: float, failed: Failed) -> bool:
     """Poll ``condition`` for up to ``seconds`` (a failure of G's runners raised at once); its last value."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if failures:
-            raise failures[0]
+        if (failure := failed()) is not None:
+            raise failure
         if condition():
             return True
         time.sleep(0.001)

@@ -3,12 +3,13 @@
 :func:`switch_to` is the engine of a full rebuild (into a new, empty generation) and of a
 rollback (back to an older generation, caught up from its own checkpoint):
 
-1. *Fold.* A :class:`~projections.projector.runner.Runner` per partition of G (:class:`Folding`; one
-   reading of ``$all`` for all of them) writes generation G under G's own leases, with no status hash and no
-   change notices (replays have no side effects), from G's checkpoints on, and stays live once it reaches the
-   head. G's layout is recorded first (the live generation's count, or the one the rebuild asked for: members
-   re-split what they share at the flip, :meth:`~projections.projector.member.Member`). Between batches it slows down while
-   the live projector's lag is above ``max_lag_s``, reports progress and checks for a cancel.
+1. *Fold.* G's partitions are dealt into fold groups that up to ``workers`` job workers fold at once
+   (:mod:`projections.maintenance.folds`): per group, a :class:`~projections.projector.runner.Runner` per
+   partition (:class:`Folding`, reading ``$all`` once) writes G under each partition's generation lease, with no
+   status hash and no change notices (replays have no side effects), from G's checkpoints on, and stays live once
+   it reaches the head. G's layout is recorded first (the live generation's count, or the one the rebuild asked
+   for: the members re-split what they share at the flip). Between batches it slows down while the live
+   projector's lag is above ``max_lag_s``, reports progress and checks for a cancel.
 2. *Verify* (a rebuild): entities sampled from the live generation are compared field by field
    with G's where both stand at the same position; the differences go into the result, and above
    ``budget`` there is no flip unless ``flip_anyway``.
@@ -44,16 +45,18 @@ import redis
 
 from projections import keys, layout
 from projections.codec import text
-from projections.errors import Fenced, Flipped, ProjectionError
+from projections.errors import Fenced, Flipped, JobLeaseLost, ProjectionError
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.layout import space
-from projections.maintenance.control import Control, Fence, check, owned
+from projections.maintenance.control import Control, Fence, Unattended, check, owned
 from projections.maintenance.flip import FlipAgain, FlipFailed, flip
+from projections.maintenance.folds import DONE, STOPPING, Board, Coordinator, Share, deal, help_fold
 from projections.maintenance.pointer import live_generation as live_generation  # re-exported: callers read it here
 from projections.maintenance.retention import drop_generation
+from projections.maintenance.sample import Sample, compare
 from projections.maintenance.user_rebuild import heal
-from projections.partitions import Partition, partition_of, partitions_of
+from projections.partitions import Partition, partitions_of
 from projections.projector.lease import Lease, new_token
 from projections.projector.runner import Runner, RunnerConfig, shared_reader
 from projections.readmodels import model
@@ -63,8 +66,6 @@ log = logging.getLogger(__name__)
 
 QUIET_S = 5.0  # G level with the live generation as far as it gets when its checkpoint stands still this long
 FLIP_ATTEMPTS = 5  # pauses tried before the job fails (each aborted one costs the live projector CATCH_UP_WAIT_S)
-SAMPLE = 200  # entities compared before a flip
-DIFFERENCES_KEPT = 20
 
 
 class GenerationTaken(Fenced):
@@ -77,7 +78,7 @@ class SwitchResult:
     from_generation: int
     to_generation: int
     checkpoint: int  # G's checkpoint at the flip
-    applied: int  # events G's runner applied
+    applied: int  # events G's runners applied
     seconds: float
     sampled: int = 0
     compared: int = 0
@@ -85,20 +86,24 @@ class SwitchResult:
     difference_count: int = 0
     flipped: bool = True
     pause_ms: float = 0.0  # how long the live projector stood still for the flip
+    groups: int = 1  # fold groups: how many workers could fold G at once
 
 
 def switch_to(
     client: redis.Redis, base: RunnerConfig, generation: int, control: Control, *, verify: bool = True,
     budget: int = 0, flip_anyway: bool = False, max_lag_s: float = 2.0,
-    decide: Callable[[Sample], bool] | None = None, resumed: int = 0, partitions: int = 1,
+    decide: Callable[[Sample], bool] | None = None, resumed: int = 0, partitions: int = 1, workers: int = 1,
+    ask_helpers: Callable[[int], None] | None = None,
 ) -> SwitchResult:
     """Fold ``base.projection`` into ``generation`` and flip the pointer to it (see the module doc).
 
     ``generation`` is split as its layout says; a new one (none recorded) into ``partitions``
     (:func:`projections.layout.count_for`; :func:`projections.layout.next_count` is what a rebuild asks for). G may be
-    split into another count than the live generation: the members move to G's partitions after the flip. Above ``budget`` differences, ``decide(sample)`` (an operator's
-    decision; it may block while G's runners keep following the head) says whether to flip anyway; without it, or
-    if it says no, FlipFailed."""
+    split into another count than the live generation: the members move to G's partitions after the flip. Up to
+    ``workers`` fold G's partitions at once (:mod:`projections.maintenance.folds`): this run folds one fold group and
+    ``ask_helpers(n)`` queues fold jobs for the others (what none of them takes, this run folds too). Above ``budget``
+    differences, ``decide(sample)`` (an operator's decision; it may block while G's runners keep following the head)
+    says whether to flip anyway; without it, or if it says no, FlipFailed."""
     projection = base.projection
     live = live_generation(client, projection)
     if generation == live:
@@ -109,22 +114,28 @@ def switch_to(
         if text(client.get(keys.generation_lease(part.tag, generation))) == FLIPPED:  # flipped live before: done
             client.delete(keys.generation_lease(part.tag, generation))
     started = time.monotonic()
-    head = head_position(base)
-    start = min(_int(client.get(KeySpace(projection, generation, p.tag).checkpoint)) for p in parts)
+    new_cps = [space(p, generation).checkpoint for p in parts]
     between = _Between(client, [p.tag for p in live_parts], control, max_lag_s)
-    folding = Folding(client, base, generation, parts, between.hook)
-    between.progress = lambda: folding.progress(start, head, resumed)
-    between.caught_up = lambda: folding.caught_up
-    folding.start()
+    board, groups = Board(client, projection, generation), deal(parts, workers)
+    board.open(len(groups))
+    share = Share(board, groups, lambda group, token: Folding(client, base, generation, group, between.hook, token),
+                  base.lease_ms)
+    fold = Coordinator(share, new_cps, head_position(base), resumed)
+    between.progress, between.caught_up = fold.progress, lambda: fold.caught_up
+    share.claim(1)
+    fold.start()
+    outcome = STOPPING  # what the board says at the end: the fold jobs stop (a failure, a cancel) or are done
     try:
-        while not folding.caught_up:
-            folding.raise_failure()
+        if len(groups) > 1 and ask_helpers is not None:
+            ask_helpers(len(groups) - 1)
+        while not fold.caught_up:
+            fold.raise_failure()
             check(control)
-            control.report(*folding.progress(start, head, resumed), "folding the history")
+            control.report(*fold.progress(), "folding the history")
             time.sleep(0.1)
         live_cps = [KeySpace(projection, live, p.tag).checkpoint for p in live_parts]
-        _draw_level(client, live_cps, folding, control, lambda: folding.progress(start, head, resumed))
-        done = resumed + folding.applied
+        _draw_level(client, live_cps, fold, control)
+        done = resumed + fold.applied
         control.report(done, done, "caught up; verifying")
         sample = compare(client, projection, (live, live_parts), (generation, parts)) if verify else Sample()
         if sample.count > budget and not flip_anyway and not (decide is not None and decide(sample)):
@@ -134,34 +145,51 @@ def switch_to(
         control.report(done, done, "flipping")
         for attempt in range(1, FLIP_ATTEMPTS + 1):
             try:
-                pause_ms = flip(client, projection, (live, live_parts), (generation, parts), folding.token,
-                                folding.failures, control.fence())
+                pause_ms = flip(client, projection, (live, live_parts), (generation, parts), fold.tokens(), fold.failure,
+                                control.fence())
                 break
             except FlipAgain as exc:
                 if attempt == FLIP_ATTEMPTS:
                     raise
                 log.warning("%s; trying the flip again (%d of %d)", exc, attempt + 1, FLIP_ATTEMPTS)
                 check(control)
-    except Fenced as exc:
-        if isinstance(exc, Flipped):
+        outcome = DONE
+    except (Fenced, JobLeaseLost) as exc:
+        outcome = ""  # another run holds the job, or writes G: the board is that run's
+        if isinstance(exc, Flipped) or not isinstance(exc, Fenced):
             raise
         raise GenerationTaken(f"generation {generation} of {projection} is written by another run (its lease: "
                               f"{text(client.get(keys.generation_lease(parts[0].tag, generation))) or 'expired'}); "
                               "this run stopped and deleted nothing") from exc
     finally:
-        folding.stop()
-    return SwitchResult(projection, live, generation, folding.checkpoint, folding.applied,
+        fold.stop(outcome)
+    return SwitchResult(projection, live, generation, fold.checkpoint, fold.applied,
                         round(time.monotonic() - started, 3), sample.sampled, sample.compared, sample.kept, sample.count,
-                        True, pause_ms)
+                        True, pause_ms, len(groups))
+
+
+def fold_part(client: redis.Redis, base: RunnerConfig, generation: int, control: Control, max_lag_s: float = 2.0) -> int:
+    """A fold job's work: one fold group of the rebuild of ``base.projection`` into ``generation``, folded until the
+    rebuild flips or stops, slowed down like the rebuild's own while the live projector lags; the events applied."""
+    projection = base.projection
+    live_parts = layout.partitions(client, projection, live_generation(client, projection))
+    between = _Between(client, [p.tag for p in live_parts], Unattended(), max_lag_s)
+    board = Board(client, projection, generation)
+    if not board.wait_open(control.cancelled):
+        return 0
+    share = Share(board, deal(layout.partitions(client, projection, generation), board.groups()),
+                  lambda group, token: Folding(client, base, generation, group, between.hook, token), base.lease_ms)
+    between.caught_up = lambda: share.caught_up
+    return help_fold(share, control)
 
 
 class Folding:
-    """G's runners, one per partition, under one token (the flip checks it on every partition's lease), reading
-    ``$all`` once for all of them when there are several (:mod:`projections.projector.fanout`)."""
+    """The runners of a fold group of G, one per partition, under one token (the flip checks it on each partition's
+    lease), reading ``$all`` once for all of them when there are several (:mod:`projections.projector.fanout`)."""
 
     def __init__(self, client: redis.Redis, base: RunnerConfig, generation: int, parts: list[Partition],
-                 hook: Callable[[str], None]) -> None:
-        self.token = new_token()
+                 hook: Callable[[str], None], token: str | None = None) -> None:
+        self.token = token or new_token()
         self.failures: list[BaseException] = []
         self.shared = shared_reader(base) if len(parts) > 1 else None
         # a rebuild parks bad events whatever the live policy: it must not wait for an operator midway
@@ -184,22 +212,6 @@ class Folding:
     def applied(self) -> int:
         return sum(r.status.applied for r in self.runners)
 
-    @property
-    def checkpoint(self) -> int:
-        return min(r.status.checkpoint for r in self.runners)
-
-    def progress(self, start: int, head: int, resumed: int) -> tuple[int, int | None]:
-        """(events done, estimated total): the rest extrapolated from the commit positions covered so far."""
-        done, applied = resumed + self.applied, self.applied
-        covered = self.checkpoint - start
-        if covered <= 0 or applied == 0:
-            return done, None
-        return done, done + round(applied * max(0, head - self.checkpoint) / covered)
-
-    def raise_failure(self) -> None:
-        if self.failures:
-            raise self.failures[0]
-
     def stop(self) -> None:
         for runner in self.runners:
             runner.stop()
@@ -209,20 +221,19 @@ class Folding:
             self.shared.stop()
 
 
-def _draw_level(client: redis.Redis, live_checkpoints: list[str], folding: Folding, control: Control,
-                progress: Callable[[], tuple[int, int | None]]) -> None:
+def _draw_level(client: redis.Redis, live_checkpoints: list[str], fold: Coordinator, control: Control) -> None:
     """Wait while G applies what the live projector applied meanwhile: G's runners are "caught up" at the
     head as their sessions began, which after a long rebuild is far behind the live generation, and both
     the verification (entities at one position in both) and the flip's pause need G level with it."""
-    moved, seen = time.monotonic(), folding.checkpoint
-    while folding.checkpoint < max(_int(v) for v in client.mget(live_checkpoints)):  # type: ignore[union-attr]
-        if folding.checkpoint != seen:
-            moved, seen = time.monotonic(), folding.checkpoint
+    moved, seen = time.monotonic(), fold.lowest()
+    while (at := fold.lowest()) < max(_int(v) for v in client.mget(live_checkpoints)):  # type: ignore[union-attr]
+        if at != seen:
+            moved, seen = time.monotonic(), at
         elif time.monotonic() - moved > QUIET_S:  # nothing more to apply (a checkpoint G's subscription has not sent yet)
             return
-        folding.raise_failure()
+        fold.raise_failure()
         check(control)
-        control.report(*progress(), "drawing level with the live generation")
+        control.report(*fold.progress(), "drawing level with the live generation")
         time.sleep(0.1)
 
 
@@ -320,85 +331,3 @@ class _Holding:
         if not self.lease.renew():
             raise GenerationTaken(f"{self.lease.projection}: the lease was lost while dropping; the rest is left")
         return False
-
-
-@dataclass
-class Sample:
-    """Entities compared before a flip, and the differing fields (the first DIFFERENCES_KEPT kept)."""
-
-    sampled: int = 0
-    compared: int = 0
-    count: int = 0
-    kept: list[dict[str, str]] = field(default_factory=list)
-
-
-def compare(client: redis.Redis, projection: str, live: tuple[int, list[Partition]], new: tuple[int, list[Partition]],
-            size: int = SAMPLE) -> Sample:
-    """Entity hashes of the live generation against G's, where both say the same ``lastPosition``: up to ``size``
-    in all, taken from every partition in turn. Split alike, an entity is in the same partition of both; split
-    into another count, the users' entities are compared, each looked up in its partition of G."""
-    pairs = _alike(client, projection, live, new, size) if len(live[1]) == len(new[1]) else \
-        _by_user(client, projection, live, new, size)
-    out = Sample()
-    pipe = client.pipeline(transaction=False)
-    for _, a, b in pairs:
-        pipe.hgetall(a)
-        pipe.hgetall(b)
-    replies = pipe.execute()
-    for i, (name, _, _) in enumerate(pairs):
-        old = {text(k): text(v) for k, v in replies[2 * i].items()}
-        rebuilt = {text(k): text(v) for k, v in replies[2 * i + 1].items()}
-        out.sampled += 1
-        if "lastPosition" not in old or old.get("lastPosition") != rebuilt.get("lastPosition"):
-            continue  # not an entity at one position in both (moved since, or a table without one)
-        out.compared += 1
-        for field_name in sorted({*old, *rebuilt}):
-            if old.get(field_name) != rebuilt.get(field_name):
-                out.count += 1
-                if len(out.kept) < DIFFERENCES_KEPT:
-                    out.kept.append({"key": name, "field": field_name, "live": old.get(field_name, "")[:200],
-                                     "rebuilt": rebuilt.get(field_name, "")[:200]})
-    return out
-
-
-def _alike(client: redis.Redis, projection: str, live: tuple[int, list[Partition]], new: tuple[int, list[Partition]],
-           size: int) -> list[tuple[str, str, str]]:
-    """(name, live key, G's key) of hashes sampled from each live partition and the same partition of G."""
-    (from_g, live_parts), (to_g, new_parts) = live, new
-    pairs: list[tuple[str, str, str]] = []
-    each = max(1, size // len(live_parts))
-    for old_part, new_part in zip(live_parts, new_parts):
-        a, b = space(old_part, from_g), space(new_part, to_g)
-        for n, key in enumerate(client.scan_iter(match=keys.generation_pattern(old_part.tag, from_g), count=1000,
-                                                  _type="hash")):
-            if n >= each:
-                break
-            name = a.name_of(text(key))
-            pairs.append((name, a.key(name), b.key(name)))
-    return pairs
-
-
-def _by_user(client: redis.Redis, projection: str, live: tuple[int, list[Partition]], new: tuple[int, list[Partition]],
-             size: int) -> list[tuple[str, str, str]]:
-    """(name, live key, G's key) of users' main hashes sampled from each live partition, each user's key in G taken
-    from the partition of G holding the user."""
-    (from_g, live_parts), (to_g, new_parts) = live, new
-    m = model(projection)
-    if m.user_kind is None:
-        return []
-    pairs: list[tuple[str, str, str]] = []
-    each = max(1, size // len(live_parts))
-    for old_part in live_parts:
-        a = space(old_part, from_g)
-        prefix = m.main_key(a, (m.user_kind, ""))
-        found = 0
-        for key in client.scan_iter(match=prefix + "*", count=1000, _type="hash"):
-            user = text(key)[len(prefix):]
-            if ":" in user:
-                continue  # one of the user's other hashes
-            if found >= each:
-                break
-            found += 1
-            b = space(new_parts[partition_of(user, len(new_parts))], to_g)
-            pairs.append((a.name_of(text(key)), text(key), m.main_key(b, (m.user_kind, user))))
-    return pairs

@@ -64,7 +64,8 @@ def drop_generation(client: redis.Redis, projection: str, generation: int, contr
                 control.report(dropped, None, f"dropping generation {generation}")
     if batch:
         dropped += int(client.unlink(*batch))  # type: ignore[arg-type]
-    client.delete(*(keys.generation_lease(p.tag, generation) for p in parts), keys.layout(projection, generation))
+    client.delete(*(keys.generation_lease(p.tag, generation) for p in parts), keys.layout(projection, generation),
+                  keys.folds(projection, generation))
     control.report(dropped, dropped, f"dropped generation {generation}")
     return dropped
 

@@ -100,7 +100,8 @@ def test_the_command_line_dry_run_and_refusals(projected: Queries) -> None:
 
 
 def test_a_rebuild_from_the_console_into_four_partitions_and_the_rollback_to_one(
-        client: Client, projected: Queries, worker, ops, redis_client: redis.Redis) -> None:
+        client: Client, projected: Queries, worker, ops, redis_client: redis.Redis, settings) -> None:
+    settings.LUCENT_REBUILD_WORKERS = 2  # a fold job is queued for half the partitions; this one worker is busy
     client.force_login(ops)
     before = (projected.top_portfolios(10), projected.user_rank(projected.top_portfolios(1)[0].user_id))
     plan = client.get("/projections/portfolio/rebuild/").content.decode()
@@ -111,8 +112,13 @@ def test_a_rebuild_from_the_console_into_four_partitions_and_the_rollback_to_one
 
     client.post("/projections/portfolio/rebuild/", {"confirm": "portfolio", "partitions": "4"})
 
-    job = wait_until(lambda: finished(Job.objects.get().pk), 60, what="the rebuild to finish")
+    job = wait_until(lambda: finished(Job.objects.get(kind=Job.Kind.REBUILD).pk), 60, what="the rebuild to finish")
     assert job.state == Job.State.SUCCEEDED and job.params["partitions"] == 4, job.error
+    assert job.result["groups"] == 2  # what no worker took, the rebuild folded itself
+    fold = wait_until(lambda: finished(Job.objects.get(kind=Job.Kind.FOLD).pk), 30, what="the fold job to end")
+    assert (fold.state, fold.requested_by, fold.target) == (Job.State.SUCCEEDED, f"job {job.pk}", "portfolio")
+    assert fold.events.last().message == f"nothing left to fold for job {job.pk}"
+    assert job.events.filter(message__startswith=f"2 fold groups: this job folds one, fold job {fold.pk} the others").exists()
     assert job.result["difference_count"] == 0 and job.result["compared"] > 0  # users compared across the split
     assert live_generation(redis_client, "portfolio") == 2 and layout.recorded(redis_client, "portfolio", 2) == 4
     assert projected.spread("portfolio").count == 4

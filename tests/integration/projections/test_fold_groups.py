@@ -1,0 +1,126 @@
+"""A rebuild's partitions folded by several workers (fold groups, ``maintenance/folds.py``), each a real process:
+a helper folds its group beside the rebuild, one that never starts leaves its group to the rebuild, one killed -9
+midway has its group taken over once its lease expires. Each time the new generation equals a fresh projection of
+the same store, key for key, and nothing of the fold is left in Redis."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import redis
+
+from projections import keys, layout
+from projections.maintenance.control import Unattended
+from projections.maintenance.generations import switch_to
+from projections.partitions import partitions_of
+from projections.projector.runner import Runner, RunnerConfig
+from tests.fixtures.projections import RedisProcess, StoreProcess
+from tests.integration.projections.helpers import append_market, config, generation_content, head_for
+from tests.waiting import wait_until
+
+P = "portfolio"
+COUNT = 4
+ROOT = Path(__file__).resolve().parents[3]
+HELPER = """
+import json, sys
+import redis
+from projections.maintenance.control import Unattended
+from projections.maintenance.generations import fold_part
+from projections.projector.runner import RunnerConfig
+base = RunnerConfig(**json.loads(sys.argv[1]))
+applied = fold_part(redis.Redis.from_url(base.redis_url), base, int(sys.argv[2]), Unattended())
+print(json.dumps({"applied": applied}))
+"""
+
+
+class Helper:
+    """A fold job's work in a process of its own (what a second Celery worker runs)."""
+
+    def __init__(self, base: RunnerConfig, generation: int, log: Path) -> None:
+        self.log = log
+        self.process = subprocess.Popen([sys.executable, "-c", HELPER, json.dumps(asdict(base)), str(generation)],
+                                        cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("w"),
+                                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    def applied(self) -> int:
+        out, _ = self.process.communicate(timeout=60)
+        assert self.process.returncode == 0, self.log.read_text()[-3000:]
+        return int(json.loads(out.decode().strip().splitlines()[-1])["applied"])
+
+
+def fresh_equal(client: redis.Redis, redis_url: str, uri: str) -> None:
+    """Generation 2 of every partition equals a fresh projection split alike; nothing of the fold is left."""
+    fresh_url = redis_url.rsplit("/", 1)[0] + "/9"
+    fresh = redis.Redis.from_url(fresh_url)
+    fresh.flushdb()
+    for part in partitions_of(P, COUNT):
+        Runner(config(P, fresh_url, uri, partition=part.index, partitions=part.count)).run()
+    for part in partitions_of(P, COUNT):
+        got, want = generation_content(client, 2, part.tag), generation_content(fresh, 1, part.tag)
+        assert got.pop("checkpoint") >= want.pop("checkpoint")
+        assert got == want and got, part.label
+    assert not client.exists(keys.folds(P, 2)) and not client.keys("*fold*-lease")
+
+
+def base_config(redis_url: str, uri: str) -> RunnerConfig:
+    return config(P, redis_url, uri, exit_when_caught_up=False, batch_size=50)
+
+
+def test_a_helper_process_folds_its_group_beside_the_rebuild(
+        tmp_path: Path, redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 3000, bad_ratio=0.01)
+    client = redis.Redis.from_url(redis_process.url)
+    layout.record(client, P, 1, COUNT)
+    base = base_config(redis_process.url, store_process.uri)
+    helpers: list[Helper] = []
+
+    done = switch_to(client, base, 2, Unattended(), verify=False, partitions=COUNT, workers=2,
+                     ask_helpers=lambda n: helpers.extend(Helper(base, 2, tmp_path / f"h{i}.log") for i in range(n)))
+
+    assert done.groups == 2 and len(helpers) == 1
+    assert helpers[0].applied() > 0 and done.applied > 0  # both folded
+    assert done.checkpoint >= head_for(store_process.uri, P)
+    fresh_equal(client, redis_process.url, store_process.uri)
+
+
+def test_a_group_nobody_takes_is_folded_by_the_rebuild_itself(
+        redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 1500, bad_ratio=0.01)
+    client = redis.Redis.from_url(redis_process.url)
+    layout.record(client, P, 1, COUNT)
+    asked: list[int] = []
+
+    done = switch_to(client, base_config(redis_process.url, store_process.uri), 2, Unattended(), verify=False,
+                     partitions=COUNT, workers=4, ask_helpers=asked.append)  # no worker ever picks them up
+
+    assert asked == [3] and done.groups == 4
+    fresh_equal(client, redis_process.url, store_process.uri)
+
+
+def test_a_helper_killed_midway_has_its_group_taken_over_and_nothing_is_lost_or_doubled(
+        tmp_path: Path, redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    append_market(store_process.uri, 20000, bad_ratio=0.01)
+    client = redis.Redis.from_url(redis_process.url)
+    layout.record(client, P, 1, COUNT)
+    base = base_config(redis_process.url, store_process.uri)
+    helpers: list[Helper] = []
+
+    def ask(n: int) -> None:
+        helpers.extend(Helper(base, 2, tmp_path / f"h{i}.log") for i in range(n))
+
+        def folding_midway() -> bool:  # the helper holds group 1 and its runners committed, not yet at the head
+            board = {k.decode(): v.decode() for k, v in client.hgetall(keys.folds(P, 2)).items()}
+            return int(board.get("applied:1") or 0) > 0 and board.get("caught:1") == "0"
+
+        wait_until(folding_midway, 20, what="the helper to fold its group midway")
+        os.kill(helpers[0].process.pid, signal.SIGKILL)
+
+    done = switch_to(client, base, 2, Unattended(), verify=False, partitions=COUNT, workers=2, ask_helpers=ask)
+
+    assert helpers[0].process.wait(10) == -signal.SIGKILL and done.groups == 2
+    fresh_equal(client, redis_process.url, store_process.uri)
