@@ -17,6 +17,7 @@ from functools import lru_cache
 import redis
 from django.conf import settings
 
+from projections.connection import connect
 from projections.eventstore import EventStore
 from projections.projector.runner import RunnerConfig
 from projections.published import SignificantMove
@@ -25,8 +26,7 @@ from projections.queries import Queries
 
 @lru_cache(maxsize=16)
 def _redis(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=min(timeout, 2.0),
-                                health_check_interval=30)
+    return connect(url, timeout, min(timeout, 2.0), health_check_interval=30)
 
 
 def redis_client(url: str | None = None, timeout: float = 5.0) -> redis.Redis:

@@ -6,10 +6,12 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote
 
 import dj_database_url
 
+from projections import connection
+from projections.connection import Target
 from projections.errors import ConfigurationError, redact
 
 # What logs and error messages print of a URI: its password masked (``user:***@host``); the same function
@@ -100,15 +102,44 @@ def _tighten(path: Path, mode: int) -> None:
 
 
 def redis_url(default: str) -> str:
+    """REDIS_URL: one server, a Redis Cluster or a Sentinel-managed primary (``projections.connection.FORMS``)."""
     url = env_str("REDIS_URL", default)
-    parsed = urlparse(url)
-    if parsed.scheme not in {"redis", "rediss", "unix"} or not (parsed.hostname or parsed.path):
-        raise ConfigurationError("REDIS_URL", f"{masked(url)!r} is not a Redis URL; use redis://host:6379/0")
-    try:
-        parsed.port  # noqa: B018 - raises on a non-numeric port
-    except ValueError:
-        raise ConfigurationError("REDIS_URL", f"{masked(url)!r} has a bad port; use redis://host:6379/0") from None
+    connection.parse(url)
     return url
+
+
+def service_url(name: str, redis: str, what: str) -> Target:
+    """A Redis for Celery or Channels (``name``: LUCENT_BROKER_URL, LUCENT_CHANNELS_URL), by default REDIS_URL's:
+    one server or a Sentinel-managed primary. Neither can use a Redis Cluster: with REDIS_URL a cluster, ``name``
+    must name another Redis."""
+    url = env_str(name)
+    if not url:
+        target = connection.parse(redis)
+        if target.kind == connection.CLUSTER:
+            raise ConfigurationError(name, f"{what} cannot use a Redis Cluster, and REDIS_URL is one: set {name} to "
+                                           "a redis:// or redis+sentinel:// URL of a Redis outside the cluster")
+        return target
+    target = connection.parse(url, name)
+    if target.kind == connection.CLUSTER:
+        raise ConfigurationError(name, f"{what} cannot use a Redis Cluster; use a redis:// or redis+sentinel:// URL")
+    return target
+
+
+def celery_url(target: Target) -> tuple[str, dict[str, str]]:
+    """Celery's (kombu's) URL of ``target`` and the transport options it needs (a Sentinel's ``master_name``)."""
+    if target.kind != connection.SENTINEL:
+        return target.url, {}
+    auth = f"{quote(target.username or '')}:{quote(target.password)}@" if target.password else ""
+    return ";".join(f"sentinel://{auth}{host}:{port}/{target.db}" for host, port in target.nodes), \
+        {"master_name": target.service}
+
+
+def channel_host(target: Target) -> str | dict[str, object]:
+    """channels_redis's host entry of ``target`` (Sentinels with the primary's name, or the URL)."""
+    if target.kind != connection.SENTINEL:
+        return target.url
+    return {"sentinels": list(target.nodes), "master_name": target.service, "db": target.db,
+            "password": target.password, "username": target.username}
 
 
 def database(default_sqlite: Path) -> dict[str, object]:

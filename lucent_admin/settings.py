@@ -138,16 +138,20 @@ STATIC_ROOT = config.data_dir() / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 
+# Channels and Celery use REDIS_URL's Redis unless LUCENT_CHANNELS_URL / LUCENT_BROKER_URL name another (required
+# when REDIS_URL is a Redis Cluster: neither channels_redis nor kombu can use one). A Sentinel URL works for both.
+CHANNELS_REDIS = config.service_url("LUCENT_CHANNELS_URL", REDIS_URL, "Channels (channels_redis)")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": keys.CHANNELS_PREFIX, "capacity": 1000, "expiry": 30},
+        "CONFIG": {"hosts": [config.channel_host(CHANNELS_REDIS)], "prefix": keys.CHANNELS_PREFIX, "capacity": 1000,
+                   "expiry": 30},
     }
 }
 
 # Celery, configured from these settings with the CELERY_ namespace (lucent_admin/celery.py).
-CELERY_BROKER_URL = REDIS_URL
-CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_BROKER_URL, _BROKER_OPTIONS = config.celery_url(config.service_url("LUCENT_BROKER_URL", REDIS_URL, "Celery (kombu)"))
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -164,8 +168,9 @@ CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": config.env_int("LUCENT_TASK_VISIBILITY_TIMEOUT", 6 * 3600, 60),
     "global_keyprefix": keys.CELERY_PREFIX,
+    **_BROKER_OPTIONS,
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": keys.CELERY_PREFIX}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": keys.CELERY_PREFIX, **_BROKER_OPTIONS}
 CELERY_TIMEZONE = "UTC"
 # Two queues (decision, issue 22): the periodic ticks (recovery, canaries, samples, sweeps) on the default queue,
 # the jobs (rebuilds, checks, drops: minutes to hours) on their own, each served by its own worker (Procfile

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.live",
     "tests.fixtures.jobs",
     "tests.fixtures.market",
+    "tests.fixtures.topologies",
 ]

@@ -27,6 +27,7 @@ from typing import Any
 
 import redis
 
+from projections.connection import connect
 from projections.errors import EventStoreUnavailable
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
@@ -114,7 +115,7 @@ class UserReaderProcess:
 
 
 def _serve(request: dict[str, Any], out: Any) -> None:
-    client = redis.Redis.from_url(request["redis"])
+    client = connect(request["redis"])
     try:
         with EventStore(request["uri"]) as store:
             for user, projections in request["work"]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 import redis
 
+from projections.connection import connect
 from projections.layout import live_partitions
 from projections.partitions import Partition
 from projections.projector.lease import new_token
@@ -184,7 +185,7 @@ def main(argv: Sequence[str]) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    client = redis.Redis.from_url(base.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    client = connect(base.redis_url)
     shared = shared_reader(base)
 
     def build(partition: Partition, token: str) -> Runner:

