@@ -164,6 +164,7 @@ def _fold(job: Job, control: Control, services: Services) -> dict[str, Any]:
     """A fold group of a rebuild's (or rollback's) generation, folded until that job flips or stops."""
     projection, generation = job.params["projection"], int(job.params["generation"])
     applied = fold_part(services.redis, services.runner_config(projection), generation, control, services.max_lag_s)
+    control.report(applied, applied, "done")
     said = (f"folded {applied:,} events of one fold group of {projection} generation {generation} for job "
             f"{job.params['rebuild']}") if applied else f"nothing left to fold for job {job.params['rebuild']}"
     return {"applied": applied, "summary": said}

@@ -66,7 +66,7 @@ def deal(parts: Sequence[Partition], groups: int) -> list[list[Partition]]:
 
 @dataclass(frozen=True)
 class Reading:
-    applied: int  # events applied by every group's runners
+    applied: int  # events of the history folded: each group's (its runners read the same events), averaged
     caught_up: bool  # every group's runners reached the head
     failed: str  # why a group failed ('' if none did)
 
@@ -120,7 +120,7 @@ class Board:
     def read(self, groups: int) -> Reading:
         found = {text(k): text(v) for k, v in self.client.hgetall(self.key).items()}  # type: ignore[union-attr]
         failed = next((found[f"failed:{g}"] for g in range(groups) if found.get(f"failed:{g}")), "")
-        return Reading(sum(int(found.get(f"applied:{g}") or 0) for g in range(groups)),
+        return Reading(sum(int(found.get(f"applied:{g}") or 0) for g in range(groups)) // max(1, groups),
                        all(found.get(f"caught:{g}") == "1" for g in range(groups)), failed)
 
     def close(self) -> None:
@@ -234,7 +234,7 @@ class Coordinator(threading.Thread):
         self.halt = threading.Event()
         self.reading = Reading(0, False, "")
         self.held = [""] * self.count
-        self.start_at = self.checkpoint = self.lowest()
+        self.started = self.points = self._checkpoints()
 
     def run(self) -> None:
         opened = time.monotonic()
@@ -244,14 +244,22 @@ class Coordinator(threading.Thread):
                 if time.monotonic() - opened > GRACE_S:
                     self.share.claim(self.count)
                 self.reading, self.held = self.board.read(self.count), self.board.holders(self.count)
-                self.checkpoint = self.lowest()
+                self.points = self._checkpoints()
             except redis.RedisError as exc:  # Redis away: G's runners retry on their own; so does this
                 log.warning("%s generation %s: the fold's board not read (%s)", self.board.projection,
                             self.board.generation, exc)
 
+    def _checkpoints(self) -> list[int]:
+        return [_int(v) for v in self.board.client.mget(self.checkpoints)]  # type: ignore[union-attr]
+
     def lowest(self) -> int:
-        """G's lowest partition checkpoint."""
-        return min(_int(v) for v in self.board.client.mget(self.checkpoints))  # type: ignore[union-attr]
+        """G's lowest partition checkpoint (read now)."""
+        return min(self._checkpoints())
+
+    @property
+    def checkpoint(self) -> int:
+        """G's lowest partition checkpoint (as last read)."""
+        return min(self.points)
 
     @property
     def caught_up(self) -> bool:
@@ -260,15 +268,18 @@ class Coordinator(threading.Thread):
 
     @property
     def applied(self) -> int:
-        return max(self.reading.applied, self.share.applied)
+        """Events of the history folded (see :class:`Reading`; one group: its own count, which the board trails)."""
+        return self.share.applied if self.count == 1 else self.reading.applied
 
     def progress(self) -> tuple[int, int | None]:
-        """(events done, estimated total): the rest extrapolated from the commit positions covered so far."""
+        """(events done, estimated total): the rest extrapolated from the commit positions covered so far, summed
+        over G's partitions (the groups do not move together: one not started yet has all of its history ahead)."""
         done, applied = self.resumed + self.applied, self.applied
-        covered = self.checkpoint - self.start_at
+        points = self.points
+        covered = sum(max(0, at - start) for at, start in zip(points, self.started))
         if covered <= 0 or applied == 0:
             return done, None
-        return done, done + round(applied * max(0, self.head - self.checkpoint) / covered)
+        return done, done + round(applied * sum(max(0, self.head - at) for at in points) / covered)
 
     def failure(self) -> BaseException | None:
         """Its own runners' failure, or a fold job's (FoldFailed with the reason it reported)."""
@@ -293,6 +304,11 @@ class Coordinator(threading.Thread):
         holds the rebuild): the board is left to it."""
         self.halt.set()
         self.join(5)
+        try:
+            self.share.tend()
+            self.reading = self.board.read(self.count)  # the last count, for the result
+        except redis.RedisError:
+            pass
         if outcome:
             self.board.settle(outcome)
         self.share.stop()

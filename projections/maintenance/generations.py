@@ -210,7 +210,9 @@ class Folding:
 
     @property
     def applied(self) -> int:
-        return sum(r.status.applied for r in self.runners)
+        """Events of the history the group folded: each of its runners passes over the same events (and folds those
+        of its partition's entities)."""
+        return max(r.status.applied for r in self.runners)
 
     def stop(self) -> None:
         for runner in self.runners:
