@@ -117,10 +117,11 @@ def memory_by_projection(client: redis.Redis, projections: Sequence[str], sample
         pipe.memory_usage(key)
     sizes = [int(s or 0) for s in pipe.execute()] if drawn else []
     scale = 1.0 if exact or not drawn else total / len(drawn)
-    prefixes = {keys.tag(name) + ":": name for name in projections}
+    # a projection's keys: under its own tag, or a partition's (``lucent:{portfolio.p03…}``)
+    prefixes = [(name, (keys.tag(name) + ":", keys.tag(name)[:-1] + ".p")) for name in projections]
     groups: dict[str, list[int]] = {name: [] for name in [*projections, OTHER]}
     for key, size in zip(drawn, sizes):
-        groups[next((name for prefix, name in prefixes.items() if key.startswith(prefix)), OTHER)].append(size)
+        groups[next((name for name, starts in prefixes if key.startswith(starts)), OTHER)].append(size)
     out = {name: ProjectionMemory(name, round(sum(s) * scale), round(len(s) * scale), len(s)) for name, s in groups.items()}
     other = out.pop(OTHER)
     return MemoryEstimate(out, other, total, len(drawn), exact, time.time())

@@ -34,3 +34,7 @@ numbers.money, numbers.price, numbers.amount, numbers.change, numbers.percent, n
 numbers.seconds, numbers.rate
 # shown by the Settings page and the overview's Recovery widget
 models.ThresholdValue.updated_by, models.RecoveryState.escalated_at
+# a Redis server's figures, shown by the Infrastructure page
+from projections import redis_nodes  # noqa: E402
+
+redis_nodes.RedisNode.ops_per_sec, redis_nodes.RedisNode.lag_s

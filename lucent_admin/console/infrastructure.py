@@ -51,6 +51,10 @@ def memory(params: Params) -> dict[str, Any]:
             "fragmentation_chart": _chart({infra.REDIS_FRAGMENTATION: "fragmentation"}, "ratio", now), **_every()}
 
 
+def nodes(params: Params) -> dict[str, Any]:
+    return {"nodes": q().redis_nodes()}
+
+
 def latency(params: Params) -> dict[str, Any]:
     now = int(time.time() * 1000)
     series = {infra.PING_P50: "PING p50", infra.PING_P99: "PING p99", infra.QUERY_P50: "query p50",

@@ -78,6 +78,7 @@ WIDGETS: dict[str, Widget] = {
                (*PROJECTIONS, "jobs", HEALTH)),
         Widget("canary-freshness", "console/widgets/canary_freshness.html", canary.freshness, PROJECTIONS),
         # the Infrastructure page: redrawn on each sample beat records (its notices' "projection")
+        Widget("infra-nodes", "console/widgets/infra_nodes.html", infrastructure.nodes, (INFRASTRUCTURE,)),
         Widget("infra-memory", "console/widgets/infra_memory.html", infrastructure.memory, (INFRASTRUCTURE,)),
         Widget("infra-latency", "console/widgets/infra_latency.html", infrastructure.latency, (INFRASTRUCTURE,)),
         Widget("infra-rates", "console/widgets/infra_rates.html", infrastructure.rates, (INFRASTRUCTURE,)),
@@ -97,7 +98,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "jobs": ("jobs",),
     "consistency": ("consistency-scores", "consistency-reports"),
     "job": ("job",),
-    "infrastructure": ("infra-memory", "infra-latency", "infra-rates", "infra-store"),
+    "infrastructure": ("infra-nodes", "infra-memory", "infra-latency", "infra-rates", "infra-store"),
     "shards": ("shards",),
 }
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from projections import infrastructure, inventory, keys
+from projections import infrastructure, inventory, keys, redis_nodes
 from projections.codec import text
 from projections.errors import AmbiguousEvent, BadEvent, NotParked
 from projections.events import PortfolioSignificantlyUpdated, RiskLevelChanged, decode
@@ -247,6 +247,10 @@ class OperationsQueries(QueriesBase):
         if cached is None or time.time() - cached.measured_at > max_age:
             cached = self._memory = infrastructure.memory_by_projection(self.client, list(PROJECTIONS))
         return cached
+
+    def redis_nodes(self) -> list[redis_nodes.RedisNode]:
+        """The primary and its replicas: role, memory, operations a second, replication offset, link."""
+        return redis_nodes.redis_nodes(self.client)
 
     def redis_latency(self, n: int = infrastructure.PING_ROUND_TRIPS) -> infrastructure.Latency:
         """PING round trips from this process."""

@@ -13,6 +13,7 @@ from projections.connection import connect
 from projections.partitions import Partition, partitions_of
 from projections.projector.runner import Runner
 from projections.readmodels import PROJECTIONS
+from projections.redis_nodes import PRIMARY, REPLICA, redis_nodes
 from tests.fixtures.projections import MemberProcess, RedisProcess, StoreProcess
 from tests.fixtures.topologies import SentinelSet
 from tests.integration.projections.helpers import append_market, config, generation_content, head_for
@@ -68,3 +69,19 @@ def test_members_through_a_sentinel_failover_equal_a_fresh_projection(
                       partitions=part.count)).run()
     for part in every():
         assert content(client, part) == content(fresh, part), part.label
+
+
+def test_the_servers_listed_are_the_sentinels_primary_and_its_replica_and_after_a_failover_the_new_primary(
+        sentinel_set: SentinelSet) -> None:
+    client = connect(sentinel_set.url)
+    client.set("lucent:probe", "1")
+    old = sentinel_set.primary_port()
+    wait_until(lambda: [(n.role, n.link) for n in redis_nodes(client)] == [(PRIMARY, "up"), (REPLICA, "online")], 20,
+               what="the primary and its replica, online")
+    primary, replica = redis_nodes(client)
+    assert primary.address == f"127.0.0.1:{old}" and replica.used_bytes and replica.used_bytes > 0
+    sentinel_set.node_at(old).kill()
+    wait_until(lambda: sentinel_set.primary_port() not in (0, old), 30, what="the Sentinels to promote the replica")
+    after = wait_until(lambda: redis_nodes(client), 10, what="the new primary to answer")
+    assert [(n.address, n.role) for n in after] == [(replica.address, PRIMARY)]  # the old one is gone
+    assert client.get("lucent:probe") == b"1"

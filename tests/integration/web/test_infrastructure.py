@@ -16,6 +16,8 @@ from lucent_admin.operations.observability import sample_infrastructure
 from projections import infrastructure as infra
 from projections import keys
 from projections.eventstore import EventStore, ProposedEvent
+from projections.keys import KeySpace
+from projections.partitions import Partition
 from projections.queries import Queries
 from projections.readmodels import PROJECTIONS
 from tests.accounts import account
@@ -71,6 +73,10 @@ def test_memory_per_projection_is_exact_on_a_small_keyspace_and_estimated_on_a_l
     assert exact.exact and exact.projections["portfolio"].keys == 300 and exact.projections["risk"].keys == 100
     assert exact.projections["market"].bytes == 0 and exact.projections["portfolio"].bytes > exact.projections["risk"].bytes
     assert exact.other.keys == 0
+    split = KeySpace("leaderboards", 1, Partition("leaderboards", 3, 4).tag)  # a partition's keys are its projection's
+    redis_client.hset(split.trader("u1"), mapping={"volume": "1"})
+    assert infra.memory_by_projection(redis_client, PROJECTIONS, sample=500).projections["leaderboards"].keys == 1
+    redis_client.delete(split.trader("u1"))
     estimate = infra.memory_by_projection(redis_client, PROJECTIONS, sample=200)  # fewer than the 400 keys: sampled
     assert not estimate.exact and estimate.sampled_keys == 200 and estimate.total_keys == 400
     assert 150 < estimate.projections["portfolio"].keys < 390  # 300 expected; RANDOMKEY draws with replacement
@@ -99,6 +105,9 @@ def test_the_page_without_samples_says_so(staff: Client) -> None:
     assert re.search(r'data-field="redis-used">[\d,.]+ (KiB|MiB)<', page)
     assert page.count("— (no projector beats)") == len(PROJECTIONS)
     assert 'data-field="store-head"' not in page and "0.00" not in page
+    # the test's one Redis: a primary, no replica
+    assert re.search(r'<tr data-node="127\.0\.0\.1:\d+" data-role="primary">.*<td data-field="link">up</td>', page)
+    assert "no replica is connected" in page
 
 
 @pytest.mark.django_db
