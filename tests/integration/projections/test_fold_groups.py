@@ -17,10 +17,10 @@ import redis
 from projections import keys, layout
 from projections.maintenance.control import Unattended
 from projections.maintenance.generations import switch_to
-from projections.partitions import partitions_of
-from projections.projector.runner import Runner, RunnerConfig
+from projections.projector.runner import RunnerConfig
 from tests.fixtures.projections import RedisProcess, StoreProcess
-from tests.integration.projections.helpers import append_market, config, generation_content, head_for
+from tests.integration.projections.helpers import append_market, config, head_for
+from tests.integration.projections.test_repartition import equal_to_fresh
 from tests.waiting import wait_until
 
 P = "portfolio"
@@ -55,28 +55,21 @@ class Helper:
 
 def fresh_equal(client: redis.Redis, redis_url: str, uri: str) -> None:
     """Generation 2 of every partition equals a fresh projection split alike; nothing of the fold is left."""
-    fresh_url = redis_url.rsplit("/", 1)[0] + "/9"
-    fresh = redis.Redis.from_url(fresh_url)
-    fresh.flushdb()
-    for part in partitions_of(P, COUNT):
-        Runner(config(P, fresh_url, uri, partition=part.index, partitions=part.count)).run()
-    for part in partitions_of(P, COUNT):
-        got, want = generation_content(client, 2, part.tag), generation_content(fresh, 1, part.tag)
-        assert got.pop("checkpoint") >= want.pop("checkpoint")
-        assert got == want and got, part.label
+    equal_to_fresh(client, 2, COUNT, redis_url, uri)
     assert not client.exists(keys.folds(P, 2)) and not client.keys("*fold*-lease")
 
 
-def base_config(redis_url: str, uri: str) -> RunnerConfig:
-    return config(P, redis_url, uri, exit_when_caught_up=False, batch_size=50)
+def seeded(redis_process: RedisProcess, store_process: StoreProcess, events: int) -> tuple[redis.Redis, RunnerConfig]:
+    """A store of ``events`` simulated events, a live generation split COUNT ways, and a rebuild's settings."""
+    append_market(store_process.uri, events, bad_ratio=0.01)
+    client = redis.Redis.from_url(redis_process.url)
+    layout.record(client, P, 1, COUNT)
+    return client, config(P, redis_process.url, store_process.uri, exit_when_caught_up=False, batch_size=50)
 
 
 def test_a_helper_process_folds_its_group_beside_the_rebuild(
         tmp_path: Path, redis_process: RedisProcess, store_process: StoreProcess) -> None:
-    append_market(store_process.uri, 3000, bad_ratio=0.01)
-    client = redis.Redis.from_url(redis_process.url)
-    layout.record(client, P, 1, COUNT)
-    base = base_config(redis_process.url, store_process.uri)
+    client, base = seeded(redis_process, store_process, 3000)
     helpers: list[Helper] = []
 
     done = switch_to(client, base, 2, Unattended(), verify=False, partitions=COUNT, workers=2,
@@ -90,13 +83,11 @@ def test_a_helper_process_folds_its_group_beside_the_rebuild(
 
 def test_a_group_nobody_takes_is_folded_by_the_rebuild_itself(
         redis_process: RedisProcess, store_process: StoreProcess) -> None:
-    append_market(store_process.uri, 1500, bad_ratio=0.01)
-    client = redis.Redis.from_url(redis_process.url)
-    layout.record(client, P, 1, COUNT)
+    client, base = seeded(redis_process, store_process, 1500)
     asked: list[int] = []
 
-    done = switch_to(client, base_config(redis_process.url, store_process.uri), 2, Unattended(), verify=False,
-                     partitions=COUNT, workers=4, ask_helpers=asked.append)  # no worker ever picks them up
+    done = switch_to(client, base, 2, Unattended(), verify=False, partitions=COUNT, workers=4,
+                     ask_helpers=asked.append)  # no worker ever picks them up
 
     assert asked == [3] and done.groups == 4
     fresh_equal(client, redis_process.url, store_process.uri)
@@ -104,10 +95,7 @@ def test_a_group_nobody_takes_is_folded_by_the_rebuild_itself(
 
 def test_a_helper_killed_midway_has_its_group_taken_over_and_nothing_is_lost_or_doubled(
         tmp_path: Path, redis_process: RedisProcess, store_process: StoreProcess) -> None:
-    append_market(store_process.uri, 20000, bad_ratio=0.01)
-    client = redis.Redis.from_url(redis_process.url)
-    layout.record(client, P, 1, COUNT)
-    base = base_config(redis_process.url, store_process.uri)
+    client, base = seeded(redis_process, store_process, 20000)
     helpers: list[Helper] = []
 
     def ask(n: int) -> None:
