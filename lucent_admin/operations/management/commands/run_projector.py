@@ -59,6 +59,7 @@ class Children:
                      *(f"--projection={name}" for name in projections)]
         self.count, self.stop = count, stop
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.lock = threading.Lock()  # a child is never started again once __exit__ began stopping them
         self.watcher = threading.Thread(target=self._watch, daemon=True, name="projector-children")
 
     def __enter__(self) -> Children:
@@ -68,7 +69,8 @@ class Children:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
+        with self.lock:
+            self.stop.set()
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
@@ -77,13 +79,15 @@ class Children:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()  # reaped: no zombie left behind
 
     def _watch(self) -> None:
         while not self.stop.wait(1.0):
             for i, proc in enumerate(self.procs):
-                if proc.poll() is not None and not self.stop.is_set():
-                    log.warning("projector member %s exited (%s); starting another", proc.pid, proc.returncode)
-                    self.procs[i] = subprocess.Popen(self.argv)
+                with self.lock:
+                    if proc.poll() is not None and not self.stop.is_set():
+                        log.warning("projector member %s exited (%s); starting another", proc.pid, proc.returncode)
+                        self.procs[i] = subprocess.Popen(self.argv)
 
 
 class Command(BaseCommand):
