@@ -243,16 +243,6 @@ class Runner(BatchSteps):
             return self.config.generation
         return live_generation(self.redis, self.config.projection)
 
-    def _check_layout(self, generation: int) -> None:
-        """A live runner's partition must be one of the live generation's (recorded here if it has no layout yet):
-        after the flip of a rebuild into another count, LayoutChanged (the member moves to the new partitions)."""
-        if self.config.generation is not None:
-            return  # a rebuild's runner writes the partitions its job planned
-        count = layout.record(self.redis, self.config.projection, generation, self.partition.count)
-        if count != self.partition.count:
-            raise LayoutChanged(f"generation {generation} of {self.config.projection} is split into {count} "
-                                f"partition(s): the runner of {self.partition.label} stops (its member runs the new ones)")
-
     def _new_store(self) -> EventStore:
         return EventStore(self.config.eventstore_uri)
 
@@ -261,7 +251,12 @@ class Runner(BatchSteps):
     def _session(self) -> bool:
         """Process events until stopped (True), caught up with exit_when_caught_up (True) or an error."""
         generation = self._generation()
-        self._check_layout(generation)
+        # a live runner of a partition the live generation no longer has (a rebuild into another count was flipped)
+        # stops: its member runs the new layout's partitions (a layout is recorded here if there is none yet)
+        if self.config.generation is None and layout.record(self.redis, self.config.projection, generation,
+                                                            self.partition.count) != self.partition.count:
+            raise LayoutChanged(f"generation {generation} of {self.config.projection} is split otherwise: the runner "
+                                f"of {self.partition.label} stops (its member runs the new partitions)")
         self.ks = space(self.partition, generation)
         self.cache.clear()
         self.status.sessions += 1
