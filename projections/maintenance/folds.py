@@ -29,7 +29,7 @@ import redis
 
 from projections import keys
 from projections.codec import text
-from projections.errors import ProjectionError
+from projections.errors import JobCancelled, JobLeaseLost, ProjectionError
 from projections.maintenance.control import Control
 from projections.partitions import Partition
 from projections.projector.lease import new_token
@@ -192,7 +192,10 @@ class Share:
                                 self.board.generation, group)
                     lost.append(self.held.pop(group)[1])
                     continue
-                failed = f"{type(folded.failures[0]).__name__}: {folded.failures[0]}" if folded.failures else ""
+                failure = folded.failures[0] if folded.failures else None
+                # a cancel, or a job lost by this participant, is its own end, not the fold's failure
+                failed = "" if failure is None or isinstance(failure, (JobCancelled, JobLeaseLost)) else \
+                    f"{type(failure).__name__}: {failure}"
                 self.board.report(group, folded.applied, folded.caught_up, failed)
         for folded in lost:  # outside the lock: a runner stopping may be in its hook, reading the progress
             folded.stop()
@@ -304,12 +307,12 @@ class Coordinator(threading.Thread):
         holds the rebuild): the board is left to it."""
         self.halt.set()
         self.join(5)
-        try:
-            self.share.tend()
-            self.reading = self.board.read(self.count)  # the last count, for the result
-        except redis.RedisError:
-            pass
         if outcome:
+            try:
+                self.share.tend()
+                self.reading = self.board.read(self.count)  # the last count, for the result
+            except redis.RedisError:
+                pass
             self.board.settle(outcome)
         self.share.stop()
         if outcome == STOPPING:

@@ -15,8 +15,11 @@ from pathlib import Path
 import redis
 
 from projections import keys, layout
+from projections.errors import JobLeaseLost
 from projections.maintenance.control import Unattended
+from projections.maintenance.folds import Board, Share
 from projections.maintenance.generations import switch_to
+from projections.partitions import Partition
 from projections.projector.runner import RunnerConfig
 from tests.fixtures.projections import RedisProcess, StoreProcess
 from tests.integration.projections.helpers import append_market, config, head_for
@@ -112,3 +115,36 @@ def test_a_helper_killed_midway_has_its_group_taken_over_and_nothing_is_lost_or_
 
     assert helpers[0].process.wait(10) == -signal.SIGKILL and done.groups == 2
     fresh_equal(client, redis_process.url, store_process.uri)
+
+
+class Ended:
+    """A fold group's runners that ended with ``failure`` (what a Folding reports of itself)."""
+
+    def __init__(self, failure: BaseException) -> None:
+        self.failures, self.applied, self.caught_up = [failure], 5, False
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+
+def test_a_run_that_lost_its_job_is_no_failure_of_the_fold_but_a_runner_error_is(redis_process: RedisProcess) -> None:
+    """A drill found it: the first run of a rebuild whose lease was taken reported its own JobLeaseLost on the board,
+    and the second run, which had the job, failed with it."""
+    client = redis.Redis.from_url(redis_process.url)
+    board = Board(client, P, 2)
+    board.open(2)
+    ended = [Ended(JobLeaseLost("job 1: attempt 1 lost its lease")), Ended(RuntimeError("Redis said no"))]
+    share = Share(board, [[Partition(P, 0, 2)], [Partition(P, 1, 2)]], lambda *_: ended.pop(0), 1500)
+    assert share.claim(2) == 2
+    share.tend()
+    assert board.read(2).failed == "RuntimeError: Redis said no"
+    board.client.hdel(board.key, "failed:1")
+    share.tend()
+    assert board.read(2).failed == "RuntimeError: Redis said no"  # reported again: the group's runners failed
+    share.held.pop(1)
+    board.client.hdel(board.key, "failed:1")
+    share.tend()
+    assert board.read(2).failed == ""  # the lost job alone: nothing for the rebuild to fail with
