@@ -32,25 +32,16 @@ from projections.codec import text
 from projections.errors import JobCancelled, JobLeaseLost, ProjectionError
 from projections.maintenance.control import Control
 from projections.partitions import Partition
-from projections.projector.lease import new_token
+from projections.projector.lease import Lease, new_token
 
 log = logging.getLogger(__name__)
 
 GRACE_S = 3.0  # how long the rebuild leaves a group to the fold jobs it queued before folding it itself
 FOLDING, STOPPING, DONE = "folding", "stopping", "done"
-_CLAIM = "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0"
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 _REPORT = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'folding' then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 """
 
 
@@ -149,10 +140,7 @@ class Share:
 
     def __init__(self, board: Board, groups: list[list[Partition]], fold: Fold, ttl_ms: int) -> None:
         self.board, self.groups, self.fold, self.ttl_ms = board, groups, fold, ttl_ms
-        self.held: dict[int, tuple[str, Folded]] = {}
-        client = board.client
-        self._claim, self._renew = client.register_script(_CLAIM), client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
+        self.held: dict[int, tuple[Lease, Folded]] = {}
         self._renewed = 0.0
         self._lock = threading.RLock()
 
@@ -166,11 +154,13 @@ class Share:
                 if group in self.held:
                     continue
                 token = new_token()
-                if not self._claim(keys=[self.board.lease(group)], args=[token, self.ttl_ms]):
-                    continue
+                lease = Lease(self.board.client, f"{self.board.projection} fold group {group}", token, self.ttl_ms,
+                              key=self.board.lease(group))
+                if not self.board.client.set(lease.key, token, nx=True, px=self.ttl_ms):
+                    continue  # another participant holds it
                 self.board.report(group, 0, False)  # not caught up until its new runners say so
                 folded = self.fold(parts, token)
-                self.held[group] = (token, folded)
+                self.held[group] = (lease, folded)
                 folded.start()
                 taken += 1
                 log.info("%s generation %s: fold group %d (%s) taken by %s", self.board.projection,
@@ -186,8 +176,8 @@ class Share:
             renew = now - self._renewed >= self.ttl_ms / 3000
             if renew:
                 self._renewed = now
-            for group, (token, folded) in list(self.held.items()):
-                if renew and not self._renew(keys=[self.board.lease(group)], args=[token, self.ttl_ms]):
+            for group, (lease, folded) in list(self.held.items()):
+                if renew and not lease.renew():
                     log.warning("%s generation %s: fold group %d lost its lease", self.board.projection,
                                 self.board.generation, group)
                     lost.append(self.held.pop(group)[1])
@@ -217,10 +207,10 @@ class Share:
         """Stop every held group's runners and release its lease."""
         with self._lock:
             held, self.held = self.held, {}
-        for group, (token, folded) in held.items():
+        for lease, folded in held.values():
             folded.stop()
             try:
-                self._release(keys=[self.board.lease(group)], args=[token])
+                lease.release()
             except redis.RedisError:
                 pass  # it expires
 
