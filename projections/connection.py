@@ -20,11 +20,16 @@ from urllib.parse import unquote, urlparse
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import AskError, ClusterError, SlotNotCoveredError, TryAgainError
 from redis.sentinel import Sentinel
 
 from projections.errors import ConfigurationError
 
 SINGLE, CLUSTER, SENTINEL = "single", "cluster", "sentinel"
+# Redis away for a while, to wait out and retry: a server down or slow, a cluster failing over (CLUSTERDOWN), a slot
+# migrating (TRYAGAIN; MOVED and ASK past the client's own retries), a slot no node holds yet.
+AWAY: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, ClusterError, TryAgainError, AskError,
+                                     SlotNotCoveredError)
 FORMS = ("redis://host:6379/0, rediss://host:6379/0, unix:///path.sock, "
          "redis+cluster://host:7000[,host:7001…] or redis+sentinel://host:26379[,host:26380…]/service_name[/db]")
 _SCHEMES = {"redis": SINGLE, "rediss": SINGLE, "unix": SINGLE, "redis+cluster": CLUSTER, "rediss+cluster": CLUSTER,
@@ -109,3 +114,15 @@ def connect(url: str, timeout: float = 5.0, connect_timeout: float = 2.0, **opti
     primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         target.service, db=target.db, ssl=target.tls, **auth, **common)
     return primary
+
+
+def is_cluster(client: Any) -> bool:
+    """True for a Redis Cluster's client, where a script or a transaction must stay within one slot."""
+    return isinstance(client, RedisCluster)
+
+
+def values(client: redis.Redis, names: list[str]) -> list[Any]:
+    """GET of each of ``names`` in one round trip (per node on a cluster, where MGET must stay within one slot)."""
+    if is_cluster(client):
+        return list(client.mget_nonatomic(names))  # type: ignore[attr-defined]
+    return list(client.mget(names))  # type: ignore[arg-type]

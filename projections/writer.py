@@ -67,11 +67,11 @@ local epoch = redis.call('GET', KEYS[3]) or ''
 if epoch ~= ARGV[5] then
   return redis.error_reply('EPOCH ' .. epoch)
 end
-local live = redis.call('GET', KEYS[4]) or '1'
+local live = redis.call('GET', KEYS[4]) or ARGV[7]
 if ARGV[6] ~= '' and live ~= ARGV[6] then
   return redis.error_reply('GENERATION ' .. live)
 end
-local i, n = 7, #ARGV
+local i, n = 8, #ARGV
 local lost = {}
 while i <= n and string.sub(ARGV[i + 1], 1, 1) == '?' do
   -- a guard: ?LAST main expected | ?EXISTS main key | ?MEMBER main key member; a failed one names its entity (main)
@@ -264,37 +264,63 @@ class Committer:
         """Apply ``writes`` and move the checkpoint from ``expected`` to ``checkpoint``, if the
         lease, the checkpoint and the state epoch (as loaded: ``epoch``) are as expected."""
         live = str(ks.generation) if self.live else ""
-        args: list[str] = [self.token, expected, str(checkpoint), str(self.lease_ms), epoch, live, *_flatten(writes)]
-        pointer = keys.generation_pointer(self.projection)
+        # the live generation as the partition's own slot holds it: its copy of the projection's pointer (the
+        # pointer itself for a projection in one partition, where absent means generation 1)
+        pointer = keys.generation_pointer(ks.root)
+        own = ks.root == self.projection
+        args: list[str] = [self.token, expected, str(checkpoint), str(self.lease_ms), epoch, live, "1" if own else "",
+                           *_flatten(writes)]
         try:
-            self._script(keys=[self.lease_key, ks.checkpoint, ks.state_epoch, pointer], args=args)
+            try:
+                self._script(keys=[self.lease_key, ks.checkpoint, ks.state_epoch, pointer], args=args)
+            except redis.ResponseError as exc:
+                if own or not str(exc).startswith("GENERATION") or not self._follow(pointer, str(exc)[11:], live):
+                    raise
+                self._script(keys=[self.lease_key, ks.checkpoint, ks.state_epoch, pointer], args=args)
         except redis.ResponseError as exc:
-            text = str(exc)
-            if text == "FENCED false":
+            reply = str(exc)
+            if reply == "FENCED false":
                 raise LeaseLost(f"projection {self.projection!r}: the lease expired") from None
-            if text == f"FENCED {FLIPPED}":
+            if reply == f"FENCED {FLIPPED}":
                 raise Flipped(f"projection {self.projection!r}: generation {ks.generation} was flipped live; "
                               "the live projector writes it from here") from None
-            if text.startswith("FENCED"):
+            if reply.startswith("FENCED"):
                 raise Fenced(
-                    f"projection {self.projection!r}: the lease is held by {text[7:]!r}, not this projector "
+                    f"projection {self.projection!r}: the lease is held by {reply[7:]!r}, not this projector "
                     f"({self.token}); this projector stops — run one projector per projection"
                 ) from None
-            if text.startswith("CHECKPOINT"):  # not "MOVED": redis-py reads that as a cluster redirect
-                raise CheckpointMoved(f"projection {self.projection!r}: checkpoint is {text[11:]!r}, expected {expected!r}") from None
-            if "OOM" in text:
-                raise RedisRefusesWrites(text) from None
-            if text.startswith("LOST"):
-                lost = tuple(text[5:].split(" "))
+            if reply.startswith("CHECKPOINT"):  # not "MOVED": redis-py reads that as a cluster redirect
+                raise CheckpointMoved(f"projection {self.projection!r}: checkpoint is {reply[11:]!r}, expected {expected!r}") from None
+            if "OOM" in reply:
+                raise RedisRefusesWrites(reply) from None
+            if reply.startswith("LOST"):
+                lost = tuple(reply[5:].split(" "))
                 raise EntityLost(f"projection {self.projection!r}: keys of {len(lost)} entities of the batch vanished or "
                                  f"moved behind the projector (e.g. {lost[0]!r})", lost) from None
-            if text.startswith("GENERATION"):
-                raise GenerationMoved(f"projection {self.projection!r}: generation {text[11:]} is live now, not "
+            if reply.startswith("GENERATION"):
+                raise GenerationMoved(f"projection {self.projection!r}: generation {reply[11:]} is live now, not "
                                       f"{ks.generation} (a flip); the batch was not written, resubscribing there") from None
-            if text.startswith("EPOCH"):
+            if reply.startswith("EPOCH"):
                 raise EpochMoved(f"projection {self.projection!r}: another writer changed entities (state epoch "
-                                      f"{text[6:]!r}, loaded {epoch!r}); the batch is read again") from None
+                                      f"{reply[6:]!r}, loaded {epoch!r}); the batch is read again") from None
             raise
+
+
+    def _follow(self, copy_key: str, copy: str, live: str) -> bool:
+        """A partition's copy of the pointer says ``copy`` where the projection's pointer names ``live``: the copy
+        lags (a flip moved the pointer and had not yet written the copy, or stopped in between; the copy was never
+        written or was evicted). The copy follows the pointer, never the other way (a flip writes the pointer
+        first), so it is moved to ``live`` (if it still says ``copy``); True if the commit may be tried again."""
+        if (text(self.client.get(keys.generation_pointer(self.projection))) or "1") != live:
+            return False
+        self.client.eval(_FOLLOW, 1, copy_key, copy, live)
+        return True
+
+
+_FOLLOW = """
+if (redis.call('GET', KEYS[1]) or '') == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+"""
 
 
 def _flatten(writes: Sequence[Write]) -> list[str]:

@@ -14,8 +14,18 @@ Contract of :func:`flip` (the third step of :func:`projections.maintenance.gener
   finds the pointer moved at its next commit (refused) and resubscribes on G;
 * any failure before the script ran aborts every pause it asked for: the live partitions go on where they paused.
 
-On one Redis the script reads and writes every partition's keys; on a Redis Cluster they are in different slots
-(issue 25 moves the flip to a two-step protocol there).
+Each partition's slot holds its own copy of the pointer (``keys.generation_pointer(tag)``), which the live
+projector's commit checks; the copies follow the pointer, never lead it: the script writes the pointer, then them.
+
+On a Redis Cluster the partitions are in different slots, so no one script can hold them all: the flip is made in
+steps, each a script within one slot (:func:`_stepwise`): the paused partitions and G's are checked, then the
+pointer moves (the commit point: one script in the projection's slot, refused if it no longer names the live
+generation), then each live partition's copy follows and its pause is marked done, then G's runners are fenced. A
+flip that stops between the pointer and the copies leaves copies behind; a live projector's commit refused by a copy
+that lags the pointer moves the copy forward (``writer.Committer``), so nothing waits on the job that stopped. What
+the steps give up against the script: the job's lease is checked just before the pointer moves, not with it, and a
+paused partition that gives up its pause (after ``FLIP_PAUSE_S``) between the checks and the pointer may show
+readers G one batch behind it for a moment; nothing is lost or applied twice (G's checkpoints fence every writer).
 """
 from __future__ import annotations
 
@@ -27,6 +37,7 @@ import redis
 
 from projections import keys
 from projections.codec import text
+from projections.connection import is_cluster, values
 from projections.errors import JobLeaseLost, ProjectionError
 from projections.keys import KeySpace
 from projections.maintenance.control import Fence
@@ -41,7 +52,8 @@ Failed = Callable[[], BaseException | None]  # a failure of G's runners, if any
 
 _FLIP = """
 -- KEYS: pointer, the job's lease (or the pointer again), the projection's flip record, then per live partition:
---       its flip, its checkpoint; then per partition of G: its checkpoint, its lease
+--       its flip, its checkpoint; then per partition of G: its checkpoint, its lease; then each partition's copy of
+--       the pointer (live ones, then G's)
 -- ARGV: from, to, fence, now (ms), unused, this run's job token ('' : none),
 --       live partitions L, G's partitions N, then per live partition the checkpoint it paused at ('' : not paused),
 --       then per partition of G the token of its runners (its fold group's)
@@ -80,6 +92,9 @@ for j = 1, N do
   end
 end
 redis.call('SET', KEYS[1], ARGV[2])
+for k = 4 + 2 * L + 2 * N, #KEYS do
+  redis.call('SET', KEYS[k], ARGV[2])
+end
 for j = 1, N do
   redis.call('SET', KEYS[3 + 2 * L + 2 * j], ARGV[3])
 end
@@ -119,13 +134,19 @@ def flip(client: redis.Redis, projection: str, live: tuple[int, Sequence[Partiti
     live_cps = [KeySpace(projection, from_g, p.tag).checkpoint for p in live_parts]
     new_cps = [KeySpace(projection, to_g, p.tag).checkpoint for p in new_parts]
     record = keys.flip(projection)  # the last flip, as retention and the inventory read it (a partition's own, unsplit)
+    new_leases = [keys.generation_lease(p.tag, to_g) for p in new_parts]
+    copies = [keys.generation_pointer(p.tag) for p in (*live_parts, *new_parts)]
     script_keys = [keys.generation_pointer(projection), fence[0] if fence else keys.generation_pointer(projection), record,
                    *(k for pair in zip(flip_keys, live_cps) for k in pair),
-                   *(k for pair in zip(new_cps, (keys.generation_lease(p.tag, to_g) for p in new_parts)) for k in pair)]
+                   *(k for pair in zip(new_cps, new_leases) for k in pair), *copies]
     script = client.register_script(_FLIP)
 
     def flip_at(ats: list[str]) -> None:
         try:
+            if is_cluster(client):
+                _stepwise(client, script_keys, (from_g, to_g), list(zip(flip_keys, live_cps, ats)),
+                          list(zip(new_cps, new_leases, tokens)), copies, fence)
+                return
             script(keys=script_keys, args=[str(from_g), str(to_g), FLIPPED, str(int(time.time() * 1000)), "",
                                            fence[1] if fence else "", str(len(live_parts)), str(len(new_parts)), *ats,
                                            *tokens])
@@ -138,10 +159,10 @@ def flip(client: redis.Redis, projection: str, live: tuple[int, Sequence[Partiti
             raise FlipFailed(f"the flip of {projection} to generation {to_g} was refused: {reason}") from None
 
     def lowest_new() -> int:
-        return min(_int(v) for v in client.mget(new_cps))  # type: ignore[union-attr]
+        return min(_int(v) for v in values(client, new_cps))
 
     def highest_live() -> int:
-        return max(_int(v) for v in client.mget(live_cps))  # type: ignore[union-attr]
+        return max(_int(v) for v in values(client, live_cps))
 
     beating = [bool(client.exists(keys.heartbeat(p.tag))) for p in live_parts]
     client.delete(record, *flip_keys)
@@ -170,6 +191,60 @@ def flip(client: redis.Redis, projection: str, live: tuple[int, Sequence[Partiti
         for key in asked:
             client.eval(ABORT, 1, key, "requested", "paused", "the job gave up the flip")
         raise
+
+
+_POINTER = """
+-- KEYS: pointer, the projection's flip record; ARGV: from, to, now (ms). The commit point of a stepwise flip.
+if (redis.call('GET', KEYS[1]) or '1') ~= ARGV[1] then
+  return redis.error_reply('FLIP the live generation is no longer ' .. ARGV[1])
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'state', 'done', 'from', ARGV[1], 'to', ARGV[2], 'flipped_at', ARGV[3])
+return 1
+"""
+_FOLLOWED = """
+-- KEYS: a live partition's copy of the pointer, its flip; ARGV: from, to, now (ms)
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'state', 'done', 'from', ARGV[1], 'to', ARGV[2], 'flipped_at', ARGV[3])
+return 1
+"""
+
+
+def _stepwise(client: redis.Redis, script_keys: list[str], generations: tuple[int, int],
+              live: list[tuple[str, str, str]], new: list[tuple[str, str, str]], copies: list[str],
+              fence: Fence | None) -> None:
+    """The flip on a Redis Cluster, a script per slot (see the module doc). ``live``: per live partition its flip,
+    its checkpoint and where it paused ('' : not paused); ``new``: per partition of G its checkpoint, its lease and
+    the token of its runners. Raises ResponseError as the one script would."""
+    from_g, to_g = generations
+    highest = 0
+    for flip_key, checkpoint, at in live:
+        pipe = client.pipeline(transaction=False)
+        pipe.hget(flip_key, "state")
+        pipe.get(checkpoint)
+        state, stands = (text(v) for v in pipe.execute())
+        if at and state != "paused":
+            raise redis.ResponseError("FLIP the live projector is no longer paused")
+        if at and stands != at:
+            raise redis.ResponseError("FLIP the live checkpoint moved")
+        highest = max(highest, _int(stands))
+    for checkpoint, lease, token in new:
+        if text(client.get(lease)) != token:
+            raise redis.ResponseError(f"FLIP generation {to_g} is no longer written by this job (its lease: "
+                                      f"{text(client.get(lease)) or None})")
+        if _int(client.get(checkpoint)) < highest:
+            raise redis.ResponseError("FLIP the new generation is behind")
+    if fence is not None and text(client.get(fence[0])) != fence[1]:
+        raise redis.ResponseError("LOST this run no longer holds its job")
+    now = str(int(time.time() * 1000))
+    client.eval(_POINTER, 2, script_keys[0], script_keys[2], str(from_g), str(to_g), now)
+    # flipped: the copies follow (a live partition's with its pause marked done), then G's runners are fenced
+    for (flip_key, _, _), copy in zip(live, copies):
+        client.eval(_FOLLOWED, 2, copy, flip_key, str(from_g), str(to_g), now)
+    for copy in copies[len(live):]:
+        client.set(copy, str(to_g))
+    for _, lease, _ in new:
+        client.set(lease, FLIPPED)
 
 
 def _int(value: Any) -> int:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 
 import redis
 
-from projections.connection import connect
+from projections.connection import AWAY, connect
 from projections.layout import live_partitions
 from projections.partitions import Partition
 from projections.projector.lease import new_token
@@ -41,6 +41,7 @@ from projections.projector.membership import Claim, Membership
 from projections.projector.runner import Runner, RunnerConfig, shared_reader
 
 log = logging.getLogger(__name__)
+UNANSWERED: tuple[type[Exception], ...] = (redis.RedisError, *AWAY)  # Redis (or a cluster's node) did not answer
 
 BuildRunner = Callable[[Partition, str], Runner]  # a runner of the partition, fenced by the token
 Plan = Callable[[], Sequence[Partition]]  # the partitions to share now: the live generations' layouts
@@ -83,18 +84,18 @@ class Member:
                     self._replan()
                     self.membership.tick()
                     self._announce_change()
-                except redis.RedisError as exc:
+                except UNANSWERED as exc:
                     log.warning("member %s: Redis did not answer (%s); its runners stall and retry on their own",
                                 self.member_id, exc)
                 try:
                     self._restart_dead()
-                except redis.RedisError:
+                except UNANSWERED:
                     pass  # given up on the next tick that reaches Redis
                 stop.wait(self.membership.interval)
         finally:
             try:
                 self.membership.leave()
-            except redis.RedisError:
+            except UNANSWERED:
                 for partition in list(self.running):  # the leases expire by themselves
                     self._stop(partition)
             log.info("projector member %s stopped", self.member_id)

@@ -53,7 +53,7 @@ import redis
 
 from projections import keys, layout
 from projections.codec import text
-from projections.connection import connect
+from projections.connection import AWAY, connect
 from projections.errors import (
     CheckpointMoved,
     EventStoreUnavailable,
@@ -97,8 +97,9 @@ Notifier = Callable[[dict[str, Any]], None]
 Hook = Callable[[str], None]
 RETURN, LIVE, SWITCH = "return", "live", "switch"  # outcomes of Runner._catch_up
 # Redis refusing writes (out of memory; a replica, during a failover) is a stall to wait out, like Redis away.
-RETRYABLE = (EventStoreUnavailable, redis.ConnectionError, redis.TimeoutError, CheckpointMoved, LeaseLost,
-             RedisRefusesWrites, redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError, OSError)
+RETRYABLE: tuple[type[Exception], ...] = (EventStoreUnavailable, *AWAY, CheckpointMoved, LeaseLost, RedisRefusesWrites,
+                                          redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError, OSError)
+AWAY_OR_LOST: tuple[type[Exception], ...] = (*AWAY, LeaseLost)  # a stall after which the lease is taken again
 
 
 def _noop(_: Any) -> None:
@@ -226,7 +227,7 @@ class Runner(BatchSteps):
                 self.status.fail(State.CATCHING_UP, "")
                 delay = self.config.backoff_initial
             except RETRYABLE as exc:
-                acquired = acquired and not isinstance(exc, (redis.ConnectionError, redis.TimeoutError, LeaseLost))
+                acquired = acquired and not isinstance(exc, AWAY_OR_LOST)
                 self._store = None if isinstance(exc, EventStoreUnavailable) else self._store
                 self.status.fail(State.STALLED, f"{type(exc).__name__}: {exc}")
                 sleep = random.uniform(0, delay)  # full jitter: many projectors must not retry in step
