@@ -126,3 +126,74 @@ def values(client: redis.Redis, names: list[str]) -> list[Any]:
     if is_cluster(client):
         return list(client.mget_nonatomic(names))  # type: ignore[attr-defined]
     return list(client.mget(names))  # type: ignore[arg-type]
+
+
+class Together:
+    """Reads made at one instant: one MULTI/EXEC on one Redis. On a cluster a MULTI must stay within one slot, so the
+    reads are grouped by slot, each group one MULTI/EXEC (at one instant within its slot, which is what a partition's
+    checkpoint and its entities need), and since redis-py leaves a cluster transaction's replies raw, the few reply
+    shapes used here are parsed by hand as a plain pipeline would."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []
+
+    def _add(self, name: str, parse: Any, *args: Any, **kwargs: Any) -> Together:
+        self.calls.append((name, args, kwargs, parse))
+        return self
+
+    def get(self, key: str) -> Together:
+        return self._add("get", None, key)
+
+    def hget(self, key: str, name: str) -> Together:
+        return self._add("hget", None, key, name)
+
+    def hmget(self, key: str, names: list[str]) -> Together:
+        return self._add("hmget", None, key, names)
+
+    def hgetall(self, key: str) -> Together:
+        return self._add("hgetall", _pairs, key)
+
+    def exists(self, key: str) -> Together:
+        return self._add("exists", None, key)
+
+    def zscore(self, key: str, member: str) -> Together:
+        return self._add("zscore", _score, key, member)
+
+    def zrange(self, key: str, start: int, end: int, withscores: bool = False) -> Together:
+        return self._add("zrange", _scored if withscores else None, key, start, end, withscores=withscores)
+
+    def execute(self) -> list[Any]:
+        if not is_cluster(self.client):
+            pipe = self.client.pipeline(transaction=True)
+            for name, args, kwargs, _ in self.calls:
+                getattr(pipe, name)(*args, **kwargs)
+            return list(pipe.execute())
+        slot_of = self.client.keyslot  # type: ignore[attr-defined]
+        groups: dict[int, list[int]] = {}
+        for i, (_, args, _, _) in enumerate(self.calls):
+            groups.setdefault(slot_of(args[0]), []).append(i)
+        out: list[Any] = [None] * len(self.calls)
+        for indices in groups.values():
+            pipe = self.client.pipeline(transaction=True)
+            for i in indices:
+                name, args, kwargs, _ = self.calls[i]
+                getattr(pipe, name)(*args, **kwargs)
+            for i, reply in zip(indices, pipe.execute()):
+                parse = self.calls[i][3]
+                out[i] = parse(reply) if parse is not None and isinstance(reply, list | bytes | str) else reply
+        return out
+
+
+def _pairs(reply: Any) -> dict[Any, Any]:
+    return reply if isinstance(reply, dict) else dict(zip(reply[0::2], reply[1::2]))
+
+
+def _scored(reply: list[Any]) -> list[tuple[Any, float]]:
+    if reply and isinstance(reply[0], tuple | list):
+        return [(m, float(s)) for m, s in reply]
+    return [(m, float(s)) for m, s in zip(reply[0::2], reply[1::2])]
+
+
+def _score(reply: Any) -> float:
+    return float(reply)

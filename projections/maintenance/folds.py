@@ -29,6 +29,7 @@ import redis
 
 from projections import keys
 from projections.codec import text
+from projections.connection import values
 from projections.errors import JobCancelled, JobLeaseLost, ProjectionError
 from projections.maintenance.control import Control
 from projections.partitions import Partition
@@ -243,7 +244,7 @@ class Coordinator(threading.Thread):
                             self.board.generation, exc)
 
     def _checkpoints(self) -> list[int]:
-        return [_int(v) for v in self.board.client.mget(self.checkpoints)]  # type: ignore[union-attr]
+        return [_int(v) for v in values(self.board.client, self.checkpoints)]
 
     def lowest(self) -> int:
         """G's lowest partition checkpoint (read now)."""

@@ -28,6 +28,7 @@ import redis
 
 from projections import keys, layout
 from projections.codec import text
+from projections.connection import Together
 from projections.errors import BadEvent, RebuildContended
 from projections.events import CanaryAppended, DomainEvent, Ignored, Recorded, decode
 from projections.eventstore import EventStore, Marker
@@ -270,14 +271,14 @@ def _cut(client: redis.Redis, ks: KeySpace, shared: set[str], user_keys: set[str
     for name in names:
         pipe.type(name)
     kinds = [text(kind) for kind in pipe.execute()]
-    pipe = client.pipeline(transaction=True)
-    pipe.get(ks.checkpoint)
+    together = Together(client)
+    together.get(ks.checkpoint)
     for name, kind in zip(names, kinds):
         if kind == "zset":
-            pipe.zrange(name, 0, -1, withscores=True)
+            together.zrange(name, 0, -1, withscores=True)
         else:
-            pipe.hgetall(name) if kind == "hash" else pipe.exists(name)
-    replies = pipe.execute()
+            together.hgetall(name) if kind == "hash" else together.exists(name)
+    replies = together.execute()
     hashes: dict[str, dict[str, str]] = {}
     zsets: dict[str, dict[str, float]] = {}
     for name, kind, reply in zip(names, kinds, replies[1:]):
@@ -343,7 +344,7 @@ def _read_users(client: redis.Redis, m: ReadModel, ks: KeySpace, refs: Sequence[
                 ) -> list[Rendered]:
     """What the live generation holds in each user's own keys, in one MULTI/EXEC."""
     plan: list[tuple[list[str], list[str]]] = []
-    pipe = client.pipeline(transaction=True)
+    pipe = Together(client)
     for ref in refs:
         hashes = sorted({*users[ref].owned, m.main_key(ks, ref)})
         zsets = sorted(own_append_keys(m, ks, ref))

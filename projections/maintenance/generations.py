@@ -45,6 +45,7 @@ import redis
 
 from projections import keys, layout
 from projections.codec import text
+from projections.connection import values
 from projections.errors import Fenced, Flipped, JobLeaseLost, ProjectionError
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
@@ -228,7 +229,7 @@ def _draw_level(client: redis.Redis, live_checkpoints: list[str], fold: Coordina
     head as their sessions began, which after a long rebuild is far behind the live generation, and both
     the verification (entities at one position in both) and the flip's pause need G level with it."""
     moved, seen = time.monotonic(), fold.lowest()
-    while (at := fold.lowest()) < max(_int(v) for v in client.mget(live_checkpoints)):  # type: ignore[union-attr]
+    while (at := fold.lowest()) < max(_int(v) for v in values(client, live_checkpoints)):
         if at != seen:
             moved, seen = time.monotonic(), at
         elif time.monotonic() - moved > QUIET_S:  # nothing more to apply (a checkpoint G's subscription has not sent yet)

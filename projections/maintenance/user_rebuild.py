@@ -40,6 +40,7 @@ from typing import Any
 import redis
 
 from projections.codec import text
+from projections.connection import Together
 from projections.errors import RebuildContended
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
@@ -149,7 +150,7 @@ def _rebuild_one(client: redis.Redis, store: EventStore, fold: Fold, snapshot: t
 
 def snapshots(client: redis.Redis, entities: Sequence[tuple[KeySpace, str]]) -> list[tuple[int, str]]:
     """Each projection's checkpoint and its entity's lastPosition, all read in one MULTI/EXEC."""
-    pipe = client.pipeline(transaction=True)
+    pipe = Together(client)
     for ks, main in entities:
         pipe.get(ks.checkpoint)
         pipe.hget(main, "lastPosition")
@@ -175,7 +176,7 @@ def observe(client: redis.Redis, m: ReadModel, ks: KeySpace, ref: Ref, image: Re
             hfields.setdefault(key, set()).update(names)
     (strays or stray_places(client, m, ks)).add(ref[1], zsets, hfields)
     whole = set(kept) | own_append_keys(m, ks, ref)
-    pipe = client.pipeline(transaction=True)
+    pipe = Together(client)
     for key in sorted(owned):
         pipe.hgetall(key)
     for key in sorted(whole):

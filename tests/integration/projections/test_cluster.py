@@ -12,8 +12,14 @@ from redis.crc import key_slot
 
 from projections import layout
 from projections.connection import connect
-from projections.partitions import Partition, partitions_of
+from projections.eventstore import EventStore
+from projections.maintenance.control import Unattended
+from projections.maintenance.generations import live_generation, switch_to
+from projections.maintenance.retention import settle_flip
+from projections.maintenance.user_rebuild import rebuild_user
+from projections.partitions import Partition, partition_of, partitions_of
 from projections.projector.runner import Runner
+from projections.queries import Queries
 from projections.readmodels import PROJECTIONS
 from tests.fixtures.projections import MemberProcess, RedisProcess, StoreProcess
 from tests.fixtures.topologies import ClusterSet
@@ -22,6 +28,7 @@ from tests.integration.projections.test_generations import Appender
 from tests.waiting import wait_until
 
 COUNT = 4
+P = "portfolio"
 
 
 def every() -> list[Partition]:
@@ -80,3 +87,72 @@ def test_members_on_a_cluster_through_a_primary_killed_equal_a_fresh_projection(
         for member in members:
             member.stop()
     fresh_equal(client, redis_process, store_process.uri)
+
+
+def test_a_rebuild_a_per_user_rebuild_and_a_rollback_on_a_cluster_equal_a_fresh_projection(
+        tmp_path: Path, cluster_set: ClusterSet, redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    """Portfolio in four partitions over three primaries: a full rebuild into generation 2 (verified, flipped stepwise
+    under live members and traffic), a user's keys deleted and rebuilt, the console's merged rankings read per node,
+    then a rollback to generation 1; each generation equals a fresh projection."""
+    append_market(store_process.uri, 1200, bad_ratio=0.01)
+    client = connect(cluster_set.url)
+    settings = {"projection": "", "redis_url": cluster_set.url, "eventstore_uri": store_process.uri, "batch_size": 100,
+                "lease_ms": 1500, "status_interval": 0.2, "backoff_initial": 0.05, "backoff_max": 0.5}
+    members = [MemberProcess(tmp_path / f"{n}.log", n, [P], COUNT, **settings) for n in ("a", "b")]
+    for member in members:
+        member.start()
+    base = config(P, cluster_set.url, store_process.uri, exit_when_caught_up=False)
+    traffic = Appender(store_process.uri, 100)
+    try:
+        run_by_members(client, 1, COUNT, store_process.uri)
+        traffic.start()
+        done = switch_to(client, base, 2, Unattended(), partitions=COUNT)
+        assert (done.from_generation, done.to_generation, done.difference_count) == (1, 2, 0)
+        assert live_generation(client, P) == 2
+        run_by_members(client, 2, COUNT, store_process.uri)
+
+        board = Queries(client).top_portfolios(5)  # merged from four partitions on three nodes
+        assert [e.rank for e in board] == [1, 2, 3, 4, 5]
+        assert [e.value for e in board] == sorted((e.value for e in board), reverse=True)
+        user = board[0].user_id
+        ks = layout.space(Partition(P, partition_of(user, COUNT), COUNT), 2)
+        client.delete(ks.portfolio(user), ks.portfolio_positions(user))
+        rebuilt = rebuild_user(client, EventStore(store_process.uri), user, [P])
+        assert rebuilt.writes > 0 and client.exists(ks.portfolio(user))
+        traffic.halt.set()
+        traffic.join(10)
+        run_by_members(client, 2, COUNT, store_process.uri)
+        equal_to_fresh(client, 2, redis_process, store_process.uri)
+
+        assert settle_flip(client, P, 1, Unattended()) == []  # generation 1 kept for a rollback
+        back = switch_to(client, base, 1, Unattended(), verify=False)
+        assert (back.from_generation, back.to_generation) == (2, 1)
+        run_by_members(client, 1, COUNT, store_process.uri)
+    finally:
+        traffic.halt.set()
+        for member in members:
+            member.stop()
+    equal_to_fresh(client, 1, redis_process, store_process.uri)
+
+
+def run_by_members(client: redis.Redis, generation: int, count: int, uri: str) -> None:
+    wanted = partitions_of(P, count)
+
+    def owned() -> bool:
+        rows = [r for r in Queries(client).shards().partitions if r.partition.projection == P]
+        return [r.partition for r in rows] == wanted and all(r.owner in ("a", "b") for r in rows)
+
+    wait_until(owned, 30, what=f"the members to own the {count} partitions of generation {generation}")
+    wait_until(lambda: all(int(client.get(layout.space(p, generation).checkpoint) or 0) >= head_for(uri, P)
+                           for p in wanted), 60, what=f"the partitions of generation {generation} to catch up")
+
+
+def equal_to_fresh(client: redis.Redis, generation: int, redis_process: RedisProcess, uri: str) -> None:
+    fresh = redis.Redis.from_url(redis_process.url)
+    fresh.flushdb()
+    for part in partitions_of(P, COUNT):
+        Runner(config(P, redis_process.url, uri, partition=part.index, partitions=part.count)).run()
+    for part in partitions_of(P, COUNT):
+        live = generation_content(client, generation, part.tag)
+        live.pop("checkpoint", None)
+        assert live and live == content(fresh, part), part.label
