@@ -52,7 +52,8 @@ def memory(params: Params) -> dict[str, Any]:
 
 
 def nodes(params: Params) -> dict[str, Any]:
-    return {"nodes": q().redis_nodes()}
+    found = q().redis_nodes()
+    return {"nodes": found, "cluster": any(n.slots for n in found)}
 
 
 def latency(params: Params) -> dict[str, Any]:

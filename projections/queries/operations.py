@@ -249,8 +249,10 @@ class OperationsQueries(QueriesBase):
         return cached
 
     def redis_nodes(self) -> list[redis_nodes.RedisNode]:
-        """The primary and its replicas: role, memory, operations a second, replication offset, link."""
-        return redis_nodes.redis_nodes(self.client)
+        """The Redis servers (the primary and its replicas; a cluster's nodes): role, memory, operations a second,
+        replication offset, link, and the live partitions each primary holds."""
+        live = [p for name in PROJECTIONS for p in partitions_of(name, self.spread(name).count)]
+        return redis_nodes.redis_nodes(self.client, partitions=live)
 
     def redis_latency(self, n: int = infrastructure.PING_ROUND_TRIPS) -> infrastructure.Latency:
         """PING round trips from this process."""
