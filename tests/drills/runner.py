@@ -74,7 +74,8 @@ class Healing:
             return False
         with frozen(stack.market):
             # from nothing first; later attempts continue the fresh projection from its checkpoint
-            self.last = compare.judge(stack.redis.url(), stack.store.uri, PROJECTIONS, flush=not self.fresh_started,
+            self.last = compare.judge(stack.live_url, stack.store.uri, PROJECTIONS, flush=not self.fresh_started,
+                                      fresh=compare.fresh_url(stack.redis.url()),
                                       catch_up_s=min(10.0, max(1.0, remaining)))
             self.fresh_started = True
         return self.last.differences == 0

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import redis
 
+from projections.connection import connect
 from projections.eventstore import EventStore
 from projections.readmodels import PROJECTIONS
 from tests.drills import compare, health
@@ -159,19 +160,26 @@ class Stack:
         self.extra: list[Proc] = []  # servers a drill added (a replica, Sentinels), stopped with the stack
         self.apps: dict[str, Proc] = {}  # the Procfile's processes by their Procfile name
         self.market: Proc | None = None
-        self._client: tuple[int, redis.Redis] | None = None
+        self._client: tuple[str, redis.Redis] | None = None
         self._seed = 100
 
     # -- wiring ----------------------------------------------------------------
 
     @property
     def env(self) -> dict[str, str]:
-        return environment(self.files, self.redis_url or self.redis.url(), self.store.uri, self.settings)
+        return environment(self.files, self.live_url, self.store.uri, self.settings)
+
+    @property
+    def live_url(self) -> str:
+        """Where the read models live: the stack's server, or what ``redis_url`` names (Sentinels, a cluster)."""
+        return self.redis_url or self.redis.url()
 
     def client(self) -> redis.Redis:
-        """A client of the stack's Redis (database 0: the product's), rebuilt when the server changed."""
-        if self._client is None or self._client[0] != self.redis.port:
-            self._client = (self.redis.port, self.redis.client())
+        """A client of the Redis the read models live in (:attr:`live_url`; database 0: the product's), rebuilt when
+        that changed."""
+        where = self.redis_url or str(self.redis.port)
+        if self._client is None or self._client[0] != where:
+            self._client = (where, connect(self.redis_url, timeout=10) if self.redis_url else self.redis.client())
         return self._client[1]
 
     @contextmanager
