@@ -37,6 +37,7 @@ import redis
 
 from projections import keys
 from projections.codec import text
+from projections.connection import is_cluster
 from projections.errors import (
     CheckpointMoved,
     EntityLost,
@@ -259,6 +260,7 @@ class Committer:
         self.lease_ms = lease_ms
         self.lease_key = lease_key or keys.lease(projection)
         self._script = client.register_script(_COMMIT)
+        self._cluster = is_cluster(client)
 
     def commit(self, ks: KeySpace, expected: str, checkpoint: int, writes: Sequence[Write], epoch: str) -> None:
         """Apply ``writes`` and move the checkpoint from ``expected`` to ``checkpoint``, if the
@@ -270,13 +272,14 @@ class Committer:
         own = ks.root == self.projection
         args: list[str] = [self.token, expected, str(checkpoint), str(self.lease_ms), epoch, live, "1" if own else "",
                            *_flatten(writes)]
+        script_keys = [self.lease_key, ks.checkpoint, ks.state_epoch, pointer, *(touched(writes) if self._cluster else ())]
         try:
             try:
-                self._script(keys=[self.lease_key, ks.checkpoint, ks.state_epoch, pointer], args=args)
+                self._script(keys=script_keys, args=args)
             except redis.ResponseError as exc:
                 if own or not str(exc).startswith("GENERATION") or not self._follow(pointer, str(exc)[11:], live):
                     raise
-                self._script(keys=[self.lease_key, ks.checkpoint, ks.state_epoch, pointer], args=args)
+                self._script(keys=script_keys, args=args)
         except redis.ResponseError as exc:
             reply = str(exc)
             if reply == "FENCED false":
@@ -323,6 +326,14 @@ return 1
 """
 
 
+def touched(writes: Sequence[Write]) -> list[str]:
+    """Every key ``writes`` (and their guards) touch, to be declared to a Redis Cluster: a script whose keys are all
+    declared is checked before it runs (during a slot's migration it is redirected, or told to try again, as a
+    whole), where a key reached only through its arguments would fail the script between two writes."""
+    found = dict.fromkeys(w[2] if w[0] in ("?EXISTS", "?MEMBER") else w[1] for w in writes)
+    return list(found)
+
+
 def _flatten(writes: Sequence[Write]) -> list[str]:
     """Writes as script arguments: each one's length, then its words."""
     args: list[str] = []
@@ -352,8 +363,9 @@ def write_entity(client: redis.Redis, ks: KeySpace, main_key: str, expected_last
     """Apply ``writes`` (one entity's, all in ``ks``'s slot) if the entity's main hash still says
     ``lastPosition`` = ``expected_last`` ('' for an absent entity), bumping the state epoch so the
     projector's cache and batches in flight notice; False (nothing written) if it moved."""
+    declared = [main_key, ks.state_epoch, *(touched(writes) if is_cluster(client) else ())]
     try:
-        client.eval(_WRITE_ENTITY, 2, main_key, ks.state_epoch, expected_last, *_flatten(writes))
+        client.eval(_WRITE_ENTITY, len(declared), *declared, expected_last, *_flatten(writes))
     except redis.ResponseError as exc:
         if str(exc).startswith("ENTITY"):
             return False

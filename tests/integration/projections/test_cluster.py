@@ -89,6 +89,48 @@ def test_members_on_a_cluster_through_a_primary_killed_equal_a_fresh_projection(
     fresh_equal(client, redis_process, store_process.uri)
 
 
+def test_members_through_a_slot_migration_under_load_equal_a_fresh_projection(
+        tmp_path: Path, cluster_set: ClusterSet, redis_process: RedisProcess, store_process: StoreProcess) -> None:
+    """``redis-cli --cluster reshard`` moves the first 2,000 slots (partition 0 of each user-keyed projection among
+    them) from the first primary to the second while the members commit live traffic: MOVED, ASK and TRYAGAIN are
+    followed or waited out, and nothing is lost or applied twice."""
+    append_market(store_process.uri, 1500, bad_ratio=0.01)
+    client = connect(cluster_set.url)
+    settings = {"projection": "", "redis_url": cluster_set.url, "eventstore_uri": store_process.uri, "batch_size": 20,
+                "lease_ms": 1500, "status_interval": 0.2, "backoff_initial": 0.05, "backoff_max": 0.5}
+    members = [MemberProcess(tmp_path / f"{n}.log", n, list(PROJECTIONS), COUNT, **settings) for n in ("a", "b")]
+    for member in members:
+        member.start()
+    traffic = Appender(store_process.uri, 200)
+    moving = [p for p in every() if key_slot(p.tag.encode()) < 2000]
+    assert {p.projection for p in moving} >= {"portfolio", "risk", "leaderboards"}
+    try:
+        wait_until(lambda: at_head(client, store_process.uri), 60, what="the members to catch up on the cluster")
+        first, second = sorted(cluster_set.primaries(), key=lambda port: _lowest_slot(cluster_set, port))[:2]
+        traffic.start()
+        cluster_set.reshard(first, second, 2000)
+        client.nodes_manager.initialize()
+        for part in moving:  # the partitions moved with their slots
+            node = client.nodes_manager.get_node_from_slot(key_slot(part.tag.encode()))
+            assert node.port == second, part.label
+        wait_until(lambda: at_head(client, store_process.uri), 60, what="the members to commit after the migration")
+        traffic.halt.set()
+        traffic.join(10)
+        wait_until(lambda: at_head(client, store_process.uri), 60, what="the members to catch up after the traffic")
+    finally:
+        traffic.halt.set()
+        for member in members:
+            member.stop()
+    assert all("Traceback" not in member.log.read_text() for member in members)
+    fresh_equal(client, redis_process, store_process.uri)
+
+
+def _lowest_slot(cluster_set: ClusterSet, port: int) -> int:
+    table = redis.Redis(port=port, decode_responses=True).cluster("NODES")
+    mine = next(info for address, info in table.items() if "myself" in info["flags"])
+    return min(int(r[0]) for r in mine["slots"])
+
+
 def test_a_rebuild_a_per_user_rebuild_and_a_rollback_on_a_cluster_equal_a_fresh_projection(
         tmp_path: Path, cluster_set: ClusterSet, redis_process: RedisProcess, store_process: StoreProcess) -> None:
     """Portfolio in four partitions over three primaries: a full rebuild into generation 2 (verified, flipped stepwise
