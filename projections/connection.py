@@ -197,3 +197,12 @@ def _scored(reply: list[Any]) -> list[tuple[Any, float]]:
 
 def _score(reply: Any) -> float:
     return float(reply)
+
+
+def primaries_info(client: redis.Redis, section: str) -> dict[str, dict[str, Any]]:
+    """INFO ``section`` of each primary holding data, by address: the one server (or the Sentinels' primary), or
+    every primary of a cluster."""
+    if is_cluster(client):
+        found: Any = client.info(section, target_nodes=RedisCluster.PRIMARIES)
+        return {str(name): dict(info) for name, info in found.items()}
+    return {"": dict(client.info(section))}  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ import redis
 
 from projections import keys
 from projections.codec import text
+from projections.connection import primaries_info
 from projections.errors import EventStoreUnavailable
 
 if TYPE_CHECKING:  # the read side imports this module: it need not load esdbclient
@@ -95,9 +96,15 @@ class StoreActivity:
 
 
 def redis_memory(client: redis.Redis) -> RedisMemory:
-    info: dict[str, Any] = client.info("memory")  # type: ignore[assignment]
-    return RedisMemory(int(info.get("used_memory", 0)), int(info.get("maxmemory", 0)), int(info.get("used_memory_rss", 0)),
-                       float(info.get("mem_fragmentation_ratio", 0.0)))
+    """Redis's memory; a cluster's summed over its primaries (its maxmemory 0 if any primary has no limit)."""
+    found = list(primaries_info(client, "memory").values())
+    if len(found) == 1:
+        info = found[0]
+        return RedisMemory(int(info.get("used_memory", 0)), int(info.get("maxmemory", 0)),
+                           int(info.get("used_memory_rss", 0)), float(info.get("mem_fragmentation_ratio", 0.0)))
+    used, rss = (sum(int(i.get(name, 0)) for i in found) for name in ("used_memory", "used_memory_rss"))
+    limits = [int(i.get("maxmemory", 0)) for i in found]
+    return RedisMemory(used, sum(limits) if all(limits) else 0, rss, round(rss / used, 2) if used else 0.0)
 
 
 def memory_by_projection(client: redis.Redis, projections: Sequence[str], sample: int = MEMORY_SAMPLE_KEYS) -> MemoryEstimate:

@@ -36,10 +36,22 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 def _check_redis() -> str:
     """Redis answers; '' or, when it takes no writes (out of memory), why: the console still serves every page, so
-    it stays ready, and says so."""
+    it stays ready, and says so. On a cluster every primary holding slots must answer (one failed over holds none) (a partition on one that does
+    not cannot be read or written); the nodes are reported one by one by :func:`_redis_nodes`."""
     client = redis_client(timeout=1.0)
     client.ping()
-    return Queries(client).write_refusal()
+    queries = Queries(client)
+    down = [n.address for n in queries.redis_nodes()
+            if n.role == "primary" and n.slots and (n.link == "failed" or n.used_bytes is None)]
+    if down:
+        raise redis.ConnectionError(f"primary {', '.join(down)} does not answer: its partitions wait for a failover")
+    return queries.write_refusal()
+
+
+def _redis_nodes() -> dict[str, dict[str, object]]:
+    """Each Redis server: role, and whether it answers (a replica down leaves the console ready, and says so)."""
+    found = Queries(redis_client(timeout=1.0)).redis_nodes()
+    return {n.address: {"role": n.role, "ok": n.used_bytes is not None and n.link != "failed"} for n in found}
 
 
 def _check_eventstore() -> None:
@@ -82,6 +94,10 @@ def _look() -> dict[str, dict[str, object]]:
         taken, results = _looks.get(key, (float("-inf"), {}))
         if time.monotonic() - taken >= READY_CACHE_SECONDS:
             results = {name: _run(name, check) for name, check in CHECKS.items()}
+            try:
+                results["redis"]["nodes"] = _redis_nodes()
+            except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
+                log.warning("readyz: the Redis servers could not be listed: %s", redact(str(exc))[:300])
             _looks.clear()
             _looks[key] = (time.monotonic(), results)
         return results
@@ -94,6 +110,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
     """Each dependency reachable or not, HTTP 503 when any is not; why not only for the console's viewers."""
     results = _look()
     if not request.user.has_perm(VIEW_CONSOLE):
-        results = {name: {k: v for k, v in result.items() if k != "error"} for name, result in results.items()}
+        results = {name: {k: v for k, v in result.items() if k not in ("error", "nodes")} for name, result in results.items()}
     ready = all(r["ok"] for r in results.values())
     return JsonResponse({"ready": ready, "checks": results}, status=200 if ready else 503)

@@ -60,7 +60,8 @@ class LucentCollector(Collector):
 
     def sections(self) -> list[tuple[str, Callable[[], Iterable[Metric]]]]:
         return [("projections", self.projections), ("health", self.health), ("jobs", self.jobs), ("consistency", self.consistency),
-                ("canary", self.canary), ("redis", self.redis), ("memory", self.memory), ("latency", self.latency)]
+                ("canary", self.canary), ("redis", self.redis), ("redis_nodes", self.redis_nodes), ("memory", self.memory),
+                ("latency", self.latency)]
 
     def collect(self) -> Iterator[Metric]:
         failed = _gauge("lucent_metrics_section_failed", "1 when a section of this scrape could not be read "
@@ -161,6 +162,28 @@ class LucentCollector(Collector):
             _metric("lucent_redis_refuses_writes", "1 while Redis refuses writes (maxmemory reached under noeviction): "
                     "every projector is stalled", 1.0 if self.q.write_refusal() else 0.0),
         ]
+
+    def redis_nodes(self) -> Iterable[Metric]:
+        """Per Redis server (the primary and its replicas; each node of a cluster): whether it answers, its memory,
+        operations a second, replication offset and the partitions it holds."""
+        labels = ["node", "role"]
+        up = _gauge("lucent_redis_node_up", "1 while the Redis server answers and is not marked failed", labels)
+        used = _gauge("lucent_redis_node_used_memory_bytes", "A Redis server's used_memory", labels)
+        ops = _gauge("lucent_redis_node_ops_per_second", "A Redis server's instantaneous operations a second", labels)
+        offset = _gauge("lucent_redis_node_replication_offset", "A primary's replication offset, or how far a replica "
+                                                                "has copied", labels)
+        held = _gauge("lucent_redis_node_partitions", "Live partitions whose keys a primary holds", labels)
+        for n in self.q.redis_nodes():
+            at = [n.address, n.role]
+            up.add_metric(at, 0.0 if n.used_bytes is None or n.link == "failed" else 1.0)
+            if n.used_bytes is not None:
+                used.add_metric(at, n.used_bytes)
+            if n.ops_per_sec is not None:
+                ops.add_metric(at, n.ops_per_sec)
+            offset.add_metric(at, n.offset)
+            if n.role == "primary":
+                held.add_metric(at, len(n.partitions))
+        return [up, used, ops, offset, held]
 
     def memory(self) -> Iterable[Metric]:
         estimate = self.q.projection_memory()

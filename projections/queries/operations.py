@@ -9,6 +9,7 @@ from typing import Any
 
 from projections import infrastructure, inventory, keys, redis_nodes
 from projections.codec import text
+from projections.connection import primaries_info
 from projections.errors import AmbiguousEvent, BadEvent, NotParked
 from projections.events import PortfolioSignificantlyUpdated, RiskLevelChanged, decode
 from projections.eventstore import EventStore
@@ -142,12 +143,14 @@ class OperationsQueries(QueriesBase):
     def write_refusal(self) -> str:
         """Why Redis refuses writes now, with the figures ('' while it takes them): ``maxmemory`` reached under the
         ``noeviction`` policy, which evicts nothing to make room (every projector then stalls)."""
-        memory: dict[str, Any] = self.client.info("memory")
-        used, most = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
-        if not most or used <= most or memory.get("maxmemory_policy") != "noeviction":
-            return ""
-        return (f"Redis refuses writes (out of memory): {used / 2**20:,.1f} MiB used of its maxmemory "
-                f"{most / 2**20:,.1f} MiB, policy noeviction")
+        for node, memory in primaries_info(self.client, "memory").items():
+            used, most = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+            if not most or used <= most or memory.get("maxmemory_policy") != "noeviction":
+                continue
+            where = f" on node {node}" if node else ""
+            return (f"Redis refuses writes (out of memory{where}): {used / 2**20:,.1f} MiB used of its maxmemory "
+                    f"{most / 2**20:,.1f} MiB, policy noeviction")
+        return ""
 
     def parked_events(self, projection: str, limit: int | None = 100, newest: bool = False) -> list[ParkedEvent]:
         """Parked events of ``projection`` (of all its partitions): the oldest ``limit`` (None: all) by position,

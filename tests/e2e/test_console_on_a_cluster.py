@@ -5,12 +5,15 @@ flips the projection on the cluster; the Infrastructure page lists the cluster's
 from __future__ import annotations
 
 import pytest
+from redis.crc import key_slot
 
 from projections.connection import connect
 from projections.maintenance.generations import live_generation
+from projections.partitions import Partition
 from projections.queries import Queries
 from tests.fixtures.live import LiveStack, sign_in, with_market
 from tests.fixtures.topologies import ClusterSet
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -58,3 +61,29 @@ def test_the_console_runs_whole_on_a_cluster(cluster_stack: LiveStack, cluster_s
     page.wait_for_selector("[data-field='job-state']:has-text('succeeded')", timeout=90_000)  # pushed live
     assert live_generation(client, "portfolio") == 2
     assert [r.user_id for r in Queries(client).top_portfolios(5)] == top
+
+    ready = page.request.get(f"{cluster_stack.url}/readyz").json()  # staff: each node named
+    assert ready["ready"] and len(ready["checks"]["redis"]["nodes"]) == 6
+    assert all(node["ok"] for node in ready["checks"]["redis"]["nodes"].values())
+    metrics = page.request.get(f"{cluster_stack.url}/metrics").text()
+    for port in cluster_set.primaries():
+        assert f'lucent_redis_node_up{{node="127.0.0.1:{port}",role="primary"}} 1.0' in metrics
+
+    # a primary killed: the page shows it failed and its replica promoted to its slots; the console stays whole
+    victim = client.nodes_manager.get_node_from_slot(key_slot(Partition("portfolio", 0, 4).tag.encode())).port
+    cluster_set.node_at(victim).kill()
+    wait_until(lambda: len(cluster_set.primaries()) == 3 and victim not in cluster_set.primaries(), 30,
+               what="the cluster to promote the victim's replica")
+
+    def shown_failed() -> bool:
+        page.goto(f"{cluster_stack.url}/infrastructure/")
+        row = page.locator(f"[data-board='redis-nodes'] tr[data-node='127.0.0.1:{victim}']")
+        return row.locator("[data-field='link']").inner_text() == "failed"
+
+    wait_until(shown_failed, 30, what="the Infrastructure page to show the killed primary failed", interval=0.5)
+    promoted = page.inner_text("[data-board='redis-nodes']")
+    assert "portfolio 0/4" in promoted  # held by the promoted replica now
+    wait_until(lambda: page.request.get(f"{cluster_stack.url}/readyz").json()["ready"], 30, what="ready again")
+    for path in PAGES:
+        response = page.goto(f"{cluster_stack.url}{path}")
+        assert response is not None and response.status == 200, path
