@@ -119,7 +119,8 @@ def test_metrics_expose_every_series(client: Client, token: str, settings, laggi
 
     # every section was read
     assert {labels["section"]: v for labels, v in found["lucent_metrics_section_failed"]} == {
-        s: 0.0 for s in ("projections", "health", "jobs", "consistency", "canary", "redis", "memory", "latency")}
+        s: 0.0 for s in ("projections", "health", "jobs", "consistency", "canary", "redis", "redis_nodes", "memory",
+                         "latency")}
     # the projection made to lag: its figures as its status says, the others have no projector (no lag series)
     current = Queries(redis.Redis.from_url(settings.REDIS_URL)).projection_status("portfolio")[0]
     assert value(found, "lucent_projection_events_behind", projection="portfolio") == lagging.events_behind > 0
@@ -154,6 +155,11 @@ def test_metrics_expose_every_series(client: Client, token: str, settings, laggi
     assert value(found, "lucent_redis_other_keys_memory_bytes") >= 0 and value(found, "lucent_redis_keys") > 0
     assert value(found, "lucent_redis_projection_memory_bytes", projection="market") == 0  # never projected
     assert 0 < value(found, "lucent_redis_ping_seconds") < 1 and 0 < value(found, "lucent_redis_query_seconds") < 1
+    # each Redis server (here the one primary, holding every live partition)
+    node = f"127.0.0.1:{redis.Redis.from_url(settings.REDIS_URL).connection_pool.connection_kwargs['port']}"
+    assert value(found, "lucent_redis_node_up", node=node, role="primary") == 1.0
+    assert value(found, "lucent_redis_node_used_memory_bytes", node=node, role="primary") > 100_000
+    assert value(found, "lucent_redis_node_partitions", node=node, role="primary") == len(PROJECTIONS)
     # web request latency, labelled by URL name
     assert value(found, "lucent_web_request_duration_seconds_count", view="console:infrastructure", method="GET",
                  status="2xx") >= 1
@@ -164,7 +170,7 @@ def test_a_section_that_fails_is_named_and_the_rest_served(client: Client, token
     redis_process.kill()  # Redis gone: its sections fail, jobs and consistency (the database) are still served
     found = families(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content)
     failed = {labels["section"]: v for labels, v in found["lucent_metrics_section_failed"]}
-    assert failed["redis"] == failed["projections"] == failed["memory"] == 1.0
+    assert failed["redis"] == failed["redis_nodes"] == failed["projections"] == failed["memory"] == 1.0
     assert failed["jobs"] == failed["consistency"] == 0.0
     assert "lucent_jobs" in found and "lucent_redis_used_memory_bytes" not in found
 
