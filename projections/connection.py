@@ -20,16 +20,16 @@ from urllib.parse import unquote, urlparse
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AskError, ClusterError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import AskError, ClusterError, RedisClusterException, TryAgainError
 from redis.sentinel import Sentinel
 
 from projections.errors import ConfigurationError
 
 SINGLE, CLUSTER, SENTINEL = "single", "cluster", "sentinel"
 # Redis away for a while, to wait out and retry: a server down or slow, a cluster failing over (CLUSTERDOWN), a slot
-# migrating (TRYAGAIN; MOVED and ASK past the client's own retries), a slot no node holds yet.
+# migrating (TRYAGAIN; MOVED and ASK past the client's own retries), a slot no node holds yet, no node reachable.
 AWAY: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, ClusterError, TryAgainError, AskError,
-                                     SlotNotCoveredError)
+                                     RedisClusterException)
 FORMS = ("redis://host:6379/0, rediss://host:6379/0, unix:///path.sock, "
          "redis+cluster://host:7000[,host:7001…] or redis+sentinel://host:26379[,host:26380…]/service_name[/db]")
 _SCHEMES = {"redis": SINGLE, "rediss": SINGLE, "unix": SINGLE, "redis+cluster": CLUSTER, "rediss+cluster": CLUSTER,

@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 import redis
 
 from projections.connection import AWAY, connect
+from projections.errors import Fenced
 from projections.layout import live_partitions
 from projections.partitions import Partition
 from projections.projector.lease import new_token
@@ -42,6 +43,7 @@ from projections.projector.runner import Runner, RunnerConfig, shared_reader
 
 log = logging.getLogger(__name__)
 UNANSWERED: tuple[type[Exception], ...] = (redis.RedisError, *AWAY)  # Redis (or a cluster's node) did not answer
+EXPECTED_ENDS: tuple[type[Exception], ...] = (Fenced, *UNANSWERED)  # a runner's end said in one line, no traceback
 
 BuildRunner = Callable[[Partition, str], Runner]  # a runner of the partition, fenced by the token
 Plan = Callable[[], Sequence[Partition]]  # the partitions to share now: the live generations' layouts
@@ -87,10 +89,12 @@ class Member:
                 except UNANSWERED as exc:
                     log.warning("member %s: Redis did not answer (%s); its runners stall and retry on their own",
                                 self.member_id, exc)
+                except Exception:  # noqa: BLE001 - the member outlives any one tick (its runners go on)
+                    log.exception("member %s: its tick failed; tried again at the next", self.member_id)
                 try:
                     self._restart_dead()
-                except UNANSWERED:
-                    pass  # given up on the next tick that reaches Redis
+                except Exception:  # noqa: BLE001 - given up on the next tick that reaches Redis
+                    log.debug("member %s: a dead runner's partition not given up yet", self.member_id, exc_info=True)
                 stop.wait(self.membership.interval)
         finally:
             try:
@@ -128,7 +132,8 @@ class Member:
             entry.runner.run()
         except BaseException as exc:  # noqa: BLE001 - a runner's end is its member's to handle, not fatal
             entry.error = exc
-            log.error("runner of %s ended: %s", entry.claim.partition.label, exc)
+            expected = isinstance(exc, EXPECTED_ENDS)  # a lease lost, Redis away: said in a line
+            log.error("runner of %s ended: %s", entry.claim.partition.label, exc, exc_info=not expected)
 
     def _lose(self, claim: Claim, why: str) -> None:
         self.changed = True

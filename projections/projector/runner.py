@@ -53,7 +53,7 @@ import redis
 
 from projections import keys, layout
 from projections.codec import text
-from projections.connection import AWAY, connect
+from projections.connection import AWAY, connect, is_cluster
 from projections.errors import (
     CheckpointMoved,
     EventStoreUnavailable,
@@ -122,7 +122,8 @@ class Runner(BatchSteps):
         self.hook = hook or _noop
         self.stop_flag = threading.Event()
         self.token = token or new_token()
-        self.redis = client or connect(config.redis_url)
+        # a shared client, except a cluster's: redis-py's refresh of a cluster's topology races threads sharing one
+        self.redis = client if client is not None and not is_cluster(client) else connect(config.redis_url)
         self.partition = Partition(config.projection, config.partition, config.partitions)
         tag = self.tag = self.partition.tag  # the partition's keys: its checkpoint, lease, status, parked events, ...
         self.status = RunStatus(tag, self.token)
