@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
+from bench_members import paced  # noqa: E402
 from bench_projector import Servers  # noqa: E402
 from bench_rebuild import simulated_store  # noqa: E402
+from redis.cluster import RedisCluster  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
 
 from projections import layout  # noqa: E402
@@ -44,8 +45,6 @@ from projections.partitions import Partition, partitions_of  # noqa: E402
 from projections.projector.runner import Runner, RunnerConfig, shared_reader  # noqa: E402
 from projections.readmodels import PROJECTIONS  # noqa: E402
 from projections.readmodels import model as model_named  # noqa: E402
-from projections.simulation.appender import append_events  # noqa: E402
-from projections.simulation.market import Market  # noqa: E402
 from tests.fixtures.projections import MemberProcess  # noqa: E402
 from tests.fixtures.topologies import ClusterSet  # noqa: E402
 
@@ -98,21 +97,12 @@ def used_by_primary(client: redis.Redis) -> dict[str, int]:
     return {node: int(info.get("used_memory", 0)) for node, info in primaries_info(client, "memory").items()}
 
 
-def paced(uri: str, rate: float, halt: threading.Event) -> None:
-    market = Market(seed=71, start=datetime.now(UTC), mean_interval_ms=int(1000 / rate))
-    events = market.events(10_000_000)
-    with EventStore(uri) as store:
-        started, sent = time.monotonic(), 0
-        while not halt.is_set():
-            due = int((time.monotonic() - started) * rate)
-            if due > sent:
-                sent += append_events(store, (next(events) for _ in range(due - sent)), batch_size=100)
-            time.sleep(0.002)
-
-
 def failover(cluster: ClusterSet, uri: str, count: int, rate: float, directory: Path) -> dict[str, Any]:
     """(c): members on the cluster under a live market; the busiest primary killed; when each partition commits."""
     client = connect(cluster.url)
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)  # type: ignore[call-arg]  # split ``count`` ways afresh
+    for name in PROJECTIONS:
+        layout.record(client, name, 1, count)
     parts = every(count)
     settings = {"projection": "", "redis_url": cluster.url, "eventstore_uri": uri, "batch_size": 100,
                 "lease_ms": 3000, "status_interval": 0.5, "backoff_initial": 0.05, "backoff_max": 0.5}
@@ -126,21 +116,27 @@ def failover(cluster: ClusterSet, uri: str, count: int, rate: float, directory: 
 
     def sample() -> None:
         last: dict[Partition, int] = {}
+        names = [layout.space(p, 1).checkpoint for p in parts]
         while not sampling.is_set():
-            for part in parts:
-                try:
-                    value = int(client.get(layout.space(part, 1).checkpoint) or 0)
-                except Exception:  # noqa: BLE001 - a node down or failing over: not committed yet
-                    continue
-                if value != last.get(part):
-                    last[part] = value
-                    commits[part].append(time.monotonic())
-            time.sleep(0.001)
+            try:
+                found = values(client, names)  # one MGET per node
+            except Exception:  # noqa: BLE001 - a node down or failing over: nothing committed there yet
+                time.sleep(0.005)
+                continue
+            now = time.monotonic()
+            for part, value in zip(parts, found):
+                if value is not None and int(value) != last.get(part):
+                    last[part] = int(value)
+                    commits[part].append(now)
+            time.sleep(0.002)
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:
         targets = heads(uri)
+        deadline = time.monotonic() + 600
         while any(cp < targets[p.projection] for cp, p in zip(checkpoints(client, parts), parts)):
+            if time.monotonic() > deadline:
+                raise SystemExit("the members did not catch up within 600 s")
             time.sleep(0.1)
         traffic.start()
         sampler.start()

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import redis
 
-from projections import keys
+from projections import keys, layout
 from projections.eventstore import EventStore
 from projections.maintenance.user_rebuild import heal
+from projections.partitions import Partition, partitions_of
 from projections.projector.runner import Runner, RunnerConfig
 from projections.readmodels import PROJECTIONS
 from projections.simulation.appender import append_events
 from projections.simulation.market import Market
+from tests.fixtures.projections import MemberProcess
 
 OPERATIONAL = ("status", "heartbeat", "lease", "lag-history", "health-samples")
 
@@ -113,3 +117,45 @@ def generation_content(client: redis.Redis, generation: int, projection: str = "
         out[name] = client.hgetall(key) if kind == "hash" else client.zrange(key, 0, -1, withscores=True) \
             if kind == "zset" else client.get(key)
     return out
+
+
+# -- members over split projections on any Redis (one server, Sentinels, a cluster) ---------------------------------
+
+
+def split(count: int, names: Sequence[str] = tuple(PROJECTIONS)) -> list[Partition]:
+    """Every partition of ``names``, the user-keyed ones split ``count`` ways (the market whole)."""
+    return [p for name in names for p in partitions_of(name, layout.count_for(name, count))]
+
+
+def split_content(client: redis.Redis, part: Partition, generation: int = 1) -> dict[str, Any]:
+    """A partition's read models in ``generation``, its checkpoint left out."""
+    found = generation_content(client, generation, part.tag)
+    found.pop("checkpoint", None)
+    return found
+
+
+def split_at_head(client: redis.Redis, uri: str, parts: Sequence[Partition], generation: int = 1) -> bool:
+    return all(int(client.get(layout.space(p, generation).checkpoint) or 0) >= head_for(uri, p.projection) for p in parts)
+
+
+def start_members(tmp_path: Path, redis_url: str, uri: str, count: int, names: Sequence[str] = tuple(PROJECTIONS),
+                  batch_size: int = 50) -> list[MemberProcess]:
+    """Members "a" and "b" over ``names`` split ``count`` ways on ``redis_url`` (any form REDIS_URL takes), started."""
+    settings = {"projection": "", "redis_url": redis_url, "eventstore_uri": uri, "batch_size": batch_size,
+                "lease_ms": 1500, "status_interval": 0.2, "backoff_initial": 0.05, "backoff_max": 0.5}
+    members = [MemberProcess(tmp_path / f"{n}.log", n, list(names), count, **settings) for n in ("a", "b")]
+    for member in members:
+        member.start()
+    return members
+
+
+def equal_to_fresh_split(client: redis.Redis, fresh_url: str, uri: str, parts: Sequence[Partition],
+                         generation: int = 1) -> None:
+    """Each of ``parts`` in ``client``'s ``generation`` equals a fresh projection into ``fresh_url`` (emptied first)."""
+    fresh = redis.Redis.from_url(fresh_url)
+    fresh.flushdb()
+    for part in parts:
+        Runner(config(part.projection, fresh_url, uri, partition=part.index, partitions=part.count)).run()
+    for part in parts:
+        live = split_content(client, part, generation)
+        assert live and live == split_content(fresh, part), part.label
