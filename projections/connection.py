@@ -117,7 +117,9 @@ def connect(url: str, timeout: float = 5.0, connect_timeout: float = 2.0, **opti
 
 
 def is_cluster(client: Any) -> bool:
-    """True for a Redis Cluster's client, where a script or a transaction must stay within one slot."""
+    """True for a Redis Cluster's client, where a script or a transaction must stay within one slot. Such a client is
+    not shared between a member's runners (each connects its own): redis-py's refresh of a cluster's topology races
+    threads sharing one."""
     return isinstance(client, RedisCluster)
 
 

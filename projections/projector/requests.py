@@ -2,6 +2,8 @@
 
 * **Resync** (``keys.resync_request``, set by ``projections.actions.request_resync``):
   consumed once; the runner drops its state and resubscribes from its checkpoint.
+* **The pointer moved** without a pause this projector saw (it was not beating, or a flip's job stopped between the
+  pointer and this partition's copy of it): looked at with the requests, it resubscribes on the live generation.
 * **Flip** (``keys.flip``, asked by ``projections/maintenance/generations.py``): the live
   projector stops applying at its checkpoint, says where (state ``paused``, ``at``), and waits,
   renewing its lease, until the job flips the pointer (then it resubscribes on the new
@@ -54,8 +56,11 @@ return 0
 
 class Requests:
     def __init__(self, client: redis.Redis, projection: str, lease: Lease, lease_ms: int, stop: threading.Event,
-                 tick: Callable[[], None]) -> None:
+                 tick: Callable[[], None], pointer: str = "") -> None:
+        """``projection``: the partition's tag, where its requests are; ``pointer``: the projection's generation
+        pointer (default: the tag's own)."""
         self.client, self.projection, self.lease, self.lease_ms = client, projection, lease, lease_ms
+        self.pointer = pointer or keys.generation_pointer(projection)
         self.stop, self.tick = stop, tick
         self._pause = client.register_script(_PAUSE)
         self._abort = client.register_script(ABORT)
@@ -85,6 +90,11 @@ class Requests:
         to = self._pause(keys=[keys.flip(self.projection)], args=[str(generation), checkpoint])
         if to is not None:
             self._pause_for_flip(text(to), checkpoint)
+        # The pointer itself, looked at as often as the requests: a flip whose job stopped after moving the pointer
+        # and before writing this partition's copy (a cluster's stepwise flip) is followed here, not written past.
+        live_now = int(text(self.client.get(self.pointer)) or 1)
+        if live_now != generation:
+            raise ResyncRequested(f"the pointer names generation {live_now}, not {generation}: continuing there")
 
     def _pause_for_flip(self, to: str, checkpoint: str) -> None:
         """Paused (the flip's state says so): raises ResyncRequested once flipped (continue on the new

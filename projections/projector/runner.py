@@ -122,8 +122,7 @@ class Runner(BatchSteps):
         self.hook = hook or _noop
         self.stop_flag = threading.Event()
         self.token = token or new_token()
-        # a shared client, except a cluster's: redis-py's refresh of a cluster's topology races threads sharing one
-        self.redis = client if client is not None and not is_cluster(client) else connect(config.redis_url)
+        self.redis = client if client is not None and not is_cluster(client) else connect(config.redis_url)  # cluster: own client
         self.partition = Partition(config.projection, config.partition, config.partitions)
         tag = self.tag = self.partition.tag  # the partition's keys: its checkpoint, lease, status, parked events, ...
         self.status = RunStatus(tag, self.token)
@@ -137,7 +136,8 @@ class Runner(BatchSteps):
         build = builder_for(config.projection, config.significant_move) if live else None
         self.publisher = None if build is None else Publisher(self.redis, tag, build)
         self.build = None if self.publisher is None else self.publisher.events_of
-        self.requests = Requests(self.redis, tag, self.lease, config.lease_ms, self.stop_flag, self._tick)
+        self.requests = Requests(self.redis, tag, self.lease, config.lease_ms, self.stop_flag, self._tick,
+                                 keys.generation_pointer(config.projection))
         self.caught_up = False
         self.shared = shared
         self.tap: Tap | None = None

@@ -11,15 +11,11 @@ from projections.connection import connect
 from projections.maintenance.generations import live_generation
 from projections.partitions import Partition
 from projections.queries import Queries
-from tests.fixtures.live import LiveStack, sign_in, with_market
+from tests.fixtures.live import LiveStack, every_page_answers, rebuild_from_the_console, sign_in, with_market
 from tests.fixtures.topologies import ClusterSet
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
-
-PAGES = ["/", "/leaderboards/", "/risk/", "/market/", "/projections/", "/shards/", "/jobs/", "/consistency/",
-         "/infrastructure/", "/settings/", "/audit/"]
-
 
 @pytest.fixture
 def cluster_stack(transactional_db, tmp_path, own_store_uri, redis_process, cluster_set: ClusterSet):
@@ -40,10 +36,7 @@ def test_the_console_runs_whole_on_a_cluster(cluster_stack: LiveStack, cluster_s
     assert len(top) == 5
     sign_in(page, cluster_stack, "chief", "browser-pw-9")
     page.wait_for_selector("body[data-live='on']", state="attached")
-    for path in PAGES:
-        response = page.goto(f"{cluster_stack.url}{path}")
-        assert response is not None and response.status == 200, path
-        assert "Traceback" not in page.content() and "Server Error" not in page.content(), path
+    every_page_answers(page, cluster_stack)
     page.goto(f"{cluster_stack.url}/leaderboards/")
     for user in top:
         page.wait_for_selector(f"text={user}")
@@ -53,12 +46,7 @@ def test_the_console_runs_whole_on_a_cluster(cluster_stack: LiveStack, cluster_s
     for port in cluster_set.primaries():
         assert f"127.0.0.1:{port}" in nodes
 
-    page.goto(f"{cluster_stack.url}/projections/")
-    page.click("#p-portfolio a[data-action='rebuild']")
-    page.fill("#id_confirm", "portfolio")
-    page.click("text=Start the rebuild")
-    page.wait_for_url("**/jobs/*/")
-    page.wait_for_selector("[data-field='job-state']:has-text('succeeded')", timeout=90_000)  # pushed live
+    rebuild_from_the_console(page, cluster_stack, "portfolio")
     assert live_generation(client, "portfolio") == 2
     assert [r.user_id for r in Queries(client).top_portfolios(5)] == top
 
@@ -84,6 +72,4 @@ def test_the_console_runs_whole_on_a_cluster(cluster_stack: LiveStack, cluster_s
     promoted = page.inner_text("[data-board='redis-nodes']")
     assert "portfolio 0/4" in promoted  # held by the promoted replica now
     wait_until(lambda: page.request.get(f"{cluster_stack.url}/readyz").json()["ready"], 30, what="ready again")
-    for path in PAGES:
-        response = page.goto(f"{cluster_stack.url}{path}")
-        assert response is not None and response.status == 200, path
+    every_page_answers(page, cluster_stack)
