@@ -23,6 +23,7 @@ from lucent_admin.bootstrap import event_store, redis_client
 from lucent_admin.operations.roles import VIEW_CONSOLE
 from projections.errors import EventStoreUnavailable, redact
 from projections.queries import Queries
+from projections.redis_nodes import RedisNode
 
 log = logging.getLogger(__name__)
 READY_CACHE_SECONDS = 1.5
@@ -36,22 +37,21 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 def _check_redis() -> str:
     """Redis answers; '' or, when it takes no writes (out of memory), why: the console still serves every page, so
-    it stays ready, and says so. On a cluster every primary holding slots must answer (one failed over holds none) (a partition on one that does
-    not cannot be read or written); the nodes are reported one by one by :func:`_redis_nodes`."""
+    it stays ready, and says so. On a cluster every primary holding slots must answer (a partition on one that does
+    not can be neither read nor written; a primary failed over holds none). The servers listed are kept for the look
+    to report one by one (:data:`_seen_nodes`)."""
     client = redis_client(timeout=1.0)
     client.ping()
     queries = Queries(client)
-    down = [n.address for n in queries.redis_nodes()
+    _seen_nodes[:] = queries.redis_nodes()
+    down = [n.address for n in _seen_nodes
             if n.role == "primary" and n.slots and (n.link == "failed" or n.used_bytes is None)]
     if down:
         raise redis.ConnectionError(f"primary {', '.join(down)} does not answer: its partitions wait for a failover")
     return queries.write_refusal()
 
 
-def _redis_nodes() -> dict[str, dict[str, object]]:
-    """Each Redis server: role, and whether it answers (a replica down leaves the console ready, and says so)."""
-    found = Queries(redis_client(timeout=1.0)).redis_nodes()
-    return {n.address: {"role": n.role, "ok": n.used_bytes is not None and n.link != "failed"} for n in found}
+_seen_nodes: list[RedisNode] = []  # the Redis servers the running look listed (written under _looking)
 
 
 def _check_eventstore() -> None:
@@ -93,11 +93,11 @@ def _look() -> dict[str, dict[str, object]]:
     with _looking:  # concurrent probes wait for one look rather than each taking its own
         taken, results = _looks.get(key, (float("-inf"), {}))
         if time.monotonic() - taken >= READY_CACHE_SECONDS:
+            _seen_nodes.clear()
             results = {name: _run(name, check) for name, check in CHECKS.items()}
-            try:
-                results["redis"]["nodes"] = _redis_nodes()
-            except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
-                log.warning("readyz: the Redis servers could not be listed: %s", redact(str(exc))[:300])
+            if _seen_nodes:  # each server: its role, and whether it answers (a replica down leaves the console ready)
+                results["redis"]["nodes"] = {n.address: {"role": n.role, "ok": n.used_bytes is not None and
+                                                         n.link != "failed"} for n in _seen_nodes}
             _looks.clear()
             _looks[key] = (time.monotonic(), results)
         return results

@@ -144,7 +144,7 @@ def flip(client: redis.Redis, projection: str, live: tuple[int, Sequence[Partiti
     def flip_at(ats: list[str]) -> None:
         try:
             if is_cluster(client):
-                _stepwise(client, script_keys, (from_g, to_g), list(zip(flip_keys, live_cps, ats)),
+                _stepwise(client, (script_keys[0], record), (from_g, to_g), list(zip(flip_keys, live_cps, ats)),
                           list(zip(new_cps, new_leases, tokens)), copies, fence)
                 return
             script(keys=script_keys, args=[str(from_g), str(to_g), FLIPPED, str(int(time.time() * 1000)), "",
@@ -210,10 +210,11 @@ return 1
 """
 
 
-def _stepwise(client: redis.Redis, script_keys: list[str], generations: tuple[int, int],
+def _stepwise(client: redis.Redis, pointer: tuple[str, str], generations: tuple[int, int],
               live: list[tuple[str, str, str]], new: list[tuple[str, str, str]], copies: list[str],
               fence: Fence | None) -> None:
-    """The flip on a Redis Cluster, a script per slot (see the module doc). ``live``: per live partition its flip,
+    """The flip on a Redis Cluster, a script per slot (see the module doc). ``pointer``: the pointer and the
+    projection's flip record (one slot); ``live``: per live partition its flip,
     its checkpoint and where it paused ('' : not paused); ``new``: per partition of G its checkpoint, its lease and
     the token of its runners. Raises ResponseError as the one script would."""
     from_g, to_g = generations
@@ -229,15 +230,15 @@ def _stepwise(client: redis.Redis, script_keys: list[str], generations: tuple[in
             raise redis.ResponseError("FLIP the live checkpoint moved")
         highest = max(highest, _int(stands))
     for checkpoint, lease, token in new:
-        if text(client.get(lease)) != token:
+        if (holder := text(client.get(lease))) != token:
             raise redis.ResponseError(f"FLIP generation {to_g} is no longer written by this job (its lease: "
-                                      f"{text(client.get(lease)) or None})")
+                                      f"{holder or None})")
         if _int(client.get(checkpoint)) < highest:
             raise redis.ResponseError("FLIP the new generation is behind")
     if fence is not None and text(client.get(fence[0])) != fence[1]:
         raise redis.ResponseError("LOST this run no longer holds its job")
     now = str(int(time.time() * 1000))
-    client.eval(_POINTER, 2, script_keys[0], script_keys[2], str(from_g), str(to_g), now)
+    client.eval(_POINTER, 2, *pointer, str(from_g), str(to_g), now)
     # flipped: the copies follow (a live partition's with its pause marked done), then G's runners are fenced
     for (flip_key, _, _), copy in zip(live, copies):
         client.eval(_FOLLOWED, 2, copy, flip_key, str(from_g), str(to_g), now)
