@@ -104,9 +104,13 @@ class Membership:
         return min(self.ttl_ms / 3000, 1.0)
 
     def tick(self) -> None:
-        """Announce, renew what is owned, hand back what is over the share, claim free partitions up to it."""
-        self.live = self._announce()
+        """Renew what is owned, announce, hand back what is over the share, claim free partitions up to it.
+
+        Renewing comes first: it is a PEXPIRE, not a deny-OOM write, so with Redis out of memory (the announcement's
+        ZADD refused, the tick ended there) the member keeps what it owns instead of losing every lease and
+        restarting its runners into a Redis that refuses their heartbeats."""
         self._renew_owned()
+        self.live = self._announce()
         for offset, projection in enumerate(self._projections):
             mine = [c for p, c in self.owned.items() if p.projection == projection]
             candidates = [p for p in self.partitions if p.projection == projection]

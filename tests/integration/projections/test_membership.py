@@ -1,6 +1,7 @@
 """Members claiming partitions with leases on a real Redis: fair shares, a join, a death, a zombie owner."""
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import redis
@@ -114,3 +115,33 @@ def test_leaving_drains_and_releases_everything_at_once(redis_client: redis.Redi
     assert not first.running and redis_client.zscore(keys.members(), "first") is None
     settle([second], rounds=2)  # no wait for a TTL: the leases were released
     assert set(second.running) == set(PARTITIONS)
+
+
+def test_a_member_keeps_its_partitions_while_redis_refuses_writes_for_memory(redis_client: redis.Redis) -> None:
+    """Out of memory (noeviction) for three TTLs: the announcement (ZADD) is refused at every tick, the renewals
+    (PEXPIRE) are not, so nothing is lost and no runner is restarted into a Redis that would refuse its heartbeat."""
+    member = Recorder(redis_client, "m0")
+    settle([member], rounds=2)
+    held = dict(member.running)
+    redis_client.config_set("maxmemory-policy", "noeviction")
+    memory = redis_client.info("memory")  # below what the data takes: every deny-OOM write is refused
+    redis_client.config_set("maxmemory", str(int(memory["used_memory_startup"]) + int(memory["used_memory_dataset"]) // 2))
+    refused = 0
+    try:
+        until = time.monotonic() + 3 * TTL_MS / 1000
+
+        def ticked_past_three_ttls() -> bool:
+            nonlocal refused
+            try:
+                member.membership.tick()
+            except redis.exceptions.OutOfMemoryError:
+                refused += 1
+            return time.monotonic() > until
+
+        wait_until(ticked_past_three_ttls, 10, what="three TTLs of ticks", interval=member.membership.interval)
+    finally:
+        redis_client.config_set("maxmemory", "0")
+    assert refused >= 3  # the announcement was refused: Redis was out of memory all along
+    assert member.running == held and not member.lost
+    for partition, claim in held.items():
+        assert text(redis_client.get(keys.lease(partition.tag))) == claim.token
