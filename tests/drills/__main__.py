@@ -1,4 +1,5 @@
-"""``python -m tests.drills [--drills NAME,NAME] [--keep] [--list]`` (``make drills [DRILLS=NAME,NAME]``).
+"""``python -m tests.drills [--drills NAME,NAME] [--partitions N] [--redis one|cluster|sentinel] [--keep] [--list]``
+(``make drills [DRILLS=NAME,NAME] [PARTITIONS=N] [REDIS=cluster]``).
 
 Builds the template stack once, runs each drill on a stack of its own, prints one JSON line per drill on
 stdout (progress and the logs' place go to stderr) and exits 1 if any drill found a difference, a problem
@@ -15,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.drills import stack
+from tests.drills import stack, topology
 from tests.drills.catalog import DRILLS
 from tests.drills.compare import check_exclusions
 from tests.drills.drill import Drill
@@ -23,13 +24,23 @@ from tests.drills.runner import failed, run_drill
 from tests.drills.stack import Template
 
 
-def selected(names: str) -> list[Drill]:
-    """The drills named (comma-separated; all when empty), in the suite's order; SystemExit naming an unknown one."""
+def selected(names: str, where: str = topology.ONE) -> list[Drill]:
+    """The drills named (comma-separated; all that run on topology ``where`` when empty), in the suite's order;
+    SystemExit naming an unknown one, or one that does not run there."""
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in {d.name for d in DRILLS}]
     if unknown:
         raise SystemExit(f"drills: unknown drill(s) {', '.join(unknown)}; known: {', '.join(d.name for d in DRILLS)}")
-    return [d for d in DRILLS if not wanted or d.name in wanted]
+    elsewhere = [d.name for d in DRILLS if d.name in wanted and where not in d.topologies]
+    if elsewhere:
+        raise SystemExit(f"drills: {', '.join(elsewhere)} act(s) on the stack's one Redis server, not on --redis {where}")
+    return [d for d in DRILLS if (not wanted or d.name in wanted) and where in d.topologies]
+
+
+def why(record: dict[str, object], chars: int = 1500) -> str:
+    """What made a drill fail, in one line (repeated after the suite: CI keeps only the end of its output)."""
+    reasons = {k: record[k] for k in ("error", "problems", "differences", "detail", "healed_s") if record.get(k) is not None}
+    return json.dumps(reasons)[:chars]
 
 
 def main() -> int:
@@ -39,10 +50,14 @@ def main() -> int:
     parser.add_argument("--list", action="store_true", help="list the drills and exit")
     parser.add_argument("--partitions", type=int, default=1,
                         help="LUCENT_PARTITIONS of every stack: the user-keyed projections split that many ways")
+    parser.add_argument("--redis", choices=topology.TOPOLOGIES, default=topology.ONE,
+                        help="where every stack keeps its read models: one Redis (default), a Redis Cluster of three "
+                             "primaries and three replicas, or a primary with a replica behind three Sentinels")
     args = parser.parse_args()
     stack.PARTITIONS["count"] = args.partitions
+    topology.CHOSEN["name"] = args.redis
     try:
-        drills = selected(args.drills)
+        drills = selected(args.drills, args.redis)
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -55,7 +70,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="lucent-drills-"))
-    print(f"drills: {len(drills)} drill(s); working directory {workdir}", file=sys.stderr, flush=True)
+    on = "" if args.redis == topology.ONE else f" on a Redis {args.redis}"
+    print(f"drills: {len(drills)} drill(s){on}; working directory {workdir}", file=sys.stderr, flush=True)
     template = Template(workdir / "template").build()
     print(f"drills: template stack built in {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
     failures = []
@@ -71,6 +87,7 @@ def main() -> int:
               file=sys.stderr)
         for record in failures:
             print(f"  {record['drill']}: {record.get('logs', workdir)}", file=sys.stderr)
+            print(f"    {why(record)}", file=sys.stderr)
         return 1
     print(f"drills: all {len(drills)} passed in {took:.0f} s", file=sys.stderr)
     if not args.keep:

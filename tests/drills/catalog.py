@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tests.drills import faults_data, faults_generations, faults_members, faults_processes, faults_services
 from tests.drills.drill import Drill
+from tests.drills.topology import CLUSTER, ONE, SENTINEL
 
 SLOW_REBUILD = {"LUCENT_BATCH_SIZE": "1"}  # a rebuild of the template's store then takes seconds, not one
 
@@ -16,22 +17,22 @@ DRILLS: tuple[Drill, ...] = (
           "LUCENT_BATCH_SIZE=1, so the kill lands mid-fold even on the small store)",
           faults_processes.worker_kill9_rebuild, market=True, env=SLOW_REBUILD),
     Drill("redis-oom", "Redis out of memory for 30 s under a live market (maxmemory just above what it used, policy "
-          "noeviction), then its limit restored", faults_services.redis_oom, market=True),
+          "noeviction), then its limit restored", faults_services.redis_oom, market=True, topologies=(ONE,)),
     Drill("redis-kill9-aof", "Redis killed with -9 under a live market, then started again from its append-only file "
-          "(make run's: fsync every second)", faults_services.redis_kill9_aof, market=True),
+          "(make run's: fsync every second)", faults_services.redis_kill9_aof, market=True, topologies=(ONE,)),
     Drill("eventstore-down", "the event store killed and kept down for 30 s under a live market (the simulator "
           "retrying its appends), then started again on its file", faults_services.eventstore_down, market=True),
     Drill("redis-failover", "a Redis failover to a replica with writes lost in the window: the replica cut off from the "
           "primary while the projector committed 60 more events, the stack stopped, the primary killed, the replica "
           "promoted (REPLICAOF NO ONE) and the stack started again on it", faults_services.redis_failover, market=True,
-          heal_timeout_s=90.0),
+          heal_timeout_s=90.0, topologies=(ONE,)),
     Drill("sentinel-failover", "the stack on a Sentinel-managed Redis (a replica, three Sentinels, every process on "
           "redis+sentinel://), then the primary killed with -9 under a live market: the Sentinels promote the replica and "
-          "every process follows by itself", faults_services.sentinel_failover, market=True, heal_timeout_s=90.0),
+          "every process follows by itself", faults_services.sentinel_failover, market=True, heal_timeout_s=90.0, topologies=(ONE, SENTINEL)),
     Drill("cluster-primary-kill", "the stack on a Redis Cluster (three primaries, three replicas, every process on "
           "redis+cluster://, Celery and Channels on a Redis of their own), then the primary holding the most partitions "
           "killed with -9 under a live market: the cluster promotes its replica and every process follows by itself",
-          faults_services.cluster_primary_kill, market=True, heal_timeout_s=90.0),
+          faults_services.cluster_primary_kill, market=True, heal_timeout_s=90.0, topologies=(ONE, CLUSTER)),
     Drill("job-lease-deleted", "the lease of a running rebuild job deleted from Redis mid-rebuild (a failover or a "
           "pause longer than the lease); the orphan sweep queues the job again while the first run still folds (the "
           "stack commits a batch per event, LUCENT_BATCH_SIZE=1, so a rebuild of the small store outlasts the sweep)",

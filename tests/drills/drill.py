@@ -17,6 +17,7 @@ from projections.codec import text
 from projections.keys import KeySpace
 from tests.drills.compare import live_generation, spaces
 from tests.drills.stack import JobRow, Stack
+from tests.drills.topology import TOPOLOGIES
 from tests.waiting import GiveUp, wait_until
 
 T = TypeVar("T")
@@ -34,6 +35,7 @@ class Drill:
     market: bool = False  # a live simulated market runs from before the fault until the stack is judged healed
     heal_timeout_s: float = 60.0  # from the fault's end (and its operator action) to 0 differences
     env: Mapping[str, str] = field(default_factory=dict)  # product settings the drill's stack runs with
+    topologies: tuple[str, ...] = TOPOLOGIES  # where it runs (``--redis``): drills on the Redis server itself, one
 
 
 @dataclass

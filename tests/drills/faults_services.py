@@ -2,21 +2,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from typing import Any
 
 import redis
 from redis.crc import key_slot
-from redis.sentinel import MasterNotFoundError, Sentinel
 
 from lucent_admin.embedded import free_port
 from projections import layout
 from projections.readmodels import PROJECTIONS, model
-from tests.drills import compare
+from tests.drills import compare, topology
 from tests.drills.drill import Context
-from tests.drills.processes import RedisServer, SentinelServer
-from tests.fixtures.topologies import cluster_port, redis_cli
+from tests.drills.processes import RedisServer
 
 OUTAGE_S = 30.0  # the issue's duration for Redis out of memory and the event store down
 BALLAST = "lucent-drills:ballast"  # not a Lucent key: the memory that keeps Redis over its limit
@@ -95,40 +92,25 @@ def eventstore_down(ctx: Context) -> None:
     ctx.lifted()
 
 
-def _replicated(primary: redis.Redis, replica: redis.Redis) -> bool:
-    info = _reply(replica.info("replication"))
-    return (info.get("master_link_status") == "up" and not info.get("master_sync_in_progress")
-            and int(info.get("slave_repl_offset", -1)) == int(_reply(primary.info("replication"))["master_repl_offset"]))
-
-
-SERVICE = "lucent"  # the Sentinels' name of the stack's primary
-
-
 def sentinel_failover(ctx: Context) -> None:
     """The stack moved onto Sentinels (a replica and three Sentinels beside its Redis, every process started again
-    on ``redis+sentinel://…``), then the primary killed -9 under a live market: the Sentinels promote the replica
-    and every process (projector, Celery workers and beat, Channels) follows by itself, with no restart."""
+    on ``redis+sentinel://…``; already there under ``--redis sentinel``), then the primary killed -9 under a live
+    market: the Sentinels promote the replica and every process (projector, Celery workers and beat, Channels)
+    follows by itself, with no restart."""
     stack = ctx.stack
     primary = stack.redis
-    replica = RedisServer(stack.files.root / "replica", stack.files.logs, "replica",
-                          ("--replicaof", "127.0.0.1", str(primary.port))).start()
-    sentinels = [SentinelServer(stack.files.root / f"sentinel{i}", stack.files.logs, f"sentinel{i}", primary.port,
-                                SERVICE).start() for i in range(3)]
-    stack.extra += [replica, *sentinels]
-    with primary.client() as p, replica.client() as r:
-        ctx.wait(lambda: _replicated(p, r), 30, "the replica to hold everything the primary holds", interval=0.1)
-    watcher = Sentinel([("127.0.0.1", s.port) for s in sentinels], socket_timeout=2)
-    ctx.wait(lambda: _primary_of(watcher) == primary.port and len(watcher.discover_slaves(SERVICE)) == 1, 30,
-             "the Sentinels to see the primary and its replica", interval=0.1)
-    stack.stop_apps()
-    stack.redis_url = f"redis+sentinel://{','.join(f'127.0.0.1:{s.port}' for s in sentinels)}/{SERVICE}/0"
-    stack.start_apps()
+    if stack.sentinels is None:
+        stack.stop_apps()
+        topology.onto_sentinels(stack)
+        stack.start_apps()
+    assert stack.sentinels is not None
+    replica, watcher = stack.sentinels
     cut = compare.heads(stack.store.uri, PROJECTIONS)
     with stack.eventstore() as store:  # live traffic committed through the Sentinels' primary before it dies
         ctx.wait(lambda: store.count_after(cut["market"], model("market").event_types, 1000) >= WINDOW_EVENTS,
                  60, "the market to append events on the Sentinels' primary", interval=0.1)
     primary.kill()
-    ctx.wait(lambda: _primary_of(watcher) == replica.port, 30,
+    ctx.wait(lambda: topology.primary_of(watcher) == replica.port, 30,
              "the Sentinels to promote the replica", interval=0.1)
     ctx.note(f"primary {primary.port} killed, replica {replica.port} promoted by the Sentinels; no process restarted")
     stack.redis = replica
@@ -137,23 +119,15 @@ def sentinel_failover(ctx: Context) -> None:
 
 def cluster_primary_kill(ctx: Context) -> None:
     """The stack moved onto a Redis Cluster (three primaries, three replicas; every process started again on
-    ``redis+cluster://…``, Celery and Channels staying on the stack's Redis, which takes no cluster), its partitions
-    projected there from the store, then the primary holding the most partitions killed -9 under a live market: the
-    cluster promotes its replica and every process follows by itself."""
+    ``redis+cluster://…``, Celery and Channels staying on the stack's Redis, which takes no cluster; already there
+    under ``--redis cluster``), its partitions projected there from the store, then the primary holding the most
+    partitions killed -9 under a live market: the cluster promotes its replica and every process follows by itself."""
     stack = ctx.stack
-    ports = [cluster_port() for _ in range(6)]
-    nodes = [RedisServer(stack.files.root / f"cluster{port}", stack.files.logs, f"cluster{port}", (
-        "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
-        "--cluster-config-file", str(stack.files.root / f"cluster{port}" / "nodes.conf")), port=port).start()
-        for port in ports]
-    stack.extra += nodes
-    subprocess.run([redis_cli(), "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "1",
-                    "--cluster-yes"], check=True, capture_output=True, timeout=60)
-    ctx.wait(lambda: len(_cluster_primaries(ports)) == 3, 30, "the cluster to agree on its slots", interval=0.1)
-    stack.stop_apps()
-    stack.redis_url = f"redis+cluster://{','.join(f'127.0.0.1:{p}' for p in ports[:3])}"
-    stack.settings.update({"LUCENT_BROKER_URL": stack.redis.url(), "LUCENT_CHANNELS_URL": stack.redis.url()})
-    stack.start_apps()  # the projections are built on the cluster from the store before it returns
+    if not stack.cluster:
+        stack.stop_apps()
+        topology.onto_cluster(stack)
+        stack.start_apps()  # the projections are built on the cluster from the store before it returns
+    nodes, ports = stack.cluster, [node.port for node in stack.cluster]
     client = stack.client()
     holders: dict[int, int] = {}
     for name in PROJECTIONS:
@@ -166,31 +140,11 @@ def cluster_primary_kill(ctx: Context) -> None:
         ctx.wait(lambda: store.count_after(cut["market"], model("market").event_types, 1000) >= WINDOW_EVENTS,
                  60, "the market to append events on the cluster", interval=0.1)
     next(node for node in nodes if node.port == victim).kill()
-    ctx.wait(lambda: len(_cluster_primaries(ports)) == 3 and victim not in _cluster_primaries(ports), 30,
-             "the cluster to promote the victim's replica", interval=0.1)
+    ctx.wait(lambda: len(topology.cluster_primaries(ports)) == 3 and victim not in topology.cluster_primaries(ports),
+             30, "the cluster to promote the victim's replica", interval=0.1)
     ctx.note(f"primary {victim} (holding {holders[victim]} of {sum(holders.values())} partitions) killed, its replica "
              "promoted by the cluster; no process restarted")
     ctx.lifted()
-
-
-def _cluster_primaries(ports: list[int]) -> list[int]:
-    """The live primaries holding slots, as the first node that answers sees them."""
-    for port in ports:
-        try:
-            table = redis.Redis(port=port, socket_timeout=1, decode_responses=True).cluster("NODES")
-        except redis.RedisError:
-            continue
-        return sorted(int(address.split(":")[1].split("@")[0]) for address, node in table.items()
-                      if "master" in node["flags"] and "fail" not in node["flags"] and node["slots"])
-    return []
-
-
-def _primary_of(watcher: Sentinel) -> int:
-    """The port of the primary the Sentinels name (0 while they name none)."""
-    try:
-        return int(watcher.discover_master(SERVICE)[1])
-    except (redis.RedisError, MasterNotFoundError):
-        return 0
 
 
 def redis_failover(ctx: Context) -> None:
@@ -201,7 +155,7 @@ def redis_failover(ctx: Context) -> None:
     replica = RedisServer(stack.files.root / "replica", stack.files.logs, "replica",
                           ("--replicaof", "127.0.0.1", str(primary.port))).start()
     with primary.client() as p, replica.client() as r:
-        ctx.wait(lambda: _replicated(p, r), 30, "the replica to hold everything the primary holds", interval=0.1)
+        ctx.wait(lambda: topology.replicated(p, r), 30, "the replica to hold everything the primary holds", interval=0.1)
         # the link cut: the replica follows a primary that is not there; what the real one writes now is lost
         r.replicaof("127.0.0.1", str(free_port()))
         cut = compare.heads(stack.store.uri, PROJECTIONS)

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.sentinel import Sentinel
 
 from projections.connection import connect
 from projections.eventstore import EventStore
 from projections.readmodels import PROJECTIONS
-from tests.drills import compare, health
+from tests.drills import compare, health, topology
 from tests.drills.processes import BIN, ROOT, Proc, RedisServer, StoreServer, procfile
 
 HISTORY_EVENTS = 4000  # the template store: "a few thousand events" of a simulated market
@@ -158,6 +159,8 @@ class Stack:
         self.store = StoreServer(self.files.store, self.files.logs)
         self.redis_url = ""  # what the processes are given as REDIS_URL, if not the server's own (Sentinels)
         self.extra: list[Proc] = []  # servers a drill added (a replica, Sentinels), stopped with the stack
+        self.cluster: list[RedisServer] = []  # the cluster's nodes, primaries first, once the stack is on one
+        self.sentinels: tuple[RedisServer, Sentinel] | None = None  # the replica and the Sentinels, if any
         self.apps: dict[str, Proc] = {}  # the Procfile's processes by their Procfile name
         self.market: Proc | None = None
         self._client: tuple[str, redis.Redis] | None = None
@@ -206,8 +209,17 @@ class Stack:
     def start(self) -> Stack:
         self.redis.start()
         self.store.start()
+        topology.arrange(self)  # the run's topology (``--redis``): one Redis, a cluster, Sentinels
         self.start_apps()
         return self
+
+    def seed(self) -> None:
+        """Project the store into where the read models live (a cluster just created) up to its head, with the
+        product's defaults but the topology's own settings (a drill's, e.g. a commit per event, would make it
+        minutes), as a platform fills a new Redis before it starts its processes."""
+        settings = {k: v for k, v in self.settings.items() if k in topology.SETTINGS}
+        _run(_manage("seed", environment(self.files, self.live_url, self.store.uri, settings), self.files.logs,
+                     "run_projector", "--exit-when-caught-up"), 300)
 
     def start_apps(self) -> None:
         """Every process of the Procfile but the web server (projector, workers, beat), as production runs them;
