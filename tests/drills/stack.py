@@ -157,7 +157,7 @@ class Stack:
         self.settings = dict(settings or {})
         self.redis = RedisServer(self.files.redis, self.files.logs)
         self.store = StoreServer(self.files.store, self.files.logs)
-        self.redis_url = ""  # what the processes are given as REDIS_URL, if not the server's own (Sentinels)
+        self.redis_url = ""  # what the processes are given as REDIS_URL, if not the server's own (Sentinels, a cluster)
         self.extra: list[Proc] = []  # servers a drill added (a replica, Sentinels), stopped with the stack
         self.cluster: list[RedisServer] = []  # the cluster's nodes, primaries first, once the stack is on one
         self.sentinels: tuple[RedisServer, Sentinel] | None = None  # the replica and the Sentinels, if any
