@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import redis
 from redis.crc import key_slot
@@ -21,11 +20,6 @@ BALLAST_EVERY_S = 0.02
 WINDOW_EVENTS = 60  # events the primary commits that its replica never receives
 
 
-def _reply(value: Any) -> dict[str, Any]:
-    """A dict reply of the synchronous client (redis-py types every reply as possibly awaitable)."""
-    return dict(value)
-
-
 def _oom(client: redis.Redis) -> bool:
     """True once a write is refused for memory (the ballast write itself may be the last one accepted)."""
     try:
@@ -40,9 +34,9 @@ def redis_oom(ctx: Context) -> None:
     written again whenever memory freed elsewhere (a list trimmed, a message consumed) lets writes in, for 30 s;
     then the limit and policy restored and the ballast deleted."""
     client = ctx.stack.client()
-    saved = {name: str(_reply(client.config_get(name))[name]) for name in ("maxmemory", "maxmemory-policy")}
+    saved = {name: str(topology.reply(client.config_get(name))[name]) for name in ("maxmemory", "maxmemory-policy")}
     client.config_set("maxmemory-policy", "noeviction")
-    client.config_set("maxmemory", int(_reply(client.info("memory"))["used_memory"]) + 64 * 1024)
+    client.config_set("maxmemory", int(topology.reply(client.info("memory"))["used_memory"]) + 64 * 1024)
     try:
         ctx.wait(lambda: _oom(client), 10, "Redis to refuse writes for memory", interval=0.05)
         full, before = time.monotonic(), compare.checkpoint(client, "portfolio")
@@ -167,7 +161,7 @@ def redis_failover(ctx: Context) -> None:
         stack.stop_apps()
         primary.kill()
         r.replicaof("NO", "ONE")
-        ctx.wait(lambda: _reply(r.info("replication"))["role"] == "master", 10, "the replica to be promoted", interval=0.1)
+        ctx.wait(lambda: topology.reply(r.info("replication"))["role"] == "master", 10, "the replica to be promoted", interval=0.1)
     ctx.note(f"checkpoints lost in the failover (replica's, primary's): {lost}")
     stack.redis = replica
     stack.start_apps()

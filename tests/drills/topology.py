@@ -29,7 +29,7 @@ SERVICE = "lucent"  # the Sentinels' name of the stack's primary
 SETTINGS = ("LUCENT_BROKER_URL", "LUCENT_CHANNELS_URL")  # what a topology sets for every process of the stack
 
 
-def _reply(value: Any) -> dict[str, Any]:
+def reply(value: Any) -> dict[str, Any]:
     """A dict reply of the synchronous client (redis-py types every reply as possibly awaitable)."""
     return dict(value)
 
@@ -72,9 +72,9 @@ def cluster_primaries(ports: list[int]) -> list[int]:
 
 def replicated(primary: redis.Redis, replica: redis.Redis) -> bool:
     """The replica linked and holding everything the primary has written."""
-    info = _reply(replica.info("replication"))
+    info = reply(replica.info("replication"))
     return (info.get("master_link_status") == "up" and not info.get("master_sync_in_progress")
-            and int(info.get("slave_repl_offset", -1)) == int(_reply(primary.info("replication"))["master_repl_offset"]))
+            and int(info.get("slave_repl_offset", -1)) == int(reply(primary.info("replication"))["master_repl_offset"]))
 
 
 def onto_sentinels(stack: Stack) -> tuple[RedisServer, Sentinel]:
